@@ -1,0 +1,1 @@
+"""The annotators' web app: FastAPI routes plus a static ES-module client."""

@@ -1,0 +1,81 @@
+"""FastAPI dependencies and their ``Annotated`` aliases (SessionDep, CurrentUser, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from annotator_ui.settings import Settings
+from db.models import User
+from db.users import user_for_token
+
+SESSION_COOKIE = "de_session"
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One session per request; handlers commit explicitly, anything uncommitted rolls back."""
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_segmenter(request: Request) -> Any:
+    """The segmenter loaded once in the app's lifespan."""
+    seg = getattr(request.app.state, "segmenter", None)
+    if seg is None:
+        raise HTTPException(status_code=503, detail="no segmentation model is loaded")
+    return seg
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SegmenterDep = Annotated[Any, Depends(get_segmenter)]
+
+
+def request_token(request: Request) -> str | None:
+    """The session cookie, or else an ``Authorization: Bearer`` token."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return request.cookies.get(SESSION_COOKIE)
+
+
+def get_current_user(request: Request, session: SessionDep) -> User:
+    token = request_token(request)
+    user = user_for_token(session, token=token) if token else None
+    if user is None:
+        raise HTTPException(
+            status_code=401,
+            detail="not logged in: POST /api/auth/login, or send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: str) -> Callable[[User], User]:
+    """Dependency factory: the current user, if their role is one of ``roles`` (else 403)."""
+
+    def check(user: CurrentUser) -> User:
+        if user.role not in roles:
+            raise HTTPException(
+                status_code=403,
+                detail=f"role {user.role!r} may not do this; needs one of: {', '.join(roles)}",
+            )
+        return user
+
+    return check
+
+
+AdminUser = Annotated[User, Depends(require_roles("admin"))]
+ReviewerUser = Annotated[User, Depends(require_roles("reviewer", "admin"))]
+AnnotatorUser = Annotated[User, Depends(require_roles("annotator", "reviewer", "admin"))]
+CuratorUser = Annotated[User, Depends(require_roles("curator", "reviewer", "admin"))]

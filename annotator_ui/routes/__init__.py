@@ -1,0 +1,1 @@
+"""One APIRouter per module; annotator_ui.app.ROUTERS lists them."""

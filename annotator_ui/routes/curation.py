@@ -1,0 +1,5 @@
+"""Routes: curation (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

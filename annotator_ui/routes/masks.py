@@ -1,0 +1,5 @@
+"""Routes: masks (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

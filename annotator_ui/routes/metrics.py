@@ -1,0 +1,5 @@
+"""Routes: metrics (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: ml_backend (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

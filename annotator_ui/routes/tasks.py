@@ -1,0 +1,5 @@
+"""Routes: tasks (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

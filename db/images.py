@@ -1,0 +1,88 @@
+"""Image data functions: record probed files, deduplicated by sha256 per project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.errors import NotFound
+from db.models import Image
+
+
+def add_image(
+    session: Session,
+    *,
+    project_id: int,
+    uri: str,
+    sha256: str | None,
+    ok: bool,
+    reason: str | None = None,
+    **fields: Any,
+) -> tuple[Image, bool]:
+    """Insert an image row unless one with the same sha256 (or, if unreadable, uri) exists.
+
+    Returns (image, created). Safe under concurrent ingests: a unique-constraint
+    race resolves to the existing row.
+    """
+    existing = find_existing(session, project_id=project_id, uri=uri, sha256=sha256)
+    if existing is not None:
+        return existing, False
+    image = Image(
+        project_id=project_id,
+        uri=uri,
+        sha256=sha256,
+        status="ok" if ok else "rejected",
+        reason=reason,
+        **fields,
+    )
+    try:
+        with session.begin_nested():
+            session.add(image)
+    except IntegrityError:
+        existing = find_existing(session, project_id=project_id, uri=uri, sha256=sha256)
+        if existing is None:
+            raise
+        return existing, False
+    return image, True
+
+
+def find_existing(
+    session: Session, *, project_id: int, uri: str, sha256: str | None
+) -> Image | None:
+    if sha256 is not None:
+        q = select(Image).where(Image.project_id == project_id, Image.sha256 == sha256)
+    else:
+        q = select(Image).where(
+            Image.project_id == project_id, Image.sha256.is_(None), Image.uri == uri
+        )
+    return session.scalars(q.limit(1)).first()
+
+
+def get_image(session: Session, *, image_id: int) -> Image:
+    image = session.get(Image, image_id)
+    if image is None:
+        raise NotFound(f"no image with id {image_id}")
+    return image
+
+
+def list_images(
+    session: Session, *, project_id: int, status: str | None = "ok", limit: int | None = None
+) -> list[Image]:
+    q = select(Image).where(Image.project_id == project_id).order_by(Image.id)
+    if status is not None:
+        q = q.where(Image.status == status)
+    if limit is not None:
+        q = q.limit(limit)
+    return list(session.scalars(q))
+
+
+def count_by_status(session: Session, *, project_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Image.status, func.count())
+        .where(Image.project_id == project_id)
+        .group_by(Image.status)
+    )
+    return {status: n for status, n in rows}

@@ -1,0 +1,4 @@
+"""The model side of the data engine: backends, caches, pre-fill, codecs, metrics, curation.
+
+Knows nothing of HTTP.
+"""

@@ -1,0 +1,1 @@
+"""The `dataengine` command line and standalone benchmark / evaluation scripts."""

@@ -1,0 +1,79 @@
+"""`dataengine export --project P --format F --out DIR`: every exporter, written atomically."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from annotator_ui.settings import Settings
+from db.projects import get_project
+from db.session import transaction
+from engine.exporters.atomic import record_export, write_atomically
+from scripts.commands.common import console, domain_errors, fail, open_db
+
+# format name -> "module:function". Each function has the signature
+#   fn(session, *, project, out: Path, stage: str | None, options: dict) -> dict (counts)
+# and writes everything (including manifest.json) into ``out``, a fresh temporary folder.
+EXPORTERS: dict[str, str] = {
+    "coco": "engine.exporters.coco:export_coco",
+    "sa1b": "engine.exporters.sa1b:export_sa1b",
+    "label-studio": "engine.exporters.label_studio:export_label_studio",
+    "hf-imagefolder": "engine.exporters.hf_imagefolder:export_hf_imagefolder",
+    "kohya": "engine.exporters.kohya:export_kohya",
+}
+
+
+def resolve(fmt: str) -> Any:
+    if fmt not in EXPORTERS:
+        fail(f"unknown format {fmt!r}; choose one of {', '.join(EXPORTERS)}")
+    module, func = EXPORTERS[fmt].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def export_command(
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    fmt: str = typer.Option(..., "--format", "-f", help=f"One of: {', '.join(EXPORTERS)}."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (must not exist)."),
+    stage: str | None = typer.Option(
+        None,
+        help="Curation stage whose keeps are exported (hf-imagefolder, kohya: default specialist).",
+    ),
+    include: str = typer.Option(
+        "final",
+        help="Masks to export (coco, sa1b, label-studio): 'final' (accepted) or "
+        "'all' (proposals with scores too).",
+    ),
+    boxes: bool = typer.Option(False, help="label-studio: add RectangleLabels boxes too."),
+) -> None:
+    """Export a project. Written to a temporary folder and renamed: never partial."""
+    exporter = resolve(fmt)
+    factory = open_db(Settings())
+    options = {"include": include, "boxes": boxes}
+    if out.exists():
+        fail(f"{out} exists; choose a new --out folder (exports are never merged)")
+    with domain_errors(), transaction(factory) as s:
+        p = get_project(s, name=project)
+        counts, manifest_sha = write_atomically(
+            out, lambda tmp: exporter(s, project=p, out=tmp, stage=stage, options=options)
+        )
+        record_export(
+            s,
+            project_id=p.id,
+            kind=fmt,
+            out=out,
+            counts=counts,
+            manifest_sha256=manifest_sha,
+            params={"stage": stage, **options},
+        )
+    table = Table("what", "count", title=f"{fmt} export -> {out}")
+    for k, v in counts.items():
+        table.add_row(str(k), str(v))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_command)

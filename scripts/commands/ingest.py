@@ -1,0 +1,71 @@
+"""`dataengine ingest PATH... --project NAME`: verify, decode and record images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from annotator_ui.settings import Settings
+from engine.imageio import ProbeResult
+from engine.ingest import IngestSummary, ingest
+from scripts.commands.common import console, open_db, progress
+
+
+def print_summary(summary: IngestSummary) -> None:
+    table = Table("outcome", "files", title="ingest summary")
+    table.add_row("added", str(summary.added))
+    table.add_row("duplicates (already in project)", str(summary.duplicates))
+    for reason, n in sorted(summary.rejected.items()):
+        table.add_row(f"rejected: {reason}", str(n))
+    console.print(table)
+    for path, reason in summary.rejected_files:
+        console.print(f"  [red]rejected[/] {path}: {reason}")
+
+
+def run_ingest(settings: Settings, project: str, paths: list[Path], copy: bool) -> IngestSummary:
+    """Ingest with a progress bar; returns the summary (used by `up` too)."""
+    factory = open_db(settings)
+    with progress() as bar:
+        task = bar.add_task("ingest", total=None, status="")
+
+        def on_total(n: int) -> None:
+            bar.update(task, total=n)
+
+        def on_file(res: ProbeResult, outcome: str) -> None:
+            bar.update(task, advance=1, status=f"{outcome}: {res.path.name}")
+
+        summary = ingest(
+            factory,
+            project=project,
+            paths=paths,
+            copy_to=settings.image_store if copy else None,
+            max_pixels=settings.max_image_pixels,
+            on_file=on_file,
+            on_total=on_total,
+        )
+    return summary
+
+
+def ingest_command(
+    paths: list[Path] = typer.Argument(..., help="Files or folders (walked recursively)."),
+    project: str = typer.Option(..., "--project", "-p", help="Project name (created if missing)."),
+    copy: bool = typer.Option(False, "--copy", help="Copy images into the managed store."),
+    max_pixels: int | None = typer.Option(
+        None, help="Reject images above this many pixels (default: DATAENGINE_MAX_IMAGE_PIXELS)."
+    ),
+) -> None:
+    """Ingest images: verify, decode, record size/orientation/mode, deduplicate by sha256.
+
+    Bad files (corrupt, truncated, empty, non-image, too large) are recorded with
+    their reason and never stop the batch.
+    """
+    settings = Settings()
+    if max_pixels is not None:
+        settings.max_image_pixels = max_pixels
+    print_summary(run_ingest(settings, project, paths, copy))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest_command)

@@ -1,0 +1,128 @@
+"""`dataengine up`: the main job on embedded defaults, from nothing to a served app.
+
+Creates/upgrades the database (SQLite by default), makes a demo project and an
+admin, ingests sample photos (scikit-image's bundled photos, or folders given),
+pre-fills them with the configured backend (classical without weights), then
+serves the app and prints how to log in.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import skimage
+import typer
+from sqlalchemy import select
+
+from annotator_ui.settings import Settings
+from db.migrate import upgrade
+from db.models import User
+from db.projects import get_or_create_project
+from db.session import make_engine, make_session_factory, transaction
+from db.users import create_user, hash_password
+from scripts.commands.common import console
+from scripts.commands.ingest import print_summary, run_ingest
+
+# Photos that ship inside scikit-image (skimage/data), used when no folder is given.
+SAMPLE_PHOTOS = [
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "hubble_deep_field.jpg",
+    "horse.png",
+]
+DEMO_LABELS = [
+    "person",
+    "cat",
+    "dog",
+    "rocket",
+    "motorcycle",
+    "cup",
+    "plate",
+    "spoon",
+    "horse",
+    "building",
+    "tree",
+    "sky",
+    "background",
+]
+
+
+def sample_paths() -> list[Path]:
+    root = Path(skimage.__file__).parent / "data"
+    return [root / name for name in SAMPLE_PHOTOS if (root / name).exists()]
+
+
+def ensure_admin(settings: Settings, name: str, password: str | None) -> str | None:
+    """Create the admin (or reset its password when one is given); returns a new password."""
+    factory = make_session_factory(make_engine(settings.resolved_database_url))
+    with transaction(factory) as s:
+        user = s.scalar(select(User).where(User.name == name))
+        if user is None:
+            pw = password or secrets.token_urlsafe(12)
+            create_user(s, name=name, role="admin", password=pw)
+            return pw
+        if password:
+            user.password_hash = hash_password(password)
+            return password
+    return None
+
+
+def up_command(
+    paths: list[Path] = typer.Argument(None, help="Image folders/files (default: sample photos)."),
+    project: str = typer.Option("demo", help="Project to create or reuse."),
+    admin: str = typer.Option("admin", help="Admin user name."),
+    password: str | None = typer.Option(
+        None,
+        envvar="DATAENGINE_ADMIN_PASSWORD",
+        help="Admin password (default: generated on first run and printed).",
+    ),
+    prefill: bool = typer.Option(True, help="Pre-fill masks after ingest."),
+    serve: bool = typer.Option(True, help="Serve the app at the end."),
+) -> None:
+    """Set up everything on embedded defaults and serve the app."""
+    settings = Settings()
+    url = settings.resolved_database_url
+    console.rule("1/4 database")
+    upgrade(url)
+    console.print(
+        f"schema up to date at {make_engine(url).url.render_as_string(hide_password=True)}"
+    )
+    with transaction(make_session_factory(make_engine(url))) as s:
+        get_or_create_project(s, name=project, labels=DEMO_LABELS)
+    new_password = ensure_admin(settings, admin, password)
+
+    console.rule("2/4 ingest")
+    print_summary(run_ingest(settings, project, list(paths or sample_paths()), copy=False))
+
+    console.rule("3/4 pre-fill")
+    if prefill:
+        from scripts.commands.prefill import prefill_configured
+
+        prefill_configured(settings, project)
+    else:
+        console.print("skipped (--no-prefill)")
+
+    console.rule("4/4 serve")
+    where = f"http://{settings.host}:{settings.port}"
+    if new_password:
+        console.print(
+            f"log in at {where} as [bold]{admin}[/] with password [bold]{new_password}[/]"
+        )
+    else:
+        console.print(
+            f"log in at {where} as [bold]{admin}[/] (password set on first run; "
+            "`dataengine user passwd` sets a new one)"
+        )
+    console.print("add annotators with: dataengine user add NAME --role annotator")
+    if serve:
+        from scripts.commands.serve import serve_command
+
+        serve_command(host=None, port=None, workers=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up_command)

@@ -1,0 +1,88 @@
+"""`dataengine user ...`: add users with roles, list them, issue API tokens."""
+
+from __future__ import annotations
+
+import secrets
+
+import typer
+from rich.table import Table
+
+from annotator_ui.settings import Settings
+from db.models import ROLES
+from db.session import transaction
+from db.users import create_user, get_user, issue_token, list_users
+from scripts.commands.common import console, domain_errors, fail, open_db
+
+user_app = typer.Typer(help="Manage users, roles and API tokens.", no_args_is_help=True)
+
+
+@user_app.command("add")
+def user_add(
+    name: str = typer.Argument(..., help="Login name."),
+    role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),
+    password: str | None = typer.Option(
+        None,
+        "--password",
+        envvar="DATAENGINE_NEW_PASSWORD",
+        help="Password (8+ characters). Omitted: a random one is generated and printed.",
+    ),
+) -> None:
+    """Create a user with a role."""
+    if role not in ROLES:
+        fail(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    pw = password or secrets.token_urlsafe(12)
+    factory = open_db(Settings())
+    with domain_errors(), transaction(factory) as s:
+        user = create_user(s, name=name, role=role, password=pw)
+    console.print(
+        f"created {user.role} {user.name!r}" + ("" if password else f" with password {pw}")
+    )
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users and roles."""
+    factory = open_db(Settings())
+    table = Table("id", "name", "role", "active")
+    with factory() as s:
+        for u in list_users(s):
+            table.add_row(str(u.id), u.name, u.role, "yes" if u.active else "no")
+    console.print(table)
+
+
+@user_app.command("token")
+def user_token(
+    name: str = typer.Argument(..., help="User to issue the token for."),
+    hours: float = typer.Option(24 * 30, help="Lifetime in hours."),
+) -> None:
+    """Issue a bearer token for scripts (Authorization: Bearer <token>)."""
+    factory = open_db(Settings())
+    with domain_errors(), transaction(factory) as s:
+        token = issue_token(s, user=get_user(s, name=name), kind="api", hours=hours)
+    console.print(token)
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: str = typer.Argument(..., help="User whose password to set."),
+    password: str | None = typer.Option(
+        None,
+        "--password",
+        envvar="DATAENGINE_NEW_PASSWORD",
+        help="New password (8+ characters). Omitted: a random one is generated and printed.",
+    ),
+) -> None:
+    """Set a user's password."""
+    from db.users import hash_password
+
+    pw = password or secrets.token_urlsafe(12)
+    if len(pw) < 8:
+        fail("password must have at least 8 characters")
+    factory = open_db(Settings())
+    with domain_errors(), transaction(factory) as s:
+        get_user(s, name=name).password_hash = hash_password(pw)
+    console.print(f"password of {name!r} set" + ("" if password else f" to {pw}"))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(user_app, name="user")
