@@ -1,0 +1,67 @@
+"""Rounds and the control arm: which model version pre-fills a project now, and which images
+are served without pre-fill (a seeded, deterministic fraction)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.errors import InvalidInput
+from db.models import Round, utcnow
+
+ARMS = ("prefill", "control")
+
+
+def current_round(session: Session, *, project_id: int) -> Round | None:
+    """The project's open round with the highest number, or None."""
+    q = (
+        select(Round)
+        .where(Round.project_id == project_id, Round.ended_at.is_(None))
+        .order_by(Round.number.desc())
+        .limit(1)
+    )
+    return session.scalars(q).first()
+
+
+def start_round(
+    session: Session,
+    *,
+    project_id: int,
+    model_version_id: int | None,
+    control_fraction: float = 0.0,
+    seed: int = 0,
+) -> Round:
+    """Close the open round (if any) and open the next one."""
+    if not 0.0 <= control_fraction <= 1.0:
+        raise InvalidInput("control_fraction must be between 0 and 1")
+    now = utcnow()
+    for r in session.scalars(
+        select(Round).where(Round.project_id == project_id, Round.ended_at.is_(None))
+    ):
+        r.ended_at = now
+    last = session.scalar(select(func.max(Round.number)).where(Round.project_id == project_id))
+    rnd = Round(
+        project_id=project_id,
+        number=(last or 0) + 1,
+        model_version_id=model_version_id,
+        control_fraction=control_fraction,
+        seed=seed,
+        started_at=now,
+    )
+    session.add(rnd)
+    session.flush()
+    return rnd
+
+
+def arm_for_image(rnd: Round | None, image_id: int) -> str:
+    """``"control"`` for a seeded ``control_fraction`` of images, else ``"prefill"``.
+
+    Deterministic in (round seed, image id), so every server process agrees.
+    """
+    if rnd is None or rnd.control_fraction <= 0:
+        return "prefill"
+    digest = hashlib.sha256(f"{rnd.seed}:{image_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    return "control" if u < rnd.control_fraction else "prefill"
