@@ -17,6 +17,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from scipy.fft import dctn
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Our own, configurable limit (checked from the header, before decoding) replaces Pillow's
+# fixed one, so the rejection reason can name the size and the setting that governs it.
+Image.MAX_IMAGE_PIXELS = None
 EXIF_ORIENTATION_TAG = 0x0112
 DEFAULT_MAX_PIXELS = 100_000_000
 

@@ -42,13 +42,15 @@ def _pg_template() -> str:
     if "template" in _pg_state:
         return str(_pg_state["template"])
     name = f"de_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = _admin_engine()
     try:
-        admin = _admin_engine()
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as err:
         _pg_state["error"] = str(err.orig).strip().splitlines()[0]
         pytest.skip(f"PostgreSQL unreachable at {PG_URL}: {_pg_state['error']}")
+    finally:
+        admin.dispose()
     upgrade(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
     _pg_state["template"] = name
     return name

@@ -23,7 +23,7 @@ from db.migrate import check_up_to_date
 from db.session import make_engine, make_session_factory
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def open_db(settings: Settings) -> sessionmaker[Session]:
