@@ -1,0 +1,350 @@
+"""Flywheel metrics per round and arm, with seeded cluster-bootstrap 95 % intervals.
+
+The unit is an *image done*: an ``annotate`` lease with ``completed_at`` set, in one of
+the project's rounds; its arm (``prefill`` | ``control``) is the lease's. Every figure is a
+ratio of per-image sums, so one bootstrap (images resampled with replacement within a
+round x arm group) gives every interval:
+
+================================  =====================================================
+figure                            numerator / denominator (summed over images)
+================================  =====================================================
+final_masks_per_image             accepted masks / images
+prefill_precision                 confident ``model`` proposals still ``accepted`` (as
+                                  is) / confident proposals shown (prefill arm only)
+prefill_contribution              accepted masks with source model|model_edited /
+                                  accepted masks
+seconds_per_image                 active seconds / images
+seconds_per_final_mask            active seconds / accepted masks
+seconds_per_added_mask            seconds of timed ``human`` accepted masks / their number
+clicks_per_added_mask             their clicks / their number
+fixed_iou                         sum of IoU(final ``model_edited`` mask, the proposal it
+                                  began as) / number of such masks
+masks_per_annotator_hour          accepted masks / (active seconds / 3600)
+================================  =====================================================
+
+Active seconds follow ``engine.effort`` exactly (the same rules in one windowed SQL pass:
+``LAG`` / running ``SUM`` over ``(image_id, session_id)`` ordered by ``(client_time,
+seq)``), so the figures are recomputable from the raw event log with any ``idle_s``.
+Events of an image count when their ``lease_id`` is NULL or is that image's done lease.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from sqlalchemy import and_, case, false, func, literal, or_, select, true
+from sqlalchemy.orm import Session
+
+from db.models import Event, Lease, Mask, Round
+from engine import event_kinds as ek
+from engine.effort import CLICK_KINDS, CLOCK_RESTARTS, DEFAULT_IDLE_S, OBJECT_ENDS, OBJECT_STARTS
+
+ARMS = ("prefill", "control")
+# name -> (numerator column, denominator column, scale)
+FIGURES: dict[str, tuple[str, str, float]] = {
+    "final_masks_per_image": ("final", "one", 1.0),
+    "prefill_precision": ("accepted_as_is", "shown", 1.0),
+    "prefill_contribution": ("from_proposal", "final", 1.0),
+    "seconds_per_image": ("seconds", "one", 1.0),
+    "seconds_per_final_mask": ("seconds", "final", 1.0),
+    "seconds_per_added_mask": ("added_seconds", "added_timed", 1.0),
+    "clicks_per_added_mask": ("added_clicks", "added_timed", 1.0),
+    "fixed_iou": ("fixed_iou_sum", "fixed", 1.0),
+    "masks_per_annotator_hour": ("final", "seconds", 3600.0),
+}
+COLUMNS = (
+    "one", "final", "from_proposal", "added", "shown", "accepted_as_is", "fixed",
+    "fixed_iou_sum", "seconds", "added_seconds", "added_clicks", "added_timed",
+)  # fmt: skip
+
+
+@dataclass
+class Table:
+    """Per-image sums: ``image_ids`` (n,) int64, ``rounds`` (n,), ``arms`` (n,) str, ``cols`` name -> (n,) float64."""
+
+    image_ids: np.ndarray
+    rounds: np.ndarray
+    arms: np.ndarray
+    cols: dict[str, np.ndarray]
+
+
+def _done_leases(project_id: int) -> Any:
+    return (
+        select(
+            Lease.id.label("lease_id"),
+            Lease.image_id,
+            Lease.arm,
+            Round.number.label("round"),
+        )
+        .join(Round, Round.id == Lease.round_id)
+        .where(
+            Round.project_id == project_id,
+            Lease.stage == "annotate",
+            Lease.completed_at.is_not(None),
+        )
+    )
+
+
+def _mask_sums(session: Session, done: Any) -> dict[int, tuple[int, ...]]:
+    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed)."""
+    accepted = Mask.status == "accepted"
+    shown = and_(Mask.source == "model", Mask.confident == true())
+    q = (
+        select(
+            Mask.image_id,
+            func.sum(case((accepted, 1), else_=0)),
+            func.sum(
+                case((and_(accepted, Mask.source.in_(("model", "model_edited"))), 1), else_=0)
+            ),
+            func.sum(case((and_(accepted, Mask.source == "human"), 1), else_=0)),
+            func.sum(case((shown, 1), else_=0)),
+            func.sum(case((and_(shown, accepted), 1), else_=0)),
+            func.sum(case((and_(accepted, Mask.source == "model_edited"), 1), else_=0)),
+        )
+        .join(done, done.c.image_id == Mask.image_id)
+        .group_by(Mask.image_id)
+    )
+    return {int(r[0]): tuple(int(v or 0) for v in r[1:]) for r in session.execute(q)}
+
+
+def _effort_sums(session: Session, done: Any, idle_s: float) -> dict[int, tuple[float, ...]]:
+    """image_id -> (seconds, added_seconds, added_clicks, added_timed), one windowed pass."""
+    part = (Event.image_id, Event.session_id)
+    order = (Event.client_time, Event.seq)
+    base = (
+        select(
+            Event.image_id,
+            Event.session_id,
+            Event.kind,
+            Event.mask_id,
+            Event.client_time,
+            func.lag(Event.client_time).over(partition_by=part, order_by=order).label("prev_t"),
+            func.lag(Event.visible).over(partition_by=part, order_by=order).label("prev_vis"),
+            func.lag(Event.kind).over(partition_by=part, order_by=order).label("prev_kind"),
+            func.row_number().over(partition_by=part, order_by=order).label("rn"),
+            func.coalesce(
+                func.sum(case((Event.kind.in_(OBJECT_ENDS), 1), else_=0)).over(
+                    partition_by=part, order_by=order, rows=(None, -1)
+                ),
+                0,
+            ).label("grp"),
+        )
+        .join(done, done.c.image_id == Event.image_id)
+        .where(or_(Event.lease_id.is_(None), Event.lease_id == done.c.lease_id))
+    ).subquery("b")
+    dt = base.c.client_time - base.c.prev_t
+    idle_ms = literal(float(idle_s) * 1000.0)
+    gap = case(
+        (base.c.prev_t.is_(None), 0.0),
+        (base.c.prev_vis == false(), 0.0),
+        (base.c.prev_kind == ek.SUBMIT, 0.0),
+        (base.c.kind.in_(CLOCK_RESTARTS), 0.0),
+        (dt > idle_ms, idle_ms),
+        (dt < 0, 0.0),
+        else_=dt,
+    )
+    lvl2 = select(
+        base.c.image_id,
+        base.c.session_id,
+        base.c.grp,
+        base.c.kind,
+        base.c.mask_id,
+        base.c.rn,
+        gap.label("g"),
+        func.min(case((base.c.kind.in_(OBJECT_STARTS), base.c.rn)))
+        .over(partition_by=(base.c.image_id, base.c.session_id, base.c.grp))
+        .label("first_start"),
+    ).subquery("l2")
+    objects = (
+        select(
+            lvl2.c.image_id,
+            func.sum(lvl2.c.g).label("g_ms"),
+            func.sum(case((lvl2.c.rn > lvl2.c.first_start, lvl2.c.g), else_=0.0)).label("obj_ms"),
+            func.sum(case((lvl2.c.kind.in_(CLICK_KINDS), 1), else_=0)).label("clicks"),
+            func.max(case((lvl2.c.kind == ek.OBJECT_COMMIT, lvl2.c.mask_id))).label("commit"),
+        )
+        .group_by(lvl2.c.image_id, lvl2.c.session_id, lvl2.c.grp)
+        .subquery("o")
+    )
+    is_added = and_(Mask.status == "accepted", Mask.source == "human")
+    q = (
+        select(
+            objects.c.image_id,
+            func.sum(objects.c.g_ms),
+            func.sum(case((is_added, objects.c.obj_ms), else_=0.0)),
+            func.sum(case((is_added, objects.c.clicks), else_=0)),
+            func.sum(case((is_added, 1), else_=0)),
+        )
+        .outerjoin(Mask, Mask.id == objects.c.commit)
+        .group_by(objects.c.image_id)
+    )
+    return {
+        int(r[0]): (
+            float(r[1] or 0) / 1000.0,
+            float(r[2] or 0) / 1000.0,
+            int(r[3] or 0),
+            int(r[4] or 0),
+        )
+        for r in session.execute(q)
+    }
+
+
+def _fixed_ious(session: Session, done: Any) -> dict[int, float]:
+    """image_id -> sum of IoU(final model_edited mask, the model proposal it began as)."""
+    finals = session.execute(
+        select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle)
+        .join(done, done.c.image_id == Mask.image_id)
+        .where(Mask.status == "accepted", Mask.source == "model_edited")
+    ).all()
+    if not finals:
+        return {}
+    image_ids = {r.image_id for r in finals}
+    lineage = {
+        r.id: (r.parent_id, r.source, r.rle)
+        for r in session.execute(
+            select(Mask.id, Mask.parent_id, Mask.source, Mask.rle).where(
+                Mask.image_id.in_(image_ids), Mask.status == "superseded"
+            )
+        )
+    }
+    out: dict[int, float] = defaultdict(float)
+    for row in finals:
+        parent, hops = row.parent_id, 0
+        while parent in lineage and lineage[parent][1] != "model" and hops < 100:
+            parent, hops = lineage[parent][0], hops + 1
+        if parent not in lineage or lineage[parent][1] != "model":
+            continue
+        a, b = _coco(row.rle), _coco(lineage[parent][2])
+        out[row.image_id] += float(mask_utils.iou([a], [b], [0])[0][0])
+    return out
+
+
+def _coco(rle: dict[str, Any]) -> dict[str, Any]:
+    counts = rle["counts"]
+    return {
+        "size": list(rle["size"]),
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
+
+
+def per_image_table(session: Session, *, project_id: int, idle_s: float = DEFAULT_IDLE_S) -> Table:
+    """Per-image sums for every image done in the project's rounds (see the module table)."""
+    done = _done_leases(project_id).subquery("done")
+    leases = session.execute(select(done.c.image_id, done.c.round, done.c.arm)).all()
+    n = len(leases)
+    image_ids = np.fromiter((r[0] for r in leases), dtype=np.int64, count=n)
+    rounds = np.fromiter((r[1] for r in leases), dtype=np.int64, count=n)
+    arms = np.asarray([r[2] for r in leases], dtype=object)
+    cols = {c: np.zeros(n, dtype=np.float64) for c in COLUMNS}
+    cols["one"][:] = 1.0
+    pos = {int(i): k for k, i in enumerate(image_ids)}
+    for image_id, vals in _mask_sums(session, done).items():
+        k = pos[image_id]
+        for name, v in zip(
+            ("final", "from_proposal", "added", "shown", "accepted_as_is", "fixed"),
+            vals,
+            strict=True,
+        ):
+            cols[name][k] = v
+    for image_id, vals in _effort_sums(session, done, idle_s).items():
+        k = pos[image_id]
+        for name, v in zip(
+            ("seconds", "added_seconds", "added_clicks", "added_timed"), vals, strict=True
+        ):
+            cols[name][k] = v
+    for image_id, v in _fixed_ious(session, done).items():
+        cols["fixed_iou_sum"][pos[image_id]] = v
+    control = arms == "control"  # nothing is shown on control images, whatever exists
+    cols["shown"][control] = 0.0
+    cols["accepted_as_is"][control] = 0.0
+    return Table(image_ids, rounds, arms, cols)
+
+
+def bootstrap_counts(n: int, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """(reps, n) float64: how often each of n units is drawn in each resample."""
+    if n == 0:
+        return np.zeros((reps, 0))
+    idx = rng.integers(0, n, size=(reps, n))
+    flat = (np.arange(reps)[:, None] * n + idx).ravel()
+    return np.bincount(flat, minlength=reps * n).reshape(reps, n).astype(np.float64)
+
+
+def summarise(
+    table: Table, *, reps: int = 1000, seed: int = 0, level: float = 0.95
+) -> list[dict[str, Any]]:
+    """One dict per (round, arm) with every figure as ``{"value", "lo", "hi", "num", "den"}``.
+
+    ``value`` is None where the denominator is 0. Intervals are percentile intervals of a
+    cluster bootstrap over images with ``np.random.default_rng([seed, round, arm])``.
+    """
+    out = []
+    names = list(FIGURES)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    for rnd in sorted(set(table.rounds.tolist())):
+        for a, arm in enumerate(ARMS):
+            sel = (table.rounds == rnd) & (table.arms == arm)
+            n = int(sel.sum())
+            if n == 0:
+                continue
+            num = np.stack([table.cols[FIGURES[f][0]][sel] for f in names], axis=1)
+            den = np.stack([table.cols[FIGURES[f][1]][sel] for f in names], axis=1)
+            scale = np.asarray([FIGURES[f][2] for f in names])
+            counts = bootstrap_counts(n, reps, np.random.default_rng([seed, rnd, a]))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                boot = (counts @ num) / (counts @ den) * scale
+            figures: dict[str, Any] = {}
+            for j, name in enumerate(names):
+                tn, td = float(num[:, j].sum()), float(den[:, j].sum())
+                value = tn / td * scale[j] if td > 0 else None
+                finite = boot[:, j][np.isfinite(boot[:, j])]
+                lo, hi = (
+                    np.percentile(finite, q).tolist()
+                    if finite.size and value is not None
+                    else (None, None)
+                )
+                figures[name] = {"value": value, "lo": lo, "hi": hi, "num": tn, "den": td}
+            out.append({
+                "round": int(rnd), "arm": arm, "images_done": n,
+                "final_masks": int(table.cols["final"][sel].sum()),
+                "shown": int(table.cols["shown"][sel].sum()),
+                "added_masks": int(table.cols["added"][sel].sum()),
+                "active_seconds": float(table.cols["seconds"][sel].sum()),
+                "figures": figures,
+            })  # fmt: skip
+    return out
+
+
+def project_metrics(
+    session: Session,
+    *,
+    project_id: int,
+    idle_s: float = DEFAULT_IDLE_S,
+    reps: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Everything the CLI, the API and the report show: rounds (with model versions) + groups."""
+    rounds = session.execute(
+        select(Round.number, Round.id, Round.model_version_id, Round.control_fraction, Round.seed,
+               Round.started_at, Round.ended_at)
+        .where(Round.project_id == project_id).order_by(Round.number)
+    ).all()  # fmt: skip
+    table = per_image_table(session, project_id=project_id, idle_s=idle_s)
+    return {
+        "project_id": project_id,
+        "idle_s": idle_s,
+        "bootstrap": {"reps": reps, "seed": seed, "level": 0.95, "unit": "image"},
+        "rounds": [
+            {
+                "round": r.number, "round_id": r.id, "model_version_id": r.model_version_id,
+                "control_fraction": r.control_fraction, "seed": r.seed,
+                "started_at": r.started_at.isoformat(),
+                "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+            }
+            for r in rounds
+        ],
+        "groups": summarise(table, reps=reps, seed=seed),
+    }  # fmt: skip
