@@ -72,6 +72,7 @@ def require_roles(*roles: str) -> Callable[[User], User]:
             )
         return user
 
+    check.roles = tuple(roles)  # type: ignore[attr-defined]  # read by the route-permission test
     return check
 
 

@@ -1,0 +1,306 @@
+"""Request and response bodies of the annotator API (pydantic).
+
+Coordinate frames: points are ``[x, y]`` pixels of the full-resolution image (EXIF
+orientation applied), boxes XYXY pixels, masks COCO RLE ``{"size": [h, w], "counts": str}``,
+bboxes COCO XYWH pixels. Times are ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from db.models import Image, Lease, Mask, Project, User
+
+Role = Literal["annotator", "curator", "reviewer", "admin"]
+
+
+class RLE(BaseModel):
+    size: list[int] = Field(min_length=2, max_length=2, description="[height, width] pixels")
+    counts: str | list[int] = Field(description="COCO compressed string (or uncompressed list)")
+
+
+# --- projects and users ------------------------------------------------------------------
+
+
+class ProjectIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    labels: list[str] = Field(default_factory=list, description="The label taxonomy, in order.")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProjectPatch(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    labels: list[str] | None = None
+    settings: dict[str, Any] | None = None
+
+
+class ProjectOut(BaseModel):
+    id: int
+    name: str
+    labels: list[str]
+    settings: dict[str, Any]
+    created_at: dt.datetime
+    queue: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, p: Project, queue: dict[str, int] | None = None) -> ProjectOut:
+        return cls(
+            id=p.id,
+            name=p.name,
+            labels=[str(x) for x in p.labels or []],
+            settings=p.settings or {},
+            created_at=p.created_at,
+            queue=queue,
+        )
+
+
+class UserIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    role: Role
+    password: str = Field(min_length=8, max_length=1000)
+
+
+class UserPatch(BaseModel):
+    role: Role | None = None
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1000)
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    active: bool
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, u: User) -> UserOut:
+        return cls(id=u.id, name=u.name, role=u.role, active=u.active, created_at=u.created_at)
+
+
+# --- images and tasks ----------------------------------------------------------------------
+
+
+class ImageOut(BaseModel):
+    id: int
+    project_id: int
+    width: int | None
+    height: int | None
+    status: str
+    reason: str | None = None
+    sha256: str | None = None
+    file_url: str
+
+    @classmethod
+    def of(cls, im: Image) -> ImageOut:
+        return cls(
+            id=im.id,
+            project_id=im.project_id,
+            width=im.width,
+            height=im.height,
+            status=im.status,
+            reason=im.reason,
+            sha256=im.sha256,
+            file_url=f"/api/images/{im.id}/file",
+        )
+
+
+class NextIn(BaseModel):
+    project_id: int
+    stage: Literal["annotate", "generalist", "specialist"] = "annotate"
+
+
+class TaskOut(BaseModel):
+    """A lease on one image. ``draft`` is work kept from an earlier lost lease, if any."""
+
+    lease_id: int
+    stage: str
+    arm: str
+    image: ImageOut
+    labels: list[str]
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    completed_at: dt.datetime | None
+    heartbeat_seconds: float = Field(description="How often the page should send heartbeats.")
+    draft: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, lease: Lease, image: Image, labels: list[str], lease_minutes: float) -> TaskOut:
+        return cls(
+            lease_id=lease.id,
+            stage=lease.stage,
+            arm=lease.arm,
+            image=ImageOut.of(image),
+            labels=labels,
+            created_at=lease.created_at,
+            expires_at=lease.expires_at,
+            completed_at=lease.completed_at,
+            heartbeat_seconds=max(5.0, min(60.0, lease_minutes * 60 / 4)),
+            draft=lease.draft,
+        )
+
+
+class HeartbeatIn(BaseModel):
+    draft: dict[str, Any] | None = Field(default=None, description="Unsaved work to keep.")
+
+
+class MaskOp(BaseModel):
+    """One mask operation of a submit (see ``db.masks.apply_ops``)."""
+
+    op: Literal["accept", "reject", "fix", "add", "relabel", "delete"]
+    mask_id: int | None = None
+    version: int | None = None
+    rle: RLE | None = None
+    label: str | None = None
+    score: float | None = None
+    key: str | None = Field(default=None, max_length=64, description="Client id of a new mask.")
+
+
+class SubmitIn(BaseModel):
+    ops: list[MaskOp] = Field(default_factory=list, description="Changes not yet applied.")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class SubmitOut(BaseModel):
+    lease_id: int
+    image_id: int
+    completed_at: dt.datetime
+    created: dict[str, int] = Field(default_factory=dict)
+    counts: dict[str, int] = Field(default_factory=dict, description="Masks by status now.")
+
+
+# --- masks ----------------------------------------------------------------------------------
+
+
+class MaskOut(BaseModel):
+    id: int
+    image_id: int
+    rle: dict[str, Any]
+    bbox: list[float]
+    area: int
+    label: str | None
+    source: str
+    status: str
+    confident: bool
+    predicted_iou: float | None
+    stability: float | None
+    calibrated_confidence: float | None
+    confidence: float | None = Field(description="Calibrated if known, else predicted IoU.")
+    parent_id: int | None
+    author_id: int | None
+    version: int
+
+    @classmethod
+    def of(cls, m: Mask) -> MaskOut:
+        conf = m.calibrated_confidence if m.calibrated_confidence is not None else m.predicted_iou
+        return cls(
+            id=m.id,
+            image_id=m.image_id,
+            rle=m.rle,
+            bbox=[float(v) for v in m.bbox],
+            area=m.area,
+            label=m.label,
+            source=m.source,
+            status=m.status,
+            confident=bool(m.confident),
+            predicted_iou=m.predicted_iou,
+            stability=m.stability,
+            calibrated_confidence=m.calibrated_confidence,
+            confidence=conf,
+            parent_id=m.parent_id,
+            author_id=m.author_id,
+            version=m.version,
+        )
+
+
+class MasksOut(BaseModel):
+    image_id: int
+    arm: str
+    masks: list[MaskOut]
+
+
+class VersionIn(BaseModel):
+    version: int = Field(description="The mask version you saw; 409 if it changed since.")
+    lease_id: int | None = None
+
+
+class AcceptIn(VersionIn):
+    label: str | None = None
+
+
+class RelabelIn(VersionIn):
+    label: str | None
+
+
+class RevertIn(VersionIn):
+    status: Literal["proposed", "accepted", "rejected", "superseded"]
+
+
+class NewMaskIn(BaseModel):
+    rle: RLE
+    label: str | None = None
+    score: float | None = None
+    lease_id: int | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class FixIn(NewMaskIn):
+    version: int
+
+
+class LeaseIn(BaseModel):
+    lease_id: int | None = None
+
+
+class DecodeIn(BaseModel):
+    """A prompt. ``mask_input_id`` refines a previous decode; ``mask_id`` refines a stored mask."""
+
+    points: list[list[float]] = Field(default_factory=list, description="[[x, y], ...] pixels")
+    labels: list[int] = Field(default_factory=list, description="1 positive, 0 negative")
+    box: list[float] | None = Field(default=None, description="[x0, y0, x1, y1] pixels")
+    mask_input_id: str | None = None
+    mask_id: int | None = None
+    format: Literal["rle", "png"] = "rle"
+
+
+class DecodeOut(BaseModel):
+    rle: dict[str, Any]
+    score: float
+    area: int
+    bbox: list[float]
+    mask_input_id: str | None = Field(description="Pass back to refine this mask.")
+    embed_ms: float
+    decode_ms: float
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+class EventIn(BaseModel):
+    uuid: str = Field(min_length=8, max_length=36)
+    session_id: str = Field(min_length=1, max_length=64)
+    seq: int = 0
+    kind: str = Field(min_length=1, max_length=32)
+    client_time: float = Field(description="performance.now() milliseconds (monotonic).")
+    visible: bool = True
+    image_id: int | None = None
+    mask_id: int | None = None
+    lease_id: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventsIn(BaseModel):
+    """A batch. Items are checked one by one (shape: ``EventIn``), so one bad event is
+    reported in ``rejected`` and never stops the others."""
+
+    events: list[dict[str, Any]] = Field(max_length=1000)
+
+
+class EventsOut(BaseModel):
+    acknowledged: list[str]
+    stored: int
+    duplicates: int
+    rejected: list[dict[str, Any]]

@@ -1,0 +1,297 @@
+"""Task leases: hand each image to one person per stage, keep it while heartbeats arrive.
+
+A lease is *live* while ``completed_at`` is NULL and ``expires_at`` is in the future;
+*done* once ``completed_at`` is set. An image is free in a stage when it has neither.
+Work sent on a lost lease (expired, or taken over) is stored in ``lease.draft`` and
+``LeaseLost`` is raised; the caller commits before answering, so nothing is lost.
+
+Concurrency: ``next_lease`` locks the candidate image row (PostgreSQL: ``SELECT ... FOR
+UPDATE SKIP LOCKED``; SQLite: the database write lock, as ``db.session`` begins every
+transaction IMMEDIATE), then re-checks with a fresh statement, so two people asking at
+the same instant never get the same image.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session
+
+from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
+from db.models import Image, Lease, utcnow
+from db.rounds import arm_for_image, current_round
+
+STAGES = ("annotate", "generalist", "specialist")
+
+
+def _taken(stage: str, now: dt.datetime) -> Any:
+    """SQL condition: the outer ``Image`` row has a live or done lease in ``stage``."""
+    return exists().where(
+        Lease.image_id == Image.id,
+        Lease.stage == stage,
+        or_(Lease.completed_at.is_not(None), Lease.expires_at > now),
+    )
+
+
+def is_live(lease: Lease, now: dt.datetime | None = None) -> bool:
+    return lease.completed_at is None and lease.expires_at > (now or utcnow())
+
+
+def _own_live_lease(
+    session: Session, *, user_id: int, project_id: int, stage: str, now: dt.datetime
+) -> Lease | None:
+    q = (
+        select(Lease)
+        .join(Image, Image.id == Lease.image_id)
+        .where(
+            Lease.user_id == user_id,
+            Lease.stage == stage,
+            Image.project_id == project_id,
+            Lease.completed_at.is_(None),
+            Lease.expires_at > now,
+        )
+        .order_by(Lease.id.desc())
+        .limit(1)
+    )
+    return session.scalars(q).first()
+
+
+def _lost_draft(session: Session, *, image_id: int, user_id: int, stage: str) -> Any:
+    """The newest draft this user left on this image (a lost or released lease), if any."""
+    q = (
+        select(Lease.draft)
+        .where(
+            Lease.image_id == image_id,
+            Lease.user_id == user_id,
+            Lease.stage == stage,
+            Lease.completed_at.is_(None),
+            Lease.draft.is_not(None),
+        )
+        .order_by(Lease.id.desc())
+        .limit(1)
+    )
+    return session.scalar(q)
+
+
+def next_lease(
+    session: Session,
+    *,
+    user_id: int,
+    project_id: int,
+    stage: str = "annotate",
+    minutes: float = 30.0,
+    now: dt.datetime | None = None,
+) -> Lease:
+    """The user's live lease in this project and stage, or a new one on a free image.
+
+    Free = status ``ok``, no live and no done lease in ``stage``; lowest id first. The
+    lease records the round and arm (``control`` images are served without pre-fill) and
+    inherits this user's draft from an earlier lost lease on the same image.
+    Raises NotFound when the queue is empty, InvalidInput for an unknown stage.
+    """
+    if stage not in STAGES:
+        raise InvalidInput(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    now = now or utcnow()
+    own = _own_live_lease(session, user_id=user_id, project_id=project_id, stage=stage, now=now)
+    if own is not None:
+        return own
+    skipped: list[int] = []
+    while True:
+        q = (
+            select(Image.id)
+            .where(Image.project_id == project_id, Image.status == "ok", ~_taken(stage, now))
+            .order_by(Image.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)  # rendered on PostgreSQL only
+        )
+        if skipped:
+            q = q.where(Image.id.not_in(skipped))
+        image_id = session.scalar(q)
+        if image_id is None:
+            raise NotFound(f"no images left to {stage} in project {project_id}")
+        # Fresh statement, fresh snapshot: a lease committed while we waited is visible now.
+        recheck = select(Image.id).where(Image.id == image_id, _taken(stage, now))
+        if session.scalar(recheck) is not None:
+            skipped.append(image_id)
+            continue
+        rnd = current_round(session, project_id=project_id)
+        lease = Lease(
+            image_id=image_id,
+            user_id=user_id,
+            stage=stage,
+            round_id=rnd.id if rnd else None,
+            arm=arm_for_image(rnd, image_id),
+            created_at=now,
+            heartbeat_at=now,
+            expires_at=now + dt.timedelta(minutes=minutes),
+            draft=_lost_draft(session, image_id=image_id, user_id=user_id, stage=stage),
+        )
+        session.add(lease)
+        session.flush()
+        return lease
+
+
+def get_lease(session: Session, *, lease_id: int) -> Lease:
+    lease = session.get(Lease, lease_id)
+    if lease is None:
+        raise NotFound(f"no lease with id {lease_id}")
+    return lease
+
+
+def own_lease(session: Session, *, lease_id: int, user_id: int) -> Lease:
+    """The lease, if it belongs to ``user_id`` (PermissionDenied otherwise)."""
+    lease = get_lease(session, lease_id=lease_id)
+    if lease.user_id != user_id:
+        raise PermissionDenied("this lease belongs to someone else")
+    return lease
+
+
+def _lost(lease: Lease, draft: dict[str, Any] | None, what: str) -> LeaseLost:
+    if draft is not None:
+        lease.draft = draft
+    return LeaseLost(
+        f"the lease on image {lease.image_id} was lost (it expired after missing heartbeats, "
+        f"or was released) before {what}; your work was kept as a draft on lease {lease.id} "
+        "and comes back when you open this image again"
+    )
+
+
+def heartbeat(
+    session: Session,
+    *,
+    lease_id: int,
+    user_id: int,
+    minutes: float = 30.0,
+    draft: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> Lease:
+    """Extend a live lease by ``minutes`` from now and store ``draft`` if given.
+
+    Raises LeaseLost (after storing the draft: commit, then answer 409) when expired,
+    Conflict when already submitted, PermissionDenied for someone else's lease.
+    """
+    now = now or utcnow()
+    lease = own_lease(session, lease_id=lease_id, user_id=user_id)
+    if lease.completed_at is not None:
+        raise Conflict(f"lease {lease_id} was already submitted")
+    if lease.expires_at <= now:
+        raise _lost(lease, draft, "this heartbeat")
+    lease.heartbeat_at = now
+    lease.expires_at = now + dt.timedelta(minutes=minutes)
+    if draft is not None:
+        lease.draft = draft
+    session.flush()
+    return lease
+
+
+def check_live(
+    session: Session,
+    *,
+    lease_id: int,
+    user_id: int,
+    draft: dict[str, Any] | None = None,
+    what: str = "submitting",
+    now: dt.datetime | None = None,
+) -> Lease:
+    """The lease if it is this user's and live; else store ``draft`` and raise LeaseLost."""
+    now = now or utcnow()
+    lease = own_lease(session, lease_id=lease_id, user_id=user_id)
+    if lease.completed_at is not None:
+        raise Conflict(f"lease {lease_id} was already submitted")
+    if lease.expires_at <= now:
+        raise _lost(lease, draft, what)
+    return lease
+
+
+def complete(session: Session, *, lease: Lease, now: dt.datetime | None = None) -> Lease:
+    """Mark a live lease done (the image is finished in its stage)."""
+    lease.completed_at = now or utcnow()
+    lease.draft = None
+    session.flush()
+    return lease
+
+
+def save_draft(session: Session, *, lease_id: int, draft: dict[str, Any]) -> None:
+    """Store work on a lease whatever its state (used when a submit fails part-way)."""
+    get_lease(session, lease_id=lease_id).draft = draft
+    session.flush()
+
+
+def release(
+    session: Session,
+    *,
+    lease_id: int,
+    user_id: int,
+    draft: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> Lease:
+    """Give a lease back early (the image becomes free); a given draft is kept for later."""
+    lease = own_lease(session, lease_id=lease_id, user_id=user_id)
+    if lease.completed_at is not None:
+        raise Conflict(f"lease {lease_id} was already submitted")
+    now = now or utcnow()
+    lease.expires_at = min(lease.expires_at, now)
+    if draft is not None:
+        lease.draft = draft
+    session.flush()
+    return lease
+
+
+def user_has_lease(session: Session, *, user_id: int, image_id: int) -> bool:
+    """True when the user holds or held a lease on the image (any stage)."""
+    q = select(Lease.id).where(Lease.user_id == user_id, Lease.image_id == image_id).limit(1)
+    return session.scalar(q) is not None
+
+
+def arm_of(session: Session, *, image_id: int, user_id: int | None = None) -> str:
+    """The arm the image is served in: the user's newest lease's, else the current round's."""
+    if user_id is not None:
+        arm = session.scalar(
+            select(Lease.arm)
+            .where(Lease.user_id == user_id, Lease.image_id == image_id)
+            .order_by(Lease.id.desc())
+            .limit(1)
+        )
+        if arm is not None:
+            return str(arm)
+    image = session.get(Image, image_id)
+    if image is None:
+        raise NotFound(f"no image with id {image_id}")
+    return arm_for_image(current_round(session, project_id=image.project_id), image_id)
+
+
+def queue_counts(session: Session, *, project_id: int, stage: str = "annotate") -> dict[str, int]:
+    """How many ok images are free, leased (live) and done in a stage."""
+    now = utcnow()
+    images = select(Image.id).where(Image.project_id == project_id, Image.status == "ok")
+    total = len(session.scalars(images).all())
+    done = len(
+        session.scalars(
+            select(Lease.image_id)
+            .join(Image, Image.id == Lease.image_id)
+            .where(
+                Image.project_id == project_id,
+                Lease.stage == stage,
+                Lease.completed_at.is_not(None),
+            )
+            .distinct()
+        ).all()
+    )
+    leased = len(
+        session.scalars(
+            select(Lease.image_id)
+            .join(Image, Image.id == Lease.image_id)
+            .where(
+                and_(
+                    Image.project_id == project_id,
+                    Lease.stage == stage,
+                    Lease.completed_at.is_(None),
+                    Lease.expires_at > now,
+                )
+            )
+            .distinct()
+        ).all()
+    )
+    return {"total": total, "done": done, "leased": leased, "free": total - done - leased}
