@@ -1,0 +1,281 @@
+"""Flywheel step 1: "confident" becomes a measured precision.
+
+Fit P(accept as-is | proposal features) with scikit-learn logistic regression on the
+human decisions about *shown* proposals (confident ``model`` masks on done pre-fill
+images: ``accepted`` -> 1; ``rejected``, ``superseded`` (fixed) or left undecided -> 0),
+then choose the lowest probability threshold whose precision on cross-validated
+predictions reaches the target (default 0.90): the most pre-fill at that precision.
+
+The result is a plain dict stored in ``model_version.calibration`` of a NEW child model
+version (same backend and weights, ``parent_id`` = the version whose proposals were judged)::
+
+    {"kind": "logistic", "features": [...], "coef": [...], "intercept": float,
+     "threshold": float, "target_precision": float, "target_met": bool, "n": int,
+     "n_positive": int, "fitted_precision": float, "fitted_recall": float}
+
+``coef`` apply to the raw features (standardisation is folded in), so scoring needs only
+numpy: ``p = 1 / (1 + exp(-(X @ coef + intercept)))``; confident = ``p >= threshold``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.errors import InvalidInput, NotFound
+from db.models import Image, Lease, Mask, ModelVersion, Round
+from db.rounds import current_round
+from engine.segmenter import Proposal
+
+# name -> f(predicted_iou, stability, area, bbox XYWH (N,4), H, W) -> (N,) float64
+Feature = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float], np.ndarray]
+
+
+def _border(b: np.ndarray, h: float, w: float) -> np.ndarray:
+    touch = (
+        (b[:, 0] <= 1).astype(float)
+        + (b[:, 1] <= 1)
+        + (b[:, 0] + b[:, 2] >= w - 1)
+        + (b[:, 1] + b[:, 3] >= h - 1)
+    )
+    return touch / 4.0
+
+
+FEATURES: dict[str, Feature] = {
+    "predicted_iou": lambda iou, st, a, b, h, w: iou,
+    "stability": lambda iou, st, a, b, h, w: st,
+    "log_area_frac": lambda iou, st, a, b, h, w: np.log10(np.maximum(a / (h * w), 1e-6)),
+    "abs_log_aspect": lambda iou, st, a, b, h, w: np.abs(
+        np.log(np.maximum(b[:, 2], 1.0) / np.maximum(b[:, 3], 1.0))
+    ),
+    "border_contact": lambda iou, st, a, b, h, w: _border(b, h, w),
+    "bbox_fill": lambda iou, st, a, b, h, w: a / np.maximum(b[:, 2] * b[:, 3], 1.0),
+}
+DEFAULT_FEATURES = list(FEATURES)
+MIN_SAMPLES = 20
+
+
+def feature_matrix(
+    names: Sequence[str],
+    predicted_iou: np.ndarray,
+    stability: np.ndarray,
+    area: np.ndarray,
+    bbox_xywh: np.ndarray,
+    image_size: tuple[float, float] | np.ndarray,
+) -> np.ndarray:
+    """(N, F) float64. ``image_size`` is (H, W), or an (N, 2) array of per-row (H, W)."""
+    size = np.asarray(image_size, dtype=np.float64)
+    h, w = (size[..., 0], size[..., 1])
+    b = np.asarray(bbox_xywh, dtype=np.float64).reshape(-1, 4)
+    args = (
+        np.asarray(predicted_iou, dtype=np.float64),
+        np.asarray(stability, dtype=np.float64),
+        np.asarray(area, dtype=np.float64),
+        b,
+        h,
+        w,
+    )
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise InvalidInput(f"unknown calibration feature(s) {unknown}; known: {list(FEATURES)}")
+    if len(b) == 0:
+        return np.zeros((0, len(names)))
+    return np.stack([np.broadcast_to(FEATURES[n](*args), (len(b),)) for n in names], axis=1)
+
+
+def score_proposals(
+    calibration: dict[str, Any], proposals: list[Proposal], image_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence (N,) float64 in [0, 1], confident (N,) bool) for one image's proposals.
+
+    ``image_size`` is (H, W). Raises InvalidInput when the calibration dict is malformed.
+    """
+    kind = calibration.get("kind")
+    if kind != "logistic":
+        raise InvalidInput(f"unknown calibration kind {kind!r}; this version reads 'logistic'")
+    if not proposals:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    x = feature_matrix(
+        calibration["features"],
+        np.array([p.predicted_iou for p in proposals], dtype=np.float64),
+        np.array([p.stability for p in proposals], dtype=np.float64),
+        np.array([p.area for p in proposals], dtype=np.float64),
+        np.array([p.bbox for p in proposals], dtype=np.float64),
+        image_size,
+    )
+    conf = _predict(calibration, x)
+    return conf, conf >= float(calibration["threshold"])
+
+
+def _predict(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    z = x @ np.asarray(calibration["coef"], dtype=np.float64) + float(calibration["intercept"])
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def pick_threshold(scores: np.ndarray, y: np.ndarray, target: float) -> tuple[float, bool]:
+    """Lowest threshold t with precision(scores >= t) >= target; else the most precise t.
+
+    Returns (threshold, target_met). Ties are kept together (a threshold never splits them).
+    """
+    order = np.argsort(-scores, kind="stable")
+    s, t = scores[order], y[order].astype(np.float64)
+    tp = np.cumsum(t)
+    k = np.arange(1, len(s) + 1)
+    last_of_tie = np.r_[s[1:] != s[:-1], True]
+    prec = np.where(last_of_tie, tp / k, -1.0)
+    ok = np.flatnonzero(prec >= target)
+    if len(ok):
+        return float(s[ok[-1]]), True
+    best = int(np.argmax(prec))
+    return float(s[best]), False
+
+
+def fit_calibration(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    features: Sequence[str],
+    target_precision: float = 0.90,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit the logistic model on (N, F) features and 0/1 labels; returns the calibration dict."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    if not 0.0 < target_precision <= 1.0:
+        raise InvalidInput(f"target precision must be in (0, 1], got {target_precision}")
+    y = np.asarray(y, dtype=np.int64)
+    n, n_pos = len(y), int(y.sum())
+    if n < MIN_SAMPLES or n_pos == 0 or n_pos == n:
+        raise InvalidInput(
+            f"calibration needs at least {MIN_SAMPLES} reviewed proposals with both accepts "
+            f"and rejects; have {n} ({n_pos} accepted). Annotate more pre-filled images first."
+        )
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    xs = (x - mean) / scale
+    model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+    folds = min(5, n_pos, n - n_pos)
+    if folds >= 2:
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        held_out = cross_val_predict(model, xs, y, cv=cv, method="predict_proba")[:, 1]
+    else:
+        held_out = None
+    model.fit(xs, y)
+    coef = model.coef_[0] / scale
+    intercept = float(model.intercept_[0] - np.sum(model.coef_[0] * mean / scale))
+    cal: dict[str, Any] = {
+        "kind": "logistic",
+        "features": list(features),
+        "coef": [float(c) for c in coef],
+        "intercept": intercept,
+    }
+    fitted = _predict(cal, x)
+    scores = held_out if held_out is not None else fitted
+    threshold, met = pick_threshold(scores, y, target_precision)
+    # Map the held-out threshold onto the final model's scale by rank (same fraction shown).
+    if held_out is not None:
+        frac_shown = float(np.mean(held_out >= threshold))
+        threshold = float(np.quantile(fitted, 1.0 - frac_shown)) if frac_shown > 0 else 1.0
+    shown = fitted >= threshold
+    cal.update(
+        threshold=threshold,
+        target_precision=float(target_precision),
+        target_met=bool(met),
+        n=n,
+        n_positive=n_pos,
+        fitted_precision=float(y[shown].mean()) if shown.any() else None,
+        fitted_recall=float(y[shown].sum() / n_pos),
+        cv_folds=folds if held_out is not None else 0,
+    )
+    return cal
+
+
+def training_set(
+    session: Session, *, project_id: int, parent: ModelVersion
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(X (N, F), y (N,) int, feature names) from shown proposals of ``parent``'s weights."""
+    key = (parent.params or {}).get("model_key")
+    same = [
+        mv.id
+        for mv in session.scalars(
+            select(ModelVersion).where(ModelVersion.backend == parent.backend)
+        )
+        if mv.id == parent.id or ((mv.params or {}).get("model_key") == key and key is not None)
+    ]
+    rows = session.execute(
+        select(Mask.predicted_iou, Mask.stability, Mask.area, Mask.bbox, Mask.status,
+               Image.height, Image.width)
+        .join(Image, Image.id == Mask.image_id)
+        .join(Lease, Lease.image_id == Mask.image_id)
+        .join(Round, Round.id == Lease.round_id)
+        .where(Round.project_id == project_id, Lease.stage == "annotate",
+               Lease.completed_at.is_not(None), Lease.arm == "prefill",
+               Mask.source == "model", Mask.confident.is_(True),
+               Mask.model_version_id.in_(same))
+    ).all()  # fmt: skip
+    names = DEFAULT_FEATURES
+    if not rows:
+        return np.zeros((0, len(names))), np.zeros(0, dtype=np.int64), names
+    col = list(zip(*rows, strict=True))
+    x = feature_matrix(
+        names,
+        np.array([v if v is not None else 0.0 for v in col[0]], dtype=np.float64),
+        np.array([v if v is not None else 0.0 for v in col[1]], dtype=np.float64),
+        np.array(col[2], dtype=np.float64),
+        np.array(col[3], dtype=np.float64),
+        np.stack([np.array(col[5], dtype=np.float64), np.array(col[6], dtype=np.float64)], axis=1),
+    )
+    y = np.array([s == "accepted" for s in col[4]], dtype=np.int64)
+    return x, y, names
+
+
+def calibrate_project(
+    session: Session,
+    *,
+    project_id: int,
+    model_version_id: int | None = None,
+    target_precision: float = 0.90,
+    seed: int = 0,
+) -> ModelVersion:
+    """Fit on the project's decisions and register the calibrated child model version.
+
+    The parent is ``model_version_id`` or the current round's model version. Its calibrated
+    ancestor's parent is used when the parent is itself a calibration (no chains of chains).
+    """
+    if model_version_id is None:
+        rnd = current_round(session, project_id=project_id)
+        if rnd is None or rnd.model_version_id is None:
+            raise InvalidInput(
+                "no model version to calibrate: pass --model-version, or start a round with one"
+            )
+        model_version_id = rnd.model_version_id
+    parent = session.get(ModelVersion, model_version_id)
+    if parent is None:
+        raise NotFound(f"no model version with id {model_version_id}")
+    base = parent
+    if parent.calibration and parent.parent_id is not None:
+        base = session.get(ModelVersion, parent.parent_id) or parent
+    x, y, names = training_set(session, project_id=project_id, parent=base)
+    cal = fit_calibration(x, y, features=names, target_precision=target_precision, seed=seed)
+    child = ModelVersion(
+        name=f"{base.name}+cal{target_precision:.2f}"[:200],
+        backend=base.backend,
+        model_type=base.model_type,
+        checkpoint_path=base.checkpoint_path,
+        checkpoint_sha256=base.checkpoint_sha256,
+        parent_id=base.id,
+        params=dict(base.params or {}),
+        calibration=cal,
+        metrics={"calibration": {k: cal[k] for k in ("n", "n_positive", "fitted_precision",
+                                                     "fitted_recall", "target_met")},
+                 "calibrated_from": parent.id},
+        promoted=True,
+    )  # fmt: skip
+    session.add(child)
+    session.flush()
+    return child

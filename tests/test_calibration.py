@@ -1,0 +1,117 @@
+"""Calibration: fit on human decisions of shown proposals, threshold for a target precision."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.errors import InvalidInput
+from db.models import Lease, Round, utcnow
+from db.session import transaction
+from engine.calibration import (
+    DEFAULT_FEATURES,
+    calibrate_project,
+    feature_matrix,
+    fit_calibration,
+    pick_threshold,
+    score_proposals,
+)
+from engine.segmenter import Proposal
+from tests.factories import (
+    box_mask,
+    make_image,
+    make_mask,
+    make_model_version,
+    make_project,
+    make_user,
+)
+
+
+def test_pick_threshold_is_the_lowest_meeting_the_target() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    y = np.array([1, 1, 1, 0, 1, 0])
+    assert pick_threshold(scores, y, 1.0) == (0.7, True)
+    assert pick_threshold(scores, y, 0.8) == (0.5, True)
+    t, met = pick_threshold(np.array([0.9, 0.8]), np.array([0, 1]), 0.9)
+    assert (t, met) == (0.8, False)  # best available precision (0.5), flagged
+    # ties are never split: both 0.7s are in or out together
+    assert pick_threshold(np.array([0.9, 0.7, 0.7]), np.array([1, 1, 0]), 0.9) == (0.9, True)
+
+
+def _synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    iou = rng.uniform(0.5, 1.0, n)
+    stab = rng.uniform(0.7, 1.0, n)
+    accept = rng.uniform(0, 1, n) < np.clip((iou - 0.55) * 2.2, 0, 1)
+    return np.stack([iou, stab], axis=1), accept.astype(int)
+
+
+def test_fit_reaches_target_precision_and_scores_proposals() -> None:
+    x, y = _synthetic(400)
+    bbox = np.tile([10.0, 10.0, 20.0, 20.0], (len(y), 1))
+    feats = feature_matrix(
+        DEFAULT_FEATURES, x[:, 0], x[:, 1], np.full(len(y), 300.0), bbox, (100, 100)
+    )
+    cal = fit_calibration(feats, y, features=DEFAULT_FEATURES, target_precision=0.9)
+    assert cal["kind"] == "logistic" and cal["n"] == 400 and cal["target_met"]
+    assert cal["fitted_precision"] >= 0.85
+    assert y.mean() < 0.85  # the raw proposals are well below the target
+    assert cal["coef"][DEFAULT_FEATURES.index("predicted_iou")] > 0
+    props = [
+        Proposal(mask=np.zeros((100, 100), bool), predicted_iou=v, stability=0.9,
+                 bbox=[10.0, 10.0, 20.0, 20.0], area=300)
+        for v in (0.55, 0.75, 0.99)
+    ]  # fmt: skip
+    conf, ok = score_proposals(cal, props, (100, 100))
+    assert conf.shape == (3,) and conf.dtype == np.float64 and ok.dtype == bool
+    assert conf[0] < conf[1] < conf[2] and not ok[0] and ok[2]
+    assert score_proposals(cal, [], (100, 100))[0].shape == (0,)
+
+
+def test_fit_refuses_too_little_or_one_sided_data() -> None:
+    x = np.zeros((30, 2))
+    with pytest.raises(InvalidInput, match="both accepts"):
+        fit_calibration(x, np.ones(30), features=["predicted_iou", "stability"])
+    with pytest.raises(InvalidInput, match="at least"):
+        fit_calibration(x[:5], np.r_[1, 0, 1, 0, 1], features=["predicted_iou", "stability"])
+    with pytest.raises(InvalidInput, match="unknown calibration kind"):
+        score_proposals({"kind": "magic"}, [], (1, 1))
+
+
+def test_calibrate_project_registers_a_child_version(factory: sessionmaker[Session]) -> None:
+    x, y = _synthetic(120, seed=1)
+    with transaction(factory) as s:
+        p, u = make_project(s), make_user(s)
+        mv = make_model_version(s, params={"model_key": "classical-v1"})
+        rnd = Round(project_id=p.id, number=1, model_version_id=mv.id)
+        s.add(rnd)
+        s.flush()
+        for i in range(0, len(y), 6):
+            img = make_image(s, project=p, width=64, height=48)
+            s.add(Lease(image_id=img.id, user_id=u.id, stage="annotate", round_id=rnd.id,
+                        arm="prefill", expires_at=utcnow() + dt.timedelta(minutes=5),
+                        completed_at=utcnow()))  # fmt: skip
+            for j in range(i, min(i + 6, len(y))):
+                status = "accepted" if y[j] else ("rejected" if j % 2 else "superseded")
+                make_mask(s, image=img, mask=box_mask(48, 64, 2, 2, 12 + j % 30, 20),
+                          source="model", confident=True, model_version_id=mv.id, status=status,
+                          predicted_iou=float(x[j, 0]), stability=float(x[j, 1]))  # fmt: skip
+        # an unshown proposal and a human mask never enter the training set
+        make_mask(s, image=img, source="model", confident=False, model_version_id=mv.id,
+                  status="proposed", predicted_iou=0.99, stability=0.99)  # fmt: skip
+        make_mask(s, image=img, source="human", status="accepted")
+        project_id, mv_id = p.id, mv.id
+    with transaction(factory) as s:
+        child = calibrate_project(s, project_id=project_id, target_precision=0.9)
+        assert child.parent_id == mv_id and child.backend == "classical"
+        assert child.params["model_key"] == "classical-v1"
+        assert child.calibration["n"] == 120 and child.calibration["n_positive"] == int(y.sum())
+        assert 0 < child.calibration["threshold"] < 1
+        child_id = child.id
+    with transaction(factory) as s:  # calibrating a calibrated version re-fits on its parent
+        again = calibrate_project(s, project_id=project_id, model_version_id=child_id)
+        assert again.parent_id == mv_id
+        assert again.calibration["coef"] == pytest.approx(child.calibration["coef"])
