@@ -56,3 +56,6 @@ ALL_KINDS = (
     REDO,
     SUBMIT,
 )
+
+# server-written, never sent by clients (so not in ALL_KINDS)
+IMPORT_LEAD_TIME = "import_lead_time"  # effort measured elsewhere (Label Studio lead_time); payload: {"seconds": float|None, "task_id", "annotation_id", "completed_by", "updated_at", "mask_ids": [...]}
