@@ -1,7 +1,266 @@
-"""CLI commands: prefill (being written)."""
+"""`dataengine prefill` (model proposals for a project) and `dataengine embed` (warm the
+embedding cache), both with a progress bar and a summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.table import Table
+
+from annotator_ui.settings import Settings
+from db.models import ModelVersion
+from db.projects import get_project
+from db.rounds import current_round
+from db.session import transaction
+from engine.backends import BackendError, build_segmenter
+from engine.prefill import ConfidentRule, PrefillSummary, ensure_model_version, prefill_project
+from scripts.commands.common import console, domain_errors, fail, open_db, progress
+
+
+def load_segmenter(
+    settings: Settings,
+    *,
+    backend: str | None,
+    model_type: str | None,
+    checkpoint: Path | None,
+    sha256: str | None,
+    device: str | None,
+    model_version: ModelVersion | None = None,
+) -> Any:
+    """Build the segmenter from options, else the model version's record, else settings."""
+    if backend is None and model_version is not None:
+        backend = model_version.backend
+        model_type = model_type or model_version.model_type
+        if checkpoint is None and model_version.checkpoint_path:
+            checkpoint = Path(model_version.checkpoint_path)
+        sha256 = sha256 or model_version.checkpoint_sha256
+    try:
+        return build_segmenter(
+            backend or settings.backend,
+            model_type=model_type or settings.sam_model,
+            checkpoint=checkpoint or settings.sam_checkpoint,
+            sha256=sha256 or settings.sam_checkpoint_sha256,
+            device=device or settings.device,
+            cache_dir=settings.cache_dir,
+            cache_items=settings.embedding_cache_items,
+        )
+    except BackendError as err:
+        fail(str(err))
+        raise  # unreachable: fail() exits
+
+
+def print_summary(summary: PrefillSummary) -> None:
+    table = Table("", "count", title=f"pre-fill summary (model version {summary.model_version_id})")
+    table.add_row("images pre-filled now", str(summary.done))
+    table.add_row("images skipped (already pre-filled)", str(summary.skipped))
+    table.add_row("images failed", str(summary.failed))
+    table.add_row("proposals stored", str(summary.proposals))
+    table.add_row("confident (pre-filled for review)", str(summary.confident))
+    spi = summary.seconds_per_image
+    table.add_row("seconds per image", f"{spi:.2f}" if spi is not None else "-")
+    console.print(table)
+    for image_id, reason in summary.failures[:20]:
+        console.print(f"  [red]failed[/] image {image_id}: {reason}")
+    if len(summary.failures) > 20:
+        console.print(f"  ... and {len(summary.failures) - 20} more failures")
+
+
+def run_prefill(
+    settings: Settings,
+    project: str,
+    *,
+    backend: str | None = None,
+    model_type: str | None = None,
+    checkpoint: Path | None = None,
+    sha256: str | None = None,
+    device: str | None = None,
+    model_version_id: int | None = None,
+    limit: int | None = None,
+    rule: ConfidentRule | None = None,
+    retry_failed: bool = False,
+) -> PrefillSummary:
+    """Resolve project/model version, load the segmenter once, pre-fill with a progress bar."""
+    factory = open_db(settings)
+    with domain_errors():
+        with transaction(factory) as s:
+            project_id = get_project(s, name=project).id
+            mv = None
+            if model_version_id is not None:
+                mv = s.get(ModelVersion, model_version_id)
+                if mv is None:
+                    fail(f"no model version {model_version_id} (`dataengine models list`)")
+            elif backend is None:
+                rnd = current_round(s, project_id=project_id)
+                if rnd is not None and rnd.model_version_id is not None:
+                    mv = s.get(ModelVersion, rnd.model_version_id)
+        segmenter = load_segmenter(
+            settings,
+            backend=backend,
+            model_type=model_type,
+            checkpoint=checkpoint,
+            sha256=sha256,
+            device=device,
+            model_version=mv,
+        )
+        if mv is None:  # explicit --backend, or no round model version: find or record one
+            with transaction(factory) as s:
+                mv = ensure_model_version(
+                    s,
+                    segmenter=segmenter,
+                    checkpoint_path=checkpoint or settings.sam_checkpoint
+                    if segmenter.name == "sam"
+                    else None,
+                    checkpoint_sha256=sha256 or settings.sam_checkpoint_sha256
+                    if segmenter.name == "sam"
+                    else None,
+                )
+        console.print(
+            f"backend [bold]{segmenter.name}[/] ({segmenter.model_key}), model version {mv.id}"
+        )
+        with progress() as bar:
+            task = bar.add_task("pre-fill", total=None, status="")
+
+            def on_total(n: int) -> None:
+                bar.update(task, total=n)
+
+            def on_image(image_id: int, outcome: str, info: dict[str, Any]) -> None:
+                detail = (
+                    f"{info['proposals']} proposals, {info['confident']} confident"
+                    if outcome == "done"
+                    else outcome
+                )
+                bar.update(task, advance=1, status=f"image {image_id}: {detail}")
+
+            summary = prefill_project(
+                factory,
+                project_id=project_id,
+                segmenter=segmenter,
+                model_version_id=mv.id,
+                rule=rule,
+                limit=limit,
+                retry_failed=retry_failed,
+                on_total=on_total,
+                on_image=on_image,
+            )
+    return summary
+
+
+def prefill_configured(settings: Settings, project: str) -> None:
+    """Pre-fill ``project`` with the configured backend and default rule (used by `up`)."""
+    print_summary(run_prefill(settings, project))
+
+
+def prefill_command(
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    backend: str | None = typer.Option(
+        None,
+        help="classical | sam (default: the current round's model version, else "
+        "DATAENGINE_BACKEND).",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="SAM model type: vit_t, vit_b, vit_l, vit_h (default: settings)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, help="SAM checkpoint .pth (default: DATAENGINE_SAM_CHECKPOINT)."
+    ),
+    sha256: str | None = typer.Option(None, help="Expected sha256 of the checkpoint."),
+    device: str | None = typer.Option(None, help="torch device for sam (default: settings)."),
+    model_version: int | None = typer.Option(
+        None, "--model-version", help="Pre-fill as this model version id (uses its calibration)."
+    ),
+    limit: int | None = typer.Option(None, help="Process at most this many images."),
+    pred_iou: float = typer.Option(0.88, help="Confident: predicted IoU at least this."),
+    stability: float = typer.Option(0.95, help="Confident: stability score at least this."),
+    nms: float = typer.Option(0.7, help="Box NMS IoU threshold among confident proposals."),
+    max_area_frac: float = typer.Option(
+        0.95, help="Not confident when covering at least this fraction of the image."
+    ),
+    min_area: int = typer.Option(100, help="Not confident below this many pixels."),
+    retry_failed: bool = typer.Option(False, help="Retry images whose pre-fill failed before."),
+) -> None:
+    """Store every automatic proposal as a mask and mark the confident ones.
+
+    Resumable and idempotent per (image, model version): rerun after an interruption
+    and only the remaining images are processed. Unreadable images are recorded as
+    failed and never stop the batch.
+    """
+    settings = Settings()
+    with domain_errors():
+        rule = ConfidentRule(
+            pred_iou_thresh=pred_iou,
+            stability_thresh=stability,
+            nms_thresh=nms,
+            max_area_frac=max_area_frac,
+            min_area=min_area,
+        )
+    summary = run_prefill(
+        settings,
+        project,
+        backend=backend,
+        model_type=model,
+        checkpoint=checkpoint,
+        sha256=sha256,
+        device=device,
+        model_version_id=model_version,
+        limit=limit,
+        rule=rule,
+        retry_failed=retry_failed,
+    )
+    print_summary(summary)
+    if summary.failed:
+        console.print("rerun with --retry-failed after fixing the files to process them again")
+
+
+def embed_command(
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    backend: str | None = typer.Option(None, help="classical | sam (default: settings)."),
+    model: str | None = typer.Option(None, "--model", help="SAM model type (default: settings)."),
+    checkpoint: Path | None = typer.Option(None, help="SAM checkpoint .pth (default: settings)."),
+    sha256: str | None = typer.Option(None, help="Expected sha256 of the checkpoint."),
+    device: str | None = typer.Option(None, help="torch device for sam (default: settings)."),
+    limit: int | None = typer.Option(None, help="Embed at most this many images."),
+) -> None:
+    """Precompute the embeddings of a project's images into the cache (DATAENGINE_DATA_DIR)."""
+    from db.images import list_images
+    from engine.imageio import load_rgb
+
+    settings = Settings()
+    factory = open_db(settings)
+    with domain_errors(), factory() as s:
+        project_id = get_project(s, name=project).id
+        images = [(i.id, i.uri, i.sha256) for i in list_images(s, project_id=project_id)]
+    images = [i for i in images if i[2]][: limit if limit is not None else None]
+    seg = load_segmenter(
+        settings,
+        backend=backend,
+        model_type=model,
+        checkpoint=checkpoint,
+        sha256=sha256,
+        device=device,
+    )
+    counts = {"embedded": 0, "cached": 0, "failed": 0}
+    with progress() as bar:
+        task = bar.add_task("embed", total=len(images), status="")
+        for image_id, uri, sha in images:
+            if seg.is_cached(sha):
+                counts["cached"] += 1
+            else:
+                try:
+                    seg.embed_cached(sha, lambda u=uri: load_rgb(u))
+                    counts["embedded"] += 1
+                except (OSError, ValueError) as err:
+                    counts["failed"] += 1
+                    console.print(f"  [red]failed[/] image {image_id}: {err}")
+            bar.update(task, advance=1, status=f"image {image_id}")
+    table = Table("", "images", title=f"embedding cache ({seg.model_key})")
+    for k, v in counts.items():
+        table.add_row(k, str(v))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the CLI."""
+    """Add `prefill` and `embed` to the CLI."""
+    app.command("prefill")(prefill_command)
+    app.command("embed")(embed_command)
