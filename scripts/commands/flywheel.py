@@ -1,7 +1,184 @@
-"""CLI commands: flywheel (being written)."""
+"""`dataengine round start|list`, `metrics`, `calibrate`, `finetune-decoder`, `report`:
+measure the flywheel per round and arm, and turn human decisions into the next model."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from annotator_ui.settings import Settings
+from db.models import ModelVersion, Round
+from db.projects import get_project
+from db.rounds import start_round
+from db.session import transaction
+from engine.metrics import FIGURES, project_metrics
+from engine.report import LABELS, render_html
+from scripts.commands.common import console, domain_errors, fail, open_db
+
+round_app = typer.Typer(help="Rounds: bind a project to a model version, with a control arm.",
+                        no_args_is_help=True)  # fmt: skip
+
+
+@round_app.command("start")
+def round_start(
+    project: str = typer.Option(..., "--project", help="Project name."),
+    model_version: int | None = typer.Option(
+        None, "--model-version", help="Model version id that pre-fills this round (default: "
+        "the previous round's, else none)."),
+    control_fraction: float = typer.Option(
+        0.2, "--control-fraction", help="Seeded fraction of images served WITHOUT pre-fill (0..1)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the control-arm draw."),
+) -> None:  # fmt: skip
+    """Close the open round and start the next one."""
+    factory = open_db(Settings())
+    with domain_errors(), transaction(factory) as s:
+        p = get_project(s, name=project)
+        if model_version is None:
+            prev = s.scalar(select(Round).where(Round.project_id == p.id)
+                            .order_by(Round.number.desc()).limit(1))  # fmt: skip
+            model_version = prev.model_version_id if prev else None
+        elif s.get(ModelVersion, model_version) is None:
+            fail(f"no model version {model_version} (list them with `dataengine models list`)")
+        r = start_round(s, project_id=p.id, model_version_id=model_version,
+                        control_fraction=control_fraction, seed=seed)  # fmt: skip
+        console.print(f"round {r.number} of {p.name!r} started: model version "
+                      f"{r.model_version_id}, control fraction {r.control_fraction} (seed {seed})")  # fmt: skip
+
+
+@round_app.command("list")
+def round_list(project: str = typer.Option(..., "--project", help="Project name.")) -> None:
+    """List a project's rounds."""
+    factory = open_db(Settings())
+    table = Table("round", "model version", "control fraction", "seed", "started", "ended")
+    with domain_errors(), factory() as s:
+        p = get_project(s, name=project)
+        for r in s.scalars(select(Round).where(Round.project_id == p.id).order_by(Round.number)):
+            table.add_row(str(r.number), str(r.model_version_id), f"{r.control_fraction:.2f}",
+                          str(r.seed), r.started_at.isoformat(timespec="seconds"),
+                          r.ended_at.isoformat(timespec="seconds") if r.ended_at else "open")  # fmt: skip
+    console.print(table)
+
+
+def metrics_table(m: dict[str, Any], title: str) -> Table:
+    """One row per round x arm: value [95% CI] of every figure."""
+    table = Table("round", "arm", "images", *[LABELS[f] for f in FIGURES], title=title)
+    for g in m["groups"]:
+        cells = []
+        for f in FIGURES:
+            v = g["figures"][f]
+            cells.append("-" if v["value"] is None else
+                         f"{v['value']:.3g}" + ("" if v["lo"] is None else f"\n[{v['lo']:.3g}, {v['hi']:.3g}]"))  # fmt: skip
+        table.add_row(str(g["round"]), g["arm"], str(g["images_done"]), *cells)
+    return table
+
+
+def _metrics(settings: Settings, project: str, reps: int, seed: int) -> tuple[str, dict[str, Any]]:
+    factory = open_db(settings)
+    with domain_errors(), factory() as s:
+        p = get_project(s, name=project)
+        return p.name, project_metrics(s, project_id=p.id, idle_s=settings.idle_seconds,
+                                       reps=reps, seed=seed)  # fmt: skip
+
+
+def metrics(
+    project: str = typer.Option(..., "--project", help="Project name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    reps: int = typer.Option(1000, "--reps", help="Bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+) -> None:
+    """Flywheel figures per round and arm with bootstrap 95% intervals."""
+    name, m = _metrics(Settings(), project, reps, seed)
+    if as_json:
+        typer.echo(json.dumps(m, indent=2))
+    else:
+        console.print(metrics_table(m, f"flywheel metrics: {name} (idle cap {m['idle_s']} s)"))
+
+
+def calibrate(
+    project: str = typer.Option(..., "--project", help="Project name."),
+    target_precision: float = typer.Option(0.9, "--target-precision",
+                                           help="Precision the threshold must reach."),
+    model_version: int | None = typer.Option(
+        None, "--model-version", help="Version whose proposals were judged (default: the "
+        "current round's)."),
+    seed: int = typer.Option(0, "--seed", help="Cross-validation seed."),
+) -> None:  # fmt: skip
+    """Fit P(accept | proposal features) on human decisions; register a calibrated version."""
+    from engine.calibration import calibrate_project
+
+    factory = open_db(Settings())
+    with domain_errors(), transaction(factory) as s:
+        p = get_project(s, name=project)
+        child = calibrate_project(s, project_id=p.id, model_version_id=model_version,
+                                  target_precision=target_precision, seed=seed)  # fmt: skip
+        cal = child.calibration or {}
+    console.print(
+        f"model version {child.id} ({child.name}) registered, parent {child.parent_id}: "
+        f"n={cal['n']} ({cal['n_positive']} accepted), threshold {cal['threshold']:.3f}, "
+        f"fitted precision {cal['fitted_precision']}, recall {cal['fitted_recall']:.3f}, "
+        f"target {'met' if cal['target_met'] else 'NOT met'}.\n"
+        f"Use it: dataengine round start --project {project} --model-version {child.id}"
+    )
+
+
+def finetune_decoder(
+    project: str = typer.Option(..., "--project", help="Project name."),
+    model_version: int | None = typer.Option(
+        None, "--model-version", help="SAM model version to start from (default: current round's)."),
+    steps: int = typer.Option(200, "--steps", help="Optimiser steps."),
+    lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
+    holdout: float = typer.Option(0.2, "--holdout", help="Fraction of images held out for NoC/mIoU."),
+    max_images: int | None = typer.Option(None, "--max-images", help="Use at most this many images."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the split and prompt sampling."),
+) -> None:  # fmt: skip
+    """Flywheel step 2: train SAM's mask decoder on final masks; promote only if held-out NoC/mIoU@1 improve."""
+    from engine.finetune_decoder import FinetuneConfig, finetune_project
+
+    settings = Settings()
+    factory = open_db(settings)
+    with domain_errors():
+        with factory() as s:
+            p = get_project(s, name=project)
+            project_id = p.id
+        cfg = FinetuneConfig(steps=steps, lr=lr, holdout=holdout, max_images=max_images, seed=seed)
+        result = finetune_project(factory, project_id=project_id, model_version_id=model_version,
+                                  models_dir=settings.data_dir / "models", config=cfg,
+                                  device=settings.device, progress=console.print)  # fmt: skip
+    console.print_json(json.dumps(result))
+
+
+def report(
+    project: str = typer.Option(..., "--project", help="Project name."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write."),
+    reps: int = typer.Option(1000, "--reps", help="Bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+) -> None:
+    """Write a self-contained HTML report (PNG plots inlined) of the flywheel metrics."""
+    name, m = _metrics(Settings(), project, reps, seed)
+    write_atomic(out, render_html(m, title=f"Data Engine flywheel report: {name}"))
+    console.print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file beside ``path``, then rename (never a partial report)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
+    app.add_typer(round_app, name="round")
+    app.command("metrics")(metrics)
+    app.command("calibrate")(calibrate)
+    app.command("finetune-decoder")(finetune_decoder)
+    app.command("report")(report)
