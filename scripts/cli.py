@@ -20,6 +20,7 @@ COMMANDS = [
     "curate",
     "export",
     "interop",
+    "worker",
 ]
 
 app = typer.Typer(
