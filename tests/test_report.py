@@ -65,3 +65,48 @@ def test_html_is_self_contained_with_table_and_references() -> None:
     assert "http://" not in page and "https://" not in page  # nothing fetched when opened
     assert page.count("<tr>") == 1 + 4  # header + 2 rounds x 2 arms
     assert "SAM" in page
+
+
+def test_metrics_api_plots_and_dashboard(sqlite_url: str, tmp_path: Any) -> None:
+    from tests.test_metrics import build
+    from tests.webapp import NoModel, start_web
+
+    with start_web(sqlite_url, tmp_path, segmenter=NoModel()) as web:
+        build(web.factory)
+        with web.factory() as s:
+            from db.models import Project
+
+            name = s.query(Project).one().name
+        r = web.client.get(
+            "/api/metrics", params={"project": name, "reps": 50}, headers=web.as_("reviewer")
+        )
+        assert r.status_code == 200, r.text
+        groups = {(g["round"], g["arm"]): g for g in r.json()["groups"]}
+        assert groups[(1, "prefill")]["figures"]["prefill_precision"]["value"] == 0.5
+        assert (
+            web.client.get(
+                "/api/metrics", params={"project": name}, headers=web.as_("annotator")
+            ).status_code
+            == 403
+        )
+        assert (
+            web.client.get(
+                "/api/metrics", params={"project": "nope"}, headers=web.as_("admin")
+            ).status_code
+            == 404
+        )
+        png = web.client.get("/api/metrics/plots/prefill_precision.png", params={"project": name, "reps": 20},
+                             headers=web.as_("admin"))  # fmt: skip
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+        assert web.client.get("/api/metrics/plots/nope.png", params={"project": name},
+                              headers=web.as_("admin")).status_code == 404  # fmt: skip
+        page = web.client.get("/api/metrics/report.html", params={"project": name, "reps": 20},
+                              headers=web.as_("admin"))  # fmt: skip
+        assert page.status_code == 200 and "data:image/png;base64," in page.text
+        assert [
+            p["name"]
+            for p in web.client.get("/api/metrics/projects", headers=web.as_("reviewer")).json()
+        ] == [name]
+        dash = web.client.get("/static/dashboard.html")
+        assert dash.status_code == 200 and "/static/dashboard.js" in dash.text
+        assert "/api/metrics" in web.client.get("/static/dashboard.js").text

@@ -1,5 +1,85 @@
-"""Routes: metrics (being written)."""
+"""Flywheel metrics for the dashboard (reviewer, admin): JSON figures, PNG plots, HTML report.
 
-from fastapi import APIRouter
+The dashboard page is ``/static/dashboard.html``; it reads these endpoints.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import HTMLResponse
+
+from annotator_ui.deps import ReviewerUser, SessionDep, SettingsDep
+from db.projects import get_project, list_projects
+from engine.metrics import FIGURES, project_metrics
+from engine.report import LABELS, PLOTS, plot_png, render_html
+
+router = APIRouter(prefix="/api/metrics", tags=["metrics"])
+
+ProjectQ = Annotated[str, Query(min_length=1, max_length=200, description="Project name.")]
+RepsQ = Annotated[int, Query(ge=10, le=10000, description="Bootstrap resamples.")]
+SeedQ = Annotated[int, Query(ge=0, description="Bootstrap seed.")]
+
+
+def _compute(session: Any, settings: Any, project: str, reps: int, seed: int) -> dict[str, Any]:
+    p = get_project(session, name=project)
+    m = project_metrics(
+        session, project_id=p.id, idle_s=settings.idle_seconds, reps=reps, seed=seed
+    )
+    m["project"] = p.name
+    return m
+
+
+@router.get("")
+def metrics(
+    project: ProjectQ,
+    session: SessionDep,
+    settings: SettingsDep,
+    _user: ReviewerUser,
+    reps: RepsQ = 1000,
+    seed: SeedQ = 0,
+) -> dict[str, Any]:
+    """Figures per round and arm: ``{"project", "rounds": [...], "groups": [{"round", "arm",
+    "images_done", "figures": {name: {"value", "lo", "hi", "num", "den"}}}], ...}``."""
+    m = _compute(session, settings, project, reps, seed)
+    m["labels"] = {f: LABELS[f] for f in FIGURES}
+    m["plots"] = {f: PLOTS[f][0] for f in PLOTS}
+    return m
+
+
+@router.get("/projects")
+def projects(session: SessionDep, _user: ReviewerUser) -> list[dict[str, Any]]:
+    """Projects to choose from on the dashboard: ``[{"id", "name"}]``."""
+    return [{"id": p.id, "name": p.name} for p in list_projects(session)]
+
+
+@router.get("/plots/{figure}.png", response_class=Response)
+def plot(
+    figure: str,
+    project: ProjectQ,
+    session: SessionDep,
+    settings: SettingsDep,
+    _user: ReviewerUser,
+    reps: RepsQ = 1000,
+    seed: SeedQ = 0,
+) -> Response:
+    """One figure per round and arm with 95 % intervals and SAM reference lines (PNG)."""
+    if figure not in PLOTS:
+        raise HTTPException(404, detail=f"no plot {figure!r}; choose one of {', '.join(PLOTS)}")
+    png = plot_png(_compute(session, settings, project, reps, seed), figure)
+    return Response(content=png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/report.html", response_class=HTMLResponse)
+def report(
+    project: ProjectQ,
+    session: SessionDep,
+    settings: SettingsDep,
+    _user: ReviewerUser,
+    reps: RepsQ = 1000,
+    seed: SeedQ = 0,
+) -> HTMLResponse:
+    """The self-contained HTML report (same as ``dataengine report``)."""
+    m = _compute(session, settings, project, reps, seed)
+    return HTMLResponse(render_html(m, title=f"Data Engine flywheel report: {m['project']}"))

@@ -1,0 +1,76 @@
+// Flywheel dashboard: figures per round and arm (GET /api/metrics) and PNG plots.
+// Needs a reviewer or admin login (the session cookie of the main app).
+
+const $ = (id) => document.getElementById(id);
+
+async function getJSON(url) {
+  const res = await fetch(url, { credentials: "same-origin" });
+  if (res.status === 401) throw new Error("Not logged in: log in on the main page first.");
+  if (res.status === 403) throw new Error("The dashboard is for reviewers and admins.");
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${res.status}`);
+  }
+  return res.json();
+}
+
+function fmt(v) {
+  if (v.value === null) return "–";
+  const x = Number(v.value).toPrecision(3);
+  if (v.lo === null) return x;
+  return `${x} <small>[${Number(v.lo).toPrecision(3)}, ${Number(v.hi).toPrecision(3)}]</small>`;
+}
+
+function renderTable(m) {
+  const names = Object.keys(m.labels);
+  const head = names.map((n) => `<th>${m.labels[n]}</th>`).join("");
+  const rows = m.groups.map((g) => {
+    const cells = names.map((n) => `<td>${fmt(g.figures[n])}</td>`).join("");
+    return `<tr><td>${g.round}</td><td>${g.arm}</td><td>${g.images_done}</td>${cells}</tr>`;
+  }).join("");
+  $("table").innerHTML = m.groups.length
+    ? `<table><thead><tr><th>round</th><th>arm</th><th>images</th>${head}</tr></thead><tbody>${rows}</tbody></table>`
+    : "<p>No images done in any round yet.</p>";
+}
+
+function renderPlots(m, project) {
+  const q = `project=${encodeURIComponent(project)}&t=${Date.now()}`;
+  $("plots").innerHTML = Object.entries(m.plots)
+    .map(([fig, title]) => `<img alt="${title}" src="/api/metrics/plots/${fig}.png?${q}">`)
+    .join("");
+}
+
+async function load() {
+  const project = $("project").value;
+  if (!project) return;
+  $("status").textContent = "";
+  $("report").href = `/api/metrics/report.html?project=${encodeURIComponent(project)}`;
+  try {
+    const m = await getJSON(`/api/metrics?project=${encodeURIComponent(project)}`);
+    $("meta").textContent = `${m.rounds.length} round(s); idle cap ${m.idle_s} s; ` +
+      `95% cluster-bootstrap intervals over images (${m.bootstrap.reps} resamples).`;
+    renderTable(m);
+    renderPlots(m, project);
+  } catch (err) {
+    $("status").textContent = err.message;
+  }
+}
+
+async function init() {
+  try {
+    const projects = await getJSON("/api/metrics/projects");
+    const wanted = new URLSearchParams(location.search).get("project");
+    $("project").innerHTML = projects
+      .map((p) => `<option ${p.name === wanted ? "selected" : ""}>${p.name.replace(/</g, "&lt;")}</option>`)
+      .join("");
+    if (!projects.length) $("status").textContent = "No projects yet.";
+  } catch (err) {
+    $("status").textContent = err.message;
+    return;
+  }
+  $("project").addEventListener("change", load);
+  $("refresh").addEventListener("click", load);
+  await load();
+}
+
+init();
