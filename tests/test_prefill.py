@@ -368,6 +368,48 @@ def test_two_concurrent_workers_process_each_image_once(
     assert count(factory, Mask) == 30
 
 
+def test_cli_prefill_and_embed(
+    factory: sessionmaker[Session],
+    db_url: str,
+    project: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from engine import backends
+    from scripts.cli import app
+
+    fakes: list[FakeSegmenter] = []
+    monkeypatch.setitem(
+        backends.BACKENDS, "fake", lambda **kw: fakes.append(FakeSegmenter()) or fakes[-1]
+    )
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", db_url)
+    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(app, ["embed", "--project", "pf", "--backend", "fake"])
+    assert res.exit_code == 0, res.output
+    assert fakes[0].embed_calls == 5 and "embedded" in res.output
+    res = runner.invoke(
+        app, ["prefill", "-p", "pf", "--backend", "fake", "--limit", "2", "--nms", "0.5"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "pre-fill summary" in res.output and "seconds per image" in res.output
+    assert fakes[1].embed_calls == 0, "embeddings come from the cache `embed` filled"
+    assert count(factory, Prefill) == 2
+    res = runner.invoke(app, ["prefill", "-p", "pf", "--backend", "fake"])
+    assert res.exit_code == 0 and count(factory, Prefill) == 5 and count(factory, Mask) == 30
+    with factory() as s:
+        assert len(set(s.scalars(select(Prefill.model_version_id)))) == 1
+    res = runner.invoke(app, ["prefill", "-p", "pf", "--backend", "sam"])
+    assert res.exit_code == 1 and "DATAENGINE_SAM_CHECKPOINT" in res.output
+    res = runner.invoke(app, ["prefill", "-p", "nope", "--backend", "fake"])
+    assert res.exit_code == 1 and "no project" in res.output
+    res = runner.invoke(app, ["prefill", "-p", "pf", "--backend", "fake", "--pred-iou", "2"])
+    assert res.exit_code == 1 and "pred_iou_thresh" in res.output
+
+
 # --- SIGKILL mid-run, then resume (real CLI, real classical backend) ------------------------
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from annotator_ui.settings import Settings
 from db.models import ModelVersion
@@ -83,6 +84,40 @@ def run_prefill(
 ) -> PrefillSummary:
     """Resolve project/model version, load the segmenter once, pre-fill with a progress bar."""
     factory = open_db(settings)
+    try:
+        return _run_prefill(
+            factory,
+            settings,
+            project,
+            backend=backend,
+            model_type=model_type,
+            checkpoint=checkpoint,
+            sha256=sha256,
+            device=device,
+            model_version_id=model_version_id,
+            limit=limit,
+            rule=rule,
+            retry_failed=retry_failed,
+        )
+    finally:
+        factory.kw["bind"].dispose()  # close pooled connections (the CLI may run in-process)
+
+
+def _run_prefill(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    project: str,
+    *,
+    backend: str | None,
+    model_type: str | None,
+    checkpoint: Path | None,
+    sha256: str | None,
+    device: str | None,
+    model_version_id: int | None,
+    limit: int | None,
+    rule: ConfidentRule | None,
+    retry_failed: bool,
+) -> PrefillSummary:
     with domain_errors():
         with transaction(factory) as s:
             project_id = get_project(s, name=project).id
@@ -182,9 +217,7 @@ def prefill_command(
 ) -> None:
     """Store every automatic proposal as a mask and mark the confident ones.
 
-    Resumable and idempotent per (image, model version): rerun after an interruption
-    and only the remaining images are processed. Unreadable images are recorded as
-    failed and never stop the batch.
+    Resumable and idempotent per (image, model version): rerun after an interruption and only the remaining images are processed. Unreadable images are recorded as failed and never stop the batch.
     """
     settings = Settings()
     with domain_errors():
@@ -228,9 +261,12 @@ def embed_command(
 
     settings = Settings()
     factory = open_db(settings)
-    with domain_errors(), factory() as s:
-        project_id = get_project(s, name=project).id
-        images = [(i.id, i.uri, i.sha256) for i in list_images(s, project_id=project_id)]
+    try:
+        with domain_errors(), factory() as s:
+            project_id = get_project(s, name=project).id
+            images = [(i.id, i.uri, i.sha256) for i in list_images(s, project_id=project_id)]
+    finally:
+        factory.kw["bind"].dispose()
     images = [i for i in images if i[2]][: limit if limit is not None else None]
     seg = load_segmenter(
         settings,
