@@ -1,5 +1,293 @@
-"""Routes: ml_backend (being written)."""
+"""The Label Studio ML backend protocol, served under ``/ml`` (point Label Studio at ``http://HOST:PORT/ml``).
 
-from fastapi import APIRouter
+Endpoints (JSON shapes as label-studio-ml-backend's ``api.py``):
+- ``GET /ml/health`` (and ``GET /ml/``) -> ``{"status": "UP", "model_class", "model_version"}``
+- ``POST /ml/setup`` ``{project, schema, ...}`` -> ``{"model_version"}``
+- ``POST /ml/predict`` ``{tasks, label_config, project, params: {context}}`` ->
+  ``{"results": [{"result": [...], "score", "model_version"}, ...], "model_version"}``.
+  Without ``params.context.result``: one prediction per task holding the
+  image's pre-fill (proposed and accepted masks) as BrushLabels. With it
+  (interactive): KeyPointLabels (``is_positive``; percent ``x``/``y``) and/or
+  one RectangleLabels (percent box; the last one counts) are decoded by the
+  app's segmenter into one BrushLabels mask, labelled with the prompt's label.
+- ``POST /ml/webhook`` ``{action, annotation, task, project}``: on
+  ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` the annotation's regions are
+  stored as human masks and its ``lead_time`` as an ``import_lead_time`` event
+  (``engine.importers.label_studio.record_annotation``); other actions are acknowledged.
+- ``GET /ml/metrics`` -> ``{}``; ``GET /ml/versions`` -> ``{"versions": [...]}``.
+Task images are matched to ingested images as ``engine.label_studio`` documents
+(``dataengine_sha256`` / ``dataengine_image_id`` in task data, or the image URL).
+With ``DATAENGINE_ML_BACKEND_BASIC_AUTH=user:password`` every endpoint needs
+that HTTP basic auth (Label Studio: "Use basic auth" in the model settings).
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from annotator_ui.deps import SegmenterDep, SessionDep
+from db.models import Image, Mask, Project
+from engine.exporters.label_studio import mask_regions
+from engine.imageio import load_rgb
+from engine.importers.common import FileOutcome, LabelPolicy
+from engine.importers.label_studio import record_annotation
+from engine.label_studio import LabelConfig, find_task_image, mask_to_brush, parse_label_config
+from engine.segmenter import Embedding, PromptError
+
+log = logging.getLogger("dataengine.ml_backend")
+WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+EMBEDDINGS_KEPT = 4  # per-app LRU when the segmenter has no cache of its own
+
+
+def check_basic_auth(request: Request) -> None:
+    """HTTP basic auth against ``settings.ml_backend_basic_auth`` ("user:password"), when set."""
+    expected = request.app.state.settings.ml_backend_basic_auth
+    if not expected:
+        return
+    header = request.headers.get("authorization", "")
+    given = ""
+    if header.lower().startswith("basic "):
+        try:
+            given = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            given = ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(
+            status_code=401,
+            detail="Label Studio ML backend needs HTTP basic auth (DATAENGINE_ML_BACKEND_BASIC_AUTH)",
+            headers={"WWW-Authenticate": 'Basic realm="dataengine-ml"'},
+        )
+
+
+router = APIRouter(prefix="/ml", tags=["label-studio-ml"], dependencies=[Depends(check_basic_auth)])
+
+
+def _model_version(seg: Any) -> str:
+    return str(getattr(seg, "model_key", None) or getattr(seg, "name", "segmenter"))
+
+
+def _model_class(seg: Any) -> str:
+    return type(seg).__name__
+
+
+@router.get("/health")
+@router.get("/")
+def health(seg: SegmenterDep) -> dict[str, Any]:
+    return {"status": "UP", "model_class": _model_class(seg), "model_version": _model_version(seg)}
+
+
+@router.get("/metrics")
+def metrics() -> dict[str, Any]:
+    return {}
+
+
+@router.get("/versions")
+def versions(seg: SegmenterDep) -> dict[str, Any]:
+    return {"versions": [_model_version(seg)], "message": ""}
+
+
+@router.post("/setup")
+def setup_model(
+    seg: SegmenterDep, body: dict[str, Any] = Body(default_factory=dict)
+) -> dict[str, Any]:
+    cfg = parse_label_config(body.get("schema"))
+    log.info("Label Studio project %s set up (brush tag %r)", body.get("project"), cfg.brush)
+    return {"model_version": _model_version(seg)}
+
+
+def _embedding(request: Request, seg: Any, image: Image) -> Embedding:
+    if image.sha256 and hasattr(seg, "embed_cached"):
+        return seg.embed_cached(image.sha256, lambda: load_rgb(image.uri))
+    cache: OrderedDict[int, Embedding] | None = getattr(request.app.state, "ml_embeddings", None)
+    if cache is None:
+        cache = request.app.state.ml_embeddings = OrderedDict()
+    if image.id in cache:
+        cache.move_to_end(image.id)
+        return cache[image.id]
+    emb = seg.embed(load_rgb(image.uri))
+    cache[image.id] = emb
+    while len(cache) > EMBEDDINGS_KEPT:
+        cache.popitem(last=False)
+    return emb
+
+
+def _image_for(session: Any, task: Any, cfg: LabelConfig) -> Image:
+    data = task.get("data") if isinstance(task, dict) else None
+    image, reason = find_task_image(session, data or {}, value_key=cfg.image_value)
+    if image is None:
+        raise HTTPException(
+            status_code=404,
+            detail=f"task {task.get('id') if isinstance(task, dict) else '?'}: {reason}. "
+            "Ingest the image, or export tasks with `dataengine export --format label-studio`.",
+        )
+    return image
+
+
+def _prompt(context: dict[str, Any], h: int, w: int) -> tuple[Any, Any, Any, str | None]:
+    """context.result -> (points Nx2 px | None, labels N | None, box XYXY px | None, label)."""
+    points, labels, box, label = [], [], None, None
+    for ctx in context.get("result") or []:
+        if not isinstance(ctx, dict) or not isinstance(ctx.get("value"), dict):
+            raise PromptError("each context result needs a 'value' object")
+        kind = str(ctx.get("type", "")).lower()
+        value = ctx["value"]
+        names = value.get(kind) or value.get("labels") or []
+        label = str(names[0]) if names else label
+        try:
+            x, y = float(value["x"]) * w / 100, float(value["y"]) * h / 100
+        except (KeyError, TypeError, ValueError) as err:
+            raise PromptError(f"{kind} needs numeric percent x and y") from err
+        if kind == "keypointlabels":
+            positive = ctx.get("is_positive", value.get("is_positive", True))
+            points.append([min(max(x, 0.0), w - 1e-3), min(max(y, 0.0), h - 1e-3)])
+            labels.append(1 if positive else 0)
+        elif kind == "rectanglelabels":
+            try:
+                bw, bh = float(value["width"]) * w / 100, float(value["height"]) * h / 100
+            except (KeyError, TypeError, ValueError) as err:
+                raise PromptError("rectanglelabels needs numeric percent width and height") from err
+            box = [max(x, 0.0), max(y, 0.0), min(x + bw, float(w)), min(y + bh, float(h))]
+        else:
+            raise PromptError(
+                f"context region type {kind!r} is not a prompt (use keypoints or a rectangle)"
+            )
+    return (
+        np.asarray(points, dtype=np.float64) if points else None,
+        np.asarray(labels, dtype=np.int64) if labels else None,
+        np.asarray(box, dtype=np.float64) if box is not None else None,
+        label,
+    )
+
+
+def _interactive(
+    request: Request, session: Any, seg: Any, task: Any, context: dict[str, Any], cfg: LabelConfig
+) -> dict[str, Any]:
+    image = _image_for(session, task, cfg)
+    emb = _embedding(request, seg, image)
+    h, w = emb.image_size
+    try:
+        points, labels, box, label = _prompt(context, h, w)
+        result = seg.decode(emb, points=points, labels=labels, box=box)
+    except PromptError as err:
+        raise HTTPException(status_code=422, detail=f"bad interactive prompt: {err}") from err
+    label = label or (cfg.labels[0] if cfg.labels else None)
+    region = {
+        "id": f"de{uuid.uuid4().hex[:8]}",
+        "from_name": cfg.brush,
+        "to_name": cfg.image,
+        "type": "brushlabels",
+        "original_width": w,
+        "original_height": h,
+        "image_rotation": 0,
+        "value": {
+            "format": "rle",
+            "rle": mask_to_brush(result.mask),
+            "brushlabels": [label] if label else [],
+        },
+        "score": float(result.score),
+        "readonly": False,
+    }
+    return {"result": [region], "score": float(result.score), "model_version": _model_version(seg)}
+
+
+def _prefill(session: Any, seg: Any, task: Any, cfg: LabelConfig) -> dict[str, Any]:
+    data = task.get("data") if isinstance(task, dict) else None
+    image, reason = find_task_image(session, data or {}, value_key=cfg.image_value)
+    version = _model_version(seg)
+    if image is None:
+        log.info(
+            "predict: no pre-fill for task %s: %s",
+            task.get("id") if isinstance(task, dict) else "?",
+            reason,
+        )
+        return {"result": [], "score": 0.0, "model_version": version}
+    masks = (
+        session.query(Mask)
+        .filter(Mask.image_id == image.id, Mask.status.in_(("proposed", "accepted")))
+        .order_by(Mask.id)
+    )
+    default = cfg.labels[0] if cfg.labels else None
+    regions: list[dict[str, Any]] = []
+    for m in masks:
+        label = (
+            m.label
+            if m.label is not None and (not cfg.labels or m.label in cfg.labels)
+            else default
+        )
+        regions += mask_regions(
+            m, image, boxes=False, brush_name=cfg.brush, image_name=cfg.image, label=label
+        )
+    scores = [r["score"] for r in regions]
+    return {
+        "result": regions,
+        "score": float(np.mean(scores)) if scores else 0.0,
+        "model_version": version,
+    }
+
+
+@router.post("/predict")
+def predict(
+    request: Request, session: SessionDep, seg: SegmenterDep, body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list):
+        raise HTTPException(status_code=422, detail="'tasks' must be a list of Label Studio tasks")
+    cfg = parse_label_config(body.get("label_config"))
+    params = body.get("params") or {}
+    context = params.get("context") if isinstance(params, dict) else None
+    if isinstance(context, dict) and context.get("result"):
+        if not tasks:
+            raise HTTPException(status_code=422, detail="interactive predict needs the task")
+        results = [_interactive(request, session, seg, tasks[0], context, cfg)]
+    else:
+        results = [_prefill(session, seg, t, cfg) for t in tasks]
+    return {"results": results, "model_version": _model_version(seg)}
+
+
+@router.post("/webhook")
+def webhook(session: SessionDep, body: dict[str, Any] = Body(...)) -> JSONResponse:
+    action = body.get("action")
+    if action not in WEBHOOK_ACTIONS:
+        return JSONResponse(status_code=200, content={"status": "Unknown event", "action": action})
+    task, annotation = body.get("task"), body.get("annotation")
+    if not isinstance(task, dict) or not isinstance(annotation, dict):
+        raise HTTPException(
+            status_code=422, detail=f"{action} needs 'task' and 'annotation' objects"
+        )
+    project_cfg = body.get("project") if isinstance(body.get("project"), dict) else {}
+    cfg = parse_label_config(project_cfg.get("label_config"))
+    image = _image_for(session, task, cfg)
+    project = session.get(Project, image.project_id)
+    outcome = FileOutcome(path=f"webhook {action}")
+    masks = record_annotation(
+        session,
+        image=image,
+        task=task,
+        annotation=annotation,
+        labels=LabelPolicy(project, add_labels=not project.labels),
+        outcome=outcome,
+    )
+    session.commit()
+    return JSONResponse(
+        status_code=201,
+        content={
+            "status": "ok",
+            "result": {
+                "image_id": image.id,
+                "mask_ids": [m.id for m in masks],
+                "events": outcome.events,
+                "lead_time": annotation.get("lead_time"),
+                "skipped": [{"item": i, "reason": r} for i, r in outcome.skipped],
+            },
+        },
+    )
