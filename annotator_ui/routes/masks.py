@@ -71,9 +71,16 @@ class LogitsStore:
         return item[2]
 
 
-def setup(app: Any) -> None:
-    """Called by the app factory: the store of previous decodes for ``mask_input``."""
-    app.state.logits_store = LogitsStore()
+_store_lock = threading.Lock()
+
+
+def logits_store(app: Any) -> LogitsStore:
+    """The app's store of previous decodes (for ``mask_input_id``), made on first use."""
+    with _store_lock:
+        store = getattr(app.state, "logits_store", None)
+        if store is None:
+            store = app.state.logits_store = LogitsStore()
+        return store
 
 
 def _masks_out(session: Session, masks: list[Any]) -> list[MaskOut]:
@@ -318,7 +325,7 @@ def decode(
         )
     except (PromptError, ValueError) as err:
         raise InvalidInput(f"bad prompt: {err}") from err
-    store: LogitsStore = request.app.state.logits_store
+    store = logits_store(request.app)
     t0 = time.perf_counter()
     emb = _embedding(seg, sha256, uri)
     t1 = time.perf_counter()

@@ -1,0 +1,102 @@
+// Screens: #/login, #/queue (projects and "start"), #/review/<project id> (the canvas).
+
+import { api } from "./api.js";
+import { EventLog, K } from "./events.js";
+import { Review } from "./review.js";
+
+const main = document.getElementById("main");
+const statusEl = document.getElementById("status");
+const events = new EventLog();
+let me = null;
+let review = null;
+
+const setStatus = (text) => { statusEl.textContent = text || ""; };
+
+async function whoami() {
+  try {
+    me = await api("GET", "/api/auth/me");
+    document.getElementById("who").textContent = `${me.name} (${me.role})`;
+    document.getElementById("logout").hidden = false;
+  } catch { me = null; }
+  return me;
+}
+
+document.getElementById("logout").onclick = async () => {
+  await events.drain(3000);
+  await api("POST", "/api/auth/logout").catch(() => null);
+  me = null;
+  document.getElementById("who").textContent = "";
+  document.getElementById("logout").hidden = true;
+  location.hash = "#/login";
+};
+
+function showLogin() {
+  main.innerHTML = `
+    <form class="panel" id="login">
+      <h2>Log in</h2>
+      <label>Name <input name="name" autocomplete="username" required></label>
+      <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+      <p class="error" id="err"></p>
+      <button class="primary" type="submit">Log in</button>
+    </form>`;
+  const form = document.getElementById("login");
+  form.name.focus();
+  form.onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      await api("POST", "/api/auth/login", { name: form.name.value, password: form.password.value });
+      await whoami();
+      events.emit(K.SESSION_START, { payload: { user: me.name } });
+      location.hash = "#/queue";
+    } catch (err) {
+      document.getElementById("err").textContent = err.message;
+    }
+  };
+}
+
+async function showQueue() {
+  const projects = await api("GET", "/api/projects");
+  main.innerHTML = `
+    <div class="panel" style="max-width:640px">
+      <h2>Projects</h2>
+      <ul class="projects">${projects.map((p) => `
+        <li><span><b>${p.name.replace(/</g, "&lt;")}</b><br><small>${p.queue.free} to do · ${p.queue.leased} in progress · ${p.queue.done} done</small></span>
+        <button class="primary" data-id="${p.id}" type="button">Start</button></li>`).join("") || "<li>No projects yet.</li>"}
+      </ul>
+    </div>`;
+  main.querySelectorAll("button[data-id]").forEach((b) => {
+    b.onclick = () => { location.hash = `#/review/${b.dataset.id}`; };
+  });
+}
+
+async function showReview(projectId) {
+  if (review) review.destroy();
+  main.innerHTML = "";
+  let task;
+  try {
+    task = await api("POST", "/api/tasks/next", { project_id: projectId });
+  } catch (err) {
+    main.innerHTML = `<div class="panel"><h2>Nothing to do</h2><p>${err.message}</p><p><a href="#/queue">Back to the queue</a></p></div>`;
+    return;
+  }
+  review = new Review(main, {
+    events, projectId, setStatus,
+    onNext: () => { events.flush(); showReview(projectId); },
+  });
+  window.deReview = review; // handle for debugging and the browser test
+  setStatus(`lease ${task.lease_id} until ${new Date(task.expires_at).toLocaleTimeString()}`);
+  await review.load(task);
+}
+
+async function route() {
+  const hash = location.hash || "#/queue";
+  if (review && !hash.startsWith("#/review/")) { review.destroy(); review = null; }
+  if (hash === "#/login") return showLogin();
+  if (!me && !(await whoami())) { location.hash = "#/login"; return null; }
+  const m = hash.match(/^#\/review\/(\d+)$/);
+  if (m) return showReview(Number(m[1]));
+  return showQueue();
+}
+
+window.addEventListener("hashchange", () => route().catch((err) => setStatus(err.message)));
+route().catch((err) => setStatus(err.message));
