@@ -62,6 +62,7 @@ def test_tiny_coco_round_trip_is_lossless(
     out = tmp_path / "coco-out"
     counts = _export(factory, "tiny", out)
     assert counts["images"] == 100 and counts["annotations"] == n_orig
+    assert counts["categories"] == 80  # the files' whole taxonomy was adopted, in order
     exported = COCO(str(out / "annotations.json"))
     with transaction(factory) as s:
         origin = {

@@ -65,9 +65,7 @@ def settings_for(db_url: str, data_dir: Path, **kw: Any) -> Settings:
 
 
 @contextmanager
-def start_web(
-    db_url: str, data_dir: Path, segmenter: Any = None, **settings: Any
-) -> Iterator[Web]:
+def start_web(db_url: str, data_dir: Path, segmenter: Any = None, **settings: Any) -> Iterator[Web]:
     """The app (lifespan run) with one user per role (``<role>1``) and their tokens."""
     app = create_app(
         settings_for(db_url, data_dir, **settings),

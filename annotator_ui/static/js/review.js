@@ -143,7 +143,10 @@ export class Review {
     const entry = old && !crop ? Object.assign(old, { data: m }) : {
       data: m, crop: crop || decodeToCrop(m.rle, m.bbox), rgb: colourOf(m.id), canvas: null,
     };
-    if (!entry.canvas || crop) entry.canvas = cropCanvas(entry.crop, entry.rgb, m.status === "proposed" ? 90 : 140);
+    if (!entry.canvas || crop || entry.drawnAs !== m.status) {
+      entry.canvas = cropCanvas(entry.crop, entry.rgb, m.status === "proposed" ? 80 : 150);
+      entry.drawnAs = m.status;
+    }
     this.masks.set(m.id, entry);
     return entry;
   }
@@ -378,6 +381,7 @@ export class Review {
       d.canvas = null;
       d.score = r.score;
       d.maskInputId = r.mask_input_id;
+      this.decoded = seq;
       this.msg(`preview: ${r.area} px, score ${r.score.toFixed(2)} (${Math.round(r.decode_ms)} ms) — Enter commits`);
       this.draw();
     } catch (err) {
