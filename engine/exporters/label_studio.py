@@ -20,6 +20,7 @@ prediction per model version (``<model name>``). Masks without a label carry
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,11 @@ def export_label_studio(
             + [m.label for ms in masks.values() for m in ms if m.label is not None]
         )
     )
-    write_json(out / "tasks.json", tasks)
+    # compact: brush RLE is long lists of small ints (indenting would multiply the size)
+    (out / "tasks.json").write_text(
+        json.dumps(tasks, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     (out / "label_config.xml").write_text(label_config_xml(labels, boxes=boxes), encoding="utf-8")
     counts = {
         "tasks": len(tasks),

@@ -81,6 +81,10 @@ def import_document(
     """Add one mask per usable annotation; see the module docstring."""
     _check_structure(doc)
     categories = {c.get("id"): c.get("name") for c in doc["categories"] if isinstance(c, dict)}
+    if labels.open:  # adopt the file's whole taxonomy, in its order
+        for name in categories.values():
+            if isinstance(name, str) and name not in ("_background_", "__ignore__"):
+                labels.check(name)
     coco_images: dict[Any, dict[str, Any]] = {}
     for im in doc["images"]:
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:

@@ -1,7 +1,113 @@
-"""CLI commands: interop (being written)."""
+"""`dataengine import --format coco|labelme|label-studio PATH... --project P`: annotations in, whole files only."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+from rich.table import Table
+
+from annotator_ui.settings import Settings
+from db.session import transaction
+from db.users import get_user
+from engine.importers import IMPORTERS, ImportReport, import_files
+from engine.importers.common import FileOutcome
+from scripts.commands.common import console, domain_errors, fail, open_db, progress
+
+
+def print_report(report: ImportReport) -> None:
+    """The counts, each rejected file with its reason, and every skipped item with its reason."""
+    table = Table("what", "count", title="import summary")
+    for key, value in report.summary().items():
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+    for f in report.rejected:
+        console.print(f"  [red]file rejected (nothing imported)[/] {f.path}: {f.reason}")
+    for path, item, reason in report.skipped:
+        console.print(f"  [yellow]skipped[/] {Path(path).name}: {item}: {reason}")
+
+
+def import_command(
+    paths: list[Path] = typer.Argument(
+        ..., help="Annotation files, or folders (every *.json under them)."
+    ),
+    fmt: str = typer.Option(..., "--format", "-f", help=f"Input format: {', '.join(IMPORTERS)}."),
+    project: str = typer.Option(..., "--project", "-p", help="Project name (created if missing)."),
+    images: list[Path] = typer.Option(
+        [],
+        "--images",
+        help="Folder holding the images the files name; they are ingested on the fly "
+        "(repeatable). Without it images must already be ingested (matched by file name).",
+    ),
+    add_labels: bool = typer.Option(
+        False,
+        "--add-labels",
+        help="Add unknown labels to the project taxonomy instead of skipping their regions "
+        "(a project with no labels yet always adopts the files' labels).",
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Reject a whole file if any of its items would be skipped."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Import a file again even if the same bytes were imported before."
+    ),
+    predictions: bool = typer.Option(
+        False,
+        "--predictions",
+        help="label-studio: import the tasks' predictions too, as scored model proposals.",
+    ),
+    user: str | None = typer.Option(
+        None,
+        "--user",
+        help="Attribute the imported masks (and Label Studio lead_time events) to this user; "
+        "default: no author, events by the inactive 'label-studio' service user.",
+    ),
+) -> None:
+    """Import annotations as human masks. Each file is committed whole or not at all;
+    skipped items (unknown labels, images not found, malformed regions) are listed with
+    their reasons."""
+    if fmt not in IMPORTERS:
+        fail(f"unknown format {fmt!r}; choose one of {', '.join(IMPORTERS)}")
+    for d in images:
+        if not d.is_dir():
+            fail(f"--images {d} is not a folder")
+    settings = Settings()
+    factory = open_db(settings)
+    options: dict[str, object] = {
+        "add_labels": add_labels,
+        "strict": strict,
+        "force": force,
+        "predictions": predictions,
+    }
+    if user:
+        with domain_errors(), transaction(factory) as s:
+            options["user_id"] = get_user(s, name=user).id
+    with progress() as bar:
+        task = bar.add_task("import", total=None, status="")
+
+        def on_total(n: int) -> None:
+            bar.update(task, total=n)
+
+        def on_file(outcome: FileOutcome) -> None:
+            state = f"{outcome.masks} masks" if outcome.status == "imported" else "rejected"
+            bar.update(task, advance=1, status=f"{Path(outcome.path).name}: {state}")
+
+        report = import_files(
+            factory,
+            fmt=fmt,
+            project=project,
+            paths=paths,
+            image_dirs=images,
+            options=options,
+            max_pixels=settings.max_image_pixels,
+            on_file=on_file,
+            on_total=on_total,
+        )
+    print_report(report)
+    if report.rejected and len(report.rejected) == len(report.files):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
+    app.command("import")(import_command)
