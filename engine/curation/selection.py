@@ -1,0 +1,214 @@
+"""What a curated export contains: selected images with caption, rating, tags, signals,
+provenance and licence, plus the manifest both curated exporters write.
+
+Selection by stage (``db.curation.effective``): ``specialist`` (default) = every specialist
+kept it; ``generalist`` = a generalist kept it; ``auto`` = the rules passed it. Captions:
+the newest human caption, else a draft from the accepted masks' labels (marked
+``caption_source: "draft"``). Images whose file is missing or changed since ingest are
+skipped and listed in the manifest, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.curation import (
+    accepted_masks,
+    active_decisions,
+    curation_settings,
+    effective,
+    latest_caption,
+    stage_seconds,
+)
+from db.errors import InvalidInput
+from db.models import Image, Project
+from engine.curation.captions import draft_caption
+from engine.exporters.atomic import file_sha256
+
+STAGE_RULES = {
+    "specialist": "effective specialist keep: every specialist who saw the image kept it",
+    "generalist": "effective generalist keep: at least one generalist kept the image",
+    "auto": "automatic rules passed the image",
+}
+SUFFIXES = {".jpeg": ".jpg", ".tif": ".tiff"}
+
+
+@dataclass
+class Record:
+    """One exported image. ``file_name`` is relative to the export's image folder."""
+
+    image: Image
+    file_name: str
+    text: str
+    caption_source: str
+    rating: float | None
+    tags: list[str]
+    signals: dict[str, float]
+    provenance: dict[str, Any]
+    license: dict[str, Any] | None
+
+
+def licence_of(image: Image, project: Project) -> dict[str, Any] | None:
+    """The image's licence where known: ``image.meta["license"]`` (a COCO licence id, name or
+    dict), completed from ``image.meta["license_name"/"license_url"]`` or the project's COCO
+    ``settings["licenses"]`` table. None when unknown."""
+    meta = image.meta or {}
+    lic = meta.get("license", (meta.get("coco") or {}).get("license"))
+    if lic is None:
+        return None
+    if isinstance(lic, dict):
+        return {k: lic[k] for k in sorted(lic)}
+    out: dict[str, Any] = {"id": lic}
+    table = {
+        str(x.get("id")): x
+        for x in (project.settings or {}).get("licenses", [])
+        if isinstance(x, dict)
+    }
+    known = table.get(str(lic), {})
+    for key in ("name", "url"):
+        value = meta.get(f"license_{key}", known.get(key))
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _numeric(signals: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in sorted((signals or {}).items())
+        if isinstance(v, int | float) and not isinstance(v, bool) and k != "signals_version"
+    }
+
+
+def select_records(session: Session, *, project: Project, stage: str | None) -> list[Record]:
+    """The export's records in image-id order (see the module docstring)."""
+    stage = stage or "specialist"
+    if stage not in STAGE_RULES:
+        raise InvalidInput(f"curated exports take --stage {', '.join(STAGE_RULES)}, not {stage!r}")
+    wanted = "pass" if stage == "auto" else "keep"
+    chosen = sorted(
+        i for i, d in effective(session, project_id=project.id, stage=stage).items() if d == wanted
+    )
+    if not chosen:
+        return []
+    spec: dict[int, list[Any]] = {}
+    for d in active_decisions(session, project_id=project.id, stage="specialist"):
+        spec.setdefault(d.image_id, []).append(d)
+    decided: dict[str, dict[int, str]] = {
+        s: effective(session, project_id=project.id, stage=s)
+        for s in ("auto", "generalist", "specialist")
+    }
+    images = session.scalars(select(Image).where(Image.id.in_(chosen)).order_by(Image.id))
+    out = []
+    for im in images:
+        suffix = Path(im.uri).suffix.lower()
+        suffix = SUFFIXES.get(suffix, suffix) or ".img"
+        cap = latest_caption(session, image_id=im.id)
+        if cap is not None:
+            text, source = cap.text, cap.source
+        else:
+            masks = accepted_masks(session, image_id=im.id)
+            text, source = draft_caption([m.label for m in masks], [m.area for m in masks]), "draft"
+        ds = spec.get(im.id, [])
+        ratings = [d.rating for d in ds if d.rating is not None]
+        out.append(
+            Record(
+                image=im,
+                file_name=f"{im.id:08d}{suffix}",
+                text=text,
+                caption_source=source,
+                rating=round(sum(ratings) / len(ratings), 3) if ratings else None,
+                tags=sorted({t for d in ds for t in d.tags}),
+                signals=_numeric(im.signals),
+                provenance={
+                    "image_id": im.id,
+                    "sha256": im.sha256,
+                    "source_name": Path(im.uri).name,
+                    "decisions": {s: decided[s].get(im.id) for s in decided},
+                    "specialists": len(ds),
+                },
+                license=licence_of(im, project),
+            )
+        )
+    return out
+
+
+def copy_images(records: list[Record], folder: Path) -> tuple[list[Record], list[dict[str, Any]]]:
+    """Copy each record's file byte for byte into ``folder``; returns (copied, skipped).
+
+    A file that is missing or whose sha256 differs from the one recorded at ingest is
+    skipped with its reason.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    copied, skipped = [], []
+    for r in records:
+        src = Path(r.image.uri)
+        if not src.is_file():
+            skipped.append({"image_id": r.image.id, "reason": "file missing"})
+            continue
+        dest = folder / r.file_name
+        shutil.copyfile(src, dest)
+        if r.image.sha256 and file_sha256(dest) != r.image.sha256:
+            dest.unlink()
+            skipped.append(
+                {"image_id": r.image.id, "reason": "file changed since ingest (sha256 differs)"}
+            )
+            continue
+        copied.append(r)
+    return copied, skipped
+
+
+def build_manifest(
+    session: Session,
+    *,
+    project: Project,
+    fmt: str,
+    stage: str | None,
+    root: Path,
+    records: list[Record],
+    skipped: list[dict[str, Any]],
+    image_dir: str,
+) -> dict[str, Any]:
+    """The manifest: counts, selection rules, human seconds, sha256 of every file under
+    ``root`` (relative POSIX paths), licences. No time stamps or absolute paths, so the same
+    database state gives the same bytes."""
+    stage = stage or "specialist"
+    cfg = curation_settings(project)
+    files = {
+        p.relative_to(root).as_posix(): file_sha256(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    seconds = stage_seconds(session, project_id=project.id, idle_seconds=float(cfg["idle_seconds"]))
+    seconds["total"] = round(sum(seconds.values()), 3)
+    licences = {f"{image_dir}/{r.file_name}".lstrip("/"): r.license for r in records if r.license}
+    return {
+        "format": fmt,
+        "project": project.name,
+        "stage": stage,
+        "selection": {
+            "rule": STAGE_RULES[stage],
+            "auto_rules": cfg.get("rules"),
+            "overlap_fraction": cfg["overlap_fraction"],
+            "seed": cfg["seed"],
+        },
+        "counts": {
+            "images": len(records),
+            "skipped": len(skipped),
+            "captions_human": sum(r.caption_source == "human" for r in records),
+            "captions_draft": sum(r.caption_source == "draft" for r in records),
+            "rated": sum(r.rating is not None for r in records),
+            "licensed": len(licences),
+        },
+        "human_seconds": seconds,
+        "human_seconds_rule": f"gaps between a curator's consecutive decisions, capped at {cfg['idle_seconds']} s",
+        "skipped": skipped,
+        "licenses": licences,
+        "files": files,
+    }
