@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import numpy as np
-from label_studio_sdk.converter import brush
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -35,11 +34,18 @@ from engine.masks import polygons_to_mask
 UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
 
+def _brush() -> Any:
+    """label_studio_sdk's brush codec, imported on first use (the SDK takes seconds to import)."""
+    from label_studio_sdk.converter import brush
+
+    return brush
+
+
 def mask_to_brush(mask: np.ndarray) -> list[int]:
     """HW bool mask -> Label Studio brush RLE (list of byte values), via the SDK's encoder."""
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
-    return [int(v) for v in brush.mask2rle(mask.astype(np.uint8) * 255)]
+    return [int(v) for v in _brush().mask2rle(mask.astype(np.uint8) * 255)]
 
 
 def brush_to_mask(rle: Any, height: int, width: int) -> np.ndarray:
@@ -49,7 +55,7 @@ def brush_to_mask(rle: Any, height: int, width: int) -> np.ndarray:
     if isinstance(rle, list) and not all(isinstance(v, int) and 0 <= v < 256 for v in rle):
         raise ValueError("brush 'rle' values must be integers 0..255")
     try:
-        flat = brush.decode_rle(bytes(rle))
+        flat = _brush().decode_rle(bytes(rle))
     except (ValueError, IndexError) as err:
         raise ValueError(f"brush RLE does not decode: {err}") from err
     if flat.size != height * width * 4:
