@@ -38,6 +38,14 @@ from db.projects import get_project, list_projects
 
 router = APIRouter(tags=["tasks"])
 
+
+def setup(app: Any) -> None:
+    """Called by the app factory: embed the images people are about to open in the
+    background (``engine.precompute``), so nobody waits for the encoder."""
+    from engine.precompute import attach_precompute
+
+    attach_precompute(app)
+
 STAGE_ROLES = {
     "annotate": ("annotator", "reviewer", "admin"),
     "generalist": ("curator", "reviewer", "admin"),
