@@ -334,6 +334,8 @@ def decode(
         mask_input = store.get(body.mask_input_id, user.id, image_id)
     elif prior_mask is not None and hasattr(seg, "mask_to_input"):
         mask_input = seg.mask_to_input(prior_mask, emb)
+    elif prior_mask is not None and seg.name == "classical":
+        mask_input = np.where(prior_mask, 1.0, -1.0).astype(np.float32)  # HW map is accepted
     try:
         res = seg.decode(emb, points, labels, box, mask_input)
     except PromptError as err:
