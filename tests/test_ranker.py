@@ -1,0 +1,61 @@
+"""The ranker learns from decisions and orders a queue better than random."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.curation.ranker import (
+    RankerModel,
+    decisions_to_find,
+    expected_random_decisions,
+    train_ranker,
+)
+
+
+def _signals(rng: np.random.Generator, good: bool) -> dict[str, float]:
+    return {
+        "sharpness": float(rng.lognormal(7 if good else 4, 0.5)),
+        "noise": float(rng.normal(1 if good else 4, 0.5)),
+        "colourfulness": float(rng.normal(40, 10)),
+        "aspect_ratio": float(rng.uniform(1, 2)),
+    }
+
+
+def test_ranker_orders_kept_images_first_and_round_trips_json() -> None:
+    rng = np.random.default_rng(0)
+    train = [(_signals(rng, g), int(g)) for g in rng.random(60) < 0.3]
+    model = train_ranker([s for s, _ in train], [y for _, y in train])
+    test = [(_signals(rng, g), int(g)) for g in rng.random(100) < 0.1]
+    scores = model.score([s for s, _ in test])
+    order = list(np.argsort(-scores))
+    best = {i for i, (_, y) in enumerate(test) if y}
+    ranked = decisions_to_find(order, best)
+    assert ranked <= len(best) + 2
+    assert ranked < expected_random_decisions(len(test), len(best)) / 3
+    again = RankerModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert np.allclose(again.score([s for s, _ in test]), scores, atol=1e-5)
+    assert model.features == ["aspect_ratio", "sharpness", "colourfulness", "noise"] or set(model.features) == {
+        "aspect_ratio", "sharpness", "colourfulness", "noise"
+    }  # fmt: skip
+
+
+def test_missing_signals_are_imputed_and_embeddings_used() -> None:
+    rng = np.random.default_rng(1)
+    y = [0, 1] * 10
+    emb = np.array([[1.0 if v else -1.0, rng.normal()] for v in y])
+    model = train_ranker([{"noise": float(rng.normal())} for _ in y], y, embeddings=emb)
+    assert model.embedding_dim == 2
+    s = model.score([{}, {}], np.array([[1.0, 0.0], [-1.0, 0.0]]))
+    assert s[0] > s[1]
+
+
+def test_too_few_or_one_sided_decisions() -> None:
+    with pytest.raises(ValueError, match="both keeps and drops"):
+        train_ranker([{"noise": 1.0}] * 5, [1] * 5)
+    with pytest.raises(ValueError, match="at least 4"):
+        train_ranker([{"noise": 1.0}] * 2, [0, 1])
+    assert decisions_to_find([3, 1, 2], {1}) == 2
+    assert expected_random_decisions(20, 5) == pytest.approx(17.5)
