@@ -111,3 +111,13 @@ def test_one_bad_event_never_stops_the_batch(web: Web) -> None:
     assert any("unknown kind" in x for x in reasons) and any("no image" in x for x in reasons)
     assert any("client_time" in x for x in reasons) and any("uuid" in x for x in reasons)
     assert good["uuid"] in r["acknowledged"]
+
+
+def test_client_uses_only_the_shared_event_vocabulary() -> None:
+    """static/js/events.js mirrors engine/event_kinds.py; the server rejects other kinds."""
+    import re
+
+    js = (Path(__file__).resolve().parents[1] / "annotator_ui/static/js/events.js").read_text()
+    block = js[js.index("export const K = {") : js.index("};", js.index("export const K = {"))]
+    kinds = set(re.findall(r'"([a-z_]+)"', block))
+    assert kinds == set(ek.ALL_KINDS)
