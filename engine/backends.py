@@ -49,7 +49,12 @@ def _build_sam(
         )
     from engine.sam import SamSegmenter
 
-    return SamSegmenter(model_type=model_type, checkpoint=checkpoint, sha256=sha256, device=device)
+    try:
+        return SamSegmenter(
+            model_type=model_type, checkpoint=checkpoint, sha256=sha256, device=device
+        )
+    except (ValueError, OSError) as err:  # bad model type, unreadable file, sha256 mismatch
+        raise BackendError(f"cannot load the sam backend: {err}") from err
 
 
 BACKENDS: dict[str, Callable[..., Segmenter]] = {

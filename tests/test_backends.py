@@ -134,6 +134,39 @@ def test_classical_backend_through_the_cache(tmp_path: Path, shared_data: Path) 
     assert mask_iou(a, b) > 0.95, "fp16 caching must not change the classical result much"
 
 
+def test_sam_backend_through_the_cache(tmp_path: Path) -> None:
+    """Random vit_t weights saved to a .pth and loaded the way a user's checkpoint is."""
+    import torch
+
+    from engine.sam_models import file_sha256, random_sam
+
+    ckpt = tmp_path / "mobile_sam_random.pth"
+    torch.save(random_sam("vit_t", seed=1).state_dict(), ckpt)
+    digest = file_sha256(ckpt)
+    with pytest.raises(BackendError, match="sam"):
+        build_segmenter("sam", model_type="vit_t", checkpoint=ckpt, sha256="0" * 64)
+    with pytest.raises(BackendError, match="vit_q"):
+        build_segmenter("sam", model_type="vit_q", checkpoint=ckpt)
+    seg = build_segmenter(
+        "sam", model_type="vit_t", checkpoint=ckpt, sha256=digest, cache_dir=tmp_path
+    )
+    assert isinstance(seg, CachedSegmenter) and seg.model_key.startswith("sam-vit_t-")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    emb = seg.embed_cached("ef" * 32, lambda: image)
+    assert emb.features["image_embeddings"].shape == (1, 256, 64, 64)
+    assert emb.features["image_embeddings"].dtype == np.float32
+    path = seg.cache.path_for("ef" * 32)
+    assert path.is_file() and path.stat().st_size < 2.2e6  # fp16: 2 MiB, not 4
+    seg.cache.clear_memory()
+    from_disk = seg.embed_cached("ef" * 32, lambda: pytest.fail("should come from disk"))
+    points, labels = np.array([[20.0, 30.0]]), np.array([1])
+    a = seg.decode(emb, points, labels)
+    b = seg.decode(from_disk, points, labels)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.score == pytest.approx(b.score)
+
+
 # --- precompute -----------------------------------------------------------------------------
 
 
