@@ -217,6 +217,7 @@ def queue(
     stage: str,
     limit: int = 24,
     lease_minutes: float = 30.0,
+    exclude: Sequence[int] = (),
     now: dt.datetime | None = None,
 ) -> list[Image]:
     """The user's next page of images in a human stage, claimed with leases.
@@ -225,7 +226,8 @@ def queue(
     generalists kept. Excluded: images this user decided; images already decided or claimed
     by enough others (2 curators for overlap images, else 1). Order: the ranker score
     (``signals["ranker"]``), else ``signals["quality"]``, best first; then id. Images the
-    user already holds a live lease on come first (a reload shows the same page).
+    user already holds a live lease on come first (a reload shows the same page);
+    ``exclude`` leaves out ids the client is showing already (to preload the next page).
     """
     if stage not in HUMAN_STAGES:
         raise InvalidInput(f"queue stage must be one of {', '.join(HUMAN_STAGES)}")
@@ -263,7 +265,10 @@ def queue(
     for lease in live:
         claims.setdefault(lease.image_id, set()).add(lease.user_id)
     mine, free = [], []
+    skip = set(exclude)
     for im in images:
+        if im.id in skip:
+            continue
         done = deciders.get(im.id, set())
         if user_id in done:
             continue
