@@ -74,3 +74,21 @@ def curated_project(session: Session, shared: Path, n: int = 6) -> dict[str, Any
         session, image_id=images[4].id, stage="specialist", decision="drop", user_id=spec.id
     )
     return {"project": project, "images": images, "generalist": gen, "specialist": spec}
+
+
+def run_cli(args: list[str], db_url: str, monkeypatch: Any) -> Any:
+    """Run ``dataengine ARGS`` against ``db_url``; the CLI's engine is disposed afterwards."""
+    from typer.testing import CliRunner
+
+    import scripts.commands.curate as curate_module
+    from scripts.cli import app
+
+    made: list[Any] = []
+    real = curate_module.open_db
+    monkeypatch.setattr(curate_module, "open_db", lambda st: made.append(real(st)) or made[-1])
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", db_url)
+    try:
+        return CliRunner().invoke(app, args)
+    finally:
+        for f in made:
+            f.kw["bind"].dispose()

@@ -52,3 +52,77 @@ def test_overrides_and_bad_files(tmp_path: Path) -> None:
     f.write_text("[duplicates]\nradius = 99\n")
     with pytest.raises(ValueError, match="0..64"):
         load_rules(f)
+
+
+def test_curate_auto_cli_records_reasons_and_duplicates(
+    factory, db_url, shared_data, tmp_path, monkeypatch
+) -> None:
+    from PIL import Image as PILImage
+
+    from db.curation import active_decisions
+    from db.models import Image
+    from db.session import transaction
+    from engine.curation.degrade import gaussian_blur, resize
+    from engine.imageio import load_rgb, probe
+    from tests.curation_helpers import add_photos, run_cli
+    from tests.factories import make_image, make_mask, make_project
+
+    src = sorted((shared_data / "tiny-coco/val2017").glob("*.jpg"))[0]
+    rgb = load_rgb(src)
+    PILImage.fromarray(resize(rgb, 0.9)).save(tmp_path / "copy.png")  # a near-duplicate
+    PILImage.fromarray(gaussian_blur(rgb, 4.0)).save(tmp_path / "blur.jpg", quality=95)
+    (tmp_path / "gone.jpg").write_bytes(b"")
+    with transaction(factory) as s:
+        p = make_project(s)
+        images = add_photos(s, p, shared_data, 3)
+        extra = {}
+        for name in ("copy.png", "blur.jpg"):
+            r = probe(tmp_path / name)
+            extra[name] = make_image(
+                s,
+                project=p,
+                uri=str(tmp_path / name),
+                sha256=r.sha256,
+                width=r.width,
+                height=r.height,
+                phash=r.phash,
+            ).id
+        broken = make_image(s, project=p, uri=str(tmp_path / "missing.jpg")).id
+        make_mask(s, image=images[1], status="accepted", mask=None)
+        name, first, second = p.name, images[0].id, images[1].id
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[min]\nsharpness = 30\n[max]\nnoise = 50\n[duplicates]\nradius = 10\n")
+    result = run_cli(
+        ["curate", "auto", "-p", name, "--rules", str(rules), "--min-short-side", "100"],
+        db_url,
+        monkeypatch,
+    )
+    assert result.exit_code == 0, result.output
+    assert "failed" in result.output and "near-duplicate" in result.output
+    with transaction(factory) as s:
+        d = {
+            x.image_id: x
+            for x in active_decisions(s, project_id=s.get(Image, first).project_id, stage="auto")
+        }
+        assert d[first].decision == "pass" and d[first].reasons == []
+        assert d[extra["copy.png"]].decision == "fail"
+        assert (
+            d[extra["copy.png"]].reasons[-1].startswith(f"near-duplicate of image {first} (hamming")
+        )
+        assert any(
+            r.startswith("sharpness") and "< min 30" in r for r in d[extra["blur.jpg"]].reasons
+        )
+        assert d[broken].decision == "fail" and d[broken].reasons[0].startswith("unreadable")
+        sig = s.get(Image, second).signals
+        assert sig["n_masks"] == 1 and 0 < sig["subject_area"] < 1 and sig["sharpness"] > 30
+        assert s.get(Image, first).project.settings["curation"]["rules"]["min"] == {
+            "sharpness": 30.0,
+            "short_side": 100.0,
+        }
+    again = run_cli(["curate", "auto", "-p", name, "--max", "noise=0.001"], db_url, monkeypatch)
+    assert again.exit_code == 0, again.output
+    with transaction(factory) as s:
+        d = active_decisions(s, project_id=s.get(Image, first).project_id, stage="auto")
+        assert len(d) == 6 and all(x.decision == "fail" for x in d)  # re-run supersedes
+    bad = run_cli(["curate", "auto", "-p", name, "--min", "sharpness"], db_url, monkeypatch)
+    assert bad.exit_code == 1 and "SIGNAL=NUMBER" in bad.output

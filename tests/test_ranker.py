@@ -59,3 +59,51 @@ def test_too_few_or_one_sided_decisions() -> None:
         train_ranker([{"noise": 1.0}] * 2, [0, 1])
     assert decisions_to_find([3, 1, 2], {1}) == 2
     assert expected_random_decisions(20, 5) == pytest.approx(17.5)
+
+
+def test_train_ranker_and_agreement_cli(factory, db_url, monkeypatch) -> None:
+    from db.curation import record_decision
+    from db.models import Image, Project
+    from db.session import transaction
+    from tests.curation_helpers import run_cli
+    from tests.factories import make_image, make_project, make_user
+
+    rng = np.random.default_rng(2)
+    with transaction(factory) as s:
+        p = make_project(s)
+        a, b = make_user(s, role="curator"), make_user(s, role="curator")
+        ids = []
+        for k in range(30):
+            good = k % 3 == 0
+            im = make_image(s, project=p, signals=_signals(rng, good))
+            ids.append(im.id)
+            if k < 20:
+                record_decision(
+                    s,
+                    image_id=im.id,
+                    stage="generalist",
+                    decision="keep" if good else "drop",
+                    user_id=a.id,
+                )
+                if k < 10:
+                    record_decision(
+                        s,
+                        image_id=im.id,
+                        stage="generalist",
+                        decision="keep" if good or k == 1 else "drop",
+                        user_id=b.id,
+                    )
+        name, pid = p.name, p.id
+    result = run_cli(["curate", "train-ranker", "-p", name], db_url, monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert "20 decisions" in result.output
+    with transaction(factory) as s:
+        assert s.get(Project, pid).settings["curation"]["ranker"]["n_train"] == 20
+        scores = {i: s.get(Image, i).signals["ranker"] for i in ids[20:]}
+    top = sorted(scores, key=scores.get, reverse=True)[:3]
+    assert all((ids.index(i) % 3 == 0) for i in top)  # the unseen good images come first
+    result = run_cli(["curate", "agreement", "-p", name], db_url, monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert "generalist" in result.output and "0.9" in result.output  # 9 of 10 agree
+    empty = run_cli(["curate", "train-ranker", "-p", "nope"], db_url, monkeypatch)
+    assert empty.exit_code == 1 and "no project" in empty.output
