@@ -1,0 +1,206 @@
+"""A refactored SAM mask decoder: same weights, same outputs, far less work per prompt.
+
+SAM's ``MaskDecoder`` copies the 256x64x64 image embedding once per prompt and runs a
+two-way transformer whose image-side projections (4096 tokens x 256 -> 128) dominate the
+cost. With many prompts on one image (automatic mask generation) most of that work is
+shared or can be re-associated exactly:
+
+* layer 1 sees the same image tokens for every prompt, so its image-side key/value
+  (token->image) and query (image->token) projections are computed once per image;
+* every later attention over image tokens is re-associated so that the per-prompt work
+  is a product with the *few* prompt tokens: scores = (q W_k) X^T instead of
+  q (X W_k)^T, values = (A X) W_v instead of A (X W_v), image->token outputs as
+  sum_h A_h (v_h W_o,h);
+* the 256x256 mask upscaling runs only for prompts whose masks are still wanted.
+
+All of this is exact in real arithmetic (softmax ignores the per-row constant q.b_k, and
+attention rows sum to 1); in float32 results agree with the reference to ~1e-5.
+
+Shapes: image tokens N = 64*64, channels C = 256, prompt tokens T = 5 output tokens plus
+the sparse prompt embeddings. All tensors float32 on the model's device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class ImageContext:
+    """Per-image precompute shared by every prompt (batch dimension 1)."""
+
+    x0: Tensor  # 1xNxC image tokens + dense prompt embedding
+    pe: Tensor  # 1xNxC positional encoding
+    k1: Tensor  # 1xHxNxd layer-1 token->image keys
+    v1: Tensor  # 1xHxNxd layer-1 token->image values
+    q1: Tensor  # 1xHxNxd layer-1 image->token queries
+    kp2: Tensor  # 1xHxNxd layer-2 token->image key projection of the PE (no bias)
+    qp2: Tensor  # 1xHxNxd layer-2 image->token query projection of the PE (no bias)
+    kpf: Tensor  # 1xHxNxd final token->image key projection of the PE (no bias)
+    hw: tuple[int, int]
+
+
+def _heads(x: Tensor, h: int) -> Tensor:
+    """BxNx(h*d) -> BxhxNxd."""
+    b, n, c = x.shape
+    return x.reshape(b, n, h, c // h).transpose(1, 2)
+
+
+def _merge(x: Tensor) -> Tensor:
+    """BxhxTxd -> BxTx(h*d)."""
+    b, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * d)
+
+
+class FastMaskDecoder:
+    """Wraps a loaded ``Sam`` model's prompt-side modules; holds no copies of the weights."""
+
+    def __init__(self, sam: nn.Module) -> None:
+        self.md = sam.mask_decoder
+        self.tr = self.md.transformer
+        self.heads = self.tr.layers[0].cross_attn_token_to_image.num_heads
+
+    # ----------------------------------------------------------------------------- image
+    def _pe_parts(self, image_pe: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """PE-only projections; the PE is a model constant, so they are computed once."""
+        cached = getattr(self, "_pe_cache", None)
+        if cached is not None and cached[0].shape == image_pe.shape and torch.equal(cached[0], image_pe):
+            return cached[1]
+        h = self.heads
+        l2 = self.tr.layers[1]
+        pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        kp2 = _heads(pe @ l2.cross_attn_token_to_image.k_proj.weight.T, h)
+        qp2 = _heads(pe @ l2.cross_attn_image_to_token.q_proj.weight.T, h)
+        kpf = _heads(pe @ self.tr.final_attn_token_to_image.k_proj.weight.T, h)
+        parts = (pe, kp2, qp2, kpf)
+        self._pe_cache = (image_pe, parts)
+        return parts
+
+    @torch.inference_mode()
+    def prepare(self, image_embeddings: Tensor, image_pe: Tensor, dense: Tensor) -> ImageContext:
+        """image_embeddings 1xCxhxw, image_pe 1xCxhxw, dense 1xCxhxw (no-mask or mask embedding)."""
+        h = self.heads
+        _, _, hh, ww = image_embeddings.shape
+        pe, kp2, qp2, kpf = self._pe_parts(image_pe)
+        x0 = (image_embeddings + dense).flatten(2).transpose(1, 2).contiguous()
+        l1 = self.tr.layers[0]
+        a = l1.cross_attn_token_to_image
+        k1 = _heads(a.k_proj(x0 + pe), h)
+        v1 = _heads(a.v_proj(x0), h)
+        q1 = _heads(l1.cross_attn_image_to_token.q_proj(x0 + pe), h)
+        return ImageContext(x0, pe, k1, v1, q1, kp2, qp2, kpf, (hh, ww))
+
+    # ------------------------------------------------------------------------ attention
+    def _shared(self, qh: Tensor, shared: Tensor) -> Tensor:
+        """qh BxhxTxd times a shared 1xhxNxd tensor -> BxhxTxN (one bmm over heads, no copies)."""
+        b, h, t, d = qh.shape
+        out = torch.matmul(qh.transpose(0, 1).reshape(h, b * t, d), shared[0].transpose(1, 2))
+        return out.view(h, b, t, -1).transpose(0, 1)
+
+    def _token_to_image(self, a: nn.Module, q_in: Tensor, x: Tensor, kp: Tensor) -> Tensor:
+        """Tokens attend to per-prompt image tokens ``x`` (BxNxC); returns BxTxC (out_proj applied)."""
+        h = self.heads
+        b, t, _ = q_in.shape
+        n, c = x.shape[1], x.shape[2]
+        qh = _heads(a.q_proj(q_in), h)  # BxhxTxd
+        d = qh.shape[-1]
+        wk = a.k_proj.weight.view(h, d, c)
+        qf = (qh @ wk).reshape(b, h * t, c)  # fold W_k into the queries
+        s = torch.bmm(qf, x.transpose(1, 2)).view(b, h, t, n)
+        s += self._shared(qh, kp)
+        s = torch.softmax(s / math.sqrt(d), dim=-1)
+        ax = torch.bmm(s.view(b, h * t, n), x).view(b, h, t, c)  # fold W_v after the average
+        wv = a.v_proj.weight.view(h, d, c)
+        out = ax @ wv.transpose(1, 2) + a.v_proj.bias.view(h, 1, d)
+        return a.out_proj(_merge(out))
+
+    def _image_to_token(self, a: nn.Module, x: Tensor | None, qimg: Tensor, q_in: Tensor,
+                        v_in: Tensor) -> Tensor:
+        """Image tokens attend to prompt tokens; returns the BxNxC update (out_proj applied).
+
+        ``qimg`` is the image-side query: either precomputed heads (1xhxNxd, layer 1, x None)
+        or the PE part of the projection (1xhxNxd without bias) to add to ``x @ W_q``.
+        Scores are kept as BxhxTxN so the softmax over the T prompt tokens is vectorised.
+        """
+        h = self.heads
+        b, t, c = q_in.shape
+        kh = _heads(a.k_proj(q_in), h)  # BxhxTxd
+        vh = _heads(a.v_proj(v_in), h)
+        d = kh.shape[-1]
+        n = qimg.shape[2]
+        s = self._shared(kh, qimg)  # BxhxTxN
+        if x is not None:
+            wq = a.q_proj.weight.view(h, d, c)
+            kq = (kh @ wq).reshape(b, h * t, c)  # fold W_q into the keys
+            bias = (kh @ a.q_proj.bias.view(h, d, 1)).view(b, h * t, 1)
+            s = torch.baddbmm(bias, kq, x.transpose(1, 2)).view(b, h, t, n) + s
+        s = torch.softmax(s / math.sqrt(d), dim=2)
+        wo = a.out_proj.weight.view(c, h, d).permute(1, 2, 0)  # hxdxC
+        m = (vh @ wo).reshape(b, h * t, c)  # per-head value through W_o
+        probs = s.reshape(b, h * t, n).transpose(1, 2)
+        return torch.baddbmm(a.out_proj.bias.expand(b, 1, c), probs, m)
+
+    # -------------------------------------------------------------------------- forward
+    @torch.inference_mode()
+    def transformer(self, ctx: ImageContext, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """tokens BxTxC (output tokens + sparse prompts) -> (queries BxTxC, image tokens BxNxC)."""
+        l1, l2 = self.tr.layers[0], self.tr.layers[1]
+        t0 = tokens
+        # layer 1: image side identical for every prompt
+        q = l1.norm1(l1.self_attn(q=t0, k=t0, v=t0))
+        a = l1.cross_attn_token_to_image
+        qh = _heads(a.q_proj(q + t0), self.heads)
+        b, h, t, d = qh.shape
+        s = torch.softmax(self._shared(qh, ctx.k1) / math.sqrt(d), dim=-1)  # BxhxTxN
+        o = torch.matmul(s.transpose(0, 1).reshape(h, b * t, -1), ctx.v1[0])  # hx(BT)xd
+        o = o.view(h, b, t, d).permute(1, 2, 0, 3).reshape(b, t, h * d)
+        q = l1.norm2(q + a.out_proj(o))
+        q = l1.norm3(q + l1.mlp(q))
+        upd = self._image_to_token(l1.cross_attn_image_to_token, None, ctx.q1, q + t0, q)
+        x1 = l1.norm4(upd.add_(ctx.x0))
+        # layer 2
+        qq = q + t0
+        q = l2.norm1(q + l2.self_attn(q=qq, k=qq, v=q))
+        q = l2.norm2(q + self._token_to_image(l2.cross_attn_token_to_image, q + t0, x1, ctx.kp2))
+        q = l2.norm3(q + l2.mlp(q))
+        upd = self._image_to_token(l2.cross_attn_image_to_token, x1, ctx.qp2, q + t0, q)
+        x2 = l2.norm4(upd.add_(x1))
+        del x1, upd
+        # final token->image attention
+        fa = self.tr.final_attn_token_to_image
+        q = self.tr.norm_final_attn(q + self._token_to_image(fa, q + t0, x2, ctx.kpf))
+        return q, x2
+
+    @torch.inference_mode()
+    def iou(self, queries: Tensor) -> Tensor:
+        """queries BxTxC -> predicted IoU Bx(num_mask_tokens) (index 0 = single-mask output)."""
+        return self.md.iou_prediction_head(queries[:, 0, :])
+
+    @torch.inference_mode()
+    def masks(self, queries: Tensor, x2: Tensor, which: list[int]) -> Tensor:
+        """Low-res mask logits Bxlen(which)x256x256 for mask tokens ``which`` (0..3).
+
+        ``output_upscaling`` (ConvT 2x2/2, LayerNorm2d, GELU, ConvT 2x2/2, GELU) has no
+        spatial overlap, so it is computed channels-last as two matmuls on x2 (BxNxC, N=64*64).
+        """
+        up = self.md.output_upscaling
+        ct1, ln, act1, ct2, act2 = up[0], up[1], up[2], up[3], up[4]
+        b, n, c = x2.shape
+        side = int(round(math.sqrt(n)))
+        c1, c2 = ct1.out_channels, ct2.out_channels
+        w1 = ct1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)  # columns (a, b, out)
+        y = torch.addmm(ct1.bias.repeat(4), x2.reshape(b * n, c), w1).view(b * n * 4, c1)
+        y = act1(torch.nn.functional.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
+        w2 = ct2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+        z = act2(torch.addmm(ct2.bias.repeat(4), y, w2)).view(b, n * 16, c2)
+        hyper = torch.stack(
+            [self.md.output_hypernetworks_mlps[i](queries[:, 1 + i, :]) for i in which], dim=2
+        )  # Bx32xM
+        logits = torch.bmm(z, hyper)  # Bx(N*16)xM, pixel order (i, j, a1, b1, a2, b2)
+        m = len(which)
+        logits = logits.view(b, side, side, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return logits.reshape(b, m, side * 4, side * 4)
