@@ -123,21 +123,23 @@ class ClassicalSegmenter:
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
         """HWC uint8 RGB -> proposals from a grid of single positive clicks.
 
-        Points whose superpixel is already inside an earlier proposal are skipped;
-        near-duplicates (IoU > 0.9 on superpixels) are merged keeping the more stable.
+        ``grid`` x ``grid`` points (one solve per distinct superpixel, three with the
+        stability perturbations); near-duplicates (IoU > 0.9 on superpixels) are merged
+        keeping the more stable. Empty and whole-image results are dropped.
         """
         emb = embedding if embedding is not None else self.embed(image)
         f = emb.features
         area = f["area"].astype(np.float64)
         wh, ww = f["sp"].shape
         g = int(self.solver_params["grid"])
-        covered = np.zeros(len(area), bool)
+        seen: set[int] = set()
         found: list[tuple[np.ndarray, float, float, list[float]]] = []
         for gy in (np.arange(g) + 0.5) / g:
             for gx in (np.arange(g) + 0.5) / g:
                 node = int(f["sp"][int(gy * wh), int(gx * ww)])
-                if covered[node]:
+                if node in seen:
                     continue
+                seen.add(node)
                 pos = np.array([node])
                 geo = self._geodesic(f, pos, np.zeros(0, int), None)
                 lab, _ = self._solve(f, pos, np.zeros(0, int), None, None, geo, 1.0)
@@ -159,7 +161,6 @@ class ClassicalSegmenter:
                     found.append((lab, pred, stability, [x, y]))
                 elif stability > found[dup][2]:
                     found[dup] = (lab, pred, stability, [x, y])
-                covered |= lab
         out = []
         for lab, pred, stability, point in found:
             mask = self._to_full(f, lab, emb)
