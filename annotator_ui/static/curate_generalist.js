@@ -64,7 +64,7 @@ async function flush() {
         : api("POST", "/api/curation/decisions", { image_id: job.image_id, stage: "generalist", decision: job.decision }));
       outbox.shift();
       if (job.kind === "undo") job.done(out);
-      setStatus(outbox.length ? `saving ${outbox.length}…` : "");
+      else setStatus(outbox.length ? `saving ${outbox.length}…` : "");
     } catch (err) {
       if (err.status && err.status < 500 && err.status !== 429) {  // a real refusal: drop it, say why
         outbox.shift();
