@@ -149,7 +149,7 @@ def finetune_decoder(
             project_id = p.id
         cfg = FinetuneConfig(steps=steps, lr=lr, holdout=holdout, max_images=max_images, seed=seed)
         result = finetune_project(factory, project_id=project_id, model_version_id=model_version,
-                                  models_dir=settings.data_dir / "models", config=cfg,
+                                  models_dir=settings.data_dir / "models", config=cfg, cache_dir=settings.cache_dir,
                                   device=settings.device, progress=console.print)  # fmt: skip
     console.print_json(json.dumps(result))
 
