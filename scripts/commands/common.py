@@ -16,6 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from annotator_ui.settings import Settings
 from db.errors import DatabaseBehind, DomainError
@@ -27,8 +28,12 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def open_db(settings: Settings) -> sessionmaker[Session]:
-    """A session factory on the configured database; exits with the fix if it is behind."""
-    engine = make_engine(settings.resolved_database_url)
+    """A session factory on the configured database; exits with the fix if it is behind.
+
+    No connection pool: a command opens connections per session and closes them, so
+    commands invoked in-process (tests, ``up``) leave nothing open behind them.
+    """
+    engine = make_engine(settings.resolved_database_url, poolclass=NullPool)
     try:
         check_up_to_date(engine)
     except DatabaseBehind as err:

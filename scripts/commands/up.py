@@ -14,14 +14,15 @@ from pathlib import Path
 import skimage
 import typer
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from annotator_ui.settings import Settings
 from db.migrate import upgrade
 from db.models import User
 from db.projects import get_or_create_project
-from db.session import make_engine, make_session_factory, transaction
+from db.session import transaction
 from db.users import create_user, hash_password
-from scripts.commands.common import console
+from scripts.commands.common import console, open_db
 from scripts.commands.ingest import print_summary, run_ingest
 
 # Photos that ship inside scikit-image (skimage/data), used when no folder is given.
@@ -56,9 +57,8 @@ def sample_paths() -> list[Path]:
     return [root / name for name in SAMPLE_PHOTOS if (root / name).exists()]
 
 
-def ensure_admin(settings: Settings, name: str, password: str | None) -> str | None:
+def ensure_admin(factory: sessionmaker[Session], name: str, password: str | None) -> str | None:
     """Create the admin (or reset its password when one is given); returns a new password."""
-    factory = make_session_factory(make_engine(settings.resolved_database_url))
     with transaction(factory) as s:
         user = s.scalar(select(User).where(User.name == name))
         if user is None:
@@ -88,12 +88,13 @@ def up_command(
     url = settings.resolved_database_url
     console.rule("1/4 database")
     upgrade(url)
+    factory = open_db(settings)
     console.print(
-        f"schema up to date at {make_engine(url).url.render_as_string(hide_password=True)}"
+        f"schema up to date at {factory.kw['bind'].url.render_as_string(hide_password=True)}"
     )
-    with transaction(make_session_factory(make_engine(url))) as s:
+    with transaction(factory) as s:
         get_or_create_project(s, name=project, labels=DEMO_LABELS)
-    new_password = ensure_admin(settings, admin, password)
+    new_password = ensure_admin(factory, admin, password)
 
     console.rule("2/4 ingest")
     print_summary(run_ingest(settings, project, list(paths or sample_paths()), copy=False))
