@@ -17,6 +17,9 @@ async function whoami() {
     me = await api("GET", "/api/auth/me");
     document.getElementById("who").textContent = `${me.name} (${me.role})`;
     document.getElementById("logout").hidden = false;
+    for (const link of document.querySelectorAll("nav a[data-roles]")) {
+      link.hidden = !link.dataset.roles.split(" ").includes(me.role);
+    }
   } catch { me = null; }
   return me;
 }
