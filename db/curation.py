@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidInput, NotFound
@@ -209,6 +209,18 @@ def _order_key(image: Image) -> tuple[float, int]:
     return (-float(score) if isinstance(score, int | float) else 0.0, image.id)
 
 
+def _serialise_claims(session: Session, *, project_id: int, stage: str) -> None:
+    """Make concurrent page claims of one project and stage take turns.
+
+    PostgreSQL: a transaction-scoped advisory lock (released at commit). SQLite: the
+    write lock taken by ``BEGIN IMMEDIATE`` (db/session.py) already serialises writers.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(f"curation-queue:{project_id}:{stage}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def queue(
     session: Session,
     *,
@@ -234,6 +246,7 @@ def queue(
     if not 1 <= limit <= 500:
         raise InvalidInput("limit must be 1..500")
     now = now or utcnow()
+    _serialise_claims(session, project_id=project.id, stage=stage)
     cfg = curation_settings(project)
     images = list(
         session.scalars(
