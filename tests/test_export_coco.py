@@ -11,7 +11,8 @@ from pycocotools.coco import COCO
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Mask
+from db.models import Image as ImageRow
+from db.models import Mask, Project
 from db.projects import get_project
 from db.session import transaction
 from engine.exporters.atomic import write_atomically
@@ -83,6 +84,16 @@ def test_tiny_coco_round_trip_is_lossless(
             )
             img_new, img_old = exported.imgs[new["image_id"]], coco.imgs[ann["image_id"]]
             assert img_new["file_name"] == img_old["file_name"]
+    # photo licences travel with the images (curated exports cite them)
+    with transaction(factory) as s:
+        by_name = {Path(im.uri).name: im for im in s.scalars(select(ImageRow))}
+        project_licences = s.scalar(select(Project).where(Project.name == "tiny")).settings
+    for coco in originals.values():
+        for img in coco.imgs.values():
+            assert by_name[img["file_name"]].meta["license"] == img["license"]
+    assert {x["id"] for x in project_licences["licenses"]} == {
+        x["id"] for x in coco.dataset["licenses"]
+    }
     print(
         f"tiny-coco round trip: {counts['images']} images, {len(ious)} instances, "
         f"mean IoU {np.mean(ious):.6f}, min IoU {np.min(ious):.6f}"

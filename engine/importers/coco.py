@@ -67,6 +67,31 @@ def _check_structure(doc: Any) -> None:
             raise FileRejected(f"not a COCO instances file: {key!r} must be a list")
 
 
+def _record_licence(image: Image, coco_image: dict[str, Any]) -> None:
+    """Keep the COCO image's licence id (and Flickr/COCO URLs) so exports can cite it."""
+    if "license" not in coco_image:
+        return
+    meta = dict(image.meta or {})
+    meta["license"] = coco_image["license"]
+    for key in ("coco_url", "flickr_url"):
+        if coco_image.get(key):
+            meta[key] = coco_image[key]
+    image.meta = meta
+
+
+def _record_licence_table(project: Project, licenses: Any) -> None:
+    """Merge the file's ``licenses`` table (id, name, url) into ``project.settings``."""
+    if not isinstance(licenses, list):
+        return
+    settings = dict(project.settings or {})
+    known = {x.get("id"): x for x in settings.get("licenses", []) if isinstance(x, dict)}
+    for lic in licenses:
+        if isinstance(lic, dict) and "id" in lic:
+            known[lic["id"]] = {k: lic[k] for k in ("id", "name", "url") if k in lic}
+    settings["licenses"] = [known[k] for k in sorted(known, key=str)]
+    project.settings = settings
+
+
 def import_document(
     session: Session,
     *,
@@ -101,6 +126,8 @@ def import_document(
             outcome.skip(f"image {im['file_name']}", reason or "not found")
         else:
             outcome.images += 1
+            _record_licence(image, im)
+    _record_licence_table(project, doc.get("licenses"))
     author = options.get("user_id")
     for ann in doc["annotations"]:
         if not isinstance(ann, dict):
