@@ -108,11 +108,12 @@ class FastMaskDecoder:
         n, c = x.shape[1], x.shape[2]
         qh = _heads(a.q_proj(q_in), h)  # BxhxTxd
         d = qh.shape[-1]
+        qh = qh * (1.0 / math.sqrt(d))  # scale the few queries, not the NxT scores
         wk = a.k_proj.weight.view(h, d, c)
         qf = (qh @ wk).reshape(b, h * t, c)  # fold W_k into the queries
         s = torch.bmm(qf, x.transpose(1, 2)).view(b, h, t, n)
         s += self._shared(qh, kp)
-        s = torch.softmax(s / math.sqrt(d), dim=-1)
+        s = torch.softmax(s, dim=-1)
         ax = torch.bmm(s.view(b, h * t, n), x).view(b, h, t, c)  # fold W_v after the average
         wv = a.v_proj.weight.view(h, d, c)
         out = ax @ wv.transpose(1, 2) + a.v_proj.bias.view(h, 1, d)
@@ -131,6 +132,7 @@ class FastMaskDecoder:
         kh = _heads(a.k_proj(q_in), h)  # BxhxTxd
         vh = _heads(a.v_proj(v_in), h)
         d = kh.shape[-1]
+        kh = kh * (1.0 / math.sqrt(d))  # scale the few keys, not the NxT scores
         n = qimg.shape[2]
         s = self._shared(kh, qimg)  # BxhxTxN
         if x is not None:
@@ -138,7 +140,7 @@ class FastMaskDecoder:
             kq = (kh @ wq).reshape(b, h * t, c)  # fold W_q into the keys
             bias = (kh @ a.q_proj.bias.view(h, d, 1)).view(b, h * t, 1)
             s = torch.baddbmm(bias, kq, x.transpose(1, 2)).view(b, h, t, n) + s
-        s = torch.softmax(s / math.sqrt(d), dim=2)
+        s = torch.softmax(s, dim=2)
         wo = a.out_proj.weight.view(c, h, d).permute(1, 2, 0)  # hxdxC
         m = (vh @ wo).reshape(b, h * t, c)  # per-head value through W_o
         probs = s.reshape(b, h * t, n).transpose(1, 2)
@@ -155,7 +157,7 @@ class FastMaskDecoder:
         a = l1.cross_attn_token_to_image
         qh = _heads(a.q_proj(q + t0), self.heads)
         b, h, t, d = qh.shape
-        s = torch.softmax(self._shared(qh, ctx.k1) / math.sqrt(d), dim=-1)  # BxhxTxN
+        s = torch.softmax(self._shared(qh * (1.0 / math.sqrt(d)), ctx.k1), dim=-1)  # BxhxTxN
         o = torch.matmul(s.transpose(0, 1).reshape(h, b * t, -1), ctx.v1[0])  # hx(BT)xd
         o = o.view(h, b, t, d).permute(1, 2, 0, 3).reshape(b, t, h * d)
         q = l1.norm2(q + a.out_proj(o))
