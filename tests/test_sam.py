@@ -193,3 +193,20 @@ def test_embedding_from_another_model_is_refused(segmenter: SamSegmenter,
     emb = replace(embedding, model_key="sam-vit_t-000000000000")
     with pytest.raises(ValueError, match="re-embed"):
         segmenter.decode(emb, points=np.array([[10.0, 10.0]]), labels=np.array([1]))
+
+
+def test_models_cli_list_and_refused_download(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from scripts.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["models", "list"])
+    assert listed.exit_code == 0 and "vit_h" in listed.output and "vit_t" in listed.output
+    fake = tmp_path / "fake.pt"
+    fake.write_bytes(b"corrupt")
+    dest = tmp_path / "models"
+    out = runner.invoke(app, ["models", "download", "vit_t", "--dest", str(dest),
+                              "--url", fake.as_uri()])
+    assert out.exit_code == 1
+    assert list(dest.iterdir()) == []
