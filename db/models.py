@@ -297,3 +297,35 @@ class Export(Base):
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class EffortCache(Base):
+    """Derived, recomputable: an image's active seconds from the event log (``engine.metrics``).
+
+    Valid while ``lease_id`` and ``idle_s`` match and no event of the image has an id above
+    ``watermark``; the event log stays the source of truth.
+    """
+
+    __tablename__ = "effort_cache"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    lease_id: Mapped[int | None] = mapped_column(Integer)
+    idle_s: Mapped[float] = mapped_column(Float)
+    watermark: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class EffortObject(Base):
+    """Derived with ``EffortCache``: one committed object (added or fixed mask) of an image."""
+
+    __tablename__ = "effort_object"
+    __table_args__ = (Index("ix_effort_object_image", "image_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    mask_id: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    clicks: Mapped[int] = mapped_column(Integer)

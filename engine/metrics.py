@@ -26,24 +26,43 @@ Active seconds follow ``engine.effort`` exactly (the same rules in one windowed 
 ``LAG`` / running ``SUM`` over ``(image_id, session_id)`` ordered by ``(client_time,
 seq)``), so the figures are recomputable from the raw event log with any ``idle_s``.
 Events of an image count when their ``lease_id`` is NULL or is that image's done lease.
+The per-image results are kept in ``effort_cache`` / ``effort_object`` (derived tables,
+refreshed here for images with new events), so repeated queries stay fast at scale; callers
+that want the refresh kept commit the session (the CLI and the API do).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
-from sqlalchemy import and_, case, false, func, literal, or_, select, true
+from sqlalchemy import (
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Event, Lease, Mask, Round
+from db.models import EffortCache, EffortObject, Event, Lease, Mask, Round, utcnow
 from engine import event_kinds as ek
 from engine.effort import CLICK_KINDS, CLOCK_RESTARTS, DEFAULT_IDLE_S, OBJECT_ENDS, OBJECT_STARTS
 
+log = logging.getLogger("dataengine.metrics")
 ARMS = ("prefill", "control")
+WATERMARK_MARGIN = 10_000  # event ids re-checked on PostgreSQL (ids may commit out of order)
 # name -> (numerator column, denominator column, scale)
 FIGURES: dict[str, tuple[str, str, float]] = {
     "final_masks_per_image": ("final", "one", 1.0),
@@ -111,8 +130,11 @@ def _mask_sums(session: Session, done: Any) -> dict[int, tuple[int, ...]]:
     return {int(r[0]): tuple(int(v or 0) for v in r[1:]) for r in session.execute(q)}
 
 
-def _effort_sums(session: Session, done: Any, idle_s: float) -> dict[int, tuple[float, ...]]:
-    """image_id -> (seconds, added_seconds, added_clicks, added_timed), one windowed pass."""
+def _window_objects(
+    session: Session, done: Any, idle_s: float, image_ids: list[int]
+) -> list[tuple[int, float, float, int, int | None]]:
+    """Rows (image_id, gap_ms, object_ms, clicks, commit mask id | None), one per object span
+    (events between two object boundaries) of ``image_ids``, from one windowed pass."""
     part = (Event.image_id, Event.session_id)
     order = (Event.client_time, Event.seq)
     base = (
@@ -135,6 +157,7 @@ def _effort_sums(session: Session, done: Any, idle_s: float) -> dict[int, tuple[
         )
         .join(done, done.c.image_id == Event.image_id)
         .where(or_(Event.lease_id.is_(None), Event.lease_id == done.c.lease_id))
+        .where(Event.image_id.in_(image_ids))
     ).subquery("b")
     dt = base.c.client_time - base.c.prev_t
     idle_ms = literal(float(idle_s) * 1000.0)
@@ -170,27 +193,92 @@ def _effort_sums(session: Session, done: Any, idle_s: float) -> dict[int, tuple[
         .group_by(lvl2.c.image_id, lvl2.c.session_id, lvl2.c.grp)
         .subquery("o")
     )
-    is_added = and_(Mask.status == "accepted", Mask.source == "human")
-    q = (
-        select(
-            objects.c.image_id,
-            func.sum(objects.c.g_ms),
-            func.sum(case((is_added, objects.c.obj_ms), else_=0.0)),
-            func.sum(case((is_added, objects.c.clicks), else_=0)),
-            func.sum(case((is_added, 1), else_=0)),
+    return [
+        (int(r.image_id), float(r.g_ms or 0), float(r.obj_ms or 0), int(r.clicks or 0), r.commit)
+        for r in session.execute(select(objects))
+    ]
+
+
+def refresh_effort_cache(session: Session, done: Any, idle_s: float, chunk: int = 500) -> int:
+    """Recompute ``effort_cache`` / ``effort_object`` rows of done images that are missing or
+    stale (other lease or idle cap, or events newer than their watermark); returns how many.
+
+    Events are append-only, so only images with new events are re-derived. On PostgreSQL an
+    id can commit after a larger one; the last ``WATERMARK_MARGIN`` ids are always re-checked.
+    """
+    margin = 0 if session.get_bind().dialect.name == "sqlite" else WATERMARK_MARGIN
+    top = int(session.scalar(select(func.max(Event.id))) or 0)
+    leases = dict(session.execute(select(done.c.image_id, done.c.lease_id)).all())
+    cached = {
+        r.image_id: r
+        for r in session.execute(
+            select(EffortCache.image_id, EffortCache.lease_id, EffortCache.idle_s,
+                   EffortCache.watermark).join(done, done.c.image_id == EffortCache.image_id)
         )
-        .outerjoin(Mask, Mask.id == objects.c.commit)
-        .group_by(objects.c.image_id)
-    )
-    return {
-        int(r[0]): (
-            float(r[1] or 0) / 1000.0,
-            float(r[2] or 0) / 1000.0,
-            int(r[3] or 0),
-            int(r[4] or 0),
+    }  # fmt: skip
+    stale = {i for i, lease in leases.items()
+             if i not in cached or cached[i].lease_id != lease or cached[i].idle_s != idle_s}  # fmt: skip
+    if cached:
+        low = min(r.watermark for r in cached.values()) - margin
+        for image_id, newest in session.execute(
+            select(Event.image_id, func.max(Event.id)).where(Event.id > low, Event.image_id.is_not(None))
+            .group_by(Event.image_id)
+        ):  # fmt: skip
+            r = cached.get(image_id)
+            if r is not None and newest > r.watermark - margin:
+                stale.add(image_id)
+    todo = sorted(stale)
+    for k in range(0, len(todo), chunk):
+        ids = todo[k : k + chunk]
+        seconds: dict[int, float] = dict.fromkeys(ids, 0.0)
+        objects = []
+        for image_id, g_ms, obj_ms, clicks, commit in _window_objects(session, done, idle_s, ids):
+            seconds[image_id] += g_ms / 1000.0
+            if commit is not None:
+                objects.append({"image_id": image_id, "mask_id": int(commit),
+                                "seconds": obj_ms / 1000.0, "clicks": clicks})  # fmt: skip
+        try:
+            with session.begin_nested():
+                session.execute(delete(EffortObject).where(EffortObject.image_id.in_(ids)))
+                session.execute(delete(EffortCache).where(EffortCache.image_id.in_(ids)))
+                session.execute(insert(EffortCache), [
+                    {"image_id": i, "lease_id": leases[i], "idle_s": idle_s, "watermark": top,
+                     "seconds": seconds[i], "computed_at": utcnow()} for i in ids])  # fmt: skip
+                if objects:
+                    session.execute(insert(EffortObject), objects)
+        except IntegrityError:  # another process refreshed the same images just now
+            log.info("effort cache: concurrent refresh of %d images; keeping theirs", len(ids))
+    if cached and top - low > 2 * margin + 1:  # every cached row was checked up to ``top``
+        session.execute(
+            update(EffortCache)
+            .where(EffortCache.image_id.in_(select(done.c.image_id)), EffortCache.watermark < top)
+            .values(watermark=top)
         )
-        for r in session.execute(q)
+    return len(todo)
+
+
+def _effort_sums(session: Session, done: Any, idle_s: float) -> dict[int, tuple[float, ...]]:
+    """image_id -> (seconds, added_seconds, added_clicks, added_timed) from the effort cache."""
+    refresh_effort_cache(session, done, idle_s)
+    out: dict[int, list[float]] = {
+        int(i): [float(sec), 0.0, 0, 0]
+        for i, sec in session.execute(
+            select(EffortCache.image_id, EffortCache.seconds).join(
+                done, done.c.image_id == EffortCache.image_id
+            )
+        )
     }
+    q = (
+        select(EffortObject.image_id, func.sum(EffortObject.seconds),
+               func.sum(EffortObject.clicks), func.count())
+        .join(done, done.c.image_id == EffortObject.image_id)
+        .join(Mask, Mask.id == EffortObject.mask_id)
+        .where(Mask.status == "accepted", Mask.source == "human")
+        .group_by(EffortObject.image_id)
+    )  # fmt: skip
+    for image_id, sec, clicks, n in session.execute(q):
+        out[int(image_id)][1:] = [float(sec or 0), int(clicks or 0), int(n)]
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def _fixed_ious(session: Session, done: Any) -> dict[int, float]:

@@ -254,3 +254,26 @@ def test_bootstrap_counts_resample_every_unit() -> None:
     assert counts.shape == (50, 7)
     assert (counts.sum(axis=1) == 7).all()
     assert bootstrap_counts(0, 5, np.random.default_rng(0)).shape == (5, 0)
+
+
+def test_effort_cache_follows_new_events_and_idle_changes(factory: sessionmaker[Session]) -> None:
+    ids = build(factory)
+    pid = ids["project_id"]
+    with transaction(factory) as s:
+        first = _groups(project_metrics(s, project_id=pid, reps=20))[(1, "prefill")]
+    assert first["active_seconds"] == 55.5
+    with transaction(factory) as s:  # a later visit to image A: 5 s more
+        user_id = s.get(Lease, s.query(Lease).filter(Lease.image_id == ids["a"]).first().id).user_id
+        lease_id = (
+            s.query(Lease).filter(Lease.image_id == ids["a"], Lease.stage == "annotate").one().id
+        )
+        ev = Log(s, user_id, ids["a"], lease_id)
+        ev(0, ek.IMAGE_OPEN)
+        ev(5000, ek.MASK_SELECT)
+    with transaction(factory) as s:
+        again = _groups(project_metrics(s, project_id=pid, reps=20))
+    assert again[(1, "prefill")]["active_seconds"] == 60.5
+    assert again[(1, "control")]["active_seconds"] == 12.0
+    with transaction(factory) as s:
+        capped = _groups(project_metrics(s, project_id=pid, idle_s=10.0, reps=20))
+    assert capped[(1, "prefill")]["active_seconds"] == 60.5 - 20.0

@@ -27,6 +27,7 @@ def _compute(session: Any, settings: Any, project: str, reps: int, seed: int) ->
     m = project_metrics(
         session, project_id=p.id, idle_s=settings.idle_seconds, reps=reps, seed=seed
     )
+    session.commit()  # keep the refreshed effort cache (derived rows only)
     m["project"] = p.name
     return m
 

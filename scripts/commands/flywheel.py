@@ -81,7 +81,7 @@ def metrics_table(m: dict[str, Any], title: str) -> Table:
 
 def _metrics(settings: Settings, project: str, reps: int, seed: int) -> tuple[str, dict[str, Any]]:
     factory = open_db(settings)
-    with domain_errors(), factory() as s:
+    with domain_errors(), transaction(factory) as s:  # commits the refreshed effort cache
         p = get_project(s, name=project)
         return p.name, project_metrics(s, project_id=p.id, idle_s=settings.idle_seconds,
                                        reps=reps, seed=seed)  # fmt: skip
