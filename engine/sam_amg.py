@@ -163,7 +163,9 @@ class FastAutomaticMaskGenerator:
         rows = keep.any(dim=1).nonzero()[:, 0]
         if len(rows) == 0:
             return
-        logits = self.decoder.masks(q[rows], x2[rows], [1, 2, 3])  # R x 3 x 256 x 256
+        if len(rows) < len(q):
+            q, x2 = q[rows], x2[rows]
+        logits = self.decoder.masks(q, x2, [1, 2, 3])  # R x 3 x 256 x 256
         sel = keep[rows]
         logits = logits[sel]
         pr, mk = sel.nonzero().unbind(1)
