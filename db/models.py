@@ -322,10 +322,14 @@ class EffortObject(Base):
     """Derived with ``EffortCache``: one committed object (added or fixed mask) of an image."""
 
     __tablename__ = "effort_object"
-    __table_args__ = (Index("ix_effort_object_image", "image_id"),)
+    __table_args__ = (
+        Index("ix_effort_object_image", "image_id"),
+        Index("ix_effort_object_mask", "mask_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
     mask_id: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     clicks: Mapped[int] = mapped_column(Integer)
+    iou: Mapped[float | None] = mapped_column(Float)  # fixed proposals: IoU(final, proposal)

@@ -33,6 +33,7 @@ that want the refresh kept commit the session (the CLI and the API do).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from engine.effort import CLICK_KINDS, CLOCK_RESTARTS, DEFAULT_IDLE_S, OBJECT_EN
 log = logging.getLogger("dataengine.metrics")
 ARMS = ("prefill", "control")
 WATERMARK_MARGIN = 10_000  # event ids re-checked on PostgreSQL (ids may commit out of order)
+SETTLE = dt.timedelta(seconds=60)  # an event this much older than a derivation was committed
 # name -> (numerator column, denominator column, scale)
 FIGURES: dict[str, tuple[str, str, float]] = {
     "final_masks_per_image": ("final", "one", 1.0),
@@ -213,19 +215,26 @@ def refresh_effort_cache(session: Session, done: Any, idle_s: float, chunk: int 
         r.image_id: r
         for r in session.execute(
             select(EffortCache.image_id, EffortCache.lease_id, EffortCache.idle_s,
-                   EffortCache.watermark).join(done, done.c.image_id == EffortCache.image_id)
+                   EffortCache.watermark, EffortCache.computed_at)
+            .join(done, done.c.image_id == EffortCache.image_id)
         )
     }  # fmt: skip
     stale = {i for i, lease in leases.items()
              if i not in cached or cached[i].lease_id != lease or cached[i].idle_s != idle_s}  # fmt: skip
     if cached:
         low = min(r.watermark for r in cached.values()) - margin
-        for image_id, newest in session.execute(
-            select(Event.image_id, func.max(Event.id)).where(Event.id > low, Event.image_id.is_not(None))
+        newest_q = (
+            select(Event.image_id, func.max(Event.id), func.max(Event.server_time))
+            .where(Event.id > low, Event.image_id.is_not(None))
             .group_by(Event.image_id)
-        ):  # fmt: skip
+        )
+        for image_id, newest, newest_time in session.execute(newest_q):
             r = cached.get(image_id)
-            if r is not None and newest > r.watermark - margin:
+            if r is None:
+                continue
+            # new events, or (PostgreSQL) events that may have committed after the derivation
+            in_flight = newest > r.watermark - margin and r.computed_at < newest_time + SETTLE
+            if newest > r.watermark or in_flight:
                 stale.add(image_id)
     todo = sorted(stale)
     for k in range(0, len(todo), chunk):
@@ -237,6 +246,15 @@ def refresh_effort_cache(session: Session, done: Any, idle_s: float, chunk: int 
             if commit is not None:
                 objects.append({"image_id": image_id, "mask_id": int(commit),
                                 "seconds": obj_ms / 1000.0, "clicks": clicks})  # fmt: skip
+        commits = [o["mask_id"] for o in objects]
+        edited = session.execute(
+            select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle).where(
+                Mask.id.in_(commits), Mask.source == "model_edited"
+            )
+        ).all() if commits else []  # fmt: skip
+        ious = _root_ious(session, edited)
+        for o in objects:
+            o["iou"] = ious[o["mask_id"]][1] if o["mask_id"] in ious else None
         try:
             with session.begin_nested():
                 session.execute(delete(EffortObject).where(EffortObject.image_id.in_(ids)))
@@ -281,13 +299,9 @@ def _effort_sums(session: Session, done: Any, idle_s: float) -> dict[int, tuple[
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _fixed_ious(session: Session, done: Any) -> dict[int, float]:
-    """image_id -> sum of IoU(final model_edited mask, the model proposal it began as)."""
-    finals = session.execute(
-        select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle)
-        .join(done, done.c.image_id == Mask.image_id)
-        .where(Mask.status == "accepted", Mask.source == "model_edited")
-    ).all()
+def _root_ious(session: Session, finals: list[Any]) -> dict[int, tuple[int, float]]:
+    """mask id -> (image id, IoU with the ``model`` proposal it began as) for final
+    ``model_edited`` rows ``(id, image_id, parent_id, rle)``; rows without one are left out."""
     if not finals:
         return {}
     image_ids = {r.image_id for r in finals}
@@ -299,7 +313,7 @@ def _fixed_ious(session: Session, done: Any) -> dict[int, float]:
             )
         )
     }
-    out: dict[int, float] = defaultdict(float)
+    out: dict[int, tuple[int, float]] = {}
     for row in finals:
         parent, hops = row.parent_id, 0
         while parent in lineage and lineage[parent][1] != "model" and hops < 100:
@@ -307,7 +321,37 @@ def _fixed_ious(session: Session, done: Any) -> dict[int, float]:
         if parent not in lineage or lineage[parent][1] != "model":
             continue
         a, b = _coco(row.rle), _coco(lineage[parent][2])
-        out[row.image_id] += float(mask_utils.iou([a], [b], [0])[0][0])
+        out[row.id] = (row.image_id, float(mask_utils.iou([a], [b], [0])[0][0]))
+    return out
+
+
+def _fixed_ious(session: Session, done: Any) -> dict[int, float]:
+    """image_id -> sum of IoU(final model_edited mask, the model proposal it began as).
+
+    Cached IoUs (``effort_object.iou``, set when the fix's commit event was derived) are
+    summed in SQL; final fixes without one are computed here.
+    """
+    final_fix = and_(Mask.status == "accepted", Mask.source == "model_edited")
+    out: dict[int, float] = defaultdict(float)
+    cached = (
+        select(EffortObject.image_id, func.sum(EffortObject.iou))
+        .join(done, done.c.image_id == EffortObject.image_id)
+        .join(Mask, Mask.id == EffortObject.mask_id)
+        .where(final_fix, EffortObject.iou.is_not(None))
+        .group_by(EffortObject.image_id)
+    )
+    for image_id, total in session.execute(cached):
+        out[int(image_id)] += float(total or 0.0)
+    has_iou = select(EffortObject.id).where(
+        EffortObject.mask_id == Mask.id, EffortObject.iou.is_not(None)
+    )
+    missing = session.execute(
+        select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle)
+        .join(done, done.c.image_id == Mask.image_id)
+        .where(final_fix, ~has_iou.exists())
+    ).all()
+    for image_id, iou in _root_ious(session, missing).values():
+        out[image_id] += iou
     return out
 
 

@@ -139,9 +139,13 @@ def bench(url: str, n_images: int, repeats: int, reps: int) -> dict[str, float]:
         n_masks = conn.exec_driver_sql("SELECT COUNT(*) FROM mask").scalar()
         n_events = conn.exec_driver_sql("SELECT COUNT(*) FROM event").scalar()
     gen_s = time.perf_counter() - t0
-    totals, tables, boots = [], [], []
+    a = time.perf_counter()
+    with transaction(factory) as s:  # first query derives every image's effort (then cached)
+        project_metrics(s, project_id=project_id, reps=reps)
+    cold_s = time.perf_counter() - a
+    tables, boots, totals = [], [], []
     for _ in range(repeats):
-        with factory() as s:
+        with transaction(factory) as s:
             a = time.perf_counter()
             table = per_image_table(s, project_id=project_id)
             b = time.perf_counter()
@@ -154,8 +158,8 @@ def bench(url: str, n_images: int, repeats: int, reps: int) -> dict[str, float]:
         totals.append(d - c)
     engine.dispose()
     return {"images": n_images, "masks": n_masks, "events": n_events, "generate_s": gen_s,
-            "sql_s": min(tables), "bootstrap_s": min(boots), "total_min_s": min(totals),
-            "total_median_s": statistics.median(totals)}  # fmt: skip
+            "cold_s": cold_s, "sql_s": min(tables), "bootstrap_s": min(boots),
+            "total_min_s": min(totals), "total_median_s": statistics.median(totals)}  # fmt: skip
 
 
 def _pg_database(base_url: str) -> tuple[str, Any]:
@@ -207,12 +211,13 @@ def main() -> None:
             results["postgresql"] = bench(url, n, args.repeats, args.reps)
         finally:
             drop()
-    print(f"\n{'database':<11} {'images':>7} {'masks':>8} {'events':>8} {'sql s':>7} "
-          f"{'boot s':>7} {'total s (min)':>14} {'median':>7} {'vs 1 s':>7}")  # fmt: skip
+    print("\ncold = first query (derives and caches every image's effort); warm = later queries")
+    print(f"{'database':<11} {'images':>7} {'masks':>8} {'events':>8} {'cold s':>7} {'sql s':>7} "
+          f"{'boot s':>7} {'warm s (min)':>13} {'median':>7} {'warm / 1 s':>10}")  # fmt: skip
     for name, r in results.items():
-        print(f"{name:<11} {r['images']:>7} {r['masks']:>8} {r['events']:>8} {r['sql_s']:>7.3f} "
-              f"{r['bootstrap_s']:>7.3f} {r['total_min_s']:>14.3f} {r['total_median_s']:>7.3f} "
-              f"{r['total_min_s'] / 1.0:>6.2f}x")  # fmt: skip
+        print(f"{name:<11} {r['images']:>7} {r['masks']:>8} {r['events']:>8} {r['cold_s']:>7.2f} "
+              f"{r['sql_s']:>7.3f} {r['bootstrap_s']:>7.3f} {r['total_min_s']:>13.3f} "
+              f"{r['total_median_s']:>7.3f} {r['total_min_s'] / 1.0:>9.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

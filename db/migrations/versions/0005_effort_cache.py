@@ -36,15 +36,18 @@ def upgrade() -> None:
         sa.Column("mask_id", sa.Integer(), nullable=False),
         sa.Column("seconds", sa.Float(), nullable=False),
         sa.Column("clicks", sa.Integer(), nullable=False),
+        sa.Column("iou", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(["image_id"], ["image.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("effort_object", schema=None) as batch_op:
         batch_op.create_index("ix_effort_object_image", ["image_id"], unique=False)
+        batch_op.create_index("ix_effort_object_mask", ["mask_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("effort_object", schema=None) as batch_op:
+        batch_op.drop_index("ix_effort_object_mask")
         batch_op.drop_index("ix_effort_object_image")
     op.drop_table("effort_object")
     op.drop_table("effort_cache")
