@@ -33,6 +33,13 @@ def _build_classical(**_: Any) -> Segmenter:
     return ClassicalSegmenter()
 
 
+# Pre-fill stores every plausible proposal, not only SAM's confident ones: rejected and
+# fixed proposals are what calibration learns from (DESIGN section 4). The confident rule
+# (engine.prefill.ConfidentRule, SAM's 0.88 / 0.95 / NMS 0.7 by default) still decides
+# which proposals annotators are shown.
+SAM_PROPOSAL_PARAMS: dict[str, Any] = {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.5}
+
+
 def _build_sam(
     *, model_type: str, checkpoint: PathLike | None, sha256: str | None, device: str
 ) -> Segmenter:
@@ -51,7 +58,11 @@ def _build_sam(
 
     try:
         return SamSegmenter(
-            model_type=model_type, checkpoint=checkpoint, sha256=sha256, device=device
+            model_type=model_type,
+            checkpoint=checkpoint,
+            sha256=sha256,
+            device=device,
+            amg_params=dict(SAM_PROPOSAL_PARAMS),
         )
     except (ValueError, OSError) as err:  # bad model type, unreadable file, sha256 mismatch
         raise BackendError(f"cannot load the sam backend: {err}") from err

@@ -151,6 +151,9 @@ def test_sam_backend_through_the_cache(tmp_path: Path) -> None:
         "sam", model_type="vit_t", checkpoint=ckpt, sha256=digest, cache_dir=tmp_path
     )
     assert isinstance(seg, CachedSegmenter) and seg.model_key.startswith("sam-vit_t-")
+    # pre-fill keeps less confident proposals too (calibration learns from rejects)
+    assert seg.inner.generator.p.pred_iou_thresh == 0.5
+    assert seg.inner.generator.p.stability_score_thresh == 0.5
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
     emb = seg.embed_cached("ef" * 32, lambda: image)
