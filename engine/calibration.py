@@ -5,13 +5,17 @@ human decisions about *shown* proposals (confident ``model`` masks on done pre-f
 images: ``accepted`` -> 1; ``rejected``, ``superseded`` (fixed) or left undecided -> 0),
 then choose the lowest probability threshold whose precision on cross-validated
 predictions reaches the target (default 0.90): the most pre-fill at that precision.
+When the target is out of reach (weak proposals, few accepts), the fallback is the most
+pre-fill whose held-out precision is ``FALLBACK_LIFT`` (2) times the parent's precision
+(see ``fit_calibration``); the stored ``target_met`` says which rule chose the threshold.
 
 The result is a plain dict stored in ``model_version.calibration`` of a NEW child model
 version (same backend and weights, ``parent_id`` = the version whose proposals were judged)::
 
     {"kind": "logistic", "features": [...], "coef": [...], "intercept": float,
      "threshold": float, "target_precision": float, "target_met": bool, "n": int,
-     "n_positive": int, "fitted_precision": float, "fitted_recall": float}
+     "n_positive": int, "fitted_precision": float, "fitted_recall": float,
+     "fallback_precision": float | None}   # the last key is new; readers ignore it
 
 ``coef`` apply to the raw features (standardisation is folded in), so scoring needs only
 numpy: ``p = 1 / (1 + exp(-(X @ coef + intercept)))``; confident = ``p >= threshold``.
@@ -57,6 +61,7 @@ FEATURES: dict[str, Feature] = {
 }
 DEFAULT_FEATURES = list(FEATURES)
 MIN_SAMPLES = 20
+FALLBACK_LIFT = 2.0  # target unreachable: demand this multiple of the parent's precision
 
 
 def feature_matrix(
@@ -116,9 +121,13 @@ def _predict(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
-def pick_threshold(scores: np.ndarray, y: np.ndarray, target: float) -> tuple[float, bool]:
-    """Lowest threshold t with precision(scores >= t) >= target; else the most precise t.
+def pick_threshold(
+    scores: np.ndarray, y: np.ndarray, target: float, *, fallback_precision: float | None = None
+) -> tuple[float, bool]:
+    """Lowest threshold t with precision(scores >= t) >= target; else a fallback.
 
+    The fallback (target unreachable) is the lowest t whose precision reaches
+    ``fallback_precision`` when given and reachable, else the most precise t.
     Returns (threshold, target_met). Ties are kept together (a threshold never splits them).
     """
     order = np.argsort(-scores, kind="stable")
@@ -130,6 +139,10 @@ def pick_threshold(scores: np.ndarray, y: np.ndarray, target: float) -> tuple[fl
     ok = np.flatnonzero(prec >= target)
     if len(ok):
         return float(s[ok[-1]]), True
+    if fallback_precision is not None:
+        ok = np.flatnonzero((prec >= fallback_precision) & (tp > 0))
+        if len(ok):
+            return float(s[ok[-1]]), False
     best = int(np.argmax(prec))
     return float(s[best]), False
 
@@ -140,9 +153,18 @@ def fit_calibration(
     *,
     features: Sequence[str],
     target_precision: float = 0.90,
+    fallback_lift: float = FALLBACK_LIFT,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Fit the logistic model on (N, F) features and 0/1 labels; returns the calibration dict."""
+    """Fit the logistic model on (N, F) features and 0/1 labels; returns the calibration dict.
+
+    When no threshold reaches ``target_precision`` on held-out predictions, the fallback
+    is the largest shown set whose held-out precision is at least ``fallback_lift`` times
+    the base rate (the precision of everything the parent showed, ``y.mean()``), so the
+    next round still improves on the last one by that factor while losing as little
+    pre-fill as possible; failing that too, the most precise threshold.
+    ``target_met`` False and ``fallback_precision`` in the dict record it.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -176,7 +198,8 @@ def fit_calibration(
     }
     fitted = _predict(cal, x)
     scores = held_out if held_out is not None else fitted
-    threshold, met = pick_threshold(scores, y, target_precision)
+    fallback = min(target_precision, fallback_lift * n_pos / n)
+    threshold, met = pick_threshold(scores, y, target_precision, fallback_precision=fallback)
     # Map the held-out threshold onto the final model's scale by rank (same fraction shown).
     if held_out is not None:
         frac_shown = float(np.mean(held_out >= threshold))
@@ -186,6 +209,7 @@ def fit_calibration(
         threshold=threshold,
         target_precision=float(target_precision),
         target_met=bool(met),
+        fallback_precision=None if met else float(fallback),
         n=n,
         n_positive=n_pos,
         fitted_precision=float(y[shown].mean()) if shown.any() else None,

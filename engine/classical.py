@@ -20,9 +20,8 @@ then only object components connected to a positive click are kept. A previous
 ``DecodeResult.logits`` (per-superpixel signed margins) or any HW mask/logit map
 passed as ``mask_input`` seeds the colour models (and, with ``w_prev``, a prior).
 
-Propose: a grid of single positive clicks, each solved at three smoothness
-strengths; ``stability`` is the mean IoU of the perturbed masks with the main one,
-``predicted_iou`` a heuristic of stability and boundary contrast (calibrate it).
+Propose: regions of a selective-search hierarchy over the superpixels, ranked by
+boundary contrast, each refined by one graph cut (see ``ClassicalSegmenter.propose``).
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from engine.classical_features import FEATURE_PARAMS, build_features
+from engine.classical_features import FEATURE_PARAMS, build_features, region_hierarchy
 from engine.masks import mask_bbox
 from engine.segmenter import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
 
@@ -52,7 +51,10 @@ SOLVER_PARAMS: dict[str, Any] = {
     "geo_edge": 1.0,  # boundary-contrast share of the geodesic edge length
     "iters": 2,  # GrabCut-style colour re-estimation rounds
     "eps": 1e-2,  # colour-model smoothing
-    "grid": 8,  # propose: points per side
+    "max_proposals": 60,  # propose: hierarchy regions refined (best boundary contrast)
+    "prop_min_area": 0.002,  # propose: smallest region, fraction of the image
+    "prop_max_area": 0.8,  # propose: largest region, fraction of the image
+    "prop_prior": 1.0,  # propose: prior towards the seeding region in its refinement
 }
 HARD = 1e12
 
@@ -78,7 +80,7 @@ class ClassicalSegmenter:
         self.feature_params = {k: params.get(k, v) for k, v in FEATURE_PARAMS.items()}
         self.solver_params = {k: params.get(k, v) for k, v in SOLVER_PARAMS.items()}
         blob = json.dumps([self.feature_params, self.solver_params], sort_keys=True)
-        self.model_key = f"classical-v1-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+        self.model_key = f"classical-v2-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
     # ------------------------------------------------------------------ embed
     def embed(self, image: np.ndarray) -> Embedding:
@@ -121,49 +123,68 @@ class ClassicalSegmenter:
 
     # ---------------------------------------------------------------- propose
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
-        """HWC uint8 RGB -> proposals from a grid of single positive clicks.
+        """HWC uint8 RGB -> proposals from a region hierarchy refined by graph cut.
 
-        ``grid`` x ``grid`` points (one solve per distinct superpixel, three with the
-        stability perturbations); near-duplicates (IoU > 0.9 on superpixels) are merged
-        keeping the more stable. Empty and whole-image results are dropped.
+        1. ``region_hierarchy``: every region formed by greedy selective-search merging
+           of the superpixels, with ``prop_min_area``..``prop_max_area`` of the image;
+        2. ranked by boundary contrast ratio (length-weighted mean colour step across the
+           region's boundary / the same over all superpixel boundaries), near-duplicates
+           (IoU > 0.8 on superpixels) dropped, the best ``max_proposals`` kept;
+        3. each refined by one graph cut (``_solve``) seeded by the region (colour models
+           and a ``prop_prior`` prior), restricted to its box grown by 15 % + 8 px.
+
+        ``stability`` = IoU of the region with its refinement (agreement of two
+        segmentations, 1 when the graph cut confirms the region); ``predicted_iou`` =
+        stability * (1 - exp(-contrast_ratio / 2.5)) of the refined mask: a monotone
+        score, not a calibrated IoU (``engine.calibration`` fits one on human decisions).
+        ``point_coords`` holds the refined mask's most interior superpixel centre.
         """
         emb = embedding if embedding is not None else self.embed(image)
         f = emb.features
+        p = self.solver_params
         area = f["area"].astype(np.float64)
-        wh, ww = f["sp"].shape
-        g = int(self.solver_params["grid"])
-        seen: set[int] = set()
-        found: list[tuple[np.ndarray, float, float, list[float]]] = []
-        for gy in (np.arange(g) + 0.5) / g:
-            for gx in (np.arange(g) + 0.5) / g:
-                node = int(f["sp"][int(gy * wh), int(gx * ww)])
-                if node in seen:
-                    continue
-                seen.add(node)
-                pos = np.array([node])
-                geo = self._geodesic(f, pos, np.zeros(0, int), None)
-                lab, _ = self._solve(f, pos, np.zeros(0, int), None, None, geo, 1.0)
-                if lab.all() or not lab.any():
-                    continue
-                ious = []
-                for scale in (0.5, 2.0):
-                    alt, _ = self._solve(f, pos, np.zeros(0, int), None, None, geo, scale)
-                    inter, union = area[lab & alt].sum(), area[lab | alt].sum()
-                    ious.append(inter / union if union else 1.0)
-                stability = float(np.mean(ious))
-                cut = lab[f["ei"]] != lab[f["ej"]]
-                contrast = float(np.average(f["bgrad"][cut], weights=f["blen"][cut]))
-                ratio = contrast / (float(np.average(f["bgrad"], weights=f["blen"])) + 1e-6)
-                pred = float(np.clip(stability * ratio / (ratio + 1.0), 0.0, 1.0))
-                x, y = gx * emb.image_size[1], gy * emb.image_size[0]
-                dup = self._duplicate(found, lab, area)
-                if dup is None:
-                    found.append((lab, pred, stability, [x, y]))
-                elif stability > found[dup][2]:
-                    found[dup] = (lab, pred, stability, [x, y])
+        n, tot = len(area), float(area.sum())
+        ei, ej = f["ei"], f["ej"]
+        blen, bgrad = f["blen"].astype(np.float64), f["bgrad"].astype(np.float64)
+        mean_grad = float(np.average(bgrad, weights=blen)) + 1e-6
+        regions = [
+            r
+            for r in region_hierarchy(f)
+            if p["prop_min_area"] * tot <= area[r].sum() <= p["prop_max_area"] * tot
+        ]
+        if not regions:
+            return []
+        member = np.zeros((len(regions), n), dtype=bool)
+        for i, r in enumerate(regions):
+            member[i, r] = True
+        ratio = self._contrast(member, ei, ej, blen, bgrad) / mean_grad
+        kept: list[int] = []
+        for i in np.argsort(-ratio, kind="stable"):
+            if all(self._iou(member[i], member[j], area) <= 0.8 for j in kept):
+                kept.append(int(i))
+            if len(kept) >= int(p["max_proposals"]):
+                break
+        sx, sy = _scales(f, emb.image_size)
+        found: list[tuple[np.ndarray, float, float]] = []
+        for i in kept:
+            region = member[i]
+            lab = self._refine(f, region)
+            if not lab.any() or lab.all():
+                continue
+            stability = self._iou(lab, region, area)
+            r_ratio = float(self._contrast(lab[None], ei, ej, blen, bgrad)[0]) / mean_grad
+            pred = float(np.clip(stability * (1.0 - np.exp(-r_ratio / 2.5)), 0.0, 1.0))
+            dup = next((k for k, o in enumerate(found) if self._iou(lab, o[0], area) > 0.9), None)
+            if dup is None:
+                found.append((lab, pred, stability))
+            elif pred > found[dup][1]:
+                found[dup] = (lab, pred, stability)
         out = []
-        for lab, pred, stability, point in found:
+        for lab, pred, stability in found:
             mask = self._to_full(f, lab, emb)
+            idx = np.flatnonzero(lab)
+            inner = idx[np.argmax(self._depth(f, lab)[idx])]
+            point = [float(f["cx"][inner] + 0.5) / sx, float(f["cy"][inner] + 0.5) / sy]
             out.append(
                 Proposal(
                     mask=mask,
@@ -177,15 +198,44 @@ class ClassicalSegmenter:
             )
         return out
 
-    # --------------------------------------------------------------- helpers
-    @staticmethod
-    def _duplicate(found: list, lab: np.ndarray, area: np.ndarray) -> int | None:
-        for i, (other, *_rest) in enumerate(found):
-            union = area[lab | other].sum()
-            if union and area[lab & other].sum() / union > 0.9:
-                return i
-        return None
+    def _refine(self, f: dict, region: np.ndarray) -> np.ndarray:
+        """One graph cut seeded by ``region`` (n bool) inside its grown box -> n bool."""
+        cx, cy = f["cx"][region], f["cy"][region]
+        x0, x1, y0, y1 = cx.min(), cx.max(), cy.min(), cy.max()
+        mx, my = 0.15 * (x1 - x0) + 8.0, 0.15 * (y1 - y0) + 8.0
+        inbox = (
+            (f["cx"] >= x0 - mx)
+            & (f["cx"] <= x1 + mx)
+            & (f["cy"] >= y0 - my)
+            & (f["cy"] <= y1 + my)
+        )
+        geo = np.where(region, 0.35, 0.65)
+        none = np.zeros(0, dtype=int)
+        lab, _ = self._solve(
+            f, none, none, inbox, region, geo, 1.0, w_prev=float(self.solver_params["prop_prior"])
+        )
+        return lab
 
+    @staticmethod
+    def _contrast(member, ei, ej, blen, bgrad) -> np.ndarray:
+        """(R,) length-weighted mean colour step across each region's boundary."""
+        cut = member[:, ei] != member[:, ej]
+        return (cut * (blen * bgrad)).sum(1) / np.maximum((cut * blen).sum(1), 1e-9)
+
+    @staticmethod
+    def _iou(a: np.ndarray, b: np.ndarray, area: np.ndarray) -> float:
+        union = float(area[a | b].sum())
+        return float(area[a & b].sum()) / union if union else 1.0
+
+    def _depth(self, f: dict, lab: np.ndarray) -> np.ndarray:
+        """Per-superpixel hop distance to the nearest non-member (inf outside graph reach)."""
+        graph = self._graph(f, np.ones(len(f["ei"])))
+        outside = np.flatnonzero(~lab | f["border"])
+        if len(outside) == 0:
+            return np.zeros(len(lab))
+        return dijkstra(graph, indices=outside, min_only=True, unweighted=True)
+
+    # --------------------------------------------------------------- helpers
     @staticmethod
     def _click_nodes(
         f: dict, image_size: tuple[int, int], points: np.ndarray | None, labels: np.ndarray | None
@@ -271,9 +321,11 @@ class ClassicalSegmenter:
         d_bg = np.minimum(dijkstra(graph, indices=bg_seeds, min_only=True), 1e6)
         return d_fg / (d_fg + d_bg + 1e-9)
 
-    def _solve(self, f, pos, neg, inbox, prev, geo, lam_scale: float):
+    def _solve(self, f, pos, neg, inbox, prev, geo, lam_scale: float, w_prev: float | None = None):
         """Graph cut over superpixels -> (object bool (n,), margin (n,) in nats per pixel)."""
         p = self.solver_params
+        if w_prev is not None:
+            p = {**p, "w_prev": w_prev}
         area = f["area"].astype(np.float64)
         hist = f["hist"].astype(np.float64)
         n, k = hist.shape

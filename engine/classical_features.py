@@ -25,6 +25,7 @@ would round it): it is ``sp.shape`` over the embedding's ``image_size``. The wor
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import cv2
@@ -131,3 +132,56 @@ def build_features(image: np.ndarray, params: dict[str, Any] | None = None) -> d
         "mdiff": mdiff.astype(np.float32),
         **adj,
     }
+
+
+def region_hierarchy(f: dict[str, Any]) -> list[np.ndarray]:
+    """Selective-search-style greedy merging of the superpixel graph of ``build_features``.
+
+    Adjacent regions are merged in order of similarity = palette-histogram intersection
+    + size (small regions first) + fill (the merged centroid box is tight), as in Uijlings
+    et al., "Selective Search for Object Recognition" (IJCV 2013). Returns one int array
+    of member superpixel ids per merge (n - 1 for a connected graph), in merge order.
+    """
+    area = f["area"].astype(np.float64)
+    n, tot = len(area), float(area.sum())
+    hist = {i: h for i, h in enumerate(f["hist"].astype(np.float64) * area[:, None])}
+    size = dict(enumerate(area.tolist()))
+    box = {
+        i: (x, y, x, y)
+        for i, (x, y) in enumerate(zip(f["cx"].tolist(), f["cy"].tolist(), strict=True))
+    }
+    members: dict[int, list[int]] = {i: [i] for i in range(n)}
+    nbr: dict[int, set[int]] = {i: set() for i in range(n)}
+    for a, b in zip(f["ei"].tolist(), f["ej"].tolist(), strict=True):
+        nbr[a].add(b)
+        nbr[b].add(a)
+
+    def sim(a: int, b: int) -> float:
+        col = float(np.minimum(hist[a] / size[a], hist[b] / size[b]).sum())
+        ba, bb = box[a], box[b]
+        bw = max(ba[2], bb[2]) - min(ba[0], bb[0]) + 10.0
+        bh = max(ba[3], bb[3]) - min(ba[1], bb[1]) + 10.0
+        both = size[a] + size[b]
+        return col + (1.0 - both / tot) + (1.0 - (bw * bh - both) / tot)
+
+    heap = [(-sim(a, b), a, b) for a, b in zip(f["ei"].tolist(), f["ej"].tolist(), strict=True)]
+    heapq.heapify(heap)
+    out: list[np.ndarray] = []
+    nxt = n
+    while heap:
+        _, a, b = heapq.heappop(heap)
+        if a not in members or b not in members:
+            continue
+        c, nxt = nxt, nxt + 1
+        members[c] = members.pop(a) + members.pop(b)
+        hist[c], size[c] = hist.pop(a) + hist.pop(b), size.pop(a) + size.pop(b)
+        ba, bb = box.pop(a), box.pop(b)
+        box[c] = (min(ba[0], bb[0]), min(ba[1], bb[1]), max(ba[2], bb[2]), max(ba[3], bb[3]))
+        nb = (nbr.pop(a) | nbr.pop(b)) - {a, b}
+        nbr[c] = nb
+        for k in nb:
+            nbr[k] -= {a, b}
+            nbr[k].add(c)
+            heapq.heappush(heap, (-sim(c, k), c, k))
+        out.append(np.array(members[c], dtype=np.int64))
+    return out
