@@ -41,6 +41,31 @@ def test_pick_threshold_is_the_lowest_meeting_the_target() -> None:
     assert pick_threshold(np.array([0.9, 0.7, 0.7]), np.array([1, 1, 0]), 0.9) == (0.9, True)
 
 
+def test_pick_threshold_fallback_is_the_largest_set_at_the_fallback_precision() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    y = np.array([0, 1, 0, 1, 0, 0])  # prefix precision 0, .5, .33, .5, .4, .33
+    assert pick_threshold(scores, y, 0.9) == (0.8, False)  # no fallback: most precise
+    assert pick_threshold(scores, y, 0.9, fallback_precision=0.5) == (0.6, False)
+    assert pick_threshold(scores, y, 0.9, fallback_precision=0.4) == (0.5, False)
+    # an unreachable fallback falls back to the most precise threshold
+    assert pick_threshold(scores, y, 0.95, fallback_precision=0.95) == (0.8, False)
+
+
+def test_fit_with_unreachable_target_doubles_the_base_rate() -> None:
+    rng = np.random.default_rng(1)
+    n = 600
+    iou = rng.uniform(0.0, 1.0, n)
+    y = (rng.uniform(0, 1, n) < 0.25 * iou**2).astype(int)  # precision never near 0.9
+    x = np.stack([iou, rng.uniform(0.8, 1.0, n)], axis=1)
+    names = ["predicted_iou", "stability"]
+    cal = fit_calibration(x, y, features=names, target_precision=0.9)
+    assert not cal["target_met"]
+    assert cal["fallback_precision"] == pytest.approx(2 * y.mean())
+    shown = fit_calibration.__globals__["_predict"](cal, x) >= cal["threshold"]
+    assert y[shown].mean() > 1.5 * y.mean()  # clearly more precise than showing everything
+    assert 0.05 < shown.mean() < 0.9  # but still a real share of the proposals
+
+
 def _synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     iou = rng.uniform(0.5, 1.0, n)

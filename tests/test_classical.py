@@ -160,3 +160,29 @@ def test_real_grabcut_subset(shared_data):
         out = run_clicks(seg, seg.embed(img), m > 128, m == 128, max_clicks=10)
         reached += max(i for i, _ in out) >= 0.90
     assert reached >= 3
+
+
+def test_region_hierarchy_merges_down_to_one_region(seg, scene):
+    from engine.classical_features import region_hierarchy
+
+    img, disc, _square, emb = scene
+    f = emb.features
+    n = len(f["area"])
+    regions = region_hierarchy(f)
+    assert len(regions) == n - 1  # a connected superpixel graph merges into one region
+    assert sorted(regions[-1].tolist()) == list(range(n))
+    # some intermediate region is the disc (superpixel-level IoU)
+    inside = np.bincount(f["sp"].ravel(), disc.ravel(), n) / f["area"] > 0.5
+    best = max(
+        (inside[r].sum() / len(np.union1d(r, np.flatnonzero(inside)))) for r in regions
+    )
+    assert best > 0.9
+
+
+def test_propose_scores_rank_objects_above_background(seg, scene):
+    img, disc, square, emb = scene
+    props = seg.propose(img, emb)
+    good = [max(mask_iou(p.mask, disc), mask_iou(p.mask, square)) >= 0.85 for p in props]
+    assert any(good) and not all(good)
+    top = max(props, key=lambda p: p.predicted_iou)
+    assert max(mask_iou(top.mask, disc), mask_iou(top.mask, square)) >= 0.85
