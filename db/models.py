@@ -190,6 +190,7 @@ class Mask(Base):
     __table_args__ = (
         Index("ix_mask_image_status", "image_id", "status"),
         Index("ix_mask_model_version", "model_version_id"),
+        Index("ix_mask_updated_at", "updated_at"),  # engine.metrics: masks changed since
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -316,6 +317,18 @@ class EffortCache(Base):
     watermark: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # per-image sums of engine.metrics (0006_metrics_cache); NULL = not derived yet
+    final: Mapped[int | None] = mapped_column(Integer)
+    from_proposal: Mapped[int | None] = mapped_column(Integer)
+    added: Mapped[int | None] = mapped_column(Integer)
+    shown: Mapped[int | None] = mapped_column(Integer)
+    accepted_as_is: Mapped[int | None] = mapped_column(Integer)
+    fixed: Mapped[int | None] = mapped_column(Integer)
+    fixed_iou_sum: Mapped[float | None] = mapped_column(Float)
+    added_seconds: Mapped[float | None] = mapped_column(Float)
+    added_clicks: Mapped[int | None] = mapped_column(Integer)
+    added_timed: Mapped[int | None] = mapped_column(Integer)
+    masks_checked_at: Mapped[dt.datetime | None] = mapped_column()  # mask edits seen up to here
 
 
 class EffortObject(Base):

@@ -77,6 +77,9 @@ FIGURES: dict[str, tuple[str, str, float]] = {
     "fixed_iou": ("fixed_iou_sum", "fixed", 1.0),
     "masks_per_annotator_hour": ("final", "seconds", 3600.0),
 }
+MASK_COLS = ("final", "from_proposal", "added", "shown", "accepted_as_is", "fixed")
+ADDED_COLS = ("added_seconds", "added_clicks", "added_timed")
+CACHED_COLS = (*MASK_COLS, "fixed_iou_sum", "seconds", *ADDED_COLS)  # effort_cache columns
 COLUMNS = (
     "one", "final", "from_proposal", "added", "shown", "accepted_as_is", "fixed",
     "fixed_iou_sum", "seconds", "added_seconds", "added_clicks", "added_timed",
@@ -110,8 +113,8 @@ def _done_leases(project_id: int) -> Any:
     )
 
 
-def _mask_sums(session: Session, done: Any) -> dict[int, tuple[int, ...]]:
-    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed)."""
+def _mask_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[int, ...]]:
+    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed) of ``ids``."""
     accepted = Mask.status == "accepted"
     shown = and_(Mask.source == "model", Mask.confident == true())
     q = (
@@ -127,6 +130,7 @@ def _mask_sums(session: Session, done: Any) -> dict[int, tuple[int, ...]]:
             func.sum(case((and_(accepted, Mask.source == "model_edited"), 1), else_=0)),
         )
         .join(done, done.c.image_id == Mask.image_id)
+        .where(Mask.image_id.in_(ids))
         .group_by(Mask.image_id)
     )
     return {int(r[0]): tuple(int(v or 0) for v in r[1:]) for r in session.execute(q)}
@@ -202,25 +206,31 @@ def _window_objects(
 
 
 def refresh_effort_cache(session: Session, done: Any, idle_s: float, chunk: int = 500) -> int:
-    """Recompute ``effort_cache`` / ``effort_object`` rows of done images that are missing or
-    stale (other lease or idle cap, or events newer than their watermark); returns how many.
+    """Recompute the ``effort_cache`` / ``effort_object`` rows of done images that are missing
+    or stale (other lease or idle cap, events newer than their watermark, or masks edited
+    since their derivation); returns how many.
 
     Events are append-only, so only images with new events are re-derived. On PostgreSQL an
     id can commit after a larger one; the last ``WATERMARK_MARGIN`` ids are always re-checked.
+    Mask edits are found through ``mask.updated_at`` (indexed) since the oldest
+    ``masks_checked_at``; a change within ``SETTLE`` of a derivation re-derives the image.
     """
     margin = 0 if session.get_bind().dialect.name == "sqlite" else WATERMARK_MARGIN
+    now = utcnow()
     top = int(session.scalar(select(func.max(Event.id))) or 0)
     leases = dict(session.execute(select(done.c.image_id, done.c.lease_id)).all())
     cached = {
         r.image_id: r
         for r in session.execute(
             select(EffortCache.image_id, EffortCache.lease_id, EffortCache.idle_s,
-                   EffortCache.watermark, EffortCache.computed_at)
+                   EffortCache.watermark, EffortCache.computed_at, EffortCache.masks_checked_at)
             .join(done, done.c.image_id == EffortCache.image_id)
         )
     }  # fmt: skip
     stale = {i for i, lease in leases.items()
-             if i not in cached or cached[i].lease_id != lease or cached[i].idle_s != idle_s}  # fmt: skip
+             if i not in cached or cached[i].lease_id != lease or cached[i].idle_s != idle_s
+             or cached[i].masks_checked_at is None}  # fmt: skip
+    checked = [r.masks_checked_at for r in cached.values() if r.masks_checked_at is not None]
     if cached:
         low = min(r.watermark for r in cached.values()) - margin
         newest_q = (
@@ -236,67 +246,94 @@ def refresh_effort_cache(session: Session, done: Any, idle_s: float, chunk: int 
             in_flight = newest > r.watermark - margin and r.computed_at < newest_time + SETTLE
             if newest > r.watermark or in_flight:
                 stale.add(image_id)
+    if checked:
+        edited_q = (
+            select(Mask.image_id, func.max(Mask.updated_at))
+            .where(Mask.updated_at > min(checked) - SETTLE)
+            .group_by(Mask.image_id)
+        )
+        for image_id, newest_edit in session.execute(edited_q):
+            r = cached.get(image_id)
+            if r is not None and r.computed_at < newest_edit + SETTLE:
+                stale.add(image_id)
     todo = sorted(stale)
     for k in range(0, len(todo), chunk):
-        ids = todo[k : k + chunk]
-        seconds: dict[int, float] = dict.fromkeys(ids, 0.0)
-        objects = []
-        for image_id, g_ms, obj_ms, clicks, commit in _window_objects(session, done, idle_s, ids):
-            seconds[image_id] += g_ms / 1000.0
-            if commit is not None:
-                objects.append({"image_id": image_id, "mask_id": int(commit),
-                                "seconds": obj_ms / 1000.0, "clicks": clicks})  # fmt: skip
-        commits = [o["mask_id"] for o in objects]
-        edited = session.execute(
-            select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle).where(
-                Mask.id.in_(commits), Mask.source == "model_edited"
-            )
-        ).all() if commits else []  # fmt: skip
-        ious = _root_ious(session, edited)
-        for o in objects:
-            o["iou"] = ious[o["mask_id"]][1] if o["mask_id"] in ious else None
-        try:
-            with session.begin_nested():
-                session.execute(delete(EffortObject).where(EffortObject.image_id.in_(ids)))
-                session.execute(delete(EffortCache).where(EffortCache.image_id.in_(ids)))
-                session.execute(insert(EffortCache), [
-                    {"image_id": i, "lease_id": leases[i], "idle_s": idle_s, "watermark": top,
-                     "seconds": seconds[i], "computed_at": utcnow()} for i in ids])  # fmt: skip
-                if objects:
-                    session.execute(insert(EffortObject), objects)
-        except IntegrityError:  # another process refreshed the same images just now
-            log.info("effort cache: concurrent refresh of %d images; keeping theirs", len(ids))
+        _derive_chunk(session, done, idle_s, todo[k : k + chunk], leases, top, now)
     if cached and top - low > 2 * margin + 1:  # every cached row was checked up to ``top``
         session.execute(
             update(EffortCache)
             .where(EffortCache.image_id.in_(select(done.c.image_id)), EffortCache.watermark < top)
             .values(watermark=top)
         )
+    if checked and min(checked) < now - 5 * SETTLE:  # every mask edit was checked up to ``now``
+        session.execute(
+            update(EffortCache)
+            .where(EffortCache.image_id.in_(select(done.c.image_id)),
+                   EffortCache.masks_checked_at < now)
+            .values(masks_checked_at=now)
+        )  # fmt: skip
     return len(todo)
 
 
-def _effort_sums(session: Session, done: Any, idle_s: float) -> dict[int, tuple[float, ...]]:
-    """image_id -> (seconds, added_seconds, added_clicks, added_timed) from the effort cache."""
-    refresh_effort_cache(session, done, idle_s)
-    out: dict[int, list[float]] = {
-        int(i): [float(sec), 0.0, 0, 0]
-        for i, sec in session.execute(
-            select(EffortCache.image_id, EffortCache.seconds).join(
-                done, done.c.image_id == EffortCache.image_id
-            )
+def _derive_chunk(
+    session: Session, done: Any, idle_s: float, ids: list[int], leases: dict[int, int],
+    top: int, now: dt.datetime,
+) -> None:  # fmt: skip
+    """Re-derive ``ids``: their objects from the event log, then every per-image sum."""
+    seconds: dict[int, float] = dict.fromkeys(ids, 0.0)
+    objects = []
+    for image_id, g_ms, obj_ms, clicks, commit in _window_objects(session, done, idle_s, ids):
+        seconds[image_id] += g_ms / 1000.0
+        if commit is not None:
+            objects.append({"image_id": image_id, "mask_id": int(commit),
+                            "seconds": obj_ms / 1000.0, "clicks": clicks})  # fmt: skip
+    commits = [o["mask_id"] for o in objects]
+    edited = session.execute(
+        select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle).where(
+            Mask.id.in_(commits), Mask.source == "model_edited"
         )
-    }
+    ).all() if commits else []  # fmt: skip
+    ious = _root_ious(session, edited)
+    for o in objects:
+        o["iou"] = ious[o["mask_id"]][1] if o["mask_id"] in ious else None
+    try:
+        with session.begin_nested():
+            session.execute(delete(EffortObject).where(EffortObject.image_id.in_(ids)))
+            session.execute(delete(EffortCache).where(EffortCache.image_id.in_(ids)))
+            if objects:
+                session.execute(insert(EffortObject), objects)
+            masks = _mask_sums(session, done, ids)
+            added = _added_sums(session, done, ids)
+            fixed = _fixed_ious(session, done, ids)
+            rows = []
+            for i in ids:
+                row = dict(zip(MASK_COLS, masks.get(i, (0,) * len(MASK_COLS)), strict=True))
+                row.update(zip(ADDED_COLS, added.get(i, (0.0, 0, 0)), strict=True))
+                row.update(image_id=i, lease_id=leases[i], idle_s=idle_s, watermark=top,
+                           seconds=seconds[i], computed_at=now, masks_checked_at=now,
+                           fixed_iou_sum=fixed.get(i, 0.0))  # fmt: skip
+                rows.append(row)
+            session.execute(insert(EffortCache), rows)
+    except IntegrityError:  # another process refreshed the same images just now
+        log.info("effort cache: concurrent refresh of %d images; keeping theirs", len(ids))
+
+
+def _added_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[float, int, int]]:
+    """image_id -> (added_seconds, added_clicks, added_timed) of final ``human`` masks of ``ids``
+    with a derived object."""
     q = (
         select(EffortObject.image_id, func.sum(EffortObject.seconds),
                func.sum(EffortObject.clicks), func.count())
         .join(done, done.c.image_id == EffortObject.image_id)
         .join(Mask, Mask.id == EffortObject.mask_id)
-        .where(Mask.status == "accepted", Mask.source == "human")
+        .where(Mask.status == "accepted", Mask.source == "human",
+               EffortObject.image_id.in_(ids))
         .group_by(EffortObject.image_id)
     )  # fmt: skip
-    for image_id, sec, clicks, n in session.execute(q):
-        out[int(image_id)][1:] = [float(sec or 0), int(clicks or 0), int(n)]
-    return {k: tuple(v) for k, v in out.items()}
+    return {
+        int(image_id): (float(sec or 0), int(clicks or 0), int(n))
+        for image_id, sec, clicks, n in session.execute(q)
+    }
 
 
 def _root_ious(session: Session, finals: list[Any]) -> dict[int, tuple[int, float]]:
@@ -325,10 +362,10 @@ def _root_ious(session: Session, finals: list[Any]) -> dict[int, tuple[int, floa
     return out
 
 
-def _fixed_ious(session: Session, done: Any) -> dict[int, float]:
-    """image_id -> sum of IoU(final model_edited mask, the model proposal it began as).
+def _fixed_ious(session: Session, done: Any, ids: list[int]) -> dict[int, float]:
+    """image_id -> sum of IoU(final model_edited mask, the model proposal it began as), ``ids``.
 
-    Cached IoUs (``effort_object.iou``, set when the fix's commit event was derived) are
+    IoUs cached on ``effort_object.iou`` (set when the fix's commit event was derived) are
     summed in SQL; final fixes without one are computed here.
     """
     final_fix = and_(Mask.status == "accepted", Mask.source == "model_edited")
@@ -337,7 +374,7 @@ def _fixed_ious(session: Session, done: Any) -> dict[int, float]:
         select(EffortObject.image_id, func.sum(EffortObject.iou))
         .join(done, done.c.image_id == EffortObject.image_id)
         .join(Mask, Mask.id == EffortObject.mask_id)
-        .where(final_fix, EffortObject.iou.is_not(None))
+        .where(final_fix, EffortObject.iou.is_not(None), EffortObject.image_id.in_(ids))
         .group_by(EffortObject.image_id)
     )
     for image_id, total in session.execute(cached):
@@ -348,7 +385,7 @@ def _fixed_ious(session: Session, done: Any) -> dict[int, float]:
     missing = session.execute(
         select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle)
         .join(done, done.c.image_id == Mask.image_id)
-        .where(final_fix, ~has_iou.exists())
+        .where(final_fix, ~has_iou.exists(), Mask.image_id.in_(ids))
     ).all()
     for image_id, iou in _root_ious(session, missing).values():
         out[image_id] += iou
@@ -364,32 +401,26 @@ def _coco(rle: dict[str, Any]) -> dict[str, Any]:
 
 
 def per_image_table(session: Session, *, project_id: int, idle_s: float = DEFAULT_IDLE_S) -> Table:
-    """Per-image sums for every image done in the project's rounds (see the module table)."""
+    """Per-image sums for every image done in the project's rounds (see the module table),
+    read from ``effort_cache`` after refreshing its stale rows."""
     done = _done_leases(project_id).subquery("done")
-    leases = session.execute(select(done.c.image_id, done.c.round, done.c.arm)).all()
-    n = len(leases)
-    image_ids = np.fromiter((r[0] for r in leases), dtype=np.int64, count=n)
-    rounds = np.fromiter((r[1] for r in leases), dtype=np.int64, count=n)
-    arms = np.asarray([r[2] for r in leases], dtype=object)
+    refresh_effort_cache(session, done, idle_s)
+    cache_cols = [getattr(EffortCache, c) for c in CACHED_COLS]
+    rows = session.execute(
+        select(done.c.image_id, done.c.round, done.c.arm, *cache_cols).outerjoin(
+            EffortCache, EffortCache.image_id == done.c.image_id
+        )
+    ).all()
+    n = len(rows)
+    image_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+    rounds = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+    arms = np.asarray([r[2] for r in rows], dtype=object)
+    values = np.asarray([r[3:] for r in rows], dtype=np.float64).reshape(n, len(CACHED_COLS))
+    values = np.nan_to_num(values, nan=0.0)  # a row lost to a concurrent refresh: zeros
     cols = {c: np.zeros(n, dtype=np.float64) for c in COLUMNS}
     cols["one"][:] = 1.0
-    pos = {int(i): k for k, i in enumerate(image_ids)}
-    for image_id, vals in _mask_sums(session, done).items():
-        k = pos[image_id]
-        for name, v in zip(
-            ("final", "from_proposal", "added", "shown", "accepted_as_is", "fixed"),
-            vals,
-            strict=True,
-        ):
-            cols[name][k] = v
-    for image_id, vals in _effort_sums(session, done, idle_s).items():
-        k = pos[image_id]
-        for name, v in zip(
-            ("seconds", "added_seconds", "added_clicks", "added_timed"), vals, strict=True
-        ):
-            cols[name][k] = v
-    for image_id, v in _fixed_ious(session, done).items():
-        cols["fixed_iou_sum"][pos[image_id]] = v
+    for j, c in enumerate(CACHED_COLS):
+        cols[c] = np.ascontiguousarray(values[:, j])
     control = arms == "control"  # nothing is shown on control images, whatever exists
     cols["shown"][control] = 0.0
     cols["accepted_as_is"][control] = 0.0
