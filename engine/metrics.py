@@ -214,64 +214,77 @@ def refresh_effort_cache(session: Session, done: Any, idle_s: float, chunk: int 
     id can commit after a larger one; the last ``WATERMARK_MARGIN`` ids are always re-checked.
     Mask edits are found through ``mask.updated_at`` (indexed) since the oldest
     ``masks_checked_at``; a change within ``SETTLE`` of a derivation re-derives the image.
+    Only candidate rows are read into Python, so a fresh cache costs a few indexed queries.
     """
     margin = 0 if session.get_bind().dialect.name == "sqlite" else WATERMARK_MARGIN
     now = utcnow()
     top = int(session.scalar(select(func.max(Event.id))) or 0)
-    leases = dict(session.execute(select(done.c.image_id, done.c.lease_id)).all())
-    cached = {
-        r.image_id: r
-        for r in session.execute(
-            select(EffortCache.image_id, EffortCache.lease_id, EffortCache.idle_s,
-                   EffortCache.watermark, EffortCache.computed_at, EffortCache.masks_checked_at)
-            .join(done, done.c.image_id == EffortCache.image_id)
+    ec = EffortCache
+    stale = set(
+        session.scalars(
+            select(done.c.image_id)
+            .outerjoin(ec, ec.image_id == done.c.image_id)
+            .where(or_(ec.image_id.is_(None), ec.lease_id.is_(None), ec.lease_id != done.c.lease_id,
+                       ec.idle_s != idle_s, ec.masks_checked_at.is_(None)))
         )
-    }  # fmt: skip
-    stale = {i for i, lease in leases.items()
-             if i not in cached or cached[i].lease_id != lease or cached[i].idle_s != idle_s
-             or cached[i].masks_checked_at is None}  # fmt: skip
-    checked = [r.masks_checked_at for r in cached.values() if r.masks_checked_at is not None]
-    if cached:
-        low = min(r.watermark for r in cached.values()) - margin
-        newest_q = (
-            select(Event.image_id, func.max(Event.id), func.max(Event.server_time))
-            .where(Event.id > low, Event.image_id.is_not(None))
-            .group_by(Event.image_id)
+    )  # fmt: skip
+    low_wm, oldest_check = session.execute(
+        select(func.min(ec.watermark), func.min(ec.masks_checked_at)).join(
+            done, done.c.image_id == ec.image_id
         )
-        for image_id, newest, newest_time in session.execute(newest_q):
-            r = cached.get(image_id)
-            if r is None:
-                continue
-            # new events, or (PostgreSQL) events that may have committed after the derivation
-            in_flight = newest > r.watermark - margin and r.computed_at < newest_time + SETTLE
-            if newest > r.watermark or in_flight:
-                stale.add(image_id)
-    if checked:
-        edited_q = (
-            select(Mask.image_id, func.max(Mask.updated_at))
-            .where(Mask.updated_at > min(checked) - SETTLE)
-            .group_by(Mask.image_id)
+    ).one()
+    events: dict[int, tuple[int, dt.datetime]] = {}
+    edits: dict[int, dt.datetime] = {}
+    if low_wm is not None:
+        low = int(low_wm) - margin
+        # rows, not GROUP BY: SQLite would scan a whole (image_id, ...) index to group
+        recent = select(Event.image_id, Event.id, Event.server_time).where(
+            Event.id > low, Event.image_id.is_not(None)
         )
-        for image_id, newest_edit in session.execute(edited_q):
-            r = cached.get(image_id)
-            if r is not None and r.computed_at < newest_edit + SETTLE:
-                stale.add(image_id)
+        for i, n, t in session.execute(recent):
+            old = events.get(i)
+            events[i] = (n, t) if old is None else (max(old[0], n), max(old[1], t))
+    if oldest_check is not None:
+        edited = select(Mask.image_id, Mask.updated_at).where(
+            Mask.updated_at > oldest_check - SETTLE
+        )
+        for i, t in session.execute(edited):
+            edits[i] = max(edits.get(i, t), t)
+    candidates = sorted((set(events) | set(edits)) - stale)
+    for k in range(0, len(candidates), 5000):
+        rows = session.execute(
+            select(ec.image_id, ec.watermark, ec.computed_at)
+            .join(done, done.c.image_id == ec.image_id)
+            .where(ec.image_id.in_(candidates[k : k + 5000]))
+        )
+        for r in rows:
+            if r.image_id in events:
+                newest, newest_time = events[r.image_id]
+                # new events, or (PostgreSQL) events that may have committed after the derivation
+                in_flight = newest > r.watermark - margin and r.computed_at < newest_time + SETTLE
+                if newest > r.watermark or in_flight:
+                    stale.add(r.image_id)
+            if r.image_id in edits and r.computed_at < edits[r.image_id] + SETTLE:
+                stale.add(r.image_id)
     todo = sorted(stale)
+    leases = dict(
+        session.execute(select(done.c.image_id, done.c.lease_id).where(done.c.image_id.in_(todo)))
+        .all()
+    ) if todo else {}  # fmt: skip
     for k in range(0, len(todo), chunk):
         _derive_chunk(session, done, idle_s, todo[k : k + chunk], leases, top, now)
-    if cached and top - low > 2 * margin + 1:  # every cached row was checked up to ``top``
+    if low_wm is not None and top - low > 2 * margin + 1:  # every row was checked up to ``top``
         session.execute(
-            update(EffortCache)
-            .where(EffortCache.image_id.in_(select(done.c.image_id)), EffortCache.watermark < top)
+            update(ec)
+            .where(ec.image_id.in_(select(done.c.image_id)), ec.watermark < top)
             .values(watermark=top)
         )
-    if checked and min(checked) < now - 5 * SETTLE:  # every mask edit was checked up to ``now``
+    if oldest_check is not None and oldest_check < now - 5 * SETTLE:  # edits checked to ``now``
         session.execute(
-            update(EffortCache)
-            .where(EffortCache.image_id.in_(select(done.c.image_id)),
-                   EffortCache.masks_checked_at < now)
+            update(ec)
+            .where(ec.image_id.in_(select(done.c.image_id)), ec.masks_checked_at < now)
             .values(masks_checked_at=now)
-        )  # fmt: skip
+        )
     return len(todo)
 
 
@@ -431,8 +444,9 @@ def bootstrap_counts(n: int, reps: int, rng: np.random.Generator) -> np.ndarray:
     """(reps, n) float64: how often each of n units is drawn in each resample."""
     if n == 0:
         return np.zeros((reps, 0))
-    idx = rng.integers(0, n, size=(reps, n))
-    flat = (np.arange(reps)[:, None] * n + idx).ravel()
+    # int32 draws are the same stream as int64 ones for n < 2**32 (both take the 32-bit path)
+    idx = rng.integers(0, n, size=(reps, n), dtype=np.int32 if n < 2**31 else np.int64)
+    flat = (np.arange(reps, dtype=np.int64)[:, None] * n + idx).ravel()
     return np.bincount(flat, minlength=reps * n).reshape(reps, n).astype(np.float64)
 
 
