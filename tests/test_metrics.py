@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Event, Lease, Round, utcnow
+from db.models import EffortCache, Event, Lease, Mask, Round, utcnow
 from db.session import transaction
 from engine import event_kinds as ek
 from engine.effort import derive_effort
@@ -277,3 +278,31 @@ def test_effort_cache_follows_new_events_and_idle_changes(factory: sessionmaker[
     with transaction(factory) as s:
         capped = _groups(project_metrics(s, project_id=pid, idle_s=10.0, reps=20))
     assert capped[(1, "prefill")]["active_seconds"] == 60.5 - 20.0
+
+
+def test_cache_follows_mask_edits_long_after_its_derivation(
+    factory: sessionmaker[Session],
+) -> None:
+    """A reviewer rejects H1 an hour after the cache was derived: every mask figure follows."""
+    ids = build(factory)
+    pid = ids["project_id"]
+    with transaction(factory) as s:
+        first = _groups(project_metrics(s, project_id=pid, reps=20))[(1, "prefill")]
+    assert first["final_masks"] == 5 and first["added_masks"] == 2
+    hour_ago = utcnow() - dt.timedelta(hours=1)
+    with transaction(factory) as s:  # as if derived and checked long ago, masks unchanged since
+        s.execute(update(EffortCache).values(computed_at=hour_ago, masks_checked_at=hour_ago))
+        s.execute(update(Mask).values(updated_at=hour_ago - dt.timedelta(minutes=5)))
+        s.execute(update(Event).values(server_time=hour_ago - dt.timedelta(minutes=5)))
+    with transaction(factory) as s:
+        s.get(Mask, ids["h1"]).status = "rejected"  # the ORM stamps updated_at
+    with transaction(factory) as s:
+        again = _groups(project_metrics(s, project_id=pid, reps=20))[(1, "prefill")]
+    assert again["final_masks"] == 4 and again["added_masks"] == 1
+    f = again["figures"]
+    assert f["seconds_per_added_mask"]["value"] == 4.0  # H2 only
+    assert f["clicks_per_added_mask"]["value"] == 2.0
+    assert f["seconds_per_final_mask"]["value"] == 55.5 / 4
+    with transaction(factory) as s:  # the check moved on: no mask edit left to find
+        checked = s.scalars(select(EffortCache.masks_checked_at)).all()
+    assert min(checked) > hour_ago
