@@ -288,6 +288,17 @@ def refresh_effort_cache(session: Session, done: Any, idle_s: float, chunk: int 
     return len(todo)
 
 
+def refresh_project_cache(
+    session: Session, *, project_id: int, idle_s: float = DEFAULT_IDLE_S
+) -> int:
+    """Bring the project's ``effort_cache`` rows up to date; returns how many were re-derived.
+
+    ``project_metrics`` does this itself; call it ahead (after a bulk import, or from a job)
+    so the next query finds a fresh cache. The caller commits.
+    """
+    return refresh_effort_cache(session, _done_leases(project_id).subquery("done"), idle_s)
+
+
 def _derive_chunk(
     session: Session, done: Any, idle_s: float, ids: list[int], leases: dict[int, int],
     top: int, now: dt.datetime,

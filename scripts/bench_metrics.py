@@ -8,7 +8,7 @@ on SQLite and PostgreSQL. Generates the volume, then times ``engine.metrics.proj
 Each image: 36 model proposals (26 confident: 19 accepted, 4 rejected, 3 fixed), 3
 ``model_edited`` finals, 11 human-added masks; events: open, 23 decisions, 3 fixes (fix_start,
 2 clicks, commit), 11 adds (3 clicks, commit), submit. 20 % of images are in the control arm.
-Prints the timings and the ratio to the 1 s target.
+Prints per-phase timings, the ratio to the 1 s target and a met / not met line per database.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from db.models import Event, Image, Lease, Mask, ModelVersion, Project, Round, U
 from db.session import make_engine, make_session_factory, transaction
 from engine import event_kinds as ek
 from engine.masks import encode_rle, mask_bbox
-from engine.metrics import per_image_table, project_metrics, summarise
+from engine.metrics import per_image_table, project_metrics, refresh_project_cache, summarise
 
 H = W = 64
 MASKS_PER_IMAGE = 50
@@ -60,7 +60,7 @@ def generate(session: Session, n_images: int, batch: int = 500) -> int:
     rnd = Round(project_id=p.id, number=1, model_version_id=mv.id, control_fraction=0.2)
     session.add(rnd)
     session.flush()
-    now = utcnow()
+    now = utcnow() - dt.timedelta(hours=1)  # past activity, older than metrics.SETTLE
     rng = np.random.default_rng(1)
     next_mask = (session.execute(text("SELECT COALESCE(MAX(id), 0) FROM mask")).scalar() or 0) + 1
     for start in range(0, n_images, batch):
@@ -127,7 +127,28 @@ def generate(session: Session, n_images: int, batch: int = 500) -> int:
     return p.id
 
 
-def bench(url: str, n_images: int, repeats: int, reps: int) -> dict[str, float]:
+def _touch(session: Session, project_id: int, n: int) -> None:
+    """New activity on ``n`` done images: one more event each and one mask edit each."""
+    rows = session.execute(
+        text("SELECT l.image_id, l.id, l.user_id FROM lease l JOIN round r ON r.id = l.round_id "
+             "WHERE r.project_id = :p ORDER BY l.image_id LIMIT :n"), {"p": project_id, "n": n}
+    ).all()  # fmt: skip
+    now = utcnow()
+    session.execute(insert(Event), [
+        {"uuid": str(uuid.uuid4()), "user_id": u, "image_id": i, "lease_id": lease,
+         "session_id": uuid.uuid4().hex, "seq": 1, "kind": ek.IMAGE_OPEN, "payload": {},
+         "client_time": 0.0, "visible": True, "server_time": now}
+        for i, lease, u in rows])  # fmt: skip
+    for i, _, _ in rows:
+        mask_id = session.execute(
+            text("SELECT id FROM mask WHERE image_id = :i AND status = 'rejected' LIMIT 1"),
+            {"i": i},
+        ).scalar()
+        m = session.get(Mask, mask_id)
+        m.status = "accepted"  # a reviewer overturns a rejection (updated_at stamped)
+
+
+def bench(url: str, n_images: int, repeats: int, reps: int, touched: int) -> dict[str, Any]:
     engine = make_engine(url)
     factory = make_session_factory(engine)
     t0 = time.perf_counter()
@@ -140,26 +161,35 @@ def bench(url: str, n_images: int, repeats: int, reps: int) -> dict[str, float]:
         n_events = conn.exec_driver_sql("SELECT COUNT(*) FROM event").scalar()
     gen_s = time.perf_counter() - t0
     a = time.perf_counter()
-    with transaction(factory) as s:  # first query derives every image's effort (then cached)
+    with transaction(factory) as s:  # first query derives every image's sums (then cached)
         project_metrics(s, project_id=project_id, reps=reps)
     cold_s = time.perf_counter() - a
-    tables, boots, totals = [], [], []
+    phases: dict[str, list[float]] = {"check": [], "table": [], "bootstrap": [], "total": []}
     for _ in range(repeats):
         with transaction(factory) as s:
             a = time.perf_counter()
-            table = per_image_table(s, project_id=project_id)
+            refresh_project_cache(s, project_id=project_id)  # staleness checks only (fresh)
             b = time.perf_counter()
-            summarise(table, reps=reps)
+            table = per_image_table(s, project_id=project_id)  # checks again + reads the cache
             c = time.perf_counter()
-            project_metrics(s, project_id=project_id, reps=reps)
+            summarise(table, reps=reps)
             d = time.perf_counter()
-        tables.append(b - a)
-        boots.append(c - b)
-        totals.append(d - c)
+        with transaction(factory) as s:  # what the CLI and the API run
+            project_metrics(s, project_id=project_id, reps=reps)
+            e = time.perf_counter()
+        for k, v in zip(phases, (b - a, c - b, d - c, e - d), strict=True):
+            phases[k].append(v)
+    with transaction(factory) as s:
+        _touch(s, project_id, touched)
+    with transaction(factory) as s:
+        a = time.perf_counter()
+        project_metrics(s, project_id=project_id, reps=reps)
+        touched_s = time.perf_counter() - a
     engine.dispose()
     return {"images": n_images, "masks": n_masks, "events": n_events, "generate_s": gen_s,
-            "cold_s": cold_s, "sql_s": min(tables), "bootstrap_s": min(boots),
-            "total_min_s": min(totals), "total_median_s": statistics.median(totals)}  # fmt: skip
+            "cold_s": cold_s, "touched_s": touched_s,
+            **{f"{k}_s": min(v) for k, v in phases.items()},
+            "total_median_s": statistics.median(phases["total"])}  # fmt: skip
 
 
 def _pg_database(base_url: str) -> tuple[str, Any]:
@@ -188,6 +218,10 @@ def main() -> None:
     )
     ap.add_argument("--reps", type=int, default=1000, help="Bootstrap resamples.")
     ap.add_argument(
+        "--touched", type=int, default=50,
+        help="Images given a new event and a mask edit before the last timed query.",
+    )  # fmt: skip
+    ap.add_argument(
         "--postgres",
         default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
         help="Server URL; a fresh database is created there and dropped after.",
@@ -202,22 +236,32 @@ def main() -> None:
             url = f"sqlite:///{Path(tmp) / 'bench.db'}"
             upgrade(url)
             print(f"sqlite: generating {n} images ...")
-            results["sqlite"] = bench(url, n, args.repeats, args.reps)
+            results["sqlite"] = bench(url, n, args.repeats, args.reps, args.touched)
     if not args.no_postgres:
         url, drop = _pg_database(args.postgres)
         try:
             upgrade(url)
             print(f"postgresql: generating {n} images ...")
-            results["postgresql"] = bench(url, n, args.repeats, args.reps)
+            results["postgresql"] = bench(url, n, args.repeats, args.reps, args.touched)
         finally:
             drop()
-    print("\ncold = first query (derives and caches every image's effort); warm = later queries")
-    print(f"{'database':<11} {'images':>7} {'masks':>8} {'events':>8} {'cold s':>7} {'sql s':>7} "
-          f"{'boot s':>7} {'warm s (min)':>13} {'median':>7} {'warm / 1 s':>10}")  # fmt: skip
+    print(f"\ncold = first query on a never-queried database (derives and caches every image); "
+          f"after {args.touched} = the query after {args.touched} images got a new event and a "
+          "mask edit; check / table / bootstrap / total = phases of a warm query (min of "
+          f"{args.repeats}); total is project_metrics as the CLI and API run it")  # fmt: skip
+    print(f"{'database':<11} {'images':>7} {'masks':>8} {'events':>8} {'cold s':>7} "
+          f"{'after ' + str(args.touched):>10} {'check s':>8} {'table s':>8} {'boot s':>7} "
+          f"{'total s':>8} {'median':>7} {'total / 1 s':>11}")  # fmt: skip
     for name, r in results.items():
         print(f"{name:<11} {r['images']:>7} {r['masks']:>8} {r['events']:>8} {r['cold_s']:>7.2f} "
-              f"{r['sql_s']:>7.3f} {r['bootstrap_s']:>7.3f} {r['total_min_s']:>13.3f} "
-              f"{r['total_median_s']:>7.3f} {r['total_min_s'] / 1.0:>9.2f}x")  # fmt: skip
+              f"{r['touched_s']:>10.3f} {r['check_s']:>8.3f} {r['table_s']:>8.3f} "
+              f"{r['bootstrap_s']:>7.3f} {r['total_s']:>8.3f} {r['total_median_s']:>7.3f} "
+              f"{r['total_s'] / 1.0:>10.2f}x")  # fmt: skip
+    for name, r in results.items():
+        met = "met" if r["total_s"] < 1.0 else "NOT met"
+        print(f"{name}: target < 1 s for a warm query: {met} ({r['total_s']:.3f} s min, "
+              f"{r['total_median_s']:.3f} s median); after {args.touched} touched images: "
+              f"{'met' if r['touched_s'] < 1.0 else 'NOT met'} ({r['touched_s']:.3f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":
