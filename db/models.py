@@ -303,8 +303,9 @@ class Export(Base):
 class EffortCache(Base):
     """Derived, recomputable: an image's active seconds from the event log (``engine.metrics``).
 
-    Valid while ``lease_id`` and ``idle_s`` match and no event of the image has an id above
-    ``watermark``; the event log stays the source of truth.
+    Valid while ``lease_id`` and ``idle_s`` match, no event of the image has an id above
+    ``watermark`` and none of its masks was edited after ``computed_at``; the event log and
+    the mask table stay the source of truth.
     """
 
     __tablename__ = "effort_cache"

@@ -26,9 +26,15 @@ Active seconds follow ``engine.effort`` exactly (the same rules in one windowed 
 ``LAG`` / running ``SUM`` over ``(image_id, session_id)`` ordered by ``(client_time,
 seq)``), so the figures are recomputable from the raw event log with any ``idle_s``.
 Events of an image count when their ``lease_id`` is NULL or is that image's done lease.
-The per-image results are kept in ``effort_cache`` / ``effort_object`` (derived tables,
-refreshed here for images with new events), so repeated queries stay fast at scale; callers
-that want the refresh kept commit the session (the CLI and the API do).
+
+Every per-image sum above is kept on ``effort_cache`` (one row per done image) beside the
+per-object ``effort_object`` rows: derived tables, re-derived here only for images with new
+events (event id watermark) or edited masks (``mask.updated_at`` since the row's derivation,
+indexed), so a query on a fresh cache reads one row per image plus a few indexed look-ups
+(10,000 images / 500,000 masks: well under 1 s, see ``scripts/bench_metrics.py``). The first
+query on a never-queried project derives every image (about 2 ms an image);
+``refresh_project_cache`` does that ahead. Callers that want the refresh kept commit the
+session (the CLI and the API do).
 """
 
 from __future__ import annotations
