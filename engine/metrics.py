@@ -463,8 +463,13 @@ def bootstrap_counts(n: int, reps: int, rng: np.random.Generator) -> np.ndarray:
         return np.zeros((reps, 0))
     # int32 draws are the same stream as int64 ones for n < 2**32 (both take the 32-bit path)
     idx = rng.integers(0, n, size=(reps, n), dtype=np.int32 if n < 2**31 else np.int64)
-    flat = (np.arange(reps, dtype=np.int64)[:, None] * n + idx).ravel()
-    return np.bincount(flat, minlength=reps * n).reshape(reps, n).astype(np.float64)
+    out = np.empty((reps, n), dtype=np.float64)
+    step = max(1, min(reps, 2**20 // n))  # blocks of rows that stay in cache
+    for r in range(0, reps, step):
+        block = idx[r : r + step].astype(np.int64)
+        block += np.arange(0, block.shape[0] * n, n, dtype=np.int64)[:, None]
+        out[r : r + step] = np.bincount(block.ravel(), minlength=block.size).reshape(-1, n)
+    return out
 
 
 def summarise(
