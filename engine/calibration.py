@@ -15,7 +15,12 @@ version (same backend and weights, ``parent_id`` = the version whose proposals w
     {"kind": "logistic", "features": [...], "coef": [...], "intercept": float,
      "threshold": float, "target_precision": float, "target_met": bool, "n": int,
      "n_positive": int, "fitted_precision": float, "fitted_recall": float,
-     "fallback_precision": float | None}   # the last key is new; readers ignore it
+     "fallback_precision": float | None, "support_lo": [...], "support_hi": [...]}
+
+The last three keys are newer; older dicts without them still score. ``support_lo/hi``
+are per-feature min/max of the judged proposals: a proposal outside that box is never
+confident, because the logistic model has seen no human decision there (a round-1 rule
+that showed only high scores says nothing about low ones) and would extrapolate.
 
 ``coef`` apply to the raw features (standardisation is folded in), so scoring needs only
 numpy: ``p = 1 / (1 + exp(-(X @ coef + intercept)))``; confident = ``p >= threshold``.
@@ -113,7 +118,12 @@ def score_proposals(
         image_size,
     )
     conf = _predict(calibration, x)
-    return conf, conf >= float(calibration["threshold"])
+    confident = conf >= float(calibration["threshold"])
+    if "support_lo" in calibration:  # never extrapolate past the decisions it was fitted on
+        lo = np.asarray(calibration["support_lo"], dtype=np.float64)
+        hi = np.asarray(calibration["support_hi"], dtype=np.float64)
+        confident &= ((x >= lo) & (x <= hi)).all(axis=1)
+    return conf, confident
 
 
 def _predict(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
@@ -215,6 +225,8 @@ def fit_calibration(
         fitted_precision=float(y[shown].mean()) if shown.any() else None,
         fitted_recall=float(y[shown].sum() / n_pos),
         cv_folds=folds if held_out is not None else 0,
+        support_lo=[float(v) for v in x.min(axis=0)],
+        support_hi=[float(v) for v in x.max(axis=0)],
     )
     return cal
 

@@ -140,3 +140,20 @@ def test_calibrate_project_registers_a_child_version(factory: sessionmaker[Sessi
         again = calibrate_project(s, project_id=project_id, model_version_id=child_id)
         assert again.parent_id == mv_id
         assert again.calibration["coef"] == pytest.approx(child.calibration["coef"])
+
+
+def test_scores_outside_the_judged_support_are_never_confident() -> None:
+    x, y = _synthetic(400)
+    names = ["predicted_iou", "stability"]
+    cal = fit_calibration(x, y, features=names, target_precision=0.9)
+    assert cal["support_lo"] == pytest.approx(list(x.min(0)))
+    assert cal["support_hi"] == pytest.approx(list(x.max(0)))
+    props = [
+        Proposal(mask=np.zeros((10, 10), bool), predicted_iou=0.99, stability=st,
+                 bbox=[1.0, 1.0, 5.0, 5.0], area=20)
+        for st in (0.95, 0.5)
+    ]  # fmt: skip
+    conf, ok = score_proposals(cal, props, (10, 10))
+    assert ok[0] and not ok[1]  # stability 0.5 was never judged (training had 0.7..1.0)
+    legacy = {k: v for k, v in cal.items() if not k.startswith("support_")}
+    assert score_proposals(legacy, props, (10, 10))[1].all()  # old dicts still score
