@@ -173,9 +173,7 @@ def test_region_hierarchy_merges_down_to_one_region(seg, scene):
     assert sorted(regions[-1].tolist()) == list(range(n))
     # some intermediate region is the disc (superpixel-level IoU)
     inside = np.bincount(f["sp"].ravel(), disc.ravel(), n) / f["area"] > 0.5
-    best = max(
-        (inside[r].sum() / len(np.union1d(r, np.flatnonzero(inside)))) for r in regions
-    )
+    best = max((inside[r].sum() / len(np.union1d(r, np.flatnonzero(inside)))) for r in regions)
     assert best > 0.9
 
 
