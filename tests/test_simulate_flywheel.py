@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from db.models import Event, Lease, Mask, Round
 from db.session import make_engine, make_session_factory
@@ -53,13 +53,18 @@ def test_tiny_simulation_goes_through_the_api(sqlite_url: str, tmp_path: Path) -
         leases = s.scalars(select(Lease)).all()
         assert len(leases) == 4 and all(lease.completed_at for lease in leases)
         assert {lease.round_id for lease in leases} == set(s.scalars(select(Round.id)))
-        # the annotator's masks came through the API (author set) and events through /api/events
-        authored = s.scalar(
-            select(func.count()).select_from(Mask).where(Mask.author_id.is_not(None))
-        )
-        assert authored >= 4
+        # every decision came through the API: each accepted / rejected proposal has the
+        # annotator's matching event; added or fixed masks carry their author
         events = s.scalars(select(Event)).all()
         assert events and all(e.session_id.startswith("sim-") for e in events)
+        decided = {(e.mask_id, e.kind) for e in events if e.mask_id is not None}
+        masks = s.scalars(select(Mask)).all()
+        proposals = [m for m in masks if m.source == "model" and m.status != "proposed"]
+        assert len([m for m in masks if m.status == "accepted"]) >= 4 and proposals
+        for m in proposals:
+            kind = {"accepted": "mask_accept", "rejected": "mask_reject"}.get(m.status)
+            assert kind is None or (m.id, kind) in decided, (m.id, m.status)
+        assert all(m.author_id is not None for m in masks if m.source != "model")
         # the metrics' seconds equal the effort derivation over the same raw events
         total = sum(g["active_seconds"] for g in groups)
         assert abs(derive_effort(events).total_s - total) < 1e-9
