@@ -1,6 +1,7 @@
 """Latency of the decode endpoint over HTTP (POST /api/images/{id}/decode), per backend.
 
-Starts the real app under uvicorn on 127.0.0.1 over a fresh SQLite file, ingests one
+Starts the real app under uvicorn on 127.0.0.1, in its own process as `dataengine serve`
+runs it (a thread here would share the client's GIL), over a fresh SQLite file, ingests one
 photo, leases it to an annotator, computes the embedding once (reported as "cold"), then
 sends ``--n`` single-click prompts at random points and reports client-side p50 / p90 of
 the whole HTTP round trip, next to the in-process ``segmenter.decode`` time measured in
@@ -20,7 +21,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -70,22 +70,54 @@ def random_checkpoint(model_type: str, dest: Path) -> Path:
     return path
 
 
-def serve(app: Any) -> tuple[Any, str]:
+def _serve_child(
+    backend: str, model: str, checkpoint: Path | None, url: str, work: Path, port: int
+) -> None:
+    """Child process: load the model once and serve the app, as `dataengine serve` does."""
+    import uvicorn
+
+    from annotator_ui.app import create_app
+    from annotator_ui.settings import Settings
+    from engine.backends import build_segmenter
+
+    seg = build_segmenter(
+        backend, model_type=model, checkpoint=checkpoint, cache_dir=work / "cache"
+    )
+    settings = Settings(database_url=url, data_dir=work, _env_file=None)  # type: ignore[call-arg]
+    uvicorn.run(
+        create_app(settings, segmenter=seg), host="127.0.0.1", port=port, log_level="warning"
+    )
+
+
+def serve(
+    backend: str, model: str, checkpoint: Path | None, url: str, work: Path
+) -> tuple[Any, str]:
+    """Start the app in its own process (a thread here would share the client's GIL)."""
+    import multiprocessing
     import socket
 
-    import uvicorn
+    import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    return server, f"http://127.0.0.1:{port}"
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_serve_child, args=(backend, model, checkpoint, url, work, port), daemon=True
+    )
+    proc.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if not proc.is_alive():
+            raise RuntimeError("the app process exited during start-up")
+        try:
+            if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("the app did not start within 300 s")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -95,8 +127,6 @@ def pct(values: list[float], q: float) -> float:
 def bench(backend: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import httpx
 
-    from annotator_ui.app import create_app
-    from annotator_ui.settings import Settings
     from db.migrate import upgrade
     from db.session import make_engine, make_session_factory, transaction
     from db.users import create_user, issue_token
@@ -119,9 +149,7 @@ def bench(backend: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     seg = build_segmenter(
         backend, model_type=args.model, checkpoint=checkpoint, cache_dir=work / "cache"
     )
-    settings = Settings(database_url=url, data_dir=work, _env_file=None)  # type: ignore[call-arg]
-    app = create_app(settings, segmenter=seg)
-    server, base = serve(app)
+    server, base = serve(backend, args.model, checkpoint, url, work)
     rng = np.random.default_rng(args.seed)
     n = 20 if args.quick else args.n
     try:
@@ -153,7 +181,8 @@ def bench(backend: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             seg.decode(emb, pt, np.array([1]))
             direct_ms.append((time.perf_counter() - t0) * 1000)
     finally:
-        server.should_exit = True
+        server.terminate()
+        server.join(10)
     return {
         "backend": backend if backend == "classical" else f"sam {args.model}",
         "key": backend,
