@@ -40,6 +40,34 @@ function renderPlots(m, project) {
     .join("");
 }
 
+const projectIds = new Map();
+
+const num = (x, digits = 3) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+
+function renderAgreement(a) {
+  const stages = [["generalist", "generalist keep/drop"], ["specialist", "specialist keep/drop"],
+                  ["specialist_rating", "specialist rating"]];
+  const rows = stages.map(([key, title]) => {
+    const s = a[key] || {};
+    const cohen = (s.pairs || []).map((p) => num(p.cohen)).join(", ") || "–";
+    return `<tr><td style="text-align:left">${title}</td><td>${s.items ?? 0}</td><td>${s.raters ?? 0}</td>` +
+      `<td>${num(s.fleiss)}</td><td>${cohen}</td><td>${num(s.percent_agreement)}</td></tr>`;
+  }).join("");
+  $("agreement").innerHTML = `<h2>Curation agreement</h2><table><thead><tr><th>stage</th>` +
+    `<th>overlapping images</th><th>curators</th><th>Fleiss' κ</th><th>Cohen's κ per pair</th>` +
+    `<th>% agreement</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+async function loadAgreement(project) {
+  const id = projectIds.get(project);
+  if (id === undefined) return;
+  try {
+    renderAgreement(await getJSON(`/api/curation/projects/${id}/agreement`));
+  } catch (err) {
+    $("agreement").textContent = `Curation agreement: ${err.message}`;
+  }
+}
+
 async function load() {
   const project = $("project").value;
   if (!project) return;
@@ -51,6 +79,7 @@ async function load() {
       `95% cluster-bootstrap intervals over images (${m.bootstrap.reps} resamples).`;
     renderTable(m);
     renderPlots(m, project);
+    await loadAgreement(project);
   } catch (err) {
     $("status").textContent = err.message;
   }
@@ -59,6 +88,7 @@ async function load() {
 async function init() {
   try {
     const projects = await getJSON("/api/metrics/projects");
+    for (const p of projects) projectIds.set(p.name, p.id);
     const wanted = new URLSearchParams(location.search).get("project");
     $("project").innerHTML = projects
       .map((p) => `<option ${p.name === wanted ? "selected" : ""}>${p.name.replace(/</g, "&lt;")}</option>`)
