@@ -7,7 +7,8 @@ Implements ``engine.segmenter.Segmenter``:
   ``features["input_size"]`` (h, w of the image resized to 1024 on the long side).
 * ``decode``: the same masks and scores as ``SamPredictor.predict`` on the same weights
   (multimask output for a single click without box or mask, best score chosen), computed
-  with the refactored decoder and with only the chosen mask upsampled.
+  with the refactored decoder; only the chosen mask is upsampled, block by block
+  (``engine.sam_upsample``).
 * ``propose``: ``FastAutomaticMaskGenerator`` (equivalent to
   ``SamAutomaticMaskGenerator``) with the parameters given at construction.
 
@@ -22,13 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from engine.masks import mask_bbox
 from engine.sam_amg import FastAutomaticMaskGenerator
 from engine.sam_decoder import FastMaskDecoder, ImageContext
 from engine.sam_models import MODELS, file_sha256, load_checkpoint
+from engine.sam_upsample import FullResStats
 from engine.segmenter import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
 
 
@@ -71,6 +72,7 @@ class SamSegmenter:
         self.decoder = FastMaskDecoder(self.model)
         self.generator = FastAutomaticMaskGenerator(self.model, **(amg_params or {}))
         self._contexts: OrderedDict[int, tuple[Any, ImageContext]] = OrderedDict()
+        self._upsamplers: dict[tuple[Any, Any], FullResStats] = {}
 
     # ---------------------------------------------------------------------------- embed
     @torch.inference_mode()
@@ -159,9 +161,8 @@ class SamSegmenter:
         low = self.decoder.masks(q, x2, [best])  # 1x1x256x256
         input_size = embedding.features.get("input_size") or self.transform.get_preprocess_shape(
             size[0], size[1], self.transform.target_length)
-        full = self._upsample(low, tuple(input_size), size)
         return DecodeResult(
-            mask=(full[0, 0] > self.model.mask_threshold).cpu().numpy(),
+            mask=self._upsampler(tuple(input_size), size).mask(low[0, 0], self.model.mask_threshold),
             score=float(iou[best]),
             logits=low[0].cpu().numpy().astype(np.float32),
         )
@@ -178,13 +179,15 @@ class SamSegmenter:
             raise PromptError("mask_input contains NaN or infinity")
         return torch.as_tensor(arr.reshape(1, 1, 256, 256), device=self.device)
 
-    def _upsample(self, low: torch.Tensor, input_size: tuple[int, int],
-                  size: tuple[int, int]) -> torch.Tensor:
-        """``Sam.postprocess_masks``: Bx1x256x256 logits -> Bx1xHxW logits."""
-        side = self.model.image_encoder.img_size
-        m = F.interpolate(low, (side, side), mode="bilinear", align_corners=False)
-        m = m[..., : input_size[0], : input_size[1]]
-        return F.interpolate(m, size, mode="bilinear", align_corners=False)
+    def _upsampler(self, input_size: tuple[int, int], size: tuple[int, int]) -> FullResStats:
+        """``Sam.postprocess_masks`` + threshold as separable taps, cached per image geometry."""
+        key = (input_size, size)
+        up = self._upsamplers.get(key)
+        if up is None:
+            up = self._upsamplers[key] = FullResStats(input_size, size)
+            while len(self._upsamplers) > 32:
+                self._upsamplers.pop(next(iter(self._upsamplers)))
+        return up
 
     # -------------------------------------------------------------------------- propose
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:

@@ -11,7 +11,7 @@ reorganised so that work is spent only on masks that can survive:
 3. stability scores and boxes are computed as the reference computes them on
    full-resolution logits, but without materialising those (``FullResStats``);
 4. box NMS runs on those boxes before any full-resolution mask exists; only the
-   survivors are upsampled exactly as the reference does and thresholded.
+   survivors are thresholded at full resolution (block-wise, ``FullResStats.mask``).
 
 Coordinates: ``point_coords`` are (x, y) pixels, ``bbox`` and ``crop_box`` are XYWH pixels
 of the original image; ``segmentation`` is an HxW bool mask.
@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 from segment_anything.utils.amg import (
     batched_mask_to_box,
     build_all_layer_point_grids,
@@ -58,10 +57,13 @@ class AmgParams:
 class FastAutomaticMaskGenerator:
     """Drop-in for ``SamAutomaticMaskGenerator(model, **params).generate`` on CPU or GPU.
 
-    ``chunk`` is how many prompts go through the decoder at once (memory ~ chunk x 8 MB).
+    ``chunk`` is how many prompts go through the decoder at once. The per-prompt image
+    tokens (4096 x 256 float32, 4 MB, several copies) are memory-bound, so small chunks
+    that stay in the CPU's last-level cache are fastest there (4 measured best on a 32 MB
+    L3); on a GPU use larger ones.
     """
 
-    def __init__(self, model: torch.nn.Module, chunk: int = 32, **params: Any) -> None:
+    def __init__(self, model: torch.nn.Module, chunk: int = 4, **params: Any) -> None:
         self.model = model
         self.p = AmgParams(**params)
         if self.p.points_per_side < 1:
@@ -184,17 +186,18 @@ class FastAutomaticMaskGenerator:
 
     # ----------------------------------------------------------------------- finishing
     def _final_masks(self, data: dict[str, torch.Tensor], orig: tuple[int, int]) -> torch.Tensor:
-        """Upsample the surviving low-res logits exactly as ``Sam.postprocess_masks``."""
+        """Threshold the survivors' logits at full resolution as ``Sam.postprocess_masks``."""
         h, w = orig
         out = torch.zeros((len(data["boxes"]), h, w), dtype=torch.bool)
-        size = self.model.image_encoder.img_size
+        ups: dict[tuple[int, ...], FullResStats] = {}
         for i in range(len(out)):
             x0, y0, x1, y1 = data["crop_boxes"][i].tolist()
             ih, iw = data["input_size"][i].tolist()
-            m = F.interpolate(data["logits"][i][None, None], (size, size), mode="bilinear",
-                              align_corners=False)[..., :ih, :iw]
-            m = F.interpolate(m, (y1 - y0, x1 - x0), mode="bilinear", align_corners=False)
-            out[i, y0:y1, x0:x1] = m[0, 0] > self.model.mask_threshold
+            key = (ih, iw, y1 - y0, x1 - x0)
+            if key not in ups:
+                ups[key] = FullResStats((ih, iw), (y1 - y0, x1 - x0))
+            m = ups[key].mask(data["logits"][i], self.model.mask_threshold)
+            out[i, y0:y1, x0:x1] = torch.from_numpy(m)
         if len(out):
             data["boxes"] = batched_mask_to_box(out)
         return out

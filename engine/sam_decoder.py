@@ -149,7 +149,11 @@ class FastMaskDecoder:
     # -------------------------------------------------------------------------- forward
     @torch.inference_mode()
     def transformer(self, ctx: ImageContext, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """tokens BxTxC (output tokens + sparse prompts) -> (queries BxTxC, image tokens BxNxC)."""
+        """tokens BxTxC (output tokens + sparse prompts) -> (queries BxKxC, image tokens BxNxC).
+
+        K = 1 + num_mask_tokens: the final states of the IoU and mask tokens (all the
+        decoder's heads read); the prompt tokens' final states are not computed.
+        """
         l1, l2 = self.tr.layers[0], self.tr.layers[1]
         t0 = tokens
         # layer 1: image side identical for every prompt
@@ -172,8 +176,11 @@ class FastMaskDecoder:
         upd = self._image_to_token(l2.cross_attn_image_to_token, x1, ctx.qp2, q + t0, q)
         x2 = l2.norm4(upd.add_(x1))
         del x1, upd
-        # final token->image attention
+        # final token->image attention, for the output tokens only: the decoder reads the
+        # IoU token and the mask tokens, never the prompt tokens' final states
         fa = self.tr.final_attn_token_to_image
+        k = 1 + self.md.num_mask_tokens
+        q, t0 = q[:, :k], t0[:, :k]
         q = self.tr.norm_final_attn(q + self._token_to_image(fa, q + t0, x2, ctx.kpf))
         return q, x2
 
@@ -183,11 +190,13 @@ class FastMaskDecoder:
         return self.md.iou_prediction_head(queries[:, 0, :])
 
     @torch.inference_mode()
-    def masks(self, queries: Tensor, x2: Tensor, which: list[int]) -> Tensor:
+    def masks(self, queries: Tensor, x2: Tensor, which: list[int], tile: int = 1024) -> Tensor:
         """Low-res mask logits Bxlen(which)x256x256 for mask tokens ``which`` (0..3).
 
         ``output_upscaling`` (ConvT 2x2/2, LayerNorm2d, GELU, ConvT 2x2/2, GELU) has no
-        spatial overlap, so it is computed channels-last as two matmuls on x2 (BxNxC, N=64*64).
+        spatial overlap, so it is computed channels-last as two matmuls on x2 (BxNxC,
+        N=64*64), ``tile`` image tokens at a time so the 4x and 16x larger intermediates
+        stay in cache, and reduced against the hypernetwork weights before the next tile.
         """
         up = self.md.output_upscaling
         ct1, ln, act1, ct2, act2 = up[0], up[1], up[2], up[3], up[4]
@@ -195,14 +204,21 @@ class FastMaskDecoder:
         side = int(round(math.sqrt(n)))
         c1, c2 = ct1.out_channels, ct2.out_channels
         w1 = ct1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)  # columns (a, b, out)
-        y = torch.addmm(ct1.bias.repeat(4), x2.reshape(b * n, c), w1).view(b * n * 4, c1)
-        y = act1(torch.nn.functional.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
+        b1 = ct1.bias.repeat(4)
         w2 = ct2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
-        z = act2(torch.addmm(ct2.bias.repeat(4), y, w2)).view(b, n * 16, c2)
+        b2 = ct2.bias.repeat(4)
         hyper = torch.stack(
             [self.md.output_hypernetworks_mlps[i](queries[:, 1 + i, :]) for i in which], dim=2
         )  # Bx32xM
-        logits = torch.bmm(z, hyper)  # Bx(N*16)xM, pixel order (i, j, a1, b1, a2, b2)
         m = len(which)
+        logits = torch.empty(b, n * 16, m, dtype=x2.dtype, device=x2.device)
+        for i in range(b):
+            for r in range(0, n, tile):
+                xs = x2[i, r : r + tile]
+                y = torch.addmm(b1, xs, w1).view(-1, c1)
+                y = act1(torch.nn.functional.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
+                z = act2(torch.addmm(b2, y, w2)).view(-1, c2)
+                torch.mm(z, hyper[i], out=logits[i, r * 16 : (r + len(xs)) * 16])
+        # pixel order (i, j, a1, b1, a2, b2) -> rows i*4+2*a1+a2, columns j*4+2*b1+b2
         logits = logits.view(b, side, side, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return logits.reshape(b, m, side * 4, side * 4)

@@ -9,7 +9,9 @@ with K<=3 taps per axis (the composite of the two 1-D interpolation matrices).
 only what the reference derives from the full-res tensor: the pixel counts above
 ``thr - offset`` and ``thr + offset`` (stability score) and the XYXY box of ``> thr``.
 Results equal the reference's up to float32 rounding of pixels lying exactly on a
-threshold (a few pixels in millions).
+threshold (a few pixels in millions). ``FullResStats.mask`` thresholds one map at full
+resolution the same way (interactive decode, final AMG masks), skipping blocks far from
+the threshold.
 """
 
 from __future__ import annotations
@@ -47,6 +49,24 @@ def composite_taps(n_low: int, n_pad: int, n_valid: int, n_out: int
     lo = np.minimum(first, n_low - k)
     w = np.stack([comp[np.arange(n_out), lo + j] for j in range(k)], axis=1)
     return lo.astype(np.int64), w.astype(np.float32)
+
+
+BLOCK = 32  # output pixels per block side for the skip test
+
+
+def block_ranges(lo: np.ndarray, k: int, n_out: int, block: int = BLOCK) -> np.ndarray:
+    """(nblocks, 4) int64: output [start, stop) and the low-res [first, last] it reads.
+
+    Used by ``FullResStats.mask``: bilinear weights are non-negative and sum to one, so
+    a full-res pixel lies between the min and max of the low-res values it reads; blocks
+    whose footprint is entirely above or below the threshold are filled without
+    evaluating their pixels. (The stability counts stay dense: low-res logits of many
+    masks straddle the +-offset thresholds almost everywhere, and skipping then costs more
+    than it saves.)
+    """
+    starts = np.arange(0, n_out, block)
+    stops = np.minimum(starts + block, n_out)
+    return np.stack([starts, stops, lo[starts], lo[stops - 1] + k - 1], axis=1).astype(np.int64)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -106,6 +126,54 @@ def _stats_kernel(lg, rlo, rw, clo, cw, lo_t, hi_t, thr, counts, boxes):  # prag
             boxes[i, 3] = y1
 
 
+@numba.njit(parallel=True, cache=True)
+def _mask_kernel(lg, rlo, rw, clo, cw, rb, cb, thr, out):  # pragma: no cover
+    """One low-res logit map -> the full-res boolean mask ``> thr`` (same block skipping)."""
+    kr = rw.shape[1]
+    kc = cw.shape[1]
+    nby = rb.shape[0]
+    nbx = cb.shape[0]
+    nlow = lg.shape[0]
+    for by in numba.prange(nby):
+        ya, yb, ra, rz = rb[by, 0], rb[by, 1], rb[by, 2], rb[by, 3]
+        t = np.empty((nlow, cb[0, 1] - cb[0, 0]), dtype=np.float32)
+        row = np.empty(cb[0, 1] - cb[0, 0], dtype=np.float32)
+        for bx in range(nbx):
+            xa, xb = cb[bx, 0], cb[bx, 1]
+            bmin = lg[ra, cb[bx, 2]]
+            bmax = bmin
+            for r in range(ra, rz + 1):
+                for c in range(cb[bx, 2], cb[bx, 3] + 1):
+                    bmin = min(bmin, lg[r, c])
+                    bmax = max(bmax, lg[r, c])
+            margin = np.float32(1e-4) + np.float32(1e-5) * max(abs(bmin), abs(bmax))
+            if bmin > thr + margin or bmax < thr - margin:
+                fill = bmin > thr + margin
+                for y in range(ya, yb):
+                    for x in range(xa, xb):
+                        out[y, x] = fill
+                continue
+            w = xb - xa
+            for r in range(ra, rz + 1):
+                src = lg[r]
+                for x in range(w):
+                    t[r, x] = 0.0
+                for k in range(kc):
+                    for x in range(w):
+                        t[r, x] += cw[xa + x, k] * src[clo[xa + x] + k]
+            for y in range(ya, yb):
+                r0 = rlo[y]
+                wk = rw[y, 0]
+                for x in range(w):
+                    row[x] = wk * t[r0, x]
+                for k in range(1, kr):
+                    wk = rw[y, k]
+                    for x in range(w):
+                        row[x] += wk * t[r0 + k, x]
+                for x in range(w):
+                    out[y, xa + x] = row[x] > thr
+
+
 class FullResStats:
     """Stability scores and boxes of SAM low-res logits as seen at the original resolution.
 
@@ -118,6 +186,8 @@ class FullResStats:
                  low: int = 256, pad: int = 1024) -> None:
         self.rlo, self.rw = composite_taps(low, pad, input_size[0], original_size[0])
         self.clo, self.cw = composite_taps(low, pad, input_size[1], original_size[1])
+        self.rb = block_ranges(self.rlo, self.rw.shape[1], original_size[0])
+        self.cb = block_ranges(self.clo, self.cw.shape[1], original_size[1])
         self.original_size = original_size
 
     def __call__(self, logits: torch.Tensor, offset: float, threshold: float = 0.0
@@ -139,3 +209,17 @@ class FullResStats:
         with np.errstate(invalid="ignore", divide="ignore"):
             stab = counts[:, 1].astype(np.float32) / counts[:, 0].astype(np.float32)
         return torch.from_numpy(stab), torch.from_numpy(boxes)
+
+    def mask(self, logits: torch.Tensor | np.ndarray, threshold: float = 0.0) -> np.ndarray:
+        """One 256x256 low-res logit map -> HxW bool mask of full-res logits > threshold.
+
+        What ``Sam.postprocess_masks`` then ``> threshold`` gives, without the two
+        full-size interpolations: blocks far from the threshold are filled, the rest is
+        evaluated exactly (pixels within float32 rounding of the threshold may differ).
+        """
+        lg = logits.detach().cpu().numpy() if isinstance(logits, torch.Tensor) else logits
+        lg = np.ascontiguousarray(np.asarray(lg, dtype=np.float32).reshape(lg.shape[-2:]))
+        out = np.empty(self.original_size, dtype=np.bool_)
+        _mask_kernel(lg, self.rlo, self.rw, self.clo, self.cw, self.rb, self.cb,
+                     np.float32(threshold), out)
+        return out
