@@ -33,7 +33,8 @@ events (event id watermark) or edited masks (``mask.updated_at`` since the row's
 indexed), so a query on a fresh cache reads one row per image plus a few indexed look-ups
 (10,000 images / 500,000 masks: well under 1 s, see ``scripts/bench_metrics.py``). The first
 query on a never-queried project derives every image (about 2 ms an image);
-``refresh_project_cache`` does that ahead. Callers that want the refresh kept commit the
+``refresh_project_cache`` does that ahead, and a task submit derives its own image
+(``refresh_image_cache``), so in live use that cost is spread over submits. Callers that want the refresh kept commit the
 session (the CLI and the API do).
 """
 
@@ -102,8 +103,8 @@ class Table:
     cols: dict[str, np.ndarray]
 
 
-def _done_leases(project_id: int) -> Any:
-    return (
+def _done_leases(project_id: int | None, image_id: int | None = None) -> Any:
+    q = (
         select(
             Lease.id.label("lease_id"),
             Lease.image_id,
@@ -111,12 +112,13 @@ def _done_leases(project_id: int) -> Any:
             Round.number.label("round"),
         )
         .join(Round, Round.id == Lease.round_id)
-        .where(
-            Round.project_id == project_id,
-            Lease.stage == "annotate",
-            Lease.completed_at.is_not(None),
-        )
+        .where(Lease.stage == "annotate", Lease.completed_at.is_not(None))
     )
+    if project_id is not None:
+        q = q.where(Round.project_id == project_id)
+    if image_id is not None:
+        q = q.where(Lease.image_id == image_id)
+    return q
 
 
 def _mask_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[int, ...]]:
@@ -303,6 +305,12 @@ def refresh_project_cache(
     so the next query finds a fresh cache. The caller commits.
     """
     return refresh_effort_cache(session, _done_leases(project_id).subquery("done"), idle_s)
+
+
+def refresh_image_cache(session: Session, *, image_id: int, idle_s: float = DEFAULT_IDLE_S) -> int:
+    """Derive one done image's cache rows (the task submit calls this, so metric queries in
+    live use find every row fresh and never pay the derivation). The caller commits."""
+    return refresh_effort_cache(session, _done_leases(None, image_id).subquery("done"), idle_s)
 
 
 def _derive_chunk(

@@ -206,3 +206,25 @@ def test_control_arm_hides_proposals(web: Web) -> None:
     with web.factory() as s:
         assert s.scalars(select(Lease.round_id)).one() is not None
         assert s.get(Project, pid) is not None
+
+
+def test_submit_derives_the_image_metrics_row(web: Web) -> None:
+    """A submit leaves the image's effort_cache row fresh, so metric queries never derive."""
+    from db.models import EffortCache
+
+    with transaction(web.factory) as s:
+        p = make_project(s)
+        start_round(s, project_id=p.id, model_version_id=None, control_fraction=0.0, seed=1)
+        im = make_image(s, project=p)
+        make_mask(s, image=im, confident=True)
+        pid = p.id
+    ann = web.as_("annotator")
+    task = web.client.post("/api/tasks/next", json={"project_id": pid}, headers=ann).json()
+    with web.factory() as s:
+        assert s.get(EffortCache, task["image"]["id"]) is None
+    r = web.client.post(f"/api/tasks/{task['lease_id']}/submit", json={"ops": []}, headers=ann)
+    assert r.status_code == 200, r.text
+    with web.factory() as s:
+        row = s.get(EffortCache, task["image"]["id"])
+        assert row is not None and row.lease_id == task["lease_id"]
+        assert row.shown == 1 and row.final == 0

@@ -11,12 +11,14 @@ Access rules (also used by ``routes.masks``):
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from annotator_ui.deps import CurrentUser, SessionDep, SettingsDep
@@ -36,6 +38,7 @@ from db.masks import apply_ops
 from db.models import Image, Lease, Mask, User, utcnow
 from db.projects import get_project, list_projects
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["tasks"])
 
 
@@ -235,6 +238,22 @@ def _shape(op: dict[str, Any]) -> dict[str, Any]:
     return {**op, "rle": encode_rle(arr), "bbox": mask_bbox(arr), "area": int(arr.sum())}
 
 
+def _warm_metrics(session: Session, *, image_id: int, idle_s: float) -> None:
+    """Derive the image's metrics cache row now (a few ms) so metric queries stay warm.
+
+    Best effort: the submit is already committed, and a failure here only means the next
+    metrics query derives the row itself.
+    """
+    from engine.metrics import refresh_image_cache
+
+    try:
+        refresh_image_cache(session, image_id=image_id, idle_s=idle_s)
+        session.commit()
+    except SQLAlchemyError as err:
+        session.rollback()
+        log.warning("metrics cache for image %s not refreshed: %s", image_id, err)
+
+
 @router.post("/api/tasks/{lease_id}/submit")
 def submit(
     lease_id: int, body: SubmitIn, session: SessionDep, settings: SettingsDep, user: CurrentUser
@@ -263,6 +282,7 @@ def submit(
         raise type(err)(f"{err} (your submission was kept as a draft on lease {lease_id})") from err
     leases.complete(session, lease=lease)
     session.commit()
+    _warm_metrics(session, image_id=lease.image_id, idle_s=settings.idle_seconds)
     counts = dict(
         session.execute(
             select(Mask.status, func.count())
