@@ -1,26 +1,30 @@
 """Flywheel step 1: "confident" becomes a measured precision.
 
-Fit P(accept as-is | proposal features) with scikit-learn logistic regression on the
-human decisions about *shown* proposals (confident ``model`` masks on done pre-fill
-images: ``accepted`` -> 1; ``rejected``, ``superseded`` (fixed) or left undecided -> 0),
-then choose the lowest probability threshold whose precision on cross-validated
+Fit P(accept as-is | proposal features) with scikit-learn logistic regression on every
+proposal of finished images: shown ones (confident ``model`` masks in the pre-fill arm)
+carry the human decision (``accepted`` -> 1; ``rejected``, ``superseded`` (fixed) or left
+undecided -> 0); unshown ones (not confident, or control arm) are labelled by what the
+annotator drew instead (1 when a final mask overlaps them at IoU >= 0.85), see
+``training_set``. Then choose the lowest probability threshold whose precision on cross-validated
 predictions reaches the target (default 0.90): the most pre-fill at that precision.
-When the target is out of reach (weak proposals, few accepts), the fallback is the most
-pre-fill whose held-out precision is ``FALLBACK_LIFT`` (2) times the parent's precision
-(see ``fit_calibration``); the stored ``target_met`` says which rule chose the threshold.
+When the target is out of reach (weak proposals, few accepts), the threshold is the one
+that saves the annotator the most time on held-out predictions, from the project's measured
+seconds per human-added mask (``calibrate_project``); ``target_met`` and ``fallback_rule``
+record which rule chose. A threshold of ``NEVER`` (2.0) shows nothing: no threshold saves time.
 
 The result is a plain dict stored in ``model_version.calibration`` of a NEW child model
 version (same backend and weights, ``parent_id`` = the version whose proposals were judged)::
 
     {"kind": "logistic", "features": [...], "coef": [...], "intercept": float,
      "threshold": float, "target_precision": float, "target_met": bool, "n": int,
-     "n_positive": int, "fitted_precision": float, "fitted_recall": float,
-     "fallback_precision": float | None, "support_lo": [...], "support_hi": [...]}
+     "n_positive": int, "n_shown": int, "fitted_precision": float, "fitted_recall": float,
+     "fallback_rule": "net_seconds" | "precision_lift" | None, "gain_s": float | None,
+     "reject_s": float, "fallback_precision": float | None,
+     "support_lo": [...], "support_hi": [...]}
 
-The last three keys are newer; older dicts without them still score. ``support_lo/hi``
-are per-feature min/max of the judged proposals: a proposal outside that box is never
-confident, because the logistic model has seen no human decision there (a round-1 rule
-that showed only high scores says nothing about low ones) and would extrapolate.
+Older dicts without the newer keys still score. ``support_lo/hi`` are per-feature min/max
+of the labelled proposals: a proposal outside that box is never confident, because the
+logistic model has seen no decision there and would extrapolate.
 
 ``coef`` apply to the raw features (standardisation is folded in), so scoring needs only
 numpy: ``p = 1 / (1 + exp(-(X @ coef + intercept)))``; confident = ``p >= threshold``.
@@ -66,6 +70,7 @@ FEATURES: dict[str, Feature] = {
 }
 DEFAULT_FEATURES = list(FEATURES)
 MIN_SAMPLES = 20
+NEVER = 2.0  # a threshold no probability reaches: show nothing
 FALLBACK_LIFT = 2.0  # target unreachable: demand this multiple of the parent's precision
 
 
@@ -132,13 +137,16 @@ def _predict(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
 
 
 def pick_threshold(
-    scores: np.ndarray, y: np.ndarray, target: float, *, fallback_precision: float | None = None
+    scores: np.ndarray, y: np.ndarray, target: float, *, fallback_precision: float | None = None,
+    gain_s: float | None = None, reject_s: float = 1.0,
 ) -> tuple[float, bool]:
     """Lowest threshold t with precision(scores >= t) >= target; else a fallback.
 
-    The fallback (target unreachable) is the lowest t whose precision reaches
-    ``fallback_precision`` when given and reachable, else the most precise t.
-    Returns (threshold, target_met). Ties are kept together (a threshold never splits them).
+    The fallback (target unreachable) is, with ``gain_s``, the t that saves the most
+    annotator seconds: sum over shown of ``gain_s`` per accept minus ``reject_s`` per
+    reject (``NEVER``, show nothing, when no t saves time); otherwise the lowest t whose
+    precision reaches ``fallback_precision`` when given and reachable, else the most
+    precise t. Returns (threshold, target_met). Ties are kept together.
     """
     order = np.argsort(-scores, kind="stable")
     s, t = scores[order], y[order].astype(np.float64)
@@ -149,6 +157,10 @@ def pick_threshold(
     ok = np.flatnonzero(prec >= target)
     if len(ok):
         return float(s[ok[-1]]), True
+    if gain_s is not None:
+        saved = np.where(last_of_tie, tp * gain_s - (k - tp) * reject_s, -np.inf)
+        best = int(np.argmax(saved))
+        return (float(s[best]) if saved[best] > 0 else NEVER), False
     if fallback_precision is not None:
         ok = np.flatnonzero((prec >= fallback_precision) & (tp > 0))
         if len(ok):
@@ -164,16 +176,20 @@ def fit_calibration(
     features: Sequence[str],
     target_precision: float = 0.90,
     fallback_lift: float = FALLBACK_LIFT,
+    base_precision: float | None = None,
+    gain_s: float | None = None,
+    reject_s: float = 1.0,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Fit the logistic model on (N, F) features and 0/1 labels; returns the calibration dict.
 
     When no threshold reaches ``target_precision`` on held-out predictions, the fallback
-    is the largest shown set whose held-out precision is at least ``fallback_lift`` times
-    the base rate (the precision of everything the parent showed, ``y.mean()``), so the
-    next round still improves on the last one by that factor while losing as little
-    pre-fill as possible; failing that too, the most precise threshold.
-    ``target_met`` False and ``fallback_precision`` in the dict record it.
+    with ``gain_s`` (seconds an accepted proposal saves the annotator) is the threshold
+    that saves the most time net of ``reject_s`` per rejected one; without it, the largest
+    shown set whose held-out precision is at least ``fallback_lift`` times
+    ``base_precision`` (the precision of what the parent showed; ``y.mean()`` when not
+    given); failing that too, the most precise threshold. ``target_met`` False and
+    ``fallback_rule`` in the dict record which rule chose.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -208,10 +224,12 @@ def fit_calibration(
     }
     fitted = _predict(cal, x)
     scores = held_out if held_out is not None else fitted
-    fallback = min(target_precision, fallback_lift * n_pos / n)
-    threshold, met = pick_threshold(scores, y, target_precision, fallback_precision=fallback)
+    base = n_pos / n if base_precision is None else base_precision
+    fallback = min(target_precision, fallback_lift * max(base, n_pos / n))
+    threshold, met = pick_threshold(scores, y, target_precision, fallback_precision=fallback,
+                                    gain_s=gain_s, reject_s=reject_s)
     # Map the held-out threshold onto the final model's scale by rank (same fraction shown).
-    if held_out is not None:
+    if held_out is not None and threshold < NEVER:
         frac_shown = float(np.mean(held_out >= threshold))
         threshold = float(np.quantile(fitted, 1.0 - frac_shown)) if frac_shown > 0 else 1.0
     shown = fitted >= threshold
@@ -219,7 +237,10 @@ def fit_calibration(
         threshold=threshold,
         target_precision=float(target_precision),
         target_met=bool(met),
-        fallback_precision=None if met else float(fallback),
+        fallback_precision=None if met or gain_s is not None else float(fallback),
+        fallback_rule=None if met else ("net_seconds" if gain_s is not None else "precision_lift"),
+        gain_s=gain_s,
+        reject_s=reject_s,
         n=n,
         n_positive=n_pos,
         fitted_precision=float(y[shown].mean()) if shown.any() else None,
@@ -231,10 +252,25 @@ def fit_calibration(
     return cal
 
 
+IMPLIED_ACCEPT_IOU = 0.85  # an unshown proposal this close to a final mask "would be accepted"
+
+
 def training_set(
-    session: Session, *, project_id: int, parent: ModelVersion
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(X (N, F), y (N,) int, feature names) from shown proposals of ``parent``'s weights."""
+    session: Session, *, project_id: int, parent: ModelVersion,
+    implied_accept_iou: float = IMPLIED_ACCEPT_IOU,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(X (N, F), y (N,) int, shown (N,) bool, feature names) from every proposal of ``parent``'s weights on
+    finished images of the project.
+
+    Shown proposals (confident, prefill arm) carry the annotator's decision: ``accepted``
+    -> 1, anything else (rejected, fixed, left) -> 0. Proposals nobody saw (not confident,
+    or on control-arm images) are labelled by what the annotator drew instead: 1 when the
+    proposal's IoU with one of the image's final masks reaches ``implied_accept_iou``.
+    Labelling the unseen ones is what lets the calibrated rule show *more* than the rule
+    it replaces, not only a subset of it.
+    """
+    from engine.masks import rle_iou
+
     key = (parent.params or {}).get("model_key")
     same = [
         mv.id
@@ -243,31 +279,63 @@ def training_set(
         )
         if mv.id == parent.id or ((mv.params or {}).get("model_key") == key and key is not None)
     ]
-    rows = session.execute(
-        select(Mask.predicted_iou, Mask.stability, Mask.area, Mask.bbox, Mask.status,
-               Image.height, Image.width)
-        .join(Image, Image.id == Mask.image_id)
-        .join(Lease, Lease.image_id == Mask.image_id)
+    done = (
+        select(Lease.image_id, Lease.arm)
         .join(Round, Round.id == Lease.round_id)
         .where(Round.project_id == project_id, Lease.stage == "annotate",
-               Lease.completed_at.is_not(None), Lease.arm == "prefill",
-               Mask.source == "model", Mask.confident.is_(True),
-               Mask.model_version_id.in_(same))
+               Lease.completed_at.is_not(None))
+    ).subquery()  # fmt: skip
+    rows = session.execute(
+        select(Mask.image_id, Mask.predicted_iou, Mask.stability, Mask.area, Mask.bbox,
+               Mask.status, Mask.confident, Mask.rle, done.c.arm, Image.height, Image.width)
+        .join(Image, Image.id == Mask.image_id)
+        .join(done, done.c.image_id == Mask.image_id)
+        .where(Mask.source == "model", Mask.model_version_id.in_(same))
+        .order_by(Mask.id)
     ).all()  # fmt: skip
     names = DEFAULT_FEATURES
     if not rows:
-        return np.zeros((0, len(names))), np.zeros(0, dtype=np.int64), names
-    col = list(zip(*rows, strict=True))
+        return (np.zeros((0, len(names))), np.zeros(0, dtype=np.int64),
+                np.zeros(0, dtype=bool), names)
+    image_ids = sorted({r.image_id for r in rows})
+    finals: dict[int, list[Any]] = {i: [] for i in image_ids}
+    for image_id, rle in session.execute(
+        select(Mask.image_id, Mask.rle).where(Mask.image_id.in_(image_ids),
+                                              Mask.status == "accepted")
+    ):  # fmt: skip
+        finals[image_id].append(rle)
+    y = np.zeros(len(rows), dtype=np.int64)
+    shown = np.array([bool(r.confident) and r.arm == "prefill" for r in rows])
+    unseen: dict[int, list[int]] = {}
+    for k, r in enumerate(rows):
+        if shown[k]:
+            y[k] = r.status == "accepted"
+        else:
+            unseen.setdefault(r.image_id, []).append(k)
+    for image_id, ks in unseen.items():
+        if finals[image_id]:
+            iou = rle_iou([rows[k].rle for k in ks], finals[image_id])
+            y[ks] = iou.max(axis=1) >= implied_accept_iou
     x = feature_matrix(
         names,
-        np.array([v if v is not None else 0.0 for v in col[0]], dtype=np.float64),
-        np.array([v if v is not None else 0.0 for v in col[1]], dtype=np.float64),
-        np.array(col[2], dtype=np.float64),
-        np.array(col[3], dtype=np.float64),
-        np.stack([np.array(col[5], dtype=np.float64), np.array(col[6], dtype=np.float64)], axis=1),
+        np.array([r.predicted_iou or 0.0 for r in rows], dtype=np.float64),
+        np.array([r.stability or 0.0 for r in rows], dtype=np.float64),
+        np.array([r.area for r in rows], dtype=np.float64),
+        np.array([r.bbox for r in rows], dtype=np.float64),
+        np.array([[r.height, r.width] for r in rows], dtype=np.float64),
     )
-    y = np.array([s == "accepted" for s in col[4]], dtype=np.int64)
-    return x, y, names
+    return x, y, shown, names
+
+
+def measured_add_seconds(session: Session, *, project_id: int, min_masks: int = 5) -> float | None:
+    """Mean active seconds per human-added mask on the project's done images (None: < min)."""
+    from engine.metrics import per_image_table
+
+    table = per_image_table(session, project_id=project_id)
+    timed = float(table.cols["added_timed"].sum())
+    if timed < min_masks:
+        return None
+    return float(table.cols["added_seconds"].sum()) / timed
 
 
 def calibrate_project(
@@ -276,9 +344,15 @@ def calibrate_project(
     project_id: int,
     model_version_id: int | None = None,
     target_precision: float = 0.90,
+    reject_s: float = 1.0,
     seed: int = 0,
 ) -> ModelVersion:
     """Fit on the project's decisions and register the calibrated child model version.
+
+    When the target precision is out of reach, the threshold minimises annotator time:
+    an accepted proposal saves the project's measured seconds per human-added mask less
+    one verification (``reject_s``, also the cost of a rejected one); see
+    ``fit_calibration``. With fewer than 5 timed added masks the precision-lift rule is used.
 
     The parent is ``model_version_id`` or the current round's model version. Its calibrated
     ancestor's parent is used when the parent is itself a calibration (no chains of chains).
@@ -296,8 +370,13 @@ def calibrate_project(
     base = parent
     if parent.calibration and parent.parent_id is not None:
         base = session.get(ModelVersion, parent.parent_id) or parent
-    x, y, names = training_set(session, project_id=project_id, parent=base)
-    cal = fit_calibration(x, y, features=names, target_precision=target_precision, seed=seed)
+    x, y, shown, names = training_set(session, project_id=project_id, parent=base)
+    added_s = measured_add_seconds(session, project_id=project_id)
+    cal = fit_calibration(x, y, features=names, target_precision=target_precision, seed=seed,
+                          base_precision=float(y[shown].mean()) if shown.any() else None,
+                          gain_s=None if added_s is None else max(added_s - reject_s, 0.0),
+                          reject_s=reject_s)
+    cal["n_shown"] = int(shown.sum())
     child = ModelVersion(
         name=f"{base.name}+cal{target_precision:.2f}"[:200],
         backend=base.backend,

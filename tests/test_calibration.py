@@ -13,6 +13,7 @@ from db.models import Lease, Round, utcnow
 from db.session import transaction
 from engine.calibration import (
     DEFAULT_FEATURES,
+    NEVER,
     calibrate_project,
     feature_matrix,
     fit_calibration,
@@ -124,16 +125,23 @@ def test_calibrate_project_registers_a_child_version(factory: sessionmaker[Sessi
                 make_mask(s, image=img, mask=box_mask(48, 64, 2, 2, 12 + j % 30, 20),
                           source="model", confident=True, model_version_id=mv.id, status=status,
                           predicted_iou=float(x[j, 0]), stability=float(x[j, 1]))  # fmt: skip
-        # an unshown proposal and a human mask never enter the training set
+        # unshown proposals are labelled by the final masks: one matches the annotator's
+        # own mask (implied accept), one overlaps nothing (implied reject); the human mask
+        # itself is not a proposal and never enters the training set
         make_mask(s, image=img, source="model", confident=False, model_version_id=mv.id,
                   status="proposed", predicted_iou=0.99, stability=0.99)  # fmt: skip
+        make_mask(s, image=img, mask=box_mask(48, 64, 50, 36, 60, 46), source="model",
+                  confident=False, model_version_id=mv.id, status="proposed",
+                  predicted_iou=0.5, stability=0.9)  # fmt: skip
         make_mask(s, image=img, source="human", status="accepted")
         project_id, mv_id = p.id, mv.id
     with transaction(factory) as s:
         child = calibrate_project(s, project_id=project_id, target_precision=0.9)
         assert child.parent_id == mv_id and child.backend == "classical"
         assert child.params["model_key"] == "classical-v1"
-        assert child.calibration["n"] == 120 and child.calibration["n_positive"] == int(y.sum())
+        cal = child.calibration
+        assert cal["n"] == 122 and cal["n_shown"] == 120
+        assert cal["n_positive"] == int(y.sum()) + 1
         assert 0 < child.calibration["threshold"] < 1
         child_id = child.id
     with transaction(factory) as s:  # calibrating a calibrated version re-fits on its parent
@@ -157,3 +165,14 @@ def test_scores_outside_the_judged_support_are_never_confident() -> None:
     assert ok[0] and not ok[1]  # stability 0.5 was never judged (training had 0.7..1.0)
     legacy = {k: v for k, v in cal.items() if not k.startswith("support_")}
     assert score_proposals(legacy, props, (10, 10))[1].all()  # old dicts still score
+
+
+def test_unreachable_target_picks_the_threshold_that_saves_the_most_time() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    y = np.array([0, 1, 1, 0, 0, 0])  # best precision 2/3: the 0.95 target is out of reach
+    # gain 3 s per accept, 1 s per reject: top 1 saves -1, top 2 saves 2, top 3 saves 5,
+    # top 4 saves 4
+    assert pick_threshold(scores, y, 0.95, gain_s=3.0, reject_s=1.0) == (0.7, False)
+    # when an accept saves less than rejects cost, nothing is shown
+    assert pick_threshold(scores, y, 0.95, gain_s=0.5, reject_s=1.0) == (NEVER, False)
+
