@@ -192,13 +192,17 @@ def _stream(resp: Any, out: Any, digest: Any, total: int | None, label: str, sho
             bar.advance(task, len(block))
 
 
-def random_sam(model_type: str, seed: int = 0, logit_scale: float = 40.0) -> torch.nn.Module:
+def random_sam(model_type: str, seed: int = 0, logit_scale: float = 40.0,
+               iou_offset: float = 0.0) -> torch.nn.Module:
     """The real architecture with seeded random weights, for tests and benchmarks only.
 
     A freshly initialised decoder produces mask logits with std ~0.1, so every stability
     score (logits beyond +-1) would be 0. The last layer of each hypernetwork MLP is
-    scaled by ``logit_scale`` so logits spread like a trained SAM's (std of a few units);
-    this is still just a set of weights, saved and loaded like any checkpoint.
+    scaled by ``logit_scale`` so logits spread like a trained SAM's (std of a few units).
+    ``iou_offset`` is added to the IoU head's output bias: fresh predictions sit around 0,
+    and ``SamAutomaticMaskGenerator`` skips its IoU filter for thresholds <= 0, so a
+    benchmark that wants that filter to run needs predictions above 0 (0.5 puts them where
+    a trained SAM's are). Still just a set of weights, saved and loaded like any checkpoint.
     """
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -210,4 +214,5 @@ def random_sam(model_type: str, seed: int = 0, logit_scale: float = 40.0) -> tor
         for mlp in model.mask_decoder.output_hypernetworks_mlps:
             mlp.layers[-1].weight.mul_(logit_scale)
             mlp.layers[-1].bias.mul_(logit_scale)
+        model.mask_decoder.iou_prediction_head.layers[-1].bias.add_(iou_offset)
     return model.eval()

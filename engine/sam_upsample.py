@@ -104,14 +104,18 @@ def _stats_kernel(lg, rlo, rw, clo, cw, lo_t, hi_t, thr, counts, boxes):  # prag
                 c_hi += row[x] > hi_t
             n_lo += c_lo
             n_hi += c_hi
-            if c_lo > 0:
+            if c_lo > 0:  # box of > thr: scan in from both ends, stop at the first hit
                 first = -1
-                last = -1
                 for x in range(w):
                     if row[x] > thr:
-                        if first < 0:
-                            first = x
-                        last = x
+                        first = x
+                        break
+                last = first
+                if first >= 0:
+                    for x in range(w - 1, first, -1):
+                        if row[x] > thr:
+                            last = x
+                            break
                 if first >= 0:
                     x0 = min(x0, first)
                     x1 = max(x1, last)

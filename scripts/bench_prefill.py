@@ -2,7 +2,9 @@
 
 Both generators run on every photo in ../shared/data/samples (or --images) with the SAM
 default settings except the predicted-IoU and stability thresholds: random weights pass
-none of the defaults, so the thresholds are set from the first image's raw predictions
+none of the defaults (their IoU head is offset by +0.5 so predictions are positive: the
+reference skips its IoU filter for thresholds <= 0), so the thresholds are set from the
+first image's raw predictions
 where the reference keeps about as many candidates as real SAM does on natural photos
 (a third of the 3 x points^2 candidates pass the IoU filter, ~--target-stable pass the
 stability filter). The chosen thresholds and the per-stage counts are printed.
@@ -90,6 +92,9 @@ def choose_thresholds(model: torch.nn.Module, image: np.ndarray, points_per_side
             logits.append(gen.decoder.masks(q, x2, [1, 2, 3]).flatten(0, 1))
     iou = torch.cat(ious)
     iou_thr = float(torch.quantile(iou, 2 / 3))
+    if iou_thr <= 0:  # the reference skips its IoU filter for thresholds <= 0
+        raise SystemExit(f"the IoU threshold would be {iou_thr:.3f} <= 0, which disables the "
+                         "reference's IoU filter; use weights whose IoU predictions are > 0")
     keep = iou > iou_thr
     input_size = gen.transform.get_preprocess_shape(size[0], size[1], gen.transform.target_length)
     stab, _ = FullResStats(input_size, size)(torch.cat(logits)[keep], 1.0)
@@ -139,7 +144,7 @@ def main() -> None:
     if args.checkpoint:
         model = load_checkpoint(args.model, args.checkpoint, sha256=file_sha256(args.checkpoint))
     else:
-        model = random_sam("vit_t", seed=0)
+        model = random_sam("vit_t", seed=0, iou_offset=0.5)  # IoU filter active (> 0)
     images = []
     for n in names:
         img = load_rgb(args.samples / n)
