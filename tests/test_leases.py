@@ -189,15 +189,23 @@ def test_submit_after_the_lease_was_lost_is_409_and_keeps_the_work(web: Web) -> 
     assert r.json()["counts"] == {"accepted": 1}
 
 
-def test_control_arm_hides_proposals(web: Web) -> None:
+def _one_task(web: Web, control_fraction: float) -> tuple[int, dict, dict]:
+    """A round, one image with a confident proposal, leased to an annotator:
+    (project id, annotator headers, task)."""
     with transaction(web.factory) as s:
         p = make_project(s)
-        start_round(s, project_id=p.id, model_version_id=None, control_fraction=1.0, seed=3)
+        start_round(s, project_id=p.id, model_version_id=None,
+                    control_fraction=control_fraction, seed=3)  # fmt: skip
         im = make_image(s, project=p)
         make_mask(s, image=im, confident=True)
         pid = p.id
     ann = web.as_("annotator")
     task = web.client.post("/api/tasks/next", json={"project_id": pid}, headers=ann).json()
+    return pid, ann, task
+
+
+def test_control_arm_hides_proposals(web: Web) -> None:
+    pid, ann, task = _one_task(web, control_fraction=1.0)
     assert task["arm"] == "control"
     r = web.client.get(f"/api/images/{task['image']['id']}/masks", headers=ann).json()
     assert r["arm"] == "control" and r["masks"] == []
@@ -212,14 +220,7 @@ def test_submit_derives_the_image_metrics_row(web: Web) -> None:
     """A submit leaves the image's effort_cache row fresh, so metric queries never derive."""
     from db.models import EffortCache
 
-    with transaction(web.factory) as s:
-        p = make_project(s)
-        start_round(s, project_id=p.id, model_version_id=None, control_fraction=0.0, seed=1)
-        im = make_image(s, project=p)
-        make_mask(s, image=im, confident=True)
-        pid = p.id
-    ann = web.as_("annotator")
-    task = web.client.post("/api/tasks/next", json={"project_id": pid}, headers=ann).json()
+    _, ann, task = _one_task(web, control_fraction=0.0)
     with web.factory() as s:
         assert s.get(EffortCache, task["image"]["id"]) is None
     r = web.client.post(f"/api/tasks/{task['lease_id']}/submit", json={"ops": []}, headers=ann)
