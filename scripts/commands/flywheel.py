@@ -119,11 +119,15 @@ def calibrate(
         child = calibrate_project(s, project_id=p.id, model_version_id=model_version,
                                   target_precision=target_precision, seed=seed)  # fmt: skip
         cal = child.calibration or {}
+    how = "target met" if cal["target_met"] else f"target NOT met, rule {cal.get('fallback_rule')}"
+    if not cal["target_met"] and cal.get("gain_s") is not None:
+        how += f" ({cal['gain_s']:.1f} s saved per accept, {cal['reject_s']:.1f} s per reject)"
     console.print(
         f"model version {child.id} ({child.name}) registered, parent {child.parent_id}: "
-        f"n={cal['n']} ({cal['n_positive']} accepted), threshold {cal['threshold']:.3f}, "
-        f"fitted precision {cal['fitted_precision']}, recall {cal['fitted_recall']:.3f}, "
-        f"target {'met' if cal['target_met'] else 'NOT met'}.\n"
+        f"n={cal['n']} ({cal['n_positive']} accepted, {cal.get('n_shown')} shown), "
+        f"threshold {cal['threshold']:.3f}, fitted precision "
+        f"{'-' if cal['fitted_precision'] is None else format(cal['fitted_precision'], '.3f')}, "
+        f"recall {cal['fitted_recall']:.3f}, {how}.\n"
         f"Use it: dataengine round start --project {project} --model-version {child.id}"
     )
 
