@@ -16,6 +16,9 @@ stability filter). The chosen thresholds and the per-stage counts are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import json
 import threading
 import time
@@ -38,9 +41,16 @@ console = Console()
 
 
 class PeakRss:
-    """Peak resident memory above the starting level while the block runs (polls /proc)."""
+    """Peak resident memory above the starting level while the block runs (polls /proc).
+
+    Freed memory is handed back to the OS first (``gc.collect`` + glibc ``malloc_trim``),
+    otherwise a run that fits in memory an earlier phase freed would read as 0 growth.
+    """
 
     def __enter__(self) -> PeakRss:
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: growth may read low
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
         self.base = self._rss()
         self.peak = self.base
         self._stop = threading.Event()
