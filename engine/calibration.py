@@ -137,8 +137,13 @@ def _predict(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
 
 
 def pick_threshold(
-    scores: np.ndarray, y: np.ndarray, target: float, *, fallback_precision: float | None = None,
-    gain_s: float | None = None, reject_s: float = 1.0,
+    scores: np.ndarray,
+    y: np.ndarray,
+    target: float,
+    *,
+    fallback_precision: float | None = None,
+    gain_s: float | None = None,
+    reject_s: float = 1.0,
 ) -> tuple[float, bool]:
     """Lowest threshold t with precision(scores >= t) >= target; else a fallback.
 
@@ -226,8 +231,9 @@ def fit_calibration(
     scores = held_out if held_out is not None else fitted
     base = n_pos / n if base_precision is None else base_precision
     fallback = min(target_precision, fallback_lift * max(base, n_pos / n))
-    threshold, met = pick_threshold(scores, y, target_precision, fallback_precision=fallback,
-                                    gain_s=gain_s, reject_s=reject_s)
+    threshold, met = pick_threshold(
+        scores, y, target_precision, fallback_precision=fallback, gain_s=gain_s, reject_s=reject_s
+    )
     # Map the held-out threshold onto the final model's scale by rank (same fraction shown).
     if held_out is not None and threshold < NEVER:
         frac_shown = float(np.mean(held_out >= threshold))
@@ -256,7 +262,10 @@ IMPLIED_ACCEPT_IOU = 0.85  # an unshown proposal this close to a final mask "wou
 
 
 def training_set(
-    session: Session, *, project_id: int, parent: ModelVersion,
+    session: Session,
+    *,
+    project_id: int,
+    parent: ModelVersion,
     implied_accept_iou: float = IMPLIED_ACCEPT_IOU,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(X (N, F), y (N,) int, shown (N,) bool, feature names) from every proposal of ``parent``'s weights on
@@ -295,8 +304,12 @@ def training_set(
     ).all()  # fmt: skip
     names = DEFAULT_FEATURES
     if not rows:
-        return (np.zeros((0, len(names))), np.zeros(0, dtype=np.int64),
-                np.zeros(0, dtype=bool), names)
+        return (
+            np.zeros((0, len(names))),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=bool),
+            names,
+        )
     image_ids = sorted({r.image_id for r in rows})
     finals: dict[int, list[Any]] = {i: [] for i in image_ids}
     for image_id, rle in session.execute(
@@ -372,10 +385,16 @@ def calibrate_project(
         base = session.get(ModelVersion, parent.parent_id) or parent
     x, y, shown, names = training_set(session, project_id=project_id, parent=base)
     added_s = measured_add_seconds(session, project_id=project_id)
-    cal = fit_calibration(x, y, features=names, target_precision=target_precision, seed=seed,
-                          base_precision=float(y[shown].mean()) if shown.any() else None,
-                          gain_s=None if added_s is None else max(added_s - reject_s, 0.0),
-                          reject_s=reject_s)
+    cal = fit_calibration(
+        x,
+        y,
+        features=names,
+        target_precision=target_precision,
+        seed=seed,
+        base_precision=float(y[shown].mean()) if shown.any() else None,
+        gain_s=None if added_s is None else max(added_s - reject_s, 0.0),
+        reject_s=reject_s,
+    )
     cal["n_shown"] = int(shown.sum())
     child = ModelVersion(
         name=f"{base.name}+cal{target_precision:.2f}"[:200],

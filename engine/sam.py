@@ -54,7 +54,9 @@ class SamSegmenter:
         (defaults: the SAM paper's, i.e. predicted IoU > 0.88, stability >= 0.95, NMS 0.7).
         """
         if model_type not in MODELS:
-            raise ValueError(f"unknown SAM model type {model_type!r}; choose one of {sorted(MODELS)}")
+            raise ValueError(
+                f"unknown SAM model type {model_type!r}; choose one of {sorted(MODELS)}"
+            )
         if model is None:
             if checkpoint is None:
                 raise ValueError(
@@ -139,12 +141,15 @@ class SamSegmenter:
         pts = None
         if points is not None:
             coords = torch.as_tensor(self.transform.apply_coords(points, size), dtype=torch.float)
-            pts = (coords[None].to(self.device), torch.as_tensor(labels[None], dtype=torch.int,
-                                                                  device=self.device))
+            pts = (
+                coords[None].to(self.device),
+                torch.as_tensor(labels[None], dtype=torch.int, device=self.device),
+            )
         boxes = None
         if box is not None:
-            boxes = torch.as_tensor(self.transform.apply_boxes(box[None], size),
-                                    dtype=torch.float, device=self.device)
+            boxes = torch.as_tensor(
+                self.transform.apply_boxes(box[None], size), dtype=torch.float, device=self.device
+            )
         sparse, dense = pe(points=pts, boxes=boxes, masks=mask_t)
         if mask_t is None:
             ctx = self._context(embedding, emb)
@@ -160,9 +165,12 @@ class SamSegmenter:
         best = candidates[int(torch.argmax(iou[candidates]))]
         low = self.decoder.masks(q, x2, [best])  # 1x1x256x256
         input_size = embedding.features.get("input_size") or self.transform.get_preprocess_shape(
-            size[0], size[1], self.transform.target_length)
+            size[0], size[1], self.transform.target_length
+        )
         return DecodeResult(
-            mask=self._upsampler(tuple(input_size), size).mask(low[0, 0], self.model.mask_threshold),
+            mask=self._upsampler(tuple(input_size), size).mask(
+                low[0, 0], self.model.mask_threshold
+            ),
             score=float(iou[best]),
             logits=low[0].cpu().numpy().astype(np.float32),
         )
@@ -199,13 +207,15 @@ class SamSegmenter:
         out = []
         for r in records:
             mask = r["segmentation"]
-            out.append(Proposal(
-                mask=mask,
-                predicted_iou=float(r["predicted_iou"]),
-                stability=float(r["stability_score"]),
-                bbox=mask_bbox(mask),
-                area=int(r["area"]),
-                point_coords=[[float(v) for v in p] for p in r["point_coords"]],
-                crop_box=[float(v) for v in r["crop_box"]],
-            ))
+            out.append(
+                Proposal(
+                    mask=mask,
+                    predicted_iou=float(r["predicted_iou"]),
+                    stability=float(r["stability_score"]),
+                    bbox=mask_bbox(mask),
+                    area=int(r["area"]),
+                    point_coords=[[float(v) for v in p] for p in r["point_coords"]],
+                    crop_box=[float(v) for v in r["crop_box"]],
+                )
+            )
         return out

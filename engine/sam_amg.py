@@ -88,8 +88,9 @@ class FastAutomaticMaskGenerator:
         return self.model.image_encoder(self.model.preprocess(x))
 
     @torch.inference_mode()
-    def generate(self, image: np.ndarray, embedding: torch.Tensor | None = None
-                 ) -> list[dict[str, Any]]:
+    def generate(
+        self, image: np.ndarray, embedding: torch.Tensor | None = None
+    ) -> list[dict[str, Any]]:
         """HWC uint8 RGB -> list of mask records (keys as the reference's ``generate``).
 
         ``embedding`` (1x256x64x64) may be given for the whole-image crop to skip the encoder.
@@ -97,16 +98,21 @@ class FastAutomaticMaskGenerator:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be HWC uint8 RGB, got {image.shape} {image.dtype}")
         orig = image.shape[:2]
-        crop_boxes, layers = generate_crop_boxes(orig, self.p.crop_n_layers,
-                                                 self.p.crop_overlap_ratio)
+        crop_boxes, layers = generate_crop_boxes(
+            orig, self.p.crop_n_layers, self.p.crop_overlap_ratio
+        )
         parts = []
         for box, layer in zip(crop_boxes, layers, strict=True):
             emb = embedding if (embedding is not None and layer == 0) else None
             parts.append(self._crop(image, box, layer, orig, emb))
         data = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         if len(crop_boxes) > 1 and len(data["boxes"]):
-            keep = batched_nms(data["boxes"].float(), 1 / box_area(data["crop_boxes"].float()),
-                               torch.zeros(len(data["boxes"])), self.p.crop_nms_thresh)
+            keep = batched_nms(
+                data["boxes"].float(),
+                1 / box_area(data["crop_boxes"].float()),
+                torch.zeros(len(data["boxes"])),
+                self.p.crop_nms_thresh,
+            )
             data = {k: v[keep] for k, v in data.items()}
         masks = self._final_masks(data, orig)
         if self.p.min_mask_region_area > 0 and len(masks):
@@ -114,39 +120,61 @@ class FastAutomaticMaskGenerator:
         return self._records(data, masks)
 
     # ------------------------------------------------------------------------ per crop
-    def _crop(self, image: np.ndarray, crop_box: list[int], layer: int,
-              orig: tuple[int, int], embedding: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def _crop(
+        self,
+        image: np.ndarray,
+        crop_box: list[int],
+        layer: int,
+        orig: tuple[int, int],
+        embedding: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
         x0, y0, x1, y1 = crop_box
         crop = image[y0:y1, x0:x1, :]
         size = crop.shape[:2]
         feats = self.embed(crop) if embedding is None else embedding.to(self.device).float()
-        input_size = self.transform.get_preprocess_shape(size[0], size[1], self.transform.target_length)
+        input_size = self.transform.get_preprocess_shape(
+            size[0], size[1], self.transform.target_length
+        )
         points = self.grids[layer] * np.array(size)[None, ::-1]
         stats = FullResStats(input_size, size)
         pe = self.model.prompt_encoder
-        coords = torch.as_tensor(self.transform.apply_coords(points, size),
-                                 dtype=torch.float, device=self.device)
+        coords = torch.as_tensor(
+            self.transform.apply_coords(points, size), dtype=torch.float, device=self.device
+        )
         labels = torch.ones(len(coords), 1, dtype=torch.int, device=self.device)
         with torch.inference_mode():
             sparse, dense = pe(points=(coords[:, None, :], labels), boxes=None, masks=None)
             ctx = self.decoder.prepare(feats, pe.get_dense_pe(), dense[:1])
             md = self.model.mask_decoder
             out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
-        kept: dict[str, list[torch.Tensor]] = {k: [] for k in
-                                                ("iou", "stab", "boxes", "points", "logits")}
+        kept: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("iou", "stab", "boxes", "points", "logits")
+        }
         for i in range(0, len(coords), self.chunk):
-            tokens = torch.cat([out_tokens[None].expand(len(sparse[i:i + self.chunk]), -1, -1),
-                                sparse[i:i + self.chunk]], dim=1)
-            self._chunk(ctx, tokens, points[i:i + self.chunk], stats, crop_box, orig, kept)
+            tokens = torch.cat(
+                [
+                    out_tokens[None].expand(len(sparse[i : i + self.chunk]), -1, -1),
+                    sparse[i : i + self.chunk],
+                ],
+                dim=1,
+            )
+            self._chunk(ctx, tokens, points[i : i + self.chunk], stats, crop_box, orig, kept)
         if not kept["iou"]:
-            kept = {"iou": [torch.zeros(0)], "stab": [torch.zeros(0)],
-                    "boxes": [torch.zeros(0, 4, dtype=torch.int64)],
-                    "points": [torch.zeros(0, 2, dtype=torch.float64)],
-                    "logits": [torch.zeros(0, 256, 256)]}
+            kept = {
+                "iou": [torch.zeros(0)],
+                "stab": [torch.zeros(0)],
+                "boxes": [torch.zeros(0, 4, dtype=torch.int64)],
+                "points": [torch.zeros(0, 2, dtype=torch.float64)],
+                "logits": [torch.zeros(0, 256, 256)],
+            }
         data = {k: torch.cat(v) for k, v in kept.items()}
         if len(data["boxes"]):
-            keep = batched_nms(data["boxes"].float(), data["iou"],
-                               torch.zeros(len(data["boxes"])), self.p.box_nms_thresh)
+            keep = batched_nms(
+                data["boxes"].float(),
+                data["iou"],
+                torch.zeros(len(data["boxes"])),
+                self.p.box_nms_thresh,
+            )
             data = {k: v[keep] for k, v in data.items()}
         n = len(data["boxes"])
         data["boxes"] = data["boxes"] + torch.tensor([[x0, y0, x0, y0]])
@@ -156,12 +184,23 @@ class FastAutomaticMaskGenerator:
         return data
 
     @torch.inference_mode()
-    def _chunk(self, ctx: Any, tokens: torch.Tensor, points: np.ndarray, stats: FullResStats,
-               crop_box: list[int], orig: tuple[int, int], kept: dict[str, list]) -> None:
+    def _chunk(
+        self,
+        ctx: Any,
+        tokens: torch.Tensor,
+        points: np.ndarray,
+        stats: FullResStats,
+        crop_box: list[int],
+        orig: tuple[int, int],
+        kept: dict[str, list],
+    ) -> None:
         q, x2 = self.decoder.transformer(ctx, tokens)
         iou = self.decoder.iou(q)[:, 1:]  # multimask outputs, as the reference
-        keep = iou > self.p.pred_iou_thresh if self.p.pred_iou_thresh > 0 else torch.ones_like(
-            iou, dtype=torch.bool)
+        keep = (
+            iou > self.p.pred_iou_thresh
+            if self.p.pred_iou_thresh > 0
+            else torch.ones_like(iou, dtype=torch.bool)
+        )
         rows = keep.any(dim=1).nonzero()[:, 0]
         if len(rows) == 0:
             return
@@ -173,15 +212,22 @@ class FastAutomaticMaskGenerator:
         pr, mk = sel.nonzero().unbind(1)
         ious = iou[rows][pr, mk]
         pts = torch.as_tensor(points[rows.numpy()][pr.numpy()], dtype=torch.float64)
-        stab, boxes = stats(logits, self.p.stability_score_offset,
-                            self.model.mask_threshold)
-        good = stab >= self.p.stability_score_thresh if self.p.stability_score_thresh > 0 \
+        stab, boxes = stats(logits, self.p.stability_score_offset, self.model.mask_threshold)
+        good = (
+            stab >= self.p.stability_score_thresh
+            if self.p.stability_score_thresh > 0
             else torch.ones_like(stab, dtype=torch.bool)
+        )
         h, w = orig
         near = is_box_near_crop_edge(boxes, crop_box, [0, 0, w, h])
         good &= ~near
-        for k, v in (("iou", ious), ("stab", stab), ("boxes", boxes), ("points", pts),
-                     ("logits", logits)):
+        for k, v in (
+            ("iou", ious),
+            ("stab", stab),
+            ("boxes", boxes),
+            ("points", pts),
+            ("logits", logits),
+        ):
             kept[k].append(v[good])
 
     # ----------------------------------------------------------------------- finishing
@@ -202,8 +248,9 @@ class FastAutomaticMaskGenerator:
             data["boxes"] = batched_mask_to_box(out)
         return out
 
-    def _small_regions(self, data: dict[str, torch.Tensor], masks: torch.Tensor
-                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def _small_regions(
+        self, data: dict[str, torch.Tensor], masks: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The reference's ``postprocess_small_regions``: fill holes, drop islands, re-NMS."""
         area = self.p.min_mask_region_area
         new, scores = [], []
@@ -214,8 +261,12 @@ class FastAutomaticMaskGenerator:
             scores.append(float(not (changed_h or changed_i)))
         stacked = torch.stack(new)
         boxes = batched_mask_to_box(stacked)
-        keep = batched_nms(boxes.float(), torch.as_tensor(scores), torch.zeros(len(boxes)),
-                           max(self.p.box_nms_thresh, self.p.crop_nms_thresh))
+        keep = batched_nms(
+            boxes.float(),
+            torch.as_tensor(scores),
+            torch.zeros(len(boxes)),
+            max(self.p.box_nms_thresh, self.p.crop_nms_thresh),
+        )
         changed = torch.as_tensor(scores) == 0
         masks = torch.where(changed[:, None, None], stacked, masks)
         data["boxes"] = torch.where(changed[:, None], boxes, data["boxes"])
@@ -228,13 +279,15 @@ class FastAutomaticMaskGenerator:
         for i in range(len(masks)):
             x0, y0, x1, y1 = data["boxes"][i].tolist()
             cx0, cy0, cx1, cy1 = data["crop_boxes"][i].tolist()
-            out.append({
-                "segmentation": masks[i].numpy(),
-                "area": int(areas[i]),
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "predicted_iou": float(data["iou"][i]),
-                "point_coords": [data["points"][i].tolist()],
-                "stability_score": float(data["stab"][i]),
-                "crop_box": [cx0, cy0, cx1 - cx0, cy1 - cy0],
-            })
+            out.append(
+                {
+                    "segmentation": masks[i].numpy(),
+                    "area": int(areas[i]),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "predicted_iou": float(data["iou"][i]),
+                    "point_coords": [data["points"][i].tolist()],
+                    "stability_score": float(data["stab"][i]),
+                    "crop_box": [cx0, cy0, cx1 - cx0, cy1 - cy0],
+                }
+            )
         return out

@@ -68,7 +68,11 @@ class FastMaskDecoder:
     def _pe_parts(self, image_pe: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """PE-only projections; the PE is a model constant, so they are computed once."""
         cached = getattr(self, "_pe_cache", None)
-        if cached is not None and cached[0].shape == image_pe.shape and torch.equal(cached[0], image_pe):
+        if (
+            cached is not None
+            and cached[0].shape == image_pe.shape
+            and torch.equal(cached[0], image_pe)
+        ):
             return cached[1]
         h = self.heads
         l2 = self.tr.layers[1]
@@ -119,8 +123,9 @@ class FastMaskDecoder:
         out = ax @ wv.transpose(1, 2) + a.v_proj.bias.view(h, 1, d)
         return a.out_proj(_merge(out))
 
-    def _image_to_token(self, a: nn.Module, x: Tensor | None, qimg: Tensor, q_in: Tensor,
-                        v_in: Tensor) -> Tensor:
+    def _image_to_token(
+        self, a: nn.Module, x: Tensor | None, qimg: Tensor, q_in: Tensor, v_in: Tensor
+    ) -> Tensor:
         """Image tokens attend to prompt tokens; returns the BxNxC update (out_proj applied).
 
         ``qimg`` is the image-side query: either precomputed heads (1xhxNxd, layer 1, x None)

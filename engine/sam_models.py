@@ -192,8 +192,9 @@ def _stream(resp: Any, out: Any, digest: Any, total: int | None, label: str, sho
             bar.advance(task, len(block))
 
 
-def random_sam(model_type: str, seed: int = 0, logit_scale: float = 40.0,
-               iou_offset: float = 0.0) -> torch.nn.Module:
+def random_sam(
+    model_type: str, seed: int = 0, logit_scale: float = 40.0, iou_offset: float = 0.0
+) -> torch.nn.Module:
     """The real architecture with seeded random weights, for tests and benchmarks only.
 
     A freshly initialised decoder produces mask logits with std ~0.1, so every stability

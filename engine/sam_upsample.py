@@ -35,8 +35,9 @@ def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
     return m
 
 
-def composite_taps(n_low: int, n_pad: int, n_valid: int, n_out: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def composite_taps(
+    n_low: int, n_pad: int, n_valid: int, n_out: int
+) -> tuple[np.ndarray, np.ndarray]:
     """low-res -> pad (bilinear) -> crop to n_valid -> n_out (bilinear) as per-output taps.
 
     Returns (lo n_out int64: first low-res index, w n_out x K float32: tap weights).
@@ -186,16 +187,22 @@ class FullResStats:
     Requires offset >= 0 (as the reference's stability score does implicitly).
     """
 
-    def __init__(self, input_size: tuple[int, int], original_size: tuple[int, int],
-                 low: int = 256, pad: int = 1024) -> None:
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        low: int = 256,
+        pad: int = 1024,
+    ) -> None:
         self.rlo, self.rw = composite_taps(low, pad, input_size[0], original_size[0])
         self.clo, self.cw = composite_taps(low, pad, input_size[1], original_size[1])
         self.rb = block_ranges(self.rlo, self.rw.shape[1], original_size[0])
         self.cb = block_ranges(self.clo, self.cw.shape[1], original_size[1])
         self.original_size = original_size
 
-    def __call__(self, logits: torch.Tensor, offset: float, threshold: float = 0.0
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, logits: torch.Tensor, offset: float, threshold: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """logits Mx256x256 -> (stability M float32, boxes Mx4 int64 XYXY of logits > threshold).
 
         Stability = #(> threshold + offset) / #(> threshold - offset), NaN when empty, as
@@ -208,8 +215,18 @@ class FullResStats:
         counts = np.zeros((m, 2), dtype=np.int64)
         boxes = np.zeros((m, 4), dtype=np.int64)
         if m:
-            _stats_kernel(lg, self.rlo, self.rw, self.clo, self.cw, np.float32(threshold - offset),
-                          np.float32(threshold + offset), np.float32(threshold), counts, boxes)
+            _stats_kernel(
+                lg,
+                self.rlo,
+                self.rw,
+                self.clo,
+                self.cw,
+                np.float32(threshold - offset),
+                np.float32(threshold + offset),
+                np.float32(threshold),
+                counts,
+                boxes,
+            )
         with np.errstate(invalid="ignore", divide="ignore"):
             stab = counts[:, 1].astype(np.float32) / counts[:, 0].astype(np.float32)
         return torch.from_numpy(stab), torch.from_numpy(boxes)
@@ -224,6 +241,7 @@ class FullResStats:
         lg = logits.detach().cpu().numpy() if isinstance(logits, torch.Tensor) else logits
         lg = np.ascontiguousarray(np.asarray(lg, dtype=np.float32).reshape(lg.shape[-2:]))
         out = np.empty(self.original_size, dtype=np.bool_)
-        _mask_kernel(lg, self.rlo, self.rw, self.clo, self.cw, self.rb, self.cb,
-                     np.float32(threshold), out)
+        _mask_kernel(
+            lg, self.rlo, self.rw, self.clo, self.cw, self.rb, self.cb, np.float32(threshold), out
+        )
         return out

@@ -47,8 +47,9 @@ def prompts(shape: tuple[int, int], n: int, seed: int) -> list[tuple[np.ndarray,
     return out
 
 
-def run_clicks(decode: Callable[[np.ndarray, np.ndarray, Any], Any],
-               plist: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+def run_clicks(
+    decode: Callable[[np.ndarray, np.ndarray, Any], Any], plist: list[tuple[np.ndarray, np.ndarray]]
+) -> list[float]:
     """Time each prompt; follow-ups get the previous call's logits as mask_input."""
     times, prev = [], None
     for pts, labels in plist:
@@ -59,8 +60,9 @@ def run_clicks(decode: Callable[[np.ndarray, np.ndarray, Any], Any],
     return times
 
 
-def bench_sam(images: list[np.ndarray], model: torch.nn.Module, sha: str, n: int,
-              seed: int) -> dict[str, list[float]]:
+def bench_sam(
+    images: list[np.ndarray], model: torch.nn.Module, sha: str, n: int, seed: int
+) -> dict[str, list[float]]:
     from segment_anything import SamPredictor
 
     seg = SamSegmenter(model_type="vit_t", model=model, sha256=sha)
@@ -76,8 +78,9 @@ def bench_sam(images: list[np.ndarray], model: torch.nn.Module, sha: str, n: int
 
         def ref_fn(p: np.ndarray, lab: np.ndarray, m: Any) -> Any:
             multi = m is None and len(p) == 1
-            masks, scores, logits = pred.predict(point_coords=p, point_labels=lab, mask_input=m,
-                                                 multimask_output=multi)
+            masks, scores, logits = pred.predict(
+                point_coords=p, point_labels=lab, mask_input=m, multimask_output=multi
+            )
             best = int(np.argmax(scores))
             _ = masks[best]
             return logits[best : best + 1]
@@ -119,15 +122,25 @@ def bench_classical(images: list[np.ndarray], n: int, seed: int) -> dict[str, li
 def summarise(results: dict[str, list[float]]) -> list[dict[str, Any]]:
     rows = []
     for name, t in results.items():
-        rows.append({"backend": name, "n": len(t), "p50_ms": float(np.percentile(t, 50)),
-                     "p95_ms": float(np.percentile(t, 95)), "mean_ms": float(np.mean(t))})
+        rows.append(
+            {
+                "backend": name,
+                "n": len(t),
+                "p50_ms": float(np.percentile(t, 50)),
+                "p95_ms": float(np.percentile(t, 95)),
+                "mean_ms": float(np.mean(t)),
+            }
+        )
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--images", default="truck.jpg,dog.jpg,groceries.jpg",
-                    help="comma-separated file names in --samples")
+    ap.add_argument(
+        "--images",
+        default="truck.jpg,dog.jpg,groceries.jpg",
+        help="comma-separated file names in --samples",
+    )
     ap.add_argument("--samples", type=Path, default=SAMPLES, help="folder of photos")
     ap.add_argument("--n", type=int, default=60, help="timed prompts per photo and backend")
     ap.add_argument("--quick", action="store_true", help="one photo, 20 prompts")
@@ -152,13 +165,20 @@ def main() -> None:
         results.update(bench_classical(images, args.n, args.seed))
     rows = summarise(results)
     ref = next(r for r in rows if "SamPredictor" in r["backend"])
-    table = Table(title=f"click-to-mask latency, embedding cached, {len(images)} photo(s), "
-                        f"{args.threads} threads")
+    table = Table(
+        title=f"click-to-mask latency, embedding cached, {len(images)} photo(s), "
+        f"{args.threads} threads"
+    )
     for col in ("backend", "n", "p50 ms", "p95 ms", "p50 vs SamPredictor"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["backend"], str(r["n"]), f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}",
-                      f"{ref['p50_ms'] / r['p50_ms']:.2f}x faster")
+        table.add_row(
+            r["backend"],
+            str(r["n"]),
+            f"{r['p50_ms']:.1f}",
+            f"{r['p95_ms']:.1f}",
+            f"{ref['p50_ms'] / r['p50_ms']:.2f}x faster",
+        )
     console.print(table)
     if args.json:
         args.json.write_text(json.dumps({"images": names, "rows": rows}, indent=2))

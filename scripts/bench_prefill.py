@@ -77,11 +77,13 @@ class PeakRss:
         return (self.peak - self.base) / 2**20
 
 
-def choose_thresholds(model: torch.nn.Module, image: np.ndarray, points_per_side: int,
-                      target_stable: int) -> dict[str, Any]:
+def choose_thresholds(
+    model: torch.nn.Module, image: np.ndarray, points_per_side: int, target_stable: int
+) -> dict[str, Any]:
     """IoU threshold passing a third of the candidates; stability threshold keeping ~target."""
-    gen = FastAutomaticMaskGenerator(model, points_per_side=points_per_side,
-                                     pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    gen = FastAutomaticMaskGenerator(
+        model, points_per_side=points_per_side, pred_iou_thresh=0.0, stability_score_thresh=0.0
+    )
     emb = gen.embed(image)
     size = image.shape[:2]
     pe = model.prompt_encoder
@@ -89,31 +91,41 @@ def choose_thresholds(model: torch.nn.Module, image: np.ndarray, points_per_side
     coords = torch.as_tensor(gen.transform.apply_coords(pts, size), dtype=torch.float)
     ious, logits = [], []
     with torch.inference_mode():
-        sparse, dense = pe(points=(coords[:, None], torch.ones(len(coords), 1, dtype=torch.int)),
-                           boxes=None, masks=None)
+        sparse, dense = pe(
+            points=(coords[:, None], torch.ones(len(coords), 1, dtype=torch.int)),
+            boxes=None,
+            masks=None,
+        )
         ctx = gen.decoder.prepare(emb, pe.get_dense_pe(), dense[:1])
         md = model.mask_decoder
         out_tok = torch.cat([md.iou_token.weight, md.mask_tokens.weight])
         for i in range(0, len(coords), 32):
             sp = sparse[i : i + 32]
-            q, x2 = gen.decoder.transformer(ctx, torch.cat([out_tok[None].expand(len(sp), -1, -1),
-                                                            sp], dim=1))
+            q, x2 = gen.decoder.transformer(
+                ctx, torch.cat([out_tok[None].expand(len(sp), -1, -1), sp], dim=1)
+            )
             ious.append(gen.decoder.iou(q)[:, 1:].flatten())
             logits.append(gen.decoder.masks(q, x2, [1, 2, 3]).flatten(0, 1))
     iou = torch.cat(ious)
     iou_thr = float(torch.quantile(iou, 2 / 3))
     if iou_thr <= 0:  # the reference skips its IoU filter for thresholds <= 0
-        raise SystemExit(f"the IoU threshold would be {iou_thr:.3f} <= 0, which disables the "
-                         "reference's IoU filter; use weights whose IoU predictions are > 0")
+        raise SystemExit(
+            f"the IoU threshold would be {iou_thr:.3f} <= 0, which disables the "
+            "reference's IoU filter; use weights whose IoU predictions are > 0"
+        )
     keep = iou > iou_thr
     input_size = gen.transform.get_preprocess_shape(size[0], size[1], gen.transform.target_length)
     stab, _ = FullResStats(input_size, size)(torch.cat(logits)[keep], 1.0)
     stab = stab[torch.isfinite(stab)]
     q = 1.0 - min(target_stable, len(stab)) / max(len(stab), 1)
     stab_thr = float(torch.quantile(stab, q)) if len(stab) else 0.0
-    return {"pred_iou_thresh": iou_thr, "stability_score_thresh": stab_thr,
-            "candidates": int(len(iou)), "pass_iou": int(keep.sum()),
-            "pass_stability": int((stab >= stab_thr).sum())}
+    return {
+        "pred_iou_thresh": iou_thr,
+        "stability_score_thresh": stab_thr,
+        "candidates": int(len(iou)),
+        "pass_iou": int(keep.sum()),
+        "pass_stability": int((stab >= stab_thr).sum()),
+    }
 
 
 def timed(fn: Any) -> tuple[Any, float, float]:
@@ -135,10 +147,17 @@ def main() -> None:
     ap.add_argument("--model", default="vit_t", help="model type for --checkpoint")
     ap.add_argument("--points-per-side", type=int, default=32, help="AMG grid (default 32)")
     ap.add_argument("--max-side", type=int, default=0, help="downscale photos to this long side")
-    ap.add_argument("--target-stable", type=int, default=100,
-                    help="candidates the stability threshold should keep on the first photo")
-    ap.add_argument("--quick", action="store_true",
-                    help="one photo (truck) at 600 px with a 16x16 grid, for development")
+    ap.add_argument(
+        "--target-stable",
+        type=int,
+        default=100,
+        help="candidates the stability threshold should keep on the first photo",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="one photo (truck) at 600 px with a 16x16 grid, for development",
+    )
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
@@ -147,8 +166,13 @@ def main() -> None:
 
     if args.quick:
         args.images, args.max_side, args.points_per_side = "truck.jpg", 600, 16
-    names = args.images.split(",") if args.images else sorted(
-        p.name for p in args.samples.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    names = (
+        args.images.split(",")
+        if args.images
+        else sorted(
+            p.name for p in args.samples.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+        )
+    )
     if args.limit:
         names = names[: args.limit]
     if args.checkpoint:
@@ -165,11 +189,16 @@ def main() -> None:
         images.append((n, img))
 
     th = choose_thresholds(model, images[0][1], args.points_per_side, args.target_stable)
-    console.print(f"thresholds from {images[0][0]}: pred_iou > {th['pred_iou_thresh']:.4f} "
-                  f"({th['pass_iou']}/{th['candidates']} candidates), stability >= "
-                  f"{th['stability_score_thresh']:.4f} ({th['pass_stability']} pass both)")
-    params = {"points_per_side": args.points_per_side, "pred_iou_thresh": th["pred_iou_thresh"],
-              "stability_score_thresh": th["stability_score_thresh"]}
+    console.print(
+        f"thresholds from {images[0][0]}: pred_iou > {th['pred_iou_thresh']:.4f} "
+        f"({th['pass_iou']}/{th['candidates']} candidates), stability >= "
+        f"{th['stability_score_thresh']:.4f} ({th['pass_stability']} pass both)"
+    )
+    params = {
+        "points_per_side": args.points_per_side,
+        "pred_iou_thresh": th["pred_iou_thresh"],
+        "stability_score_thresh": th["stability_score_thresh"],
+    }
     ref_gen = SamAutomaticMaskGenerator(model, **params)
     our_gen = FastAutomaticMaskGenerator(model, **params)
     our_gen.generate(images[0][1][:64, :64].copy())  # compile the numba kernel outside timing
@@ -178,32 +207,76 @@ def main() -> None:
     for name, img in images:
         ours, t_ours, rss_ours = timed(lambda img=img: our_gen.generate(img))
         ref, t_ref, rss_ref = timed(lambda img=img: ref_gen.generate(img))
-        rows.append({"image": name, "size": list(img.shape[:2]), "ref_s": t_ref, "ours_s": t_ours,
-                     "ratio": t_ref / t_ours, "ref_masks": len(ref), "our_masks": len(ours),
-                     "ref_peak_rss_mib": rss_ref, "our_peak_rss_mib": rss_ours})
-        console.print(f"{name} {img.shape[1]}x{img.shape[0]}: ref {t_ref:.1f}s, ours {t_ours:.1f}s "
-                      f"({t_ref / t_ours:.1f}x), masks {len(ref)}/{len(ours)}")
+        rows.append(
+            {
+                "image": name,
+                "size": list(img.shape[:2]),
+                "ref_s": t_ref,
+                "ours_s": t_ours,
+                "ratio": t_ref / t_ours,
+                "ref_masks": len(ref),
+                "our_masks": len(ours),
+                "ref_peak_rss_mib": rss_ref,
+                "our_peak_rss_mib": rss_ours,
+            }
+        )
+        console.print(
+            f"{name} {img.shape[1]}x{img.shape[0]}: ref {t_ref:.1f}s, ours {t_ours:.1f}s "
+            f"({t_ref / t_ours:.1f}x), masks {len(ref)}/{len(ours)}"
+        )
 
-    table = Table(title=f"pre-fill, vit_t {'checkpoint' if args.checkpoint else 'random'} "
-                        f"weights, {args.points_per_side}x{args.points_per_side} points, "
-                        f"{args.threads} threads")
-    for col in ("image", "HxW", "ref s", "ours s", "ratio", "masks ref/ours", "peak RSS MiB ref/ours"):
+    table = Table(
+        title=f"pre-fill, vit_t {'checkpoint' if args.checkpoint else 'random'} "
+        f"weights, {args.points_per_side}x{args.points_per_side} points, "
+        f"{args.threads} threads"
+    )
+    for col in (
+        "image",
+        "HxW",
+        "ref s",
+        "ours s",
+        "ratio",
+        "masks ref/ours",
+        "peak RSS MiB ref/ours",
+    ):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["image"], f"{r['size'][0]}x{r['size'][1]}", f"{r['ref_s']:.1f}",
-                      f"{r['ours_s']:.1f}", f"{r['ratio']:.1f}x",
-                      f"{r['ref_masks']}/{r['our_masks']}",
-                      f"{r['ref_peak_rss_mib']:.0f}/{r['our_peak_rss_mib']:.0f}")
+        table.add_row(
+            r["image"],
+            f"{r['size'][0]}x{r['size'][1]}",
+            f"{r['ref_s']:.1f}",
+            f"{r['ours_s']:.1f}",
+            f"{r['ratio']:.1f}x",
+            f"{r['ref_masks']}/{r['our_masks']}",
+            f"{r['ref_peak_rss_mib']:.0f}/{r['our_peak_rss_mib']:.0f}",
+        )
     ref_mean = float(np.mean([r["ref_s"] for r in rows]))
     our_mean = float(np.mean([r["ours_s"] for r in rows]))
-    table.add_row("mean s/image", "", f"{ref_mean:.1f}", f"{our_mean:.1f}",
-                  f"{ref_mean / our_mean:.1f}x", "", "")
+    table.add_row(
+        "mean s/image",
+        "",
+        f"{ref_mean:.1f}",
+        f"{our_mean:.1f}",
+        f"{ref_mean / our_mean:.1f}x",
+        "",
+        "",
+    )
     console.print(table)
     if args.json:
-        args.json.write_text(json.dumps({"thresholds": th, "params": params, "images": rows,
-                                         "ref_s_per_image": ref_mean, "ours_s_per_image": our_mean,
-                                         "ratio": ref_mean / our_mean, "threads": args.threads},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "thresholds": th,
+                    "params": params,
+                    "images": rows,
+                    "ref_s_per_image": ref_mean,
+                    "ours_s_per_image": our_mean,
+                    "ratio": ref_mean / our_mean,
+                    "threads": args.threads,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -175,4 +175,3 @@ def test_unreachable_target_picks_the_threshold_that_saves_the_most_time() -> No
     assert pick_threshold(scores, y, 0.95, gain_s=3.0, reject_s=1.0) == (0.7, False)
     # when an accept saves less than rejects cost, nothing is shown
     assert pick_threshold(scores, y, 0.95, gain_s=0.5, reject_s=1.0) == (NEVER, False)
-

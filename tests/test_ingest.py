@@ -23,7 +23,9 @@ def _png_header_only(path: Path, width: int, height: int) -> None:
     """A PNG whose IHDR claims width x height (a decompression bomb header)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
@@ -59,10 +61,18 @@ def make_bad_folder(root: Path) -> dict[str, str]:
     photo.resize((40, 30)).save(sub / "small.png")
     os.symlink("..", sub / "up")  # a folder loop
     return {
-        "good.jpg": "ok", "cmyk.jpg": "ok", "deep16.png": "ok", "rotated.jpg": "ok",
-        "palette.gif": "ok", "alpha.png": "ok", "small.png": "ok",
-        "truncated.jpg": "truncated", "notes.jpg": "not an image", "empty.png": "empty file",
-        "bomb.png": "too large", "loop.jpg": "unreadable",
+        "good.jpg": "ok",
+        "cmyk.jpg": "ok",
+        "deep16.png": "ok",
+        "rotated.jpg": "ok",
+        "palette.gif": "ok",
+        "alpha.png": "ok",
+        "small.png": "ok",
+        "truncated.jpg": "truncated",
+        "notes.jpg": "not an image",
+        "empty.png": "empty file",
+        "bomb.png": "too large",
+        "loop.jpg": "unreadable",
     }
 
 
@@ -123,9 +133,10 @@ def test_copy_puts_bytes_in_the_managed_store(
     store = tmp_path / "store"
     ingest(factory, project="p", paths=[tmp_path / "a.png"], copy_to=store)
     row = next(iter(_rows(factory).values()))
-    assert Path(row.uri).is_relative_to(store.resolve()) and Path(row.uri).read_bytes() == (
-        tmp_path / "a.png"
-    ).read_bytes()
+    assert (
+        Path(row.uri).is_relative_to(store.resolve())
+        and Path(row.uri).read_bytes() == (tmp_path / "a.png").read_bytes()
+    )
 
 
 def test_pixel_limit_is_configurable(factory: sessionmaker[Session], tmp_path: Path) -> None:
@@ -136,7 +147,8 @@ def test_pixel_limit_is_configurable(factory: sessionmaker[Session], tmp_path: P
 
 def test_shared_samples_and_tiny_coco(factory: sessionmaker[Session], shared_data: Path) -> None:
     summary = ingest(
-        factory, project="shared",
+        factory,
+        project="shared",
         paths=[shared_data / "samples", shared_data / "tiny-coco" / "val2017"],
     )
     n_photos = len(list((shared_data / "samples").glob("*.jpg")))
@@ -149,7 +161,9 @@ def test_shared_samples_and_tiny_coco(factory: sessionmaker[Session], shared_dat
 def test_concurrent_ingests_leave_no_duplicates(postgres_url: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     for i in range(12):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
     engine = make_engine(postgres_url)
     factory = make_session_factory(engine)
     results = []

@@ -71,8 +71,9 @@ def test_checkpoint_round_trip(checkpoint: tuple[Path, str]) -> None:
     path, sha = checkpoint
     loaded = load_checkpoint("vit_t", path, sha256=sha)
     original = random_sam("vit_t", seed=3)
-    for (name, a), (_, b) in zip(loaded.state_dict().items(), original.state_dict().items(),
-                                 strict=True):
+    for (name, a), (_, b) in zip(
+        loaded.state_dict().items(), original.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
     assert not loaded.training
 
@@ -96,8 +97,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_download_from_local_server_checks_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                ) -> None:
+def test_download_from_local_server_checks_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     served = tmp_path / "srv"
     served.mkdir()
     payload = b"not really a checkpoint" * 1000
@@ -122,23 +124,34 @@ def test_download_from_local_server_checks_hash(tmp_path: Path, monkeypatch: pyt
         server.server_close()
 
 
-def test_is_a_segmenter_with_model_key(segmenter: SamSegmenter, checkpoint: tuple[Path, str]
-                                       ) -> None:
+def test_is_a_segmenter_with_model_key(
+    segmenter: SamSegmenter, checkpoint: tuple[Path, str]
+) -> None:
     assert isinstance(segmenter, Segmenter)
     assert segmenter.model_key == f"sam-vit_t-{checkpoint[1][:12]}"
 
 
 def _reference(pred: SamPredictor, points=None, labels=None, box=None, mask_input=None):
     multimask = points is not None and len(points) == 1 and box is None and mask_input is None
-    masks, scores, logits = pred.predict(point_coords=points, point_labels=labels, box=box,
-                                         mask_input=mask_input, multimask_output=multimask)
+    masks, scores, logits = pred.predict(
+        point_coords=points,
+        point_labels=labels,
+        box=box,
+        mask_input=mask_input,
+        multimask_output=multimask,
+    )
     best = int(np.argmax(scores))
     return masks[best], float(scores[best]), logits[best : best + 1]
 
 
 @pytest.mark.parametrize("prompt", ["point", "box", "points_box", "mask_input"])
-def test_decode_matches_sam_predictor(segmenter: SamSegmenter, predictor: SamPredictor,
-                                      image: np.ndarray, embedding: Embedding, prompt: str) -> None:
+def test_decode_matches_sam_predictor(
+    segmenter: SamSegmenter,
+    predictor: SamPredictor,
+    image: np.ndarray,
+    embedding: Embedding,
+    prompt: str,
+) -> None:
     emb = embedding
     assert emb.features["image_embeddings"].shape == (1, 256, 64, 64)
     kwargs: dict = {}
@@ -147,12 +160,18 @@ def test_decode_matches_sam_predictor(segmenter: SamSegmenter, predictor: SamPre
     elif prompt == "box":
         kwargs = {"box": np.array([55.0, 45.0, 175.0, 135.0])}
     elif prompt == "points_box":
-        kwargs = {"points": np.array([[110.0, 90.0], [20.0, 20.0]]), "labels": np.array([1, 0]),
-                  "box": np.array([55.0, 45.0, 175.0, 135.0])}
+        kwargs = {
+            "points": np.array([[110.0, 90.0], [20.0, 20.0]]),
+            "labels": np.array([1, 0]),
+            "box": np.array([55.0, 45.0, 175.0, 135.0]),
+        }
     else:
         first = segmenter.decode(emb, points=np.array([[110.0, 90.0]]), labels=np.array([1]))
-        kwargs = {"points": np.array([[110.0, 90.0], [150.0, 60.0]]), "labels": np.array([1, 1]),
-                  "mask_input": first.logits}
+        kwargs = {
+            "points": np.array([[110.0, 90.0], [150.0, 60.0]]),
+            "labels": np.array([1, 1]),
+            "mask_input": first.logits,
+        }
     ours = segmenter.decode(emb, **kwargs)
     ref_mask, ref_score, ref_logits = _reference(predictor, **kwargs)
     assert ours.mask.shape == image.shape[:2] and ours.mask.dtype == bool
@@ -162,8 +181,9 @@ def test_decode_matches_sam_predictor(segmenter: SamSegmenter, predictor: SamPre
     assert np.abs(ours.logits - ref_logits).max() <= 1e-3
 
 
-def test_decode_accepts_fp16_embedding(segmenter: SamSegmenter, image: np.ndarray,
-                                       embedding: Embedding) -> None:
+def test_decode_accepts_fp16_embedding(
+    segmenter: SamSegmenter, image: np.ndarray, embedding: Embedding
+) -> None:
     feats = dict(embedding.features)
     feats["image_embeddings"] = feats["image_embeddings"].astype(np.float16)
     emb = replace(embedding, features=feats)
@@ -178,18 +198,26 @@ def test_decode_accepts_fp16_embedding(segmenter: SamSegmenter, image: np.ndarra
         ({"points": np.array([[np.nan, 10.0]]), "labels": np.array([1])}, "NaN"),
         ({}, "empty prompt"),
         ({"box": np.array([10.0, 10.0, 5.0, 50.0])}, "x1 > x0"),
-        ({"points": np.array([[10.0, 10.0]]), "labels": np.array([1]),
-          "mask_input": np.zeros((3, 3))}, "mask_input"),
+        (
+            {
+                "points": np.array([[10.0, 10.0]]),
+                "labels": np.array([1]),
+                "mask_input": np.zeros((3, 3)),
+            },
+            "mask_input",
+        ),
     ],
 )
-def test_bad_prompts_raise_prompt_error(segmenter: SamSegmenter, embedding: Embedding,
-                                        kwargs: dict, match: str) -> None:
+def test_bad_prompts_raise_prompt_error(
+    segmenter: SamSegmenter, embedding: Embedding, kwargs: dict, match: str
+) -> None:
     with pytest.raises(PromptError, match=match):
         segmenter.decode(embedding, **kwargs)
 
 
-def test_embedding_from_another_model_is_refused(segmenter: SamSegmenter,
-                                                 embedding: Embedding) -> None:
+def test_embedding_from_another_model_is_refused(
+    segmenter: SamSegmenter, embedding: Embedding
+) -> None:
     emb = replace(embedding, model_key="sam-vit_t-000000000000")
     with pytest.raises(ValueError, match="re-embed"):
         segmenter.decode(emb, points=np.array([[10.0, 10.0]]), labels=np.array([1]))
@@ -206,7 +234,8 @@ def test_models_cli_list_and_refused_download(tmp_path: Path) -> None:
     fake = tmp_path / "fake.pt"
     fake.write_bytes(b"corrupt")
     dest = tmp_path / "models"
-    out = runner.invoke(app, ["models", "download", "vit_t", "--dest", str(dest),
-                              "--url", fake.as_uri()])
+    out = runner.invoke(
+        app, ["models", "download", "vit_t", "--dest", str(dest), "--url", fake.as_uri()]
+    )
     assert out.exit_code == 1
     assert list(dest.iterdir()) == []

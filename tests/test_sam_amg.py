@@ -57,13 +57,19 @@ def _match(a: list[dict], b: list[dict]) -> None:
 
 
 @pytest.mark.parametrize(("name", "nms"), [("dog.jpg", 1.0), ("groceries.jpg", 0.7)])
-def test_generator_matches_reference(model: torch.nn.Module, shared_data: Path, name: str,
-                                     nms: float) -> None:
+def test_generator_matches_reference(
+    model: torch.nn.Module, shared_data: Path, name: str, nms: float
+) -> None:
     image = _photo(shared_data, name, 256)
     base = {"points_per_side": 5, "box_nms_thresh": nms}
     # every candidate (no thresholds, no suppression) to place the thresholds
-    everything = FastAutomaticMaskGenerator(model, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                                            points_per_side=5, box_nms_thresh=1.0).generate(image)
+    everything = FastAutomaticMaskGenerator(
+        model,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        points_per_side=5,
+        box_nms_thresh=1.0,
+    ).generate(image)
     ious = np.array([r["predicted_iou"] for r in everything])
     iou_thr = _gap_threshold(ious, 0.6)
     assert iou_thr > 0  # the reference skips its IoU filter for thresholds <= 0
@@ -88,8 +94,14 @@ def test_generator_matches_reference(model: torch.nn.Module, shared_data: Path, 
 @pytest.mark.slow
 def test_generator_matches_reference_with_crops(model: torch.nn.Module, shared_data: Path) -> None:
     image = _photo(shared_data, "dogs.jpg", 256)
-    params = {"points_per_side": 4, "crop_n_layers": 1, "pred_iou_thresh": 0.0,
-              "stability_score_thresh": 0.0, "box_nms_thresh": 1.0, "crop_nms_thresh": 1.0}
+    params = {
+        "points_per_side": 4,
+        "crop_n_layers": 1,
+        "pred_iou_thresh": 0.0,
+        "stability_score_thresh": 0.0,
+        "box_nms_thresh": 1.0,
+        "crop_nms_thresh": 1.0,
+    }
     ref = SamAutomaticMaskGenerator(model, **params).generate(image)
     ours = FastAutomaticMaskGenerator(model, **params).generate(image)
     assert len(ours) == len(ref)

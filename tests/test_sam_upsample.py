@@ -22,15 +22,18 @@ def _logits(seed: int) -> torch.Tensor:
     return torch.cat([smooth[:, 0] * 4, noisy[:, 0], const[:, 0]])
 
 
-def _reference(lg: torch.Tensor, input_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+def _reference(
+    lg: torch.Tensor, input_size: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
     m = F.interpolate(lg[:, None], (1024, 1024), mode="bilinear", align_corners=False)
     m = m[..., : input_size[0], : input_size[1]]
     return F.interpolate(m, size, mode="bilinear", align_corners=False)[:, 0]
 
 
 @pytest.mark.parametrize(("input_size", "size"), GEOMETRIES)
-def test_stability_and_boxes_match_full_resolution(input_size: tuple[int, int],
-                                                   size: tuple[int, int]) -> None:
+def test_stability_and_boxes_match_full_resolution(
+    input_size: tuple[int, int], size: tuple[int, int]
+) -> None:
     lg = _logits(0)
     stab, boxes = FullResStats(input_size, size)(lg, 1.0)
     full = _reference(lg, input_size, size)
@@ -42,8 +45,9 @@ def test_stability_and_boxes_match_full_resolution(input_size: tuple[int, int],
 
 
 @pytest.mark.parametrize(("input_size", "size"), GEOMETRIES)
-def test_mask_matches_postprocess_then_threshold(input_size: tuple[int, int],
-                                                 size: tuple[int, int]) -> None:
+def test_mask_matches_postprocess_then_threshold(
+    input_size: tuple[int, int], size: tuple[int, int]
+) -> None:
     lg = _logits(1)
     up = FullResStats(input_size, size)
     full = _reference(lg, input_size, size)

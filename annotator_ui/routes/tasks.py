@@ -49,6 +49,7 @@ def setup(app: Any) -> None:
 
     attach_precompute(app)
 
+
 STAGE_ROLES = {
     "annotate": ("annotator", "reviewer", "admin"),
     "generalist": ("curator", "reviewer", "admin"),
