@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidInput, NotFound
@@ -288,11 +288,12 @@ def training_set(
         )
         if mv.id == parent.id or ((mv.params or {}).get("model_key") == key and key is not None)
     ]
-    done = (
-        select(Lease.image_id, Lease.arm)
+    done = (  # one row per finished image ("prefill" wins if it was done in both arms)
+        select(Lease.image_id, func.max(Lease.arm).label("arm"))
         .join(Round, Round.id == Lease.round_id)
         .where(Round.project_id == project_id, Lease.stage == "annotate",
                Lease.completed_at.is_not(None))
+        .group_by(Lease.image_id)
     ).subquery()  # fmt: skip
     rows = session.execute(
         select(Mask.image_id, Mask.predicted_iou, Mask.stability, Mask.area, Mask.bbox,

@@ -134,6 +134,10 @@ def test_calibrate_project_registers_a_child_version(factory: sessionmaker[Sessi
                   confident=False, model_version_id=mv.id, status="proposed",
                   predicted_iou=0.5, stability=0.9)  # fmt: skip
         make_mask(s, image=img, source="human", status="accepted")
+        # the same image finished again (a later pass): its proposals still count once
+        s.add(Lease(image_id=img.id, user_id=u.id, stage="annotate", round_id=rnd.id,
+                    arm="control", expires_at=utcnow() + dt.timedelta(minutes=5),
+                    completed_at=utcnow()))  # fmt: skip
         project_id, mv_id = p.id, mv.id
     with transaction(factory) as s:
         child = calibrate_project(s, project_id=project_id, target_precision=0.9)
