@@ -29,7 +29,7 @@ from engine.masks import mask_bbox
 from engine.sam_amg import FastAutomaticMaskGenerator
 from engine.sam_decoder import FastMaskDecoder, ImageContext
 from engine.sam_models import MODELS, file_sha256, load_checkpoint
-from engine.sam_upsample import FullResStats
+from engine.sam_upsample import full_res_stats
 from engine.segmenter import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
 
 
@@ -74,7 +74,6 @@ class SamSegmenter:
         self.decoder = FastMaskDecoder(self.model)
         self.generator = FastAutomaticMaskGenerator(self.model, **(amg_params or {}))
         self._contexts: OrderedDict[int, tuple[Any, ImageContext]] = OrderedDict()
-        self._upsamplers: dict[tuple[Any, Any], FullResStats] = {}
 
     # ---------------------------------------------------------------------------- embed
     @torch.inference_mode()
@@ -168,7 +167,7 @@ class SamSegmenter:
             size[0], size[1], self.transform.target_length
         )
         return DecodeResult(
-            mask=self._upsampler(tuple(input_size), size).mask(
+            mask=full_res_stats(tuple(input_size), tuple(size)).mask(
                 low[0, 0], self.model.mask_threshold
             ),
             score=float(iou[best]),
@@ -186,16 +185,6 @@ class SamSegmenter:
         if not np.isfinite(arr).all():
             raise PromptError("mask_input contains NaN or infinity")
         return torch.as_tensor(arr.reshape(1, 1, 256, 256), device=self.device)
-
-    def _upsampler(self, input_size: tuple[int, int], size: tuple[int, int]) -> FullResStats:
-        """``Sam.postprocess_masks`` + threshold as separable taps, cached per image geometry."""
-        key = (input_size, size)
-        up = self._upsamplers.get(key)
-        if up is None:
-            up = self._upsamplers[key] = FullResStats(input_size, size)
-            while len(self._upsamplers) > 32:
-                self._upsamplers.pop(next(iter(self._upsamplers)))
-        return up
 
     # -------------------------------------------------------------------------- propose
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:

@@ -35,7 +35,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms, box_area
 
 from engine.sam_decoder import FastMaskDecoder
-from engine.sam_upsample import FullResStats
+from engine.sam_upsample import FullResStats, full_res_stats
 
 
 @dataclass
@@ -136,7 +136,7 @@ class FastAutomaticMaskGenerator:
             size[0], size[1], self.transform.target_length
         )
         points = self.grids[layer] * np.array(size)[None, ::-1]
-        stats = FullResStats(input_size, size)
+        stats = full_res_stats(tuple(input_size), tuple(size))
         pe = self.model.prompt_encoder
         coords = torch.as_tensor(
             self.transform.apply_coords(points, size), dtype=torch.float, device=self.device
@@ -235,14 +235,11 @@ class FastAutomaticMaskGenerator:
         """Threshold the survivors' logits at full resolution as ``Sam.postprocess_masks``."""
         h, w = orig
         out = torch.zeros((len(data["boxes"]), h, w), dtype=torch.bool)
-        ups: dict[tuple[int, ...], FullResStats] = {}
         for i in range(len(out)):
             x0, y0, x1, y1 = data["crop_boxes"][i].tolist()
             ih, iw = data["input_size"][i].tolist()
-            key = (ih, iw, y1 - y0, x1 - x0)
-            if key not in ups:
-                ups[key] = FullResStats((ih, iw), (y1 - y0, x1 - x0))
-            m = ups[key].mask(data["logits"][i], self.model.mask_threshold)
+            up = full_res_stats((ih, iw), (y1 - y0, x1 - x0))  # built by ``_crop`` already
+            m = up.mask(data["logits"][i], self.model.mask_threshold)
             out[i, y0:y1, x0:x1] = torch.from_numpy(m)
         if len(out):
             data["boxes"] = batched_mask_to_box(out)

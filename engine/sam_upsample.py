@@ -16,6 +16,8 @@ the threshold.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numba
 import numpy as np
 import torch
@@ -70,34 +72,44 @@ def block_ranges(lo: np.ndarray, k: int, n_out: int, block: int = BLOCK) -> np.n
     return np.stack([starts, stops, lo[starts], lo[stops - 1] + k - 1], axis=1).astype(np.int64)
 
 
+@numba.njit(inline="always", cache=True)
+def _columns(src, clo, cw, xa, w, dst):  # pragma: no cover
+    """dst[:w] = low-res row ``src`` interpolated at output columns xa .. xa+w-1."""
+    for x in range(w):
+        dst[x] = 0.0
+    for k in range(cw.shape[1]):
+        for x in range(w):
+            dst[x] += cw[xa + x, k] * src[clo[xa + x] + k]
+
+
+@numba.njit(inline="always", cache=True)
+def _rows(t, rlo, rw, y, w, row):  # pragma: no cover
+    """row[:w] = output row ``y`` from the column-interpolated low-res rows ``t``."""
+    r0 = rlo[y]
+    wk = rw[y, 0]
+    for x in range(w):
+        row[x] = wk * t[r0, x]
+    for k in range(1, rw.shape[1]):
+        wk = rw[y, k]
+        for x in range(w):
+            row[x] += wk * t[r0 + k, x]
+
+
 @numba.njit(parallel=True, cache=True)
 def _stats_kernel(lg, rlo, rw, clo, cw, lo_t, hi_t, thr, counts, boxes):  # pragma: no cover
     m, nlow, _ = lg.shape
-    h, kr = rw.shape
-    w, kc = cw.shape
+    h = rw.shape[0]
+    w = cw.shape[0]
     for i in numba.prange(m):
-        t = np.zeros((nlow, w), dtype=np.float32)
+        t = np.empty((nlow, w), dtype=np.float32)
         for r in range(nlow):
-            src = lg[i, r]
-            dst = t[r]
-            for k in range(kc):
-                for x in range(w):
-                    dst[x] += cw[x, k] * src[clo[x] + k]
+            _columns(lg[i, r], clo, cw, 0, w, t[r])
         row = np.empty(w, dtype=np.float32)
         n_lo = 0
         n_hi = 0
         x0, y0, x1, y1 = w, h, -1, -1
         for y in range(h):
-            r0 = rlo[y]
-            wk = rw[y, 0]
-            src = t[r0]
-            for x in range(w):
-                row[x] = wk * src[x]
-            for k in range(1, kr):
-                wk = rw[y, k]
-                src = t[r0 + k]
-                for x in range(w):
-                    row[x] += wk * src[x]
+            _rows(t, rlo, rw, y, w, row)
             c_lo = 0
             c_hi = 0
             for x in range(w):
@@ -111,13 +123,12 @@ def _stats_kernel(lg, rlo, rw, clo, cw, lo_t, hi_t, thr, counts, boxes):  # prag
                     if row[x] > thr:
                         first = x
                         break
-                last = first
                 if first >= 0:
+                    last = first
                     for x in range(w - 1, first, -1):
                         if row[x] > thr:
                             last = x
                             break
-                if first >= 0:
                     x0 = min(x0, first)
                     x1 = max(x1, last)
                     y0 = min(y0, y)
@@ -134,8 +145,6 @@ def _stats_kernel(lg, rlo, rw, clo, cw, lo_t, hi_t, thr, counts, boxes):  # prag
 @numba.njit(parallel=True, cache=True)
 def _mask_kernel(lg, rlo, rw, clo, cw, rb, cb, thr, out):  # pragma: no cover
     """One low-res logit map -> the full-res boolean mask ``> thr`` (same block skipping)."""
-    kr = rw.shape[1]
-    kc = cw.shape[1]
     nby = rb.shape[0]
     nbx = cb.shape[0]
     nlow = lg.shape[0]
@@ -160,21 +169,9 @@ def _mask_kernel(lg, rlo, rw, clo, cw, rb, cb, thr, out):  # pragma: no cover
                 continue
             w = xb - xa
             for r in range(ra, rz + 1):
-                src = lg[r]
-                for x in range(w):
-                    t[r, x] = 0.0
-                for k in range(kc):
-                    for x in range(w):
-                        t[r, x] += cw[xa + x, k] * src[clo[xa + x] + k]
+                _columns(lg[r], clo, cw, xa, w, t[r])
             for y in range(ya, yb):
-                r0 = rlo[y]
-                wk = rw[y, 0]
-                for x in range(w):
-                    row[x] = wk * t[r0, x]
-                for k in range(1, kr):
-                    wk = rw[y, k]
-                    for x in range(w):
-                        row[x] += wk * t[r0 + k, x]
+                _rows(t, rlo, rw, y, w, row)
                 for x in range(w):
                     out[y, xa + x] = row[x] > thr
 
@@ -245,3 +242,9 @@ class FullResStats:
             lg, self.rlo, self.rw, self.clo, self.cw, self.rb, self.cb, np.float32(threshold), out
         )
         return out
+
+
+@lru_cache(maxsize=32)
+def full_res_stats(input_size: tuple[int, int], original_size: tuple[int, int]) -> FullResStats:
+    """The ``FullResStats`` of one geometry, built once (its taps cost a dense product)."""
+    return FullResStats(tuple(input_size), tuple(original_size))
