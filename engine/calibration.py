@@ -40,8 +40,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidInput, NotFound
-from db.models import Image, Lease, Mask, ModelVersion, Round
+from db.models import Image, Mask, ModelVersion
 from db.rounds import current_round
+from engine.masks import rle_iou
+from engine.metrics import done_leases, per_image_table
 from engine.segmenter import Proposal
 
 # name -> f(predicted_iou, stability, area, bbox XYWH (N,4), H, W) -> (N,) float64
@@ -192,8 +194,8 @@ def fit_calibration(
     with ``gain_s`` (seconds an accepted proposal saves the annotator) is the threshold
     that saves the most time net of ``reject_s`` per rejected one; without it, the largest
     shown set whose held-out precision is at least ``fallback_lift`` times
-    ``base_precision`` (the precision of what the parent showed; ``y.mean()`` when not
-    given); failing that too, the most precise threshold. ``target_met`` False and
+    ``base_precision`` (the precision of what the parent showed, and at least
+    ``y.mean()``); failing that too, the most precise threshold. ``target_met`` False and
     ``fallback_rule`` in the dict record which rule chose.
     """
     from sklearn.linear_model import LogisticRegression
@@ -229,8 +231,8 @@ def fit_calibration(
     }
     fitted = _predict(cal, x)
     scores = held_out if held_out is not None else fitted
-    base = n_pos / n if base_precision is None else base_precision
-    fallback = min(target_precision, fallback_lift * max(base, n_pos / n))
+    base = max(base_precision or 0.0, n_pos / n)  # never below the overall accept rate
+    fallback = min(target_precision, fallback_lift * base)
     threshold, met = pick_threshold(
         scores, y, target_precision, fallback_precision=fallback, gain_s=gain_s, reject_s=reject_s
     )
@@ -268,8 +270,8 @@ def training_set(
     parent: ModelVersion,
     implied_accept_iou: float = IMPLIED_ACCEPT_IOU,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(X (N, F), y (N,) int, shown (N,) bool, feature names) from every proposal of ``parent``'s weights on
-    finished images of the project.
+    """(X (N, F), y (N,) int, shown (N,) bool, feature names) from every proposal of
+    ``parent``'s weights on finished images of the project.
 
     Shown proposals (confident, prefill arm) carry the annotator's decision: ``accepted``
     -> 1, anything else (rejected, fixed, left) -> 0. Proposals nobody saw (not confident,
@@ -278,8 +280,6 @@ def training_set(
     Labelling the unseen ones is what lets the calibrated rule show *more* than the rule
     it replaces, not only a subset of it.
     """
-    from engine.masks import rle_iou
-
     key = (parent.params or {}).get("model_key")
     same = [
         mv.id
@@ -288,13 +288,12 @@ def training_set(
         )
         if mv.id == parent.id or ((mv.params or {}).get("model_key") == key and key is not None)
     ]
+    leases = done_leases(project_id).subquery()
     done = (  # one row per finished image ("prefill" wins if it was done in both arms)
-        select(Lease.image_id, func.max(Lease.arm).label("arm"))
-        .join(Round, Round.id == Lease.round_id)
-        .where(Round.project_id == project_id, Lease.stage == "annotate",
-               Lease.completed_at.is_not(None))
-        .group_by(Lease.image_id)
-    ).subquery()  # fmt: skip
+        select(leases.c.image_id, func.max(leases.c.arm).label("arm"))
+        .group_by(leases.c.image_id)
+        .subquery()
+    )
     rows = session.execute(
         select(Mask.image_id, Mask.predicted_iou, Mask.stability, Mask.area, Mask.bbox,
                Mask.status, Mask.confident, Mask.rle, done.c.arm, Image.height, Image.width)
@@ -343,8 +342,6 @@ def training_set(
 
 def measured_add_seconds(session: Session, *, project_id: int, min_masks: int = 5) -> float | None:
     """Mean active seconds per human-added mask on the project's done images (None: < min)."""
-    from engine.metrics import per_image_table
-
     table = per_image_table(session, project_id=project_id)
     timed = float(table.cols["added_timed"].sum())
     if timed < min_masks:

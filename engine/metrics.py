@@ -34,8 +34,8 @@ indexed), so a query on a fresh cache reads one row per image plus a few indexed
 (10,000 images / 500,000 masks: well under 1 s, see ``scripts/bench_metrics.py``). The first
 query on a never-queried project derives every image (about 2 ms an image);
 ``refresh_project_cache`` does that ahead, and a task submit derives its own image
-(``refresh_image_cache``), so in live use that cost is spread over submits. Callers that want the refresh kept commit the
-session (the CLI and the API do).
+(``refresh_image_cache``), so in live use that cost is spread over submits. Callers that
+want the refresh kept commit the session (the CLI and the API do).
 """
 
 from __future__ import annotations
@@ -87,10 +87,7 @@ FIGURES: dict[str, tuple[str, str, float]] = {
 MASK_COLS = ("final", "from_proposal", "added", "shown", "accepted_as_is", "fixed")
 ADDED_COLS = ("added_seconds", "added_clicks", "added_timed")
 CACHED_COLS = (*MASK_COLS, "fixed_iou_sum", "seconds", *ADDED_COLS)  # effort_cache columns
-COLUMNS = (
-    "one", "final", "from_proposal", "added", "shown", "accepted_as_is", "fixed",
-    "fixed_iou_sum", "seconds", "added_seconds", "added_clicks", "added_timed",
-)  # fmt: skip
+COLUMNS = ("one", *CACHED_COLS)
 
 
 @dataclass
@@ -103,7 +100,9 @@ class Table:
     cols: dict[str, np.ndarray]
 
 
-def _done_leases(project_id: int | None, image_id: int | None = None) -> Any:
+def done_leases(project_id: int | None, image_id: int | None = None) -> Any:
+    """Select (lease_id, image_id, arm, round) of finished ``annotate`` leases in rounds,
+    of one project and/or one image: the images the metrics (and calibration) count."""
     q = (
         select(
             Lease.id.label("lease_id"),
@@ -304,13 +303,13 @@ def refresh_project_cache(
     ``project_metrics`` does this itself; call it ahead (after a bulk import, or from a job)
     so the next query finds a fresh cache. The caller commits.
     """
-    return refresh_effort_cache(session, _done_leases(project_id).subquery("done"), idle_s)
+    return refresh_effort_cache(session, done_leases(project_id).subquery("done"), idle_s)
 
 
 def refresh_image_cache(session: Session, *, image_id: int, idle_s: float = DEFAULT_IDLE_S) -> int:
     """Derive one done image's cache rows (the task submit calls this, so metric queries in
     live use find every row fresh and never pay the derivation). The caller commits."""
-    return refresh_effort_cache(session, _done_leases(None, image_id).subquery("done"), idle_s)
+    return refresh_effort_cache(session, done_leases(None, image_id).subquery("done"), idle_s)
 
 
 def _derive_chunk(
@@ -441,7 +440,7 @@ def _coco(rle: dict[str, Any]) -> dict[str, Any]:
 def per_image_table(session: Session, *, project_id: int, idle_s: float = DEFAULT_IDLE_S) -> Table:
     """Per-image sums for every image done in the project's rounds (see the module table),
     read from ``effort_cache`` after refreshing its stale rows."""
-    done = _done_leases(project_id).subquery("done")
+    done = done_leases(project_id).subquery("done")
     refresh_effort_cache(session, done, idle_s)
     cache_cols = [getattr(EffortCache, c) for c in CACHED_COLS]
     rows = session.execute(
