@@ -62,11 +62,10 @@ def random_checkpoint(model_type: str, dest: Path) -> Path:
     """Random weights of the real architecture, saved like a downloaded checkpoint."""
     import torch
 
-    from engine.sam_models import build_sam
+    from engine.sam_models import random_sam
 
-    torch.manual_seed(0)
     path = dest / f"random_{model_type}.pth"
-    torch.save(build_sam(model_type).state_dict(), path)
+    torch.save(random_sam(model_type, seed=0).state_dict(), path)
     return path
 
 

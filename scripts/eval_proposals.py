@@ -19,52 +19,30 @@ match every proposal against the non-crowd ground-truth instances by mask IoU. P
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from engine.classical import ClassicalSegmenter
 from engine.imageio import load_rgb
+from engine.masks import encode_rle, rle_iou
 from engine.prefill import ConfidentRule
+from scripts.simulate_flywheel import load_coco
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def load_split(ann_file: Path, image_dir: Path) -> list[tuple[Path, list[np.ndarray]]]:
-    """COCO instances JSON -> [(image path, [HW bool non-crowd instance masks])]."""
-    data = json.loads(ann_file.read_text())
-    by_image: dict[int, list[dict]] = defaultdict(list)
-    for a in data["annotations"]:
-        if not a.get("iscrowd"):
-            by_image[a["image_id"]].append(a)
-    out = []
-    for im in sorted(data["images"], key=lambda im: im["file_name"]):
-        path = image_dir / im["file_name"]
-        if not path.exists():
-            continue
-        h, w = im["height"], im["width"]
-        masks = []
-        for a in by_image.get(im["id"], []):
-            seg = a["segmentation"]
-            rles = mask_utils.frPyObjects(seg, h, w) if isinstance(seg, list) else [seg]
-            rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
-            masks.append(mask_utils.decode(rle).astype(bool))
-        out.append((path, masks))
-    return out
+    """COCO instances JSON -> [(image path, [HW bool non-crowd instance masks])], by name."""
+    data = load_coco([ann_file], [image_dir])
+    return [(p, [i.mask for i in data[p]]) for p in sorted(data)]
 
 
 def iou_matrix(props: list[np.ndarray], gts: list[np.ndarray]) -> np.ndarray:
     """(P, G) float64 mask IoU via COCO RLE."""
-    if not props or not gts:
-        return np.zeros((len(props), len(gts)))
-    enc = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in props]
-    genc = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in gts]
-    return np.asarray(mask_utils.iou(enc, genc, [0] * len(gts)), dtype=np.float64)
+    return rle_iou([encode_rle(m) for m in props], [encode_rle(m) for m in gts])
 
 
 def auc(score: np.ndarray, y: np.ndarray) -> float:

@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
-from pycocotools import mask as mask_utils
 from sqlalchemy import select
 
 from annotator_ui.app import create_app
@@ -62,6 +61,7 @@ from db.users import create_user, issue_token
 from engine import event_kinds as ek
 from engine.calibration import calibrate_project
 from engine.clicker import next_click
+from engine.importers.coco import segmentation_to_mask
 from engine.ingest import ingest
 from engine.masks import decode_rle, encode_rle, mask_iou
 from engine.metrics import project_metrics
@@ -122,10 +122,12 @@ def load_coco(ann_files: list[Path], image_dirs: list[Path]) -> dict[Path, list[
             h, w = im["height"], im["width"]
             insts = []
             for a in by_image.get(im["id"], []):
-                seg = a["segmentation"]
-                rles = mask_utils.frPyObjects(seg, h, w) if isinstance(seg, list) else [seg]
-                m = mask_utils.decode(mask_utils.merge(rles) if isinstance(rles, list) else rles)
-                insts.append(Instance(m.astype(bool), cats.get(a["category_id"], "object")))
+                try:
+                    m = segmentation_to_mask(a["segmentation"], h, w)
+                except ValueError as err:  # a malformed instance never stops the dataset
+                    print(f"  skipped annotation {a.get('id')} of {path.name}: {err}")
+                    continue
+                insts.append(Instance(m, cats.get(a["category_id"], "object")))
             out[path] = insts
     return out
 
