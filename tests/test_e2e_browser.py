@@ -24,19 +24,10 @@ from db.models import Event, Lease, Mask
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user
 from engine.masks import decode_rle
-from tests.webapp import classical_segmenter, serve, settings_for
+from tests.webapp import classical_segmenter, launch_chromium, require_chromium, serve, settings_for
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHOTOS = ("dog.jpg", "groceries.jpg", "dog1.jpg")
 LABELS = ["dog", "cat", "person", "food", "vehicle"]
 ADMIN_PW, ANN_PW = "admin-password-1", "annotator-password-1"
@@ -65,9 +56,7 @@ def interior_point(mask: np.ndarray, others: np.ndarray) -> tuple[int, int]:
 
 
 def test_annotator_reviews_prefill_in_chromium(shared_data: Path, tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium missing: apt-get install -y chromium")
+    sync_api = require_chromium()
     from engine.ingest import ingest
     from engine.prefill import ConfidentRule, prefill_project
 
@@ -111,7 +100,7 @@ def test_annotator_reviews_prefill_in_chromium(shared_data: Path, tmp_path: Path
         setup_s = time.monotonic() - t_start
 
         with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1366, "height": 768})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))

@@ -15,12 +15,9 @@ from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user
 from tests.curation_helpers import add_photos
 from tests.factories import make_mask, make_project
-from tests.webapp import NoModel, serve, settings_for
+from tests.webapp import NoModel, launch_chromium, require_chromium, serve, settings_for
 
 pytestmark = pytest.mark.browser
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
 PW = "curator-password-1"
 
 
@@ -33,9 +30,7 @@ def _wait(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_generalist_and_specialist_in_chromium(shared_data: Path, tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium missing: apt-get install -y chromium")
+    sync_api = require_chromium()
     from annotator_ui.app import create_app
 
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
@@ -53,7 +48,7 @@ def test_generalist_and_specialist_in_chromium(shared_data: Path, tmp_path: Path
     app = create_app(settings_for(url, tmp_path), segmenter=NoModel())
     try:
         with serve(app) as base, sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1366, "height": 768})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))

@@ -11,19 +11,14 @@ from db.migrate import upgrade
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user
 from tests.factories import make_image, make_project
-from tests.webapp import NoModel, serve, settings_for
+from tests.webapp import NoModel, launch_chromium, require_chromium, serve, settings_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
 PASSWORD = "dashboard-pass"
 
 
 @pytest.mark.browser
 def test_dashboard_shows_curation_kappa(tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    sync_api = require_chromium()
     from annotator_ui.app import create_app
 
     url = f"sqlite:///{tmp_path / 'dash.db'}"
@@ -46,7 +41,7 @@ def test_dashboard_shows_curation_kappa(tmp_path: Path) -> None:
     app = create_app(settings_for(url, tmp_path / "var"), segmenter=NoModel())
     try:
         with serve(app) as base, sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1366, "height": 768})
             page.goto(f"{base}/")
             page.fill("input[name=name]", "boss")
