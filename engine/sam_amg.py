@@ -5,9 +5,11 @@ Same parameters, same weights, same output records as
 reorganised so that work is spent only on masks that can survive:
 
 1. all grid points of a crop go through the prompt encoder at once and through
-   ``FastMaskDecoder`` in chunks (shared image-side projections, re-associated attention);
+   ``LowRankMaskDecoder`` in chunks: the per-prompt image tokens are never materialised,
+   only their low-rank change from the shared image embedding;
 2. the predicted-IoU filter runs on the decoder's IoU head *before* any mask is produced,
-   and the 256x256 mask upscaling runs only for prompts with a surviving mask;
+   and the 256x256 mask upscaling runs only for prompts with a surviving mask, reduced
+   only against the surviving tokens;
 3. stability scores and boxes are computed as the reference computes them on
    full-resolution logits, but without materialising those (``FullResStats``);
 4. box NMS runs on those boxes before any full-resolution mask exists; only the
@@ -34,7 +36,7 @@ from segment_anything.utils.amg import (
 from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms, box_area
 
-from engine.sam_decoder import FastMaskDecoder
+from engine.sam_decoder_lowrank import LowRankMaskDecoder
 from engine.sam_upsample import FullResStats, full_res_stats
 
 
@@ -57,10 +59,9 @@ class AmgParams:
 class FastAutomaticMaskGenerator:
     """Drop-in for ``SamAutomaticMaskGenerator(model, **params).generate`` on CPU or GPU.
 
-    ``chunk`` is how many prompts go through the decoder at once. The per-prompt image
-    tokens (4096 x 256 float32, 4 MB, several copies) are memory-bound, so small chunks
-    that stay in the CPU's last-level cache are fastest there (4 measured best on a 32 MB
-    L3); on a GPU use larger ones.
+    ``chunk`` is how many prompts go through the decoder at once. The per-prompt work is
+    on 4096 x ~120 coefficient arrays (2 MB each) and is memory-bound, so small chunks that
+    stay in the CPU's cache are fastest there (4 measured best); on a GPU use larger ones.
     """
 
     def __init__(self, model: torch.nn.Module, chunk: int = 4, **params: Any) -> None:
@@ -72,7 +73,7 @@ class FastAutomaticMaskGenerator:
             self.p.points_per_side, self.p.crop_n_layers, self.p.crop_n_points_downscale_factor
         )
         self.chunk = chunk
-        self.decoder = FastMaskDecoder(model)
+        self.decoder = LowRankMaskDecoder(model)
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
 
     @property
@@ -144,7 +145,7 @@ class FastAutomaticMaskGenerator:
         labels = torch.ones(len(coords), 1, dtype=torch.int, device=self.device)
         with torch.inference_mode():
             sparse, dense = pe(points=(coords[:, None, :], labels), boxes=None, masks=None)
-            ctx = self.decoder.prepare(feats, pe.get_dense_pe(), dense[:1])
+            ctx = self.decoder.prepare_lowrank(feats, pe.get_dense_pe(), dense[:1])
             md = self.model.mask_decoder
             out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
         kept: dict[str, list[torch.Tensor]] = {
@@ -194,7 +195,7 @@ class FastAutomaticMaskGenerator:
         orig: tuple[int, int],
         kept: dict[str, list],
     ) -> None:
-        q, x2 = self.decoder.transformer(ctx, tokens)
+        q, x2 = self.decoder.transformer_lowrank(ctx, tokens)
         iou = self.decoder.iou(q)[:, 1:]  # multimask outputs, as the reference
         keep = (
             iou > self.p.pred_iou_thresh
@@ -205,10 +206,9 @@ class FastAutomaticMaskGenerator:
         if len(rows) == 0:
             return
         if len(rows) < len(q):
-            q, x2 = q[rows], x2[rows]
-        logits = self.decoder.masks(q, x2, [1, 2, 3])  # R x 3 x 256 x 256
+            q, x2 = q[rows], x2.select(rows)
         sel = keep[rows]
-        logits = logits[sel]
+        logits = self.decoder.masks_lowrank(ctx, q, x2, sel)  # K x 256 x 256, sel order
         pr, mk = sel.nonzero().unbind(1)
         ious = iou[rows][pr, mk]
         pts = torch.as_tensor(points[rows.numpy()][pr.numpy()], dtype=torch.float64)
