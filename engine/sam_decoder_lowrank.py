@@ -199,6 +199,30 @@ class LowRankMaskDecoder(FastMaskDecoder):
             s += kh @ a.q_proj.bias.view(h, -1, 1)
         return torch.softmax(s, dim=2).reshape(b, h * t, -1)
 
+    def _normalise(
+        self,
+        ln: nn.Module,
+        buf: Tensor,
+        rows: Tensor,
+        k: int,
+        mean: Tensor,
+        sq: Tensor,
+        alpha: Tensor | None,
+    ) -> LowRankTokens:
+        """LayerNorm of Y = diag(alpha) S + buf[:, :k]^T rows (alpha None: 1), given its
+        per-token means and sums of squares (BxN); rows BxkxC. Scales ``buf[:, :k]`` in
+        place and writes the two rows the LayerNorm adds (shift by beta and by -mean*g)."""
+        b, _, c = rows.shape
+        r = torch.rsqrt((sq / c).sub_(mean * mean).add_(ln.eps))
+        buf[:, :k].mul_(r[:, None, :])
+        buf[:, k].fill_(1.0)
+        torch.mul(mean, r, out=buf[:, k + 1]).neg_()
+        return LowRankTokens(
+            alpha=r if alpha is None else alpha * r,
+            q=buf[:, : k + 2],
+            b=torch.cat([rows * ln.weight, ln.bias.expand(b, 1, c), ln.weight.expand(b, 1, c)], 1),
+        )
+
     # -------------------------------------------------------------------------- forward
     @torch.inference_mode()
     def transformer_lowrank(
@@ -236,18 +260,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         acc = self._shared(vh1, ctx.a1_h).reshape(b, ht, n).mul_(2.0)
         acc = torch.baddbmm(acc, m1 @ m1.transpose(1, 2), p1)
         sq1 = torch.linalg.vecdot(acc, p1, dim=1).add_(ctx.u_sq)
-        ln1 = l1.norm4
-        r1 = torch.rsqrt((sq1 / c).sub_(mean1 * mean1).add_(ln1.eps))
-        p1.mul_(r1[:, None, :])
-        buf[:, ht].fill_(1.0)
-        torch.mul(mean1, r1, out=buf[:, ht + 1]).neg_()
-        x1 = LowRankTokens(
-            alpha=r1,
-            q=buf[:, :r1n],
-            b=torch.cat(
-                [m1 * ln1.weight, ln1.bias.expand(b, 1, c), ln1.weight.expand(b, 1, c)], dim=1
-            ),
-        )
+        x1 = self._normalise(l1.norm4, buf, m1, ht, mean1, sq1, None)
         # layer 2, token side
         qq = q + t0
         q = l2.norm1(q + l2.self_attn(q=qq, k=qq, v=q))
@@ -273,18 +286,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         cross2.mul_((2.0 * a1)[:, None, :])
         acc = torch.baddbmm(cross2, bc @ bc.transpose(1, 2), qc)
         sq2 = torch.linalg.vecdot(acc, qc, dim=1).addcmul_(a1 * a1, ctx.s1_sq)
-        ln2 = l2.norm4
-        r2 = torch.rsqrt((sq2 / c).sub_(mean2 * mean2).add_(ln2.eps))
-        qc.mul_(r2[:, None, :])
-        buf[:, rcn].fill_(1.0)
-        torch.mul(mean2, r2, out=buf[:, rcn + 1]).neg_()
-        x2 = LowRankTokens(
-            alpha=a1 * r2,
-            q=buf,
-            b=torch.cat(
-                [bc * ln2.weight, ln2.bias.expand(b, 1, c), ln2.weight.expand(b, 1, c)], dim=1
-            ),
-        )
+        x2 = self._normalise(l2.norm4, buf, bc, rcn, mean2, sq2, a1)
         # final token->image attention for the output tokens only
         fa = self.tr.final_attn_token_to_image
         k = 1 + self.md.num_mask_tokens
