@@ -152,6 +152,19 @@ class FastMaskDecoder:
         return torch.baddbmm(a.out_proj.bias.expand(b, 1, c), probs, m)
 
     # -------------------------------------------------------------------------- forward
+    def _layer1_tokens(self, ctx: ImageContext, t0: Tensor) -> Tensor:
+        """Layer 1's token side (BxTxC -> BxTxC); its image side is the same for every prompt."""
+        l1 = self.tr.layers[0]
+        q = l1.norm1(l1.self_attn(q=t0, k=t0, v=t0))
+        a = l1.cross_attn_token_to_image
+        qh = _heads(a.q_proj(q + t0), self.heads)
+        b, h, t, d = qh.shape
+        s = torch.softmax(self._shared(qh * (1.0 / math.sqrt(d)), ctx.k1), dim=-1)  # BxhxTxN
+        o = torch.matmul(s.transpose(0, 1).reshape(h, b * t, -1), ctx.v1[0])  # hx(BT)xd
+        o = o.view(h, b, t, d).permute(1, 2, 0, 3).reshape(b, t, h * d)
+        q = l1.norm2(q + a.out_proj(o))
+        return l1.norm3(q + l1.mlp(q))
+
     @torch.inference_mode()
     def transformer(self, ctx: ImageContext, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """tokens BxTxC (output tokens + sparse prompts) -> (queries BxKxC, image tokens BxNxC).
@@ -161,16 +174,7 @@ class FastMaskDecoder:
         """
         l1, l2 = self.tr.layers[0], self.tr.layers[1]
         t0 = tokens
-        # layer 1: image side identical for every prompt
-        q = l1.norm1(l1.self_attn(q=t0, k=t0, v=t0))
-        a = l1.cross_attn_token_to_image
-        qh = _heads(a.q_proj(q + t0), self.heads)
-        b, h, t, d = qh.shape
-        s = torch.softmax(self._shared(qh * (1.0 / math.sqrt(d)), ctx.k1), dim=-1)  # BxhxTxN
-        o = torch.matmul(s.transpose(0, 1).reshape(h, b * t, -1), ctx.v1[0])  # hx(BT)xd
-        o = o.view(h, b, t, d).permute(1, 2, 0, 3).reshape(b, t, h * d)
-        q = l1.norm2(q + a.out_proj(o))
-        q = l1.norm3(q + l1.mlp(q))
+        q = self._layer1_tokens(ctx, t0)
         upd = self._image_to_token(l1.cross_attn_image_to_token, None, ctx.q1, q + t0, q)
         x1 = l1.norm4(upd.add_(ctx.x0))
         # layer 2
@@ -194,6 +198,36 @@ class FastMaskDecoder:
         """queries BxTxC -> predicted IoU Bx(num_mask_tokens) (index 0 = single-mask output)."""
         return self.md.iou_prediction_head(queries[:, 0, :])
 
+    def _upscale_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Both 2x2/2 ConvTs of ``output_upscaling`` as channels-last matmuls:
+        (w1 Cx4*c1, b1 4*c1, w2 c1x4*c2, b2 4*c2), output columns ordered (a, b, out)."""
+        ct1, ct2 = self.md.output_upscaling[0], self.md.output_upscaling[3]
+        w1 = ct1.weight.permute(0, 2, 3, 1).reshape(ct1.in_channels, 4 * ct1.out_channels)
+        w2 = ct2.weight.permute(0, 2, 3, 1).reshape(ct2.in_channels, 4 * ct2.out_channels)
+        return w1, ct1.bias.repeat(4), w2, ct2.bias.repeat(4)
+
+    def _upscale_tile(self, y: Tensor, w2: Tensor, b2: Tensor, hyper: Tensor, out: Tensor) -> None:
+        """The upscaling after its first ConvT, for one tile of image tokens.
+
+        y: rows x 4*c1 (ConvT1 output, bias included); hyper: c2xM hypernetwork outputs;
+        out: (16*rows)xM logits, pixel order (i, j, a1, b1, a2, b2).
+        """
+        up = self.md.output_upscaling
+        ln, act1, act2 = up[1], up[2], up[4]
+        y = y.view(-1, ln.weight.shape[0])
+        y = act1(torch.nn.functional.layer_norm(y, y.shape[-1:], ln.weight, ln.bias, ln.eps))
+        z = act2(torch.addmm(b2, y, w2)).view(-1, hyper.shape[0])
+        torch.mm(z, hyper, out=out)
+
+    @staticmethod
+    def _pixel_grid(logits: Tensor) -> Tensor:
+        """Bx(N*16)xM logits in pixel order (i, j, a1, b1, a2, b2) -> BxMx(4*side)x(4*side):
+        rows i*4+2*a1+a2, columns j*4+2*b1+b2 (side = sqrt(N))."""
+        b, rows, m = logits.shape
+        side = int(round(math.sqrt(rows // 16)))
+        grid = logits.view(b, side, side, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return grid.reshape(b, m, side * 4, side * 4)
+
     @torch.inference_mode()
     def masks(self, queries: Tensor, x2: Tensor, which: list[int], tile: int = 1024) -> Tensor:
         """Low-res mask logits Bxlen(which)x256x256 for mask tokens ``which`` (0..3).
@@ -203,27 +237,15 @@ class FastMaskDecoder:
         N=64*64), ``tile`` image tokens at a time so the 4x and 16x larger intermediates
         stay in cache, and reduced against the hypernetwork weights before the next tile.
         """
-        up = self.md.output_upscaling
-        ct1, ln, act1, ct2, act2 = up[0], up[1], up[2], up[3], up[4]
-        b, n, c = x2.shape
-        side = int(round(math.sqrt(n)))
-        c1, c2 = ct1.out_channels, ct2.out_channels
-        w1 = ct1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1)  # columns (a, b, out)
-        b1 = ct1.bias.repeat(4)
-        w2 = ct2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
-        b2 = ct2.bias.repeat(4)
+        b, n, _ = x2.shape
+        w1, b1, w2, b2 = self._upscale_weights()
         hyper = torch.stack(
             [self.md.output_hypernetworks_mlps[i](queries[:, 1 + i, :]) for i in which], dim=2
         )  # Bx32xM
-        m = len(which)
-        logits = torch.empty(b, n * 16, m, dtype=x2.dtype, device=x2.device)
+        logits = torch.empty(b, n * 16, len(which), dtype=x2.dtype, device=x2.device)
         for i in range(b):
             for r in range(0, n, tile):
-                xs = x2[i, r : r + tile]
-                y = torch.addmm(b1, xs, w1).view(-1, c1)
-                y = act1(torch.nn.functional.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
-                z = act2(torch.addmm(b2, y, w2)).view(-1, c2)
-                torch.mm(z, hyper[i], out=logits[i, r * 16 : (r + len(xs)) * 16])
-        # pixel order (i, j, a1, b1, a2, b2) -> rows i*4+2*a1+a2, columns j*4+2*b1+b2
-        logits = logits.view(b, side, side, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
-        return logits.reshape(b, m, side * 4, side * 4)
+                e = min(r + tile, n)
+                y = torch.addmm(b1, x2[i, r:e], w1)
+                self._upscale_tile(y, w2, b2, hyper[i], logits[i, r * 16 : e * 16])
+        return self._pixel_grid(logits)

@@ -75,10 +75,6 @@ class LowRankTokens:
     def select(self, rows: Tensor) -> LowRankTokens:
         return LowRankTokens(self.alpha[rows], self.q[rows], self.b[rows])
 
-    def dense(self, ctx: LowRankContext, s2: Tensor) -> Tensor:
-        """Materialise BxNxC (tests and debugging only); ``s2`` is NxC."""
-        return self.alpha[..., None] * s2 + self.q.transpose(1, 2) @ self.b
-
 
 class LowRankMaskDecoder(FastMaskDecoder):
     """``FastMaskDecoder`` whose per-prompt image tokens stay in low-rank form."""
@@ -113,9 +109,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         u = base.x0[0] + i2t1.out_proj.bias
         s1 = u * g1
         s2 = s1 * g2
-        up = self.md.output_upscaling
-        ct1 = up[0]
-        w1 = ct1.weight.permute(0, 2, 3, 1).reshape(ct1.in_channels, -1)
+        w1 = self._upscale_weights()[0]
         return LowRankContext(
             base=base,
             u_mean=u.mean(-1),
@@ -178,19 +172,19 @@ class LowRankMaskDecoder(FastMaskDecoder):
         return a.out_proj(_merge(out))
 
     def _i2t_probs(
-        self, a: nn.Module, q_in: Tensor, x: LowRankTokens | None, qs: Tensor, qp: Tensor
+        self, a: nn.Module, q_in: Tensor, x: LowRankTokens | None, qs: Tensor, qp: Tensor | None
     ) -> Tensor:
         """Image tokens attend to prompt tokens ``q_in`` (BxTxC); probabilities Bx(hT)xN.
 
-        Layer 1 (``x`` None): ``qs`` is the full precomputed query heads. Later layers:
-        ``qs`` is S's part and ``qp`` the PE's (no bias); the query bias is added here.
+        Layer 1 (``x`` and ``qp`` None): ``qs`` is the full precomputed query heads. Later
+        layers: ``qs`` is S's part and ``qp`` the PE's (no bias); the query bias is added here.
         """
         h = self.heads
         b, t, _ = q_in.shape
         kh = _heads(a.k_proj(q_in), h)
         kh = kh * (1.0 / math.sqrt(kh.shape[-1]))
         s = self._shared(kh, qs)  # BxhxTxN
-        if x is not None:
+        if x is not None and qp is not None:
             s = s * x.alpha[:, None, None, :]
             s += self._shared(kh, qp)
             bq = self._rows_through(x.b, a.q_proj.weight)  # BxhxRxd
@@ -234,16 +228,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         h = self.heads
         t0 = tokens
         b, t, c = t0.shape
-        # layer 1, token side: as FastMaskDecoder (the image side is shared)
-        q = l1.norm1(l1.self_attn(q=t0, k=t0, v=t0))
-        a = l1.cross_attn_token_to_image
-        qh = _heads(a.q_proj(q + t0), h)
-        d = qh.shape[-1]
-        s = torch.softmax(self._shared(qh * (1.0 / math.sqrt(d)), base.k1), dim=-1)
-        o = torch.matmul(s.transpose(0, 1).reshape(h, b * t, -1), base.v1[0])
-        o = o.view(h, b, t, d).permute(1, 2, 0, 3).reshape(b, t, h * d)
-        q = l1.norm2(q + a.out_proj(o))
-        q = l1.norm3(q + l1.mlp(q))
+        q = self._layer1_tokens(base, t0)
         # layer 1, image side: Y1 = U + P1 M1, x1 = LN(Y1). All coefficient rows live in one
         # buffer (rows: P1*r1 | 1 | -mean1*r1 | P2 | 1 | 1 | -mean2*r2, layer 2 rescales the
         # first 59 rows by r2 in place) so no step copies them.
@@ -253,7 +238,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         r1n, rcn = ht + 2, 2 * ht + 3  # rows of x1, rows of Y2 (x1 + P2 M2 + b_o2)
         buf = torch.empty(b, rcn + 2, n, dtype=t0.dtype, device=t0.device)
         p1 = buf[:, :ht]
-        p1.copy_(self._i2t_probs(i2t1, q + t0, None, base.q1, base.qp2))
+        p1.copy_(self._i2t_probs(i2t1, q + t0, None, base.q1, None))
         vh1 = _heads(i2t1.v_proj(q), h)
         m1 = (vh1 @ self.wo1).reshape(b, ht, c)
         mean1 = torch.bmm(m1.mean(-1)[:, None, :], p1)[:, 0].add_(ctx.u_mean)
@@ -310,35 +295,24 @@ class LowRankMaskDecoder(FastMaskDecoder):
         taken in low-rank form, alpha * (S2 W1) + Q^T (B W1) + b1, and each prompt reduces
         only against the hypernetwork outputs of its kept tokens.
         """
-        up = self.md.output_upscaling
-        ct1, ln, act1, ct2, act2 = up[0], up[1], up[2], up[3], up[4]
         b, n = x2.alpha.shape
-        side = int(round(math.sqrt(n)))
-        c1, c2 = ct1.out_channels, ct2.out_channels
-        w1 = ct1.weight.permute(0, 2, 3, 1).reshape(ct1.in_channels, 4 * c1)
-        b1 = ct1.bias.repeat(4)
-        w2 = ct2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
-        b2 = ct2.bias.repeat(4)
+        w1, b1, w2, b2 = self._upscale_weights()
         bw1 = x2.b @ w1  # BxRx(4*c1)
         mlps = self.md.output_hypernetworks_mlps
-        hyper = torch.stack([mlps[i + 1](queries[:, 2 + i, :]) for i in range(3)], dim=1)
-        out = torch.empty(int(keep.sum()), side * 4, side * 4, dtype=bw1.dtype, device=bw1.device)
-        k = 0
+        hyper = torch.stack([mlps[i + 1](queries[:, 2 + i, :]) for i in range(3)], dim=2)
+        out = []
         for i in range(b):
             cols = keep[i].nonzero()[:, 0]
             if len(cols) == 0:
                 continue
-            hi = hyper[i, cols]  # Mx32
-            logits = torch.empty(len(cols), n * 16, dtype=bw1.dtype, device=bw1.device)
+            logits = torch.empty(n * 16, len(cols), dtype=bw1.dtype, device=bw1.device)
             for r in range(0, n, tile):
                 e = min(r + tile, n)
                 base = torch.addcmul(b1, ctx.us[r:e], x2.alpha[i, r:e, None])
-                y = torch.addmm(base, x2.q[i, :, r:e].T, bw1[i]).view(-1, c1)
-                y = act1(torch.nn.functional.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
-                z = act2(torch.addmm(b2, y, w2)).view(-1, c2)
-                torch.mm(hi, z.T, out=logits[:, r * 16 : e * 16])
-            # pixel order (i, j, a1, b1, a2, b2) -> rows i*4+2*a1+a2, columns j*4+2*b1+b2
-            grid = logits.view(len(cols), side, side, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)
-            out[k : k + len(cols)] = grid.reshape(len(cols), side * 4, side * 4)
-            k += len(cols)
-        return out
+                y = torch.addmm(base, x2.q[i, :, r:e].T, bw1[i])
+                self._upscale_tile(y, w2, b2, hyper[i][:, cols], logits[r * 16 : e * 16])
+            out.append(self._pixel_grid(logits[None])[0])
+        if not out:
+            side = 4 * int(round(math.sqrt(n)))
+            return torch.empty(0, side, side, dtype=bw1.dtype, device=bw1.device)
+        return torch.cat(out)
