@@ -21,6 +21,9 @@ of the original image; ``segmentation`` is an HxW bool mask.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,9 +65,21 @@ class FastAutomaticMaskGenerator:
     ``chunk`` is how many prompts go through the decoder at once. The per-prompt work is
     on 4096 x ~120 coefficient arrays (2 MB each) and is memory-bound, so small chunks that
     stay in the CPU's cache are fastest there (4 measured best); on a GPU use larger ones.
+
+    ``workers`` chunks run at once on CPU (default: torch's thread count), each in its own
+    thread with single-threaded torch ops: ops this small barely use a second core when
+    torch splits them (measured: 2 torch threads no faster than 1), whole chunks in
+    parallel do. Torch's thread count is set to 1 for the duration of the decoder loop and
+    restored after, process-wide. Results and their order do not depend on ``workers``.
     """
 
-    def __init__(self, model: torch.nn.Module, chunk: int = 4, **params: Any) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        chunk: int = 4,
+        workers: int | None = None,
+        **params: Any,
+    ) -> None:
         self.model = model
         self.p = AmgParams(**params)
         if self.p.points_per_side < 1:
@@ -73,6 +88,10 @@ class FastAutomaticMaskGenerator:
             self.p.points_per_side, self.p.crop_n_layers, self.p.crop_n_points_downscale_factor
         )
         self.chunk = chunk
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._stats_lock = threading.Lock()
         self.decoder = LowRankMaskDecoder(model)
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
 
@@ -120,6 +139,22 @@ class FastAutomaticMaskGenerator:
             data, masks = self._small_regions(data, masks)
         return self._records(data, masks)
 
+    def _map(self, fn: Callable[[int], Any], items: Sequence[int]) -> list[Any]:
+        """``[fn(i) for i in items]``, on CPU spread over ``workers`` threads (same order)."""
+        n = self.workers
+        if n is None:
+            n = torch.get_num_threads() if self.device.type == "cpu" else 1
+        n = min(n, len(items))
+        if n <= 1:
+            return [fn(i) for i in items]
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(n, thread_name_prefix="amg") as pool:
+                return list(pool.map(fn, items))
+        finally:
+            torch.set_num_threads(before)
+
     # ------------------------------------------------------------------------ per crop
     def _crop(
         self,
@@ -148,18 +183,21 @@ class FastAutomaticMaskGenerator:
             ctx = self.decoder.prepare_lowrank(feats, pe.get_dense_pe(), dense[:1])
             md = self.model.mask_decoder
             out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        starts = range(0, len(coords), self.chunk)
+
+        def run(i: int) -> dict[str, torch.Tensor] | None:
+            j = min(i + self.chunk, len(coords))
+            with torch.inference_mode():  # thread-local: workers enter it themselves
+                tokens = torch.cat([out_tokens[None].expand(j - i, -1, -1), sparse[i:j]], 1)
+            return self._chunk(ctx, tokens, points[i:j], stats, crop_box, orig)
+
         kept: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("iou", "stab", "boxes", "points", "logits")
         }
-        for i in range(0, len(coords), self.chunk):
-            tokens = torch.cat(
-                [
-                    out_tokens[None].expand(len(sparse[i : i + self.chunk]), -1, -1),
-                    sparse[i : i + self.chunk],
-                ],
-                dim=1,
-            )
-            self._chunk(ctx, tokens, points[i : i + self.chunk], stats, crop_box, orig, kept)
+        for part in self._map(run, starts):
+            if part is not None:
+                for k, v in part.items():
+                    kept[k].append(v)
         if not kept["iou"]:
             kept = {
                 "iou": [torch.zeros(0)],
@@ -193,8 +231,8 @@ class FastAutomaticMaskGenerator:
         stats: FullResStats,
         crop_box: list[int],
         orig: tuple[int, int],
-        kept: dict[str, list],
-    ) -> None:
+    ) -> dict[str, torch.Tensor] | None:
+        """One chunk of prompts -> the surviving candidates' records (None: none survive)."""
         q, x2 = self.decoder.transformer_lowrank(ctx, tokens)
         iou = self.decoder.iou(q)[:, 1:]  # multimask outputs, as the reference
         keep = (
@@ -204,7 +242,7 @@ class FastAutomaticMaskGenerator:
         )
         rows = keep.any(dim=1).nonzero()[:, 0]
         if len(rows) == 0:
-            return
+            return None
         if len(rows) < len(q):
             q, x2 = q[rows], x2.select(rows)
         sel = keep[rows]
@@ -212,7 +250,8 @@ class FastAutomaticMaskGenerator:
         pr, mk = sel.nonzero().unbind(1)
         ious = iou[rows][pr, mk]
         pts = torch.as_tensor(points[rows.numpy()][pr.numpy()], dtype=torch.float64)
-        stab, boxes = stats(logits, self.p.stability_score_offset, self.model.mask_threshold)
+        with self._stats_lock:  # numba's parallel kernel: one caller at a time
+            stab, boxes = stats(logits, self.p.stability_score_offset, self.model.mask_threshold)
         good = (
             stab >= self.p.stability_score_thresh
             if self.p.stability_score_thresh > 0
@@ -221,14 +260,8 @@ class FastAutomaticMaskGenerator:
         h, w = orig
         near = is_box_near_crop_edge(boxes, crop_box, [0, 0, w, h])
         good &= ~near
-        for k, v in (
-            ("iou", ious),
-            ("stab", stab),
-            ("boxes", boxes),
-            ("points", pts),
-            ("logits", logits),
-        ):
-            kept[k].append(v[good])
+        parts = {"iou": ious, "stab": stab, "boxes": boxes, "points": pts, "logits": logits}
+        return {k: v[good] for k, v in parts.items()}
 
     # ----------------------------------------------------------------------- finishing
     def _final_masks(self, data: dict[str, torch.Tensor], orig: tuple[int, int]) -> torch.Tensor:

@@ -308,8 +308,8 @@ class LowRankMaskDecoder(FastMaskDecoder):
             logits = torch.empty(n * 16, len(cols), dtype=bw1.dtype, device=bw1.device)
             for r in range(0, n, tile):
                 e = min(r + tile, n)
-                base = torch.addcmul(b1, ctx.us[r:e], x2.alpha[i, r:e, None])
-                y = torch.addmm(base, x2.q[i, :, r:e].T, bw1[i])
+                y = torch.addcmul(b1, ctx.us[r:e], x2.alpha[i, r:e, None])
+                y.addmm_(x2.q[i, :, r:e].T, bw1[i])
                 self._upscale_tile(y, w2, b2, hyper[i][:, cols], logits[r * 16 : e * 16])
             out.append(self._pixel_grid(logits[None])[0])
         if not out:

@@ -11,6 +11,7 @@ stability filter). The chosen thresholds and the per-stage counts are printed.
 
     .venv/bin/python scripts/bench_prefill.py --quick          # one downscaled photo, 16x16
     .venv/bin/python scripts/bench_prefill.py --json out.json  # all photos, default 32x32
+    .venv/bin/python scripts/bench_prefill.py --images truck.jpg --repeat 3  # medians of 3
 """
 
 from __future__ import annotations
@@ -159,6 +160,13 @@ def main() -> None:
         help="one photo (truck) at 600 px with a 16x16 grid, for development",
     )
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="time each generator this many times per photo, alternating; report medians "
+        "(this machine's timings vary by +-10%% from run to run)",
+    )
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -205,14 +213,23 @@ def main() -> None:
 
     rows = []
     for name, img in images:
-        ours, t_ours, rss_ours = timed(lambda img=img: our_gen.generate(img))
-        ref, t_ref, rss_ref = timed(lambda img=img: ref_gen.generate(img))
+        t_ours_runs, t_ref_runs, rss_ours, rss_ref = [], [], 0.0, 0.0
+        for _ in range(max(args.repeat, 1)):
+            ours, t, mib = timed(lambda img=img: our_gen.generate(img))
+            t_ours_runs.append(t)
+            rss_ours = max(rss_ours, mib)
+            ref, t, mib = timed(lambda img=img: ref_gen.generate(img))
+            t_ref_runs.append(t)
+            rss_ref = max(rss_ref, mib)
+        t_ours, t_ref = float(np.median(t_ours_runs)), float(np.median(t_ref_runs))
         rows.append(
             {
                 "image": name,
                 "size": list(img.shape[:2]),
                 "ref_s": t_ref,
                 "ours_s": t_ours,
+                "ref_runs_s": t_ref_runs,
+                "ours_runs_s": t_ours_runs,
                 "ratio": t_ref / t_ours,
                 "ref_masks": len(ref),
                 "our_masks": len(ours),
@@ -222,13 +239,15 @@ def main() -> None:
         )
         console.print(
             f"{name} {img.shape[1]}x{img.shape[0]}: ref {t_ref:.1f}s, ours {t_ours:.1f}s "
-            f"({t_ref / t_ours:.1f}x), masks {len(ref)}/{len(ours)}"
+            f"({t_ref / t_ours:.1f}x), masks {len(ref)}/{len(ours)}; runs ref "
+            f"{', '.join(f'{t:.1f}' for t in t_ref_runs)} ours "
+            f"{', '.join(f'{t:.1f}' for t in t_ours_runs)}"
         )
 
     table = Table(
         title=f"pre-fill, vit_t {'checkpoint' if args.checkpoint else 'random'} "
         f"weights, {args.points_per_side}x{args.points_per_side} points, "
-        f"{args.threads} threads"
+        f"{args.threads} threads, median of {max(args.repeat, 1)} run(s)"
     )
     for col in (
         "image",

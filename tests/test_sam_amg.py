@@ -107,3 +107,29 @@ def test_generator_matches_reference_with_crops(model: torch.nn.Module, shared_d
     assert len(ours) == len(ref)
     _match(ref, ours)
     _match(ours, ref)
+
+
+def test_parallel_workers_give_the_same_records_in_the_same_order(
+    model: torch.nn.Module, shared_data: Path
+) -> None:
+    image = _photo(shared_data, "groceries.jpg", 192)
+    params = {
+        "points_per_side": 5,
+        "pred_iou_thresh": 0.0,
+        "stability_score_thresh": 0.0,
+        "box_nms_thresh": 1.0,
+    }
+    threads = torch.get_num_threads()
+    one = FastAutomaticMaskGenerator(model, chunk=2, workers=1, **params).generate(image)
+    two = FastAutomaticMaskGenerator(model, chunk=2, workers=2, **params).generate(image)
+    assert torch.get_num_threads() == threads  # the decoder loop restores torch's setting
+    assert len(one) == len(two) >= 10
+    for a, b in zip(one, two, strict=True):
+        assert a["point_coords"] == b["point_coords"]
+        assert abs(a["predicted_iou"] - b["predicted_iou"]) <= 1e-5
+        assert mask_iou(a["segmentation"], b["segmentation"]) >= 0.999
+
+
+def test_workers_must_be_positive(model: torch.nn.Module) -> None:
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        FastAutomaticMaskGenerator(model, workers=0)
