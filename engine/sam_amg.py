@@ -22,8 +22,9 @@ of the original image; ``segmentation`` is an HxW bool mask.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,36 @@ from torchvision.ops.boxes import batched_nms, box_area
 
 from engine.sam_decoder_lowrank import LowRankMaskDecoder
 from engine.sam_upsample import FullResStats, full_res_stats
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+
+
+@contextmanager
+def _single_threaded_workers(n: int) -> Iterator[ThreadPoolExecutor]:
+    """A pool of ``n`` threads whose torch ops run single-threaded.
+
+    Torch's thread count is per thread (OpenMP, MKL), but setting it also sets the
+    process-wide default that threads started later pick up. So each worker sets 1 for
+    itself, and when the last concurrent pool closes the default is put back to what the
+    first caller had; callers' own threads are never changed.
+    """
+    global _threads_users, _threads_before
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+        _threads_users += 1
+    try:
+        with ThreadPoolExecutor(
+            n, thread_name_prefix="amg", initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
+            yield pool
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 @dataclass
@@ -69,8 +100,8 @@ class FastAutomaticMaskGenerator:
     ``workers`` chunks run at once on CPU (default: torch's thread count), each in its own
     thread with single-threaded torch ops: ops this small barely use a second core when
     torch splits them (measured: 2 torch threads no faster than 1), whole chunks in
-    parallel do. Torch's thread count is set to 1 for the duration of the decoder loop and
-    restored after, process-wide. Results and their order do not depend on ``workers``.
+    parallel do. The caller's own torch thread count is left alone (see
+    ``_single_threaded_workers``). Results and their order do not depend on ``workers``.
     """
 
     def __init__(
@@ -147,13 +178,8 @@ class FastAutomaticMaskGenerator:
         n = min(n, len(items))
         if n <= 1:
             return [fn(i) for i in items]
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(n, thread_name_prefix="amg") as pool:
-                return list(pool.map(fn, items))
-        finally:
-            torch.set_num_threads(before)
+        with _single_threaded_workers(n) as pool:
+            return list(pool.map(fn, items))
 
     # ------------------------------------------------------------------------ per crop
     def _crop(

@@ -8,6 +8,7 @@ scores (in the middle of a gap, so float rounding cannot move a mask across them
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,20 @@ def test_parallel_workers_give_the_same_records_in_the_same_order(
 def test_workers_must_be_positive(model: torch.nn.Module) -> None:
     with pytest.raises(ValueError, match="workers must be >= 1"):
         FastAutomaticMaskGenerator(model, workers=0)
+
+
+def test_concurrent_generators_restore_torch_threads(
+    model: torch.nn.Module, shared_data: Path
+) -> None:
+    image = _photo(shared_data, "dog.jpg", 160)
+    params = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    gen = FastAutomaticMaskGenerator(model, chunk=1, workers=2, **params)
+    alone = gen.generate(image)
+    threads = torch.get_num_threads()
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: gen.generate(image), range(3)))
+    assert torch.get_num_threads() == threads
+    with ThreadPoolExecutor(1) as fresh:  # a thread started now gets the process default
+        assert fresh.submit(torch.get_num_threads).result() == threads
+    for res in results:
+        assert [r["point_coords"] for r in res] == [r["point_coords"] for r in alone]
