@@ -172,9 +172,16 @@ class LowRankMaskDecoder(FastMaskDecoder):
         return a.out_proj(_merge(out))
 
     def _i2t_probs(
-        self, a: nn.Module, q_in: Tensor, x: LowRankTokens | None, qs: Tensor, qp: Tensor | None
-    ) -> Tensor:
-        """Image tokens attend to prompt tokens ``q_in`` (BxTxC); probabilities Bx(hT)xN.
+        self,
+        a: nn.Module,
+        q_in: Tensor,
+        x: LowRankTokens | None,
+        qs: Tensor,
+        qp: Tensor | None,
+        out: Tensor,
+    ) -> None:
+        """Image tokens attend to prompt tokens ``q_in`` (BxTxC); writes the probabilities
+        into ``out`` (Bx(hT)xN, may be a view into the coefficient buffer).
 
         Layer 1 (``x`` and ``qp`` None): ``qs`` is the full precomputed query heads. Later
         layers: ``qs`` is S's part and ``qp`` the PE's (no bias); the query bias is added here.
@@ -191,7 +198,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
             kq = (kh @ bq.transpose(2, 3)).reshape(b, h * t, -1)
             s += torch.bmm(kq, x.q).view(s.shape)
             s += kh @ a.q_proj.bias.view(h, -1, 1)
-        return torch.softmax(s, dim=2).reshape(b, h * t, -1)
+        torch.softmax(s, dim=2, out=out.view(s.shape))
 
     def _normalise(
         self,
@@ -238,12 +245,12 @@ class LowRankMaskDecoder(FastMaskDecoder):
         r1n, rcn = ht + 2, 2 * ht + 3  # rows of x1, rows of Y2 (x1 + P2 M2 + b_o2)
         buf = torch.empty(b, rcn + 2, n, dtype=t0.dtype, device=t0.device)
         p1 = buf[:, :ht]
-        p1.copy_(self._i2t_probs(i2t1, q + t0, None, base.q1, None))
+        self._i2t_probs(i2t1, q + t0, None, base.q1, None, out=p1)
         vh1 = _heads(i2t1.v_proj(q), h)
         m1 = (vh1 @ self.wo1).reshape(b, ht, c)
         mean1 = torch.bmm(m1.mean(-1)[:, None, :], p1)[:, 0].add_(ctx.u_mean)
         acc = self._shared(vh1, ctx.a1_h).reshape(b, ht, n).mul_(2.0)
-        acc = torch.baddbmm(acc, m1 @ m1.transpose(1, 2), p1)
+        acc.baddbmm_(m1 @ m1.transpose(1, 2), p1)
         sq1 = torch.linalg.vecdot(acc, p1, dim=1).add_(ctx.u_sq)
         x1 = self._normalise(l1.norm4, buf, m1, ht, mean1, sq1, None)
         # layer 2, token side
@@ -254,7 +261,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         q = l2.norm3(q + l2.mlp(q))
         # layer 2, image side: Y2 = x1 + P2 M2 + b_o2, x2 = LN(Y2)
         i2t2 = l2.cross_attn_image_to_token
-        buf[:, r1n : r1n + ht].copy_(self._i2t_probs(i2t2, q + t0, x1, ctx.qs2_h, base.qp2))
+        self._i2t_probs(i2t2, q + t0, x1, ctx.qs2_h, base.qp2, out=buf[:, r1n : r1n + ht])
         buf[:, rcn - 1].fill_(1.0)
         qc = buf[:, :rcn]
         vh2 = _heads(i2t2.v_proj(q), h)
@@ -269,7 +276,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         cross2[:, r1n : r1n + ht] = self._shared(vh2, ctx.a3_h).reshape(b, ht, n)
         cross2[:, rcn - 1] = ctx.s1_fixed[:, 2]
         cross2.mul_((2.0 * a1)[:, None, :])
-        acc = torch.baddbmm(cross2, bc @ bc.transpose(1, 2), qc)
+        acc = cross2.baddbmm_(bc @ bc.transpose(1, 2), qc)
         sq2 = torch.linalg.vecdot(acc, qc, dim=1).addcmul_(a1 * a1, ctx.s1_sq)
         x2 = self._normalise(l2.norm4, buf, bc, rcn, mean2, sq2, a1)
         # final token->image attention for the output tokens only
