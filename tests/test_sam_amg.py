@@ -46,6 +46,11 @@ def _gap_threshold(values: np.ndarray, quantile: float) -> float:
     return float((v[j] + v[j + 1]) / 2)
 
 
+def _every_candidate(**params: object) -> dict[str, object]:
+    """Generator parameters that keep every candidate: no thresholds, no suppression."""
+    return {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0, **params}
+
+
 def _match(a: list[dict], b: list[dict]) -> None:
     """Every record of ``a`` has one in ``b`` with mask IoU >= 0.99 and scores within 1e-3."""
     for ra in a:
@@ -64,13 +69,9 @@ def test_generator_matches_reference(
     image = _photo(shared_data, name, 256)
     base = {"points_per_side": 5, "box_nms_thresh": nms}
     # every candidate (no thresholds, no suppression) to place the thresholds
-    everything = FastAutomaticMaskGenerator(
-        model,
-        pred_iou_thresh=0.0,
-        stability_score_thresh=0.0,
-        points_per_side=5,
-        box_nms_thresh=1.0,
-    ).generate(image)
+    everything = FastAutomaticMaskGenerator(model, **_every_candidate(points_per_side=5)).generate(
+        image
+    )
     ious = np.array([r["predicted_iou"] for r in everything])
     iou_thr = _gap_threshold(ious, 0.6)
     assert iou_thr > 0  # the reference skips its IoU filter for thresholds <= 0
@@ -95,14 +96,7 @@ def test_generator_matches_reference(
 @pytest.mark.slow
 def test_generator_matches_reference_with_crops(model: torch.nn.Module, shared_data: Path) -> None:
     image = _photo(shared_data, "dogs.jpg", 256)
-    params = {
-        "points_per_side": 4,
-        "crop_n_layers": 1,
-        "pred_iou_thresh": 0.0,
-        "stability_score_thresh": 0.0,
-        "box_nms_thresh": 1.0,
-        "crop_nms_thresh": 1.0,
-    }
+    params = _every_candidate(points_per_side=4, crop_n_layers=1, crop_nms_thresh=1.0)
     ref = SamAutomaticMaskGenerator(model, **params).generate(image)
     ours = FastAutomaticMaskGenerator(model, **params).generate(image)
     assert len(ours) == len(ref)
@@ -114,12 +108,7 @@ def test_parallel_workers_give_the_same_records_in_the_same_order(
     model: torch.nn.Module, shared_data: Path
 ) -> None:
     image = _photo(shared_data, "groceries.jpg", 192)
-    params = {
-        "points_per_side": 5,
-        "pred_iou_thresh": 0.0,
-        "stability_score_thresh": 0.0,
-        "box_nms_thresh": 1.0,
-    }
+    params = _every_candidate(points_per_side=5)
     threads = torch.get_num_threads()
     one = FastAutomaticMaskGenerator(model, chunk=2, workers=1, **params).generate(image)
     two = FastAutomaticMaskGenerator(model, chunk=2, workers=2, **params).generate(image)
@@ -140,7 +129,7 @@ def test_concurrent_generators_restore_torch_threads(
     model: torch.nn.Module, shared_data: Path
 ) -> None:
     image = _photo(shared_data, "dog.jpg", 160)
-    params = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    params = _every_candidate(points_per_side=4)
     gen = FastAutomaticMaskGenerator(model, chunk=1, workers=2, **params)
     alone = gen.generate(image)
     threads = torch.get_num_threads()
