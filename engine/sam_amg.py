@@ -5,8 +5,9 @@ Same parameters, same weights, same output records as
 reorganised so that work is spent only on masks that can survive:
 
 1. all grid points of a crop go through the prompt encoder at once and through
-   ``LowRankMaskDecoder`` in chunks: the per-prompt image tokens are never materialised,
-   only their low-rank change from the shared image embedding;
+   ``LowRankMaskDecoder`` in chunks (on CPU, chunks run in parallel worker threads): the
+   per-prompt image tokens are never materialised, only their low-rank change from the
+   shared image embedding;
 2. the predicted-IoU filter runs on the decoder's IoU head *before* any mask is produced,
    and the 256x256 mask upscaling runs only for prompts with a surviving mask, reduced
    only against the surviving tokens;
