@@ -123,7 +123,6 @@ class FastAutomaticMaskGenerator:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
-        self._stats_lock = threading.Lock()
         self.decoder = LowRankMaskDecoder(model)
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
 
@@ -277,8 +276,7 @@ class FastAutomaticMaskGenerator:
         pr, mk = sel.nonzero().unbind(1)
         ious = iou[rows][pr, mk]
         pts = torch.as_tensor(points[rows.numpy()][pr.numpy()], dtype=torch.float64)
-        with self._stats_lock:  # numba's parallel kernel: one caller at a time
-            stab, boxes = stats(logits, self.p.stability_score_offset, self.model.mask_threshold)
+        stab, boxes = stats(logits, self.p.stability_score_offset, self.model.mask_threshold)
         good = (
             stab >= self.p.stability_score_thresh
             if self.p.stability_score_thresh > 0

@@ -16,6 +16,7 @@ the threshold.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import numba
@@ -176,6 +177,12 @@ def _mask_kernel(lg, rlo, rw, clo, cw, rb, cb, thr, out):  # pragma: no cover
                     out[y, xa + x] = row[x] > thr
 
 
+# numba's parallel kernels must not be entered by two threads at once under its
+# "workqueue" threading layer (the fallback without TBB or OpenMP); AMG worker threads and
+# concurrent HTTP decodes both call them, so every kernel call takes this lock.
+_KERNEL_LOCK = threading.Lock()
+
+
 class FullResStats:
     """Stability scores and boxes of SAM low-res logits as seen at the original resolution.
 
@@ -212,18 +219,19 @@ class FullResStats:
         counts = np.zeros((m, 2), dtype=np.int64)
         boxes = np.zeros((m, 4), dtype=np.int64)
         if m:
-            _stats_kernel(
-                lg,
-                self.rlo,
-                self.rw,
-                self.clo,
-                self.cw,
-                np.float32(threshold - offset),
-                np.float32(threshold + offset),
-                np.float32(threshold),
-                counts,
-                boxes,
-            )
+            with _KERNEL_LOCK:
+                _stats_kernel(
+                    lg,
+                    self.rlo,
+                    self.rw,
+                    self.clo,
+                    self.cw,
+                    np.float32(threshold - offset),
+                    np.float32(threshold + offset),
+                    np.float32(threshold),
+                    counts,
+                    boxes,
+                )
         with np.errstate(invalid="ignore", divide="ignore"):
             stab = counts[:, 1].astype(np.float32) / counts[:, 0].astype(np.float32)
         return torch.from_numpy(stab), torch.from_numpy(boxes)
@@ -238,9 +246,18 @@ class FullResStats:
         lg = logits.detach().cpu().numpy() if isinstance(logits, torch.Tensor) else logits
         lg = np.ascontiguousarray(np.asarray(lg, dtype=np.float32).reshape(lg.shape[-2:]))
         out = np.empty(self.original_size, dtype=np.bool_)
-        _mask_kernel(
-            lg, self.rlo, self.rw, self.clo, self.cw, self.rb, self.cb, np.float32(threshold), out
-        )
+        with _KERNEL_LOCK:
+            _mask_kernel(
+                lg,
+                self.rlo,
+                self.rw,
+                self.clo,
+                self.cw,
+                self.rb,
+                self.cb,
+                np.float32(threshold),
+                out,
+            )
         return out
 
 

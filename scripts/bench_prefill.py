@@ -169,6 +169,8 @@ def main() -> None:
     )
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat must be >= 1, got {args.repeat}")
     torch.set_num_threads(args.threads)
     from segment_anything import SamAutomaticMaskGenerator
 
@@ -214,7 +216,7 @@ def main() -> None:
     rows = []
     for name, img in images:
         t_ours_runs, t_ref_runs, rss_ours, rss_ref = [], [], 0.0, 0.0
-        for _ in range(max(args.repeat, 1)):
+        for _ in range(args.repeat):
             ours, t, mib = timed(lambda img=img: our_gen.generate(img))
             t_ours_runs.append(t)
             rss_ours = max(rss_ours, mib)
@@ -247,7 +249,7 @@ def main() -> None:
     table = Table(
         title=f"pre-fill, vit_t {'checkpoint' if args.checkpoint else 'random'} "
         f"weights, {args.points_per_side}x{args.points_per_side} points, "
-        f"{args.threads} threads, median of {max(args.repeat, 1)} run(s)"
+        f"{args.threads} threads, median of {args.repeat} run(s)"
     )
     for col in (
         "image",
