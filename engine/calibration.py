@@ -5,20 +5,40 @@ proposal of finished images: shown ones (confident ``model`` masks in the pre-fi
 carry the human decision (``accepted`` -> 1; ``rejected``, ``superseded`` (fixed) or left
 undecided -> 0); unshown ones (not confident, or control arm) are labelled by what the
 annotator drew instead (1 when a final mask overlaps them at IoU >= 0.85), see
-``training_set``. Then choose the lowest probability threshold whose precision on cross-validated
+``training_set``.
+
+Accepts are rare while a pre-fill model is weak (a few per hundred proposals), too few to
+learn a ranking from. So the features are first ranked by a logistic model of the denser
+"kept" label (the proposal became a final mask: accepted, or fixed; unshown: IoU >= 0.5
+with a final mask), and that score is then mapped to P(accept) by a one-dimensional
+logistic fit on the accepts (Platt scaling). Both are logistic, so the result is one
+logistic model of the features. Without kept labels (or when the kept score does not
+order the accepts) the model is fitted on the accepts directly; ``ranked_on`` records which.
+
+Then choose the lowest probability threshold whose precision on cross-validated
 predictions reaches the target (default 0.90): the most pre-fill at that precision.
-When the target is out of reach (weak proposals, few accepts), the threshold is the one
-that saves the annotator the most time on held-out predictions, from the project's measured
-seconds per human-added mask (``calibrate_project``); ``target_met`` and ``fallback_rule``
-record which rule chose. A threshold of ``NEVER`` (2.0) shows nothing: no threshold saves time.
+When the target is out of reach (weak proposals, few accepts), a fallback chooses, in
+this order of preference (``calibrate_project`` passes what the project has measured):
+
+- ``contribution``: the fewest, most confident proposals whose held-out kept count, less
+  one Poisson standard deviation, still reaches what the parent's rule contributed on the
+  same images: the most precise pre-fill that keeps the parent's contribution;
+- ``net_seconds``: the threshold that saves the annotator the most time on held-out
+  predictions, from the project's measured seconds per human-added mask;
+- ``precision_lift``: the largest shown set at ``FALLBACK_LIFT`` x the parent's precision.
+
+``target_met`` and ``fallback_rule`` record which rule chose. A threshold of ``NEVER`` (2.0)
+shows nothing: no threshold saves time.
 
 The result is a plain dict stored in ``model_version.calibration`` of a NEW child model
 version (same backend and weights, ``parent_id`` = the version whose proposals were judged)::
 
     {"kind": "logistic", "features": [...], "coef": [...], "intercept": float,
      "threshold": float, "target_precision": float, "target_met": bool, "n": int,
-     "n_positive": int, "n_shown": int, "fitted_precision": float, "fitted_recall": float,
-     "fallback_rule": "net_seconds" | "precision_lift" | None, "gain_s": float | None,
+     "n_positive": int, "n_kept": int | None, "ranked_on": "kept" | "accepted",
+     "n_shown": int, "fitted_precision": float, "fitted_recall": float,
+     "fallback_rule": "contribution" | "net_seconds" | "precision_lift" | None,
+     "base_kept": float | None, "gain_s": float | None,
      "reject_s": float, "fallback_precision": float | None,
      "support_lo": [...], "support_hi": [...]}
 
@@ -33,6 +53,7 @@ numpy: ``p = 1 / (1 + exp(-(X @ coef + intercept)))``; confident = ``p >= thresh
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -176,6 +197,74 @@ def pick_threshold(
     return float(s[best]), False
 
 
+def contribution_threshold(scores: np.ndarray, kept: np.ndarray, need: float) -> float | None:
+    """Highest threshold t whose shown set ``scores >= t`` holds ``k`` kept proposals with
+    ``k - sqrt(k) >= need`` (one Poisson standard deviation of margin); None when even
+    showing everything falls short. Ties are kept together."""
+    order = np.argsort(-scores, kind="stable")
+    s, ck = scores[order], np.cumsum(kept[order].astype(np.float64))
+    last_of_tie = np.r_[s[1:] != s[:-1], True]
+    ok = np.flatnonzero(last_of_tie & (ck - np.sqrt(ck) >= need) & (ck > 0))
+    return float(s[ok[0]]) if len(ok) else None
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    return (x - mean) / scale, mean, scale
+
+
+Fit = tuple[np.ndarray, float, np.ndarray | None, int]  # coef, intercept, held-out, folds
+
+
+def _ranked_on_kept(xs: np.ndarray, y: np.ndarray, kept: np.ndarray, seed: int) -> Fit | None:
+    """Rank on ``kept``, Platt-map to P(accept): (coef on xs, intercept, held-out
+    probabilities or None, CV folds), or None when the kept score does not order the
+    accepts."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    ranker = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+    n_kept = int(kept.sum())
+    folds = min(5, n_kept, len(kept) - n_kept)
+    z_cv = None
+    if folds >= 2:
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        z_cv = cross_val_predict(ranker, xs, kept, cv=cv, method="decision_function")
+    ranker.fit(xs, kept)
+    z = ranker.decision_function(xs)
+    platt = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(z[:, None], y)
+    a, c = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    if a <= 0:
+        return None
+    if z_cv is None:
+        return a * ranker.coef_[0], a * float(ranker.intercept_[0]) + c, None, 0
+    held_out = 1.0 / (1.0 + np.exp(-np.clip(a * z_cv + c, -50, 50)))
+    return a * ranker.coef_[0], a * float(ranker.intercept_[0]) + c, held_out, folds
+
+
+def _ranked_on_accepts(xs: np.ndarray, y: np.ndarray, seed: int) -> Fit:
+    """Logistic fit on the accepts themselves: (coef on xs, intercept, held-out or None,
+    CV folds)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+    n_pos = int(y.sum())
+    folds = min(5, n_pos, len(y) - n_pos)
+    held_out = None
+    if folds >= 2:
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        held_out = cross_val_predict(model, xs, y, cv=cv, method="predict_proba")[:, 1]
+    model.fit(xs, y)
+    return (
+        model.coef_[0],
+        float(model.intercept_[0]),
+        held_out,
+        folds if held_out is not None else 0,
+    )
+
+
 def fit_calibration(
     x: np.ndarray,
     y: np.ndarray,
@@ -184,23 +273,26 @@ def fit_calibration(
     target_precision: float = 0.90,
     fallback_lift: float = FALLBACK_LIFT,
     base_precision: float | None = None,
+    kept: np.ndarray | None = None,
+    base_kept: float | None = None,
     gain_s: float | None = None,
     reject_s: float = 1.0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Fit the logistic model on (N, F) features and 0/1 labels; returns the calibration dict.
+    """Fit the logistic model on (N, F) features and 0/1 accept labels; returns the
+    calibration dict.
 
-    When no threshold reaches ``target_precision`` on held-out predictions, the fallback
-    with ``gain_s`` (seconds an accepted proposal saves the annotator) is the threshold
-    that saves the most time net of ``reject_s`` per rejected one; without it, the largest
-    shown set whose held-out precision is at least ``fallback_lift`` times
-    ``base_precision`` (the precision of what the parent showed, and at least
-    ``y.mean()``); failing that too, the most precise threshold. ``target_met`` False and
-    ``fallback_rule`` in the dict record which rule chose.
+    ``kept`` (N 0/1, 1 for every accept and for proposals that became a final mask some
+    other way) switches on the two-step fit of the module docstring. When no threshold
+    reaches ``target_precision`` on held-out predictions, the fallback is, with
+    ``base_kept`` (kept proposals the parent's rule showed on these images, scaled to all
+    of them), the most precise threshold that keeps at least that many; else, with
+    ``gain_s`` (seconds an accepted proposal saves the annotator), the threshold that saves
+    the most time net of ``reject_s`` per rejected one; else the largest shown set whose
+    held-out precision is at least ``fallback_lift`` times ``base_precision`` (the
+    precision of what the parent showed, and at least ``y.mean()``); failing that too, the
+    most precise threshold. ``target_met`` False and ``fallback_rule`` record which rule.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
     if not 0.0 < target_precision <= 1.0:
         raise InvalidInput(f"target precision must be in (0, 1], got {target_precision}")
     y = np.asarray(y, dtype=np.int64)
@@ -210,19 +302,19 @@ def fit_calibration(
             f"calibration needs at least {MIN_SAMPLES} reviewed proposals with both accepts "
             f"and rejects; have {n} ({n_pos} accepted). Annotate more pre-filled images first."
         )
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    xs = (x - mean) / scale
-    model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
-    folds = min(5, n_pos, n - n_pos)
-    if folds >= 2:
-        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        held_out = cross_val_predict(model, xs, y, cv=cv, method="predict_proba")[:, 1]
-    else:
-        held_out = None
-    model.fit(xs, y)
-    coef = model.coef_[0] / scale
-    intercept = float(model.intercept_[0] - np.sum(model.coef_[0] * mean / scale))
+    if kept is not None:
+        kept = np.asarray(kept, dtype=np.int64)
+        if kept.shape != y.shape:
+            raise InvalidInput(f"kept has {len(kept)} labels for {n} proposals")
+        kept = np.maximum(kept, y)  # an accept is kept
+    xs, mean, scale = _standardise(x)
+    fit = None
+    if kept is not None and 0 < kept.sum() < n:
+        fit = _ranked_on_kept(xs, y, kept, seed)
+    ranked_on = "kept" if fit is not None else "accepted"
+    coef_s, intercept_s, held_out, folds = fit or _ranked_on_accepts(xs, y, seed)
+    coef = coef_s / scale
+    intercept = float(intercept_s - np.sum(coef_s * mean / scale))
     cal: dict[str, Any] = {
         "kind": "logistic",
         "features": list(features),
@@ -233,9 +325,18 @@ def fit_calibration(
     scores = held_out if held_out is not None else fitted
     base = max(base_precision or 0.0, n_pos / n)  # never below the overall accept rate
     fallback = min(target_precision, fallback_lift * base)
-    threshold, met = pick_threshold(
-        scores, y, target_precision, fallback_precision=fallback, gain_s=gain_s, reject_s=reject_s
-    )
+    threshold, met = pick_threshold(scores, y, target_precision)
+    rule = None
+    if not met and kept is not None and base_kept is not None and base_kept > 0:
+        t = contribution_threshold(scores, kept, base_kept)
+        if t is not None:
+            threshold, rule = t, "contribution"
+    if not met and rule is None:
+        threshold, _ = pick_threshold(
+            scores, y, target_precision, fallback_precision=fallback, gain_s=gain_s,
+            reject_s=reject_s,
+        )  # fmt: skip
+        rule = "net_seconds" if gain_s is not None else "precision_lift"
     # Map the held-out threshold onto the final model's scale by rank (same fraction shown).
     if held_out is not None and threshold < NEVER:
         frac_shown = float(np.mean(held_out >= threshold))
@@ -245,15 +346,18 @@ def fit_calibration(
         threshold=threshold,
         target_precision=float(target_precision),
         target_met=bool(met),
-        fallback_precision=None if met or gain_s is not None else float(fallback),
-        fallback_rule=None if met else ("net_seconds" if gain_s is not None else "precision_lift"),
+        fallback_precision=float(fallback) if rule == "precision_lift" else None,
+        fallback_rule=rule,
+        base_kept=float(base_kept) if rule == "contribution" else None,
         gain_s=gain_s,
         reject_s=reject_s,
         n=n,
         n_positive=n_pos,
+        n_kept=None if kept is None else int(kept.sum()),
+        ranked_on=ranked_on,
         fitted_precision=float(y[shown].mean()) if shown.any() else None,
         fitted_recall=float(y[shown].sum() / n_pos),
-        cv_folds=folds if held_out is not None else 0,
+        cv_folds=folds,
         support_lo=[float(v) for v in x.min(axis=0)],
         support_hi=[float(v) for v in x.max(axis=0)],
     )
@@ -261,6 +365,29 @@ def fit_calibration(
 
 
 IMPLIED_ACCEPT_IOU = 0.85  # an unshown proposal this close to a final mask "would be accepted"
+IMPLIED_KEEP_IOU = 0.5  # ... and this close "would have been fixed into" that final mask
+
+
+@dataclass
+class TrainingSet:
+    """One row per proposal of the parent's weights on the project's finished images."""
+
+    x: np.ndarray  # (N, F) float64 features
+    y: np.ndarray  # (N,) int: accepted as-is (or, unshown, implied by the final masks)
+    kept: np.ndarray  # (N,) int: became a final mask: accepted or fixed (unshown: implied)
+    shown: np.ndarray  # (N,) bool: confident and on a pre-fill-arm image
+    image_id: np.ndarray  # (N,) int
+    prefill: np.ndarray  # (N,) bool: on a pre-fill-arm image
+    names: list[str]
+
+    def parent_kept(self) -> float | None:
+        """Kept proposals the parent's rule showed, per pre-fill image, times all images
+        here (the contribution a new rule must keep); None without pre-fill images."""
+        n_prefill = len(np.unique(self.image_id[self.prefill]))
+        if n_prefill == 0:
+            return None
+        per_image = float(self.kept[self.shown].sum()) / n_prefill
+        return per_image * len(np.unique(self.image_id))
 
 
 def training_set(
@@ -269,16 +396,17 @@ def training_set(
     project_id: int,
     parent: ModelVersion,
     implied_accept_iou: float = IMPLIED_ACCEPT_IOU,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(X (N, F), y (N,) int, shown (N,) bool, feature names) from every proposal of
-    ``parent``'s weights on finished images of the project.
+    implied_keep_iou: float = IMPLIED_KEEP_IOU,
+) -> TrainingSet:
+    """Every proposal of ``parent``'s weights on finished images of the project.
 
     Shown proposals (confident, prefill arm) carry the annotator's decision: ``accepted``
-    -> 1, anything else (rejected, fixed, left) -> 0. Proposals nobody saw (not confident,
-    or on control-arm images) are labelled by what the annotator drew instead: 1 when the
-    proposal's IoU with one of the image's final masks reaches ``implied_accept_iou``.
-    Labelling the unseen ones is what lets the calibrated rule show *more* than the rule
-    it replaces, not only a subset of it.
+    -> y 1, anything else (rejected, fixed, left) -> 0; kept 1 when accepted or fixed
+    (``superseded`` by the annotator's edit). Proposals nobody saw (not confident, or on
+    control-arm images) are labelled by what the annotator drew instead: y 1 when the
+    proposal's IoU with one of the image's final masks reaches ``implied_accept_iou``, kept 1
+    when it reaches ``implied_keep_iou``. Labelling the unseen ones is what lets the
+    calibrated rule show *more* than the rule it replaces, not only a subset of it.
     """
     key = (parent.params or {}).get("model_key")
     same = [
@@ -303,32 +431,34 @@ def training_set(
         .order_by(Mask.id)
     ).all()  # fmt: skip
     names = DEFAULT_FEATURES
-    if not rows:
-        return (
-            np.zeros((0, len(names))),
-            np.zeros(0, dtype=np.int64),
-            np.zeros(0, dtype=bool),
-            names,
-        )
-    image_ids = sorted({r.image_id for r in rows})
-    finals: dict[int, list[Any]] = {i: [] for i in image_ids}
-    for image_id, rle in session.execute(
-        select(Mask.image_id, Mask.rle).where(Mask.image_id.in_(image_ids),
+    n = len(rows)
+    if n == 0:
+        none = np.zeros(0, dtype=np.int64)
+        return TrainingSet(np.zeros((0, len(names))), none, none, none.astype(bool), none,
+                           none.astype(bool), names)  # fmt: skip
+    image_id = np.array([r.image_id for r in rows], dtype=np.int64)
+    prefill = np.array([r.arm == "prefill" for r in rows], dtype=bool)
+    shown = np.array([bool(r.confident) for r in rows], dtype=bool) & prefill
+    y = np.zeros(n, dtype=np.int64)
+    kept = np.zeros(n, dtype=np.int64)
+    finals: dict[int, list[Any]] = {int(i): [] for i in np.unique(image_id)}
+    for img, rle in session.execute(
+        select(Mask.image_id, Mask.rle).where(Mask.image_id.in_(list(finals)),
                                               Mask.status == "accepted")
     ):  # fmt: skip
-        finals[image_id].append(rle)
-    y = np.zeros(len(rows), dtype=np.int64)
-    shown = np.array([bool(r.confident) and r.arm == "prefill" for r in rows])
+        finals[img].append(rle)
     unseen: dict[int, list[int]] = {}
     for k, r in enumerate(rows):
         if shown[k]:
             y[k] = r.status == "accepted"
+            kept[k] = r.status in ("accepted", "superseded")
         else:
             unseen.setdefault(r.image_id, []).append(k)
-    for image_id, ks in unseen.items():
-        if finals[image_id]:
-            iou = rle_iou([rows[k].rle for k in ks], finals[image_id])
-            y[ks] = iou.max(axis=1) >= implied_accept_iou
+    for img, ks in unseen.items():
+        if finals[img]:
+            best = rle_iou([rows[k].rle for k in ks], finals[img]).max(axis=1)
+            y[ks] = best >= implied_accept_iou
+            kept[ks] = best >= implied_keep_iou
     x = feature_matrix(
         names,
         np.array([r.predicted_iou or 0.0 for r in rows], dtype=np.float64),
@@ -337,7 +467,7 @@ def training_set(
         np.array([r.bbox for r in rows], dtype=np.float64),
         np.array([[r.height, r.width] for r in rows], dtype=np.float64),
     )
-    return x, y, shown, names
+    return TrainingSet(x, y, kept, shown, image_id, prefill, names)
 
 
 def measured_add_seconds(session: Session, *, project_id: int, min_masks: int = 5) -> float | None:
@@ -360,10 +490,12 @@ def calibrate_project(
 ) -> ModelVersion:
     """Fit on the project's decisions and register the calibrated child model version.
 
-    When the target precision is out of reach, the threshold minimises annotator time:
-    an accepted proposal saves the project's measured seconds per human-added mask less
-    one verification (``reject_s``, also the cost of a rejected one); see
-    ``fit_calibration``. With fewer than 5 timed added masks the precision-lift rule is used.
+    When the target precision is out of reach, the threshold is the most precise one that
+    keeps what the parent's rule contributed (``TrainingSet.parent_kept``). When that is
+    unreachable too, or the parent contributed nothing, the threshold minimises annotator
+    time: an accepted proposal saves the project's measured seconds per human-added mask
+    less one verification (``reject_s``, also the cost of a rejected one); with fewer than
+    5 timed added masks the precision-lift rule is used. See ``fit_calibration``.
 
     The parent is ``model_version_id`` or the current round's model version. Its calibrated
     ancestor's parent is used when the parent is itself a calibration (no chains of chains).
@@ -381,19 +513,21 @@ def calibrate_project(
     base = parent
     if parent.calibration and parent.parent_id is not None:
         base = session.get(ModelVersion, parent.parent_id) or parent
-    x, y, shown, names = training_set(session, project_id=project_id, parent=base)
+    ts = training_set(session, project_id=project_id, parent=base)
     added_s = measured_add_seconds(session, project_id=project_id)
     cal = fit_calibration(
-        x,
-        y,
-        features=names,
+        ts.x,
+        ts.y,
+        features=ts.names,
         target_precision=target_precision,
         seed=seed,
-        base_precision=float(y[shown].mean()) if shown.any() else None,
+        base_precision=float(ts.y[ts.shown].mean()) if ts.shown.any() else None,
+        kept=ts.kept,
+        base_kept=ts.parent_kept(),
         gain_s=None if added_s is None else max(added_s - reject_s, 0.0),
         reject_s=reject_s,
     )
-    cal["n_shown"] = int(shown.sum())
+    cal["n_shown"] = int(ts.shown.sum())
     child = ModelVersion(
         name=f"{base.name}+cal{target_precision:.2f}"[:200],
         backend=base.backend,

@@ -479,18 +479,22 @@ def table(result: dict[str, Any]) -> str:
              ("seconds_per_final_mask", "s/final mask"), ("final_masks_per_image", "masks/image"),
              ("seconds_per_added_mask", "s/added mask"), ("masks_per_annotator_hour", "masks/hour")]  # fmt: skip
     lines = [
-        f"{'round':>5} {'arm':<8} {'model':<28} {'imgs':>4} "
+        f"{'round':>5} {'arm':<8} {'model version':<20} {'imgs':>4} {'shown':>5} "
         + " ".join(f"{n:>22}" for _, n in names)
     ]
-    mvs = {e["round"]: e["model_version"]["name"] for e in result["rounds"]}
+    mvs = {
+        e["round"]: f"#{e['model_version']['id']} "
+        + ("calibrated" if e["model_version"]["calibrated"] else "fixed thresholds")
+        for e in result["rounds"]
+    }
     for g in result["metrics"]["groups"]:
         cells = []
         for key, _ in names:
             v = g["figures"][key]
             cells.append(f"{'-':>22}" if v["value"] is None else
                          f"{v['value']:>7.3f} [{v['lo']:.3f},{v['hi']:.3f}]".rjust(22))  # fmt: skip
-        lines.append(f"{g['round']:>5} {g['arm']:<8} {mvs.get(g['round'], '')[:28]:<28} "
-                     f"{g['images_done']:>4} " + " ".join(cells))  # fmt: skip
+        lines.append(f"{g['round']:>5} {g['arm']:<8} {mvs.get(g['round'], '')[:20]:<20} "
+                     f"{g['images_done']:>4} {g['shown']:>5} " + " ".join(cells))  # fmt: skip
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from engine.calibration import (
     DEFAULT_FEATURES,
     NEVER,
     calibrate_project,
+    contribution_threshold,
     feature_matrix,
     fit_calibration,
     pick_threshold,
@@ -146,6 +147,9 @@ def test_calibrate_project_registers_a_child_version(factory: sessionmaker[Sessi
         cal = child.calibration
         assert cal["n"] == 122 and cal["n_shown"] == 120
         assert cal["n_positive"] == int(y.sum()) + 1
+        # kept: accepted or fixed (superseded) when shown, IoU >= 0.5 with a final mask if not
+        fixed = sum(1 for j in range(len(y)) if not y[j] and j % 2 == 0)
+        assert cal["n_kept"] == int(y.sum()) + fixed + 1
         assert 0 < child.calibration["threshold"] < 1
         child_id = child.id
     with transaction(factory) as s:  # calibrating a calibrated version re-fits on its parent
@@ -179,3 +183,53 @@ def test_unreachable_target_picks_the_threshold_that_saves_the_most_time() -> No
     assert pick_threshold(scores, y, 0.95, gain_s=3.0, reject_s=1.0) == (0.7, False)
     # when an accept saves less than rejects cost, nothing is shown
     assert pick_threshold(scores, y, 0.95, gain_s=0.5, reject_s=1.0) == (NEVER, False)
+
+
+def test_contribution_threshold_keeps_the_parents_count_with_a_margin() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.7, 0.5, 0.4, 0.3])
+    kept = np.array([1, 1, 1, 0, 1, 1, 1])
+    # cumulative kept 1, 2, 3, 3, 4, 5, 6; k - sqrt(k) >= need
+    assert contribution_threshold(scores, kept, 0.5) == 0.8  # 2 - 1.41 >= 0.5
+    assert contribution_threshold(scores, kept, 1.0) == 0.7  # 3 - 1.73; the 0.7 tie together
+    assert contribution_threshold(scores, kept, 1.5) == 0.5  # 4 - 2 >= 1.5 > 3 - 1.73
+    assert contribution_threshold(scores, kept, 3.5) == 0.3
+    assert contribution_threshold(scores, kept, 4.0) is None  # 6 - 2.45 < 4: out of reach
+
+
+def _rare_accepts(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, accepts (~2 %) and kept labels (~25 %, a superset) rising with feature 0."""
+    rng = np.random.default_rng(seed)
+    q = rng.uniform(0.0, 1.0, n)
+    x = np.stack([q + rng.normal(0, 0.15, n), rng.uniform(0.8, 1.0, n)], axis=1)
+    kept = rng.uniform(0, 1, n) < 0.5 * q**2
+    accepted = kept & (rng.uniform(0, 1, n) < 0.1 * q)
+    return x, accepted.astype(int), kept.astype(int)
+
+
+def test_rare_accepts_rank_on_kept_and_keep_the_parents_contribution() -> None:
+    x, y, kept = _rare_accepts(2000)
+    parent = np.random.default_rng(1).uniform(0, 1, len(y)) < 0.5  # showed a random half
+    base_kept = float(kept[parent].sum())
+    names = ["predicted_iou", "stability"]
+    cal = fit_calibration(x, y, features=names, kept=kept, base_kept=base_kept, gain_s=30.0)
+    assert cal["ranked_on"] == "kept" and cal["n_kept"] == int(kept.sum())
+    assert not cal["target_met"] and cal["fallback_rule"] == "contribution"
+    assert cal["base_kept"] == base_kept and cal["fallback_precision"] is None
+    p = fit_calibration.__globals__["_predict"](cal, x)
+    assert 0.0 < p.max() < 0.5  # a probability of acceptance, not of being kept
+    shown = p >= cal["threshold"]
+    assert kept[shown].sum() >= base_kept  # the parent's contribution is kept ...
+    assert shown.sum() < parent.sum()  # ... with fewer proposals shown ...
+    assert y[shown].mean() > 1.3 * y[parent].mean()  # ... at a clearly higher precision
+    # without kept labels the same data falls back to the time-saving rule on the accepts
+    plain = fit_calibration(x, y, features=names, gain_s=30.0)
+    assert plain["ranked_on"] == "accepted" and plain["fallback_rule"] == "net_seconds"
+
+
+def test_kept_labels_that_do_not_order_the_accepts_are_not_used() -> None:
+    x, y, _ = _rare_accepts(1000)
+    kept = np.maximum((x[:, 0] < 0.2).astype(int), y)  # kept mostly where accepts are not
+    cal = fit_calibration(x, y, features=["predicted_iou", "stability"], kept=kept)
+    assert cal["ranked_on"] == "accepted"
+    with pytest.raises(InvalidInput, match="kept has 3 labels"):
+        fit_calibration(x, y, features=["predicted_iou", "stability"], kept=np.ones(3))

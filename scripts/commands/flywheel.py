@@ -120,11 +120,14 @@ def calibrate(
                                   target_precision=target_precision, seed=seed)  # fmt: skip
         cal = child.calibration or {}
     how = "target met" if cal["target_met"] else f"target NOT met, rule {cal.get('fallback_rule')}"
-    if not cal["target_met"] and cal.get("gain_s") is not None:
+    if cal.get("fallback_rule") == "contribution":
+        how += f" (keeps the parent's {cal['base_kept']:.1f} kept proposals)"
+    elif not cal["target_met"] and cal.get("gain_s") is not None:
         how += f" ({cal['gain_s']:.1f} s saved per accept, {cal['reject_s']:.1f} s per reject)"
     console.print(
         f"model version {child.id} ({child.name}) registered, parent {child.parent_id}: "
-        f"n={cal['n']} ({cal['n_positive']} accepted, {cal.get('n_shown')} shown), "
+        f"n={cal['n']} ({cal['n_positive']} accepted, {cal.get('n_kept')} kept, "
+        f"{cal.get('n_shown')} shown; ranked on {cal.get('ranked_on', 'accepted')}), "
         f"threshold {cal['threshold']:.3f}, fitted precision "
         f"{'-' if cal['fitted_precision'] is None else format(cal['fitted_precision'], '.3f')}, "
         f"recall {cal['fitted_recall']:.3f}, {how}.\n"
