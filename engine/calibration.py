@@ -156,7 +156,7 @@ def score_proposals(
 
 def _predict(calibration: dict[str, Any], x: np.ndarray) -> np.ndarray:
     z = x @ np.asarray(calibration["coef"], dtype=np.float64) + float(calibration["intercept"])
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    return _sigmoid(z)
 
 
 def pick_threshold(
@@ -217,52 +217,48 @@ def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 Fit = tuple[np.ndarray, float, np.ndarray | None, int]  # coef, intercept, held-out, folds
 
 
-def _ranked_on_kept(xs: np.ndarray, y: np.ndarray, kept: np.ndarray, seed: int) -> Fit | None:
-    """Rank on ``kept``, Platt-map to P(accept): (coef on xs, intercept, held-out
-    probabilities or None, CV folds), or None when the kept score does not order the
-    accepts."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    ranker = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
-    n_kept = int(kept.sum())
-    folds = min(5, n_kept, len(kept) - n_kept)
-    z_cv = None
-    if folds >= 2:
-        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        z_cv = cross_val_predict(ranker, xs, kept, cv=cv, method="decision_function")
-    ranker.fit(xs, kept)
-    z = ranker.decision_function(xs)
-    platt = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(z[:, None], y)
-    a, c = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-    if a <= 0:
-        return None
-    if z_cv is None:
-        return a * ranker.coef_[0], a * float(ranker.intercept_[0]) + c, None, 0
-    held_out = 1.0 / (1.0 + np.exp(-np.clip(a * z_cv + c, -50, 50)))
-    return a * ranker.coef_[0], a * float(ranker.intercept_[0]) + c, held_out, folds
-
-
-def _ranked_on_accepts(xs: np.ndarray, y: np.ndarray, seed: int) -> Fit:
-    """Logistic fit on the accepts themselves: (coef on xs, intercept, held-out or None,
-    CV folds)."""
+def _logistic(
+    xs: np.ndarray, labels: np.ndarray, seed: int, *, cv: bool = True
+) -> tuple[Any, np.ndarray | None, int]:
+    """Logistic regression fitted on all rows, its cross-validated (held-out) logits (None
+    without ``cv`` or with fewer than 2 rows of either class), and the number of folds."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
-    n_pos = int(y.sum())
-    folds = min(5, n_pos, len(y) - n_pos)
-    held_out = None
-    if folds >= 2:
-        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        held_out = cross_val_predict(model, xs, y, cv=cv, method="predict_proba")[:, 1]
-    model.fit(xs, y)
-    return (
-        model.coef_[0],
-        float(model.intercept_[0]),
-        held_out,
-        folds if held_out is not None else 0,
-    )
+    n_pos = int(labels.sum())
+    folds = min(5, n_pos, len(labels) - n_pos)
+    z_cv = None
+    if cv and folds >= 2:
+        split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        z_cv = cross_val_predict(model, xs, labels, cv=split, method="decision_function")
+    model.fit(xs, labels)
+    return model, z_cv, folds if z_cv is not None else 0
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def _ranked_on_kept(xs: np.ndarray, y: np.ndarray, kept: np.ndarray, seed: int) -> Fit | None:
+    """Rank on ``kept``, Platt-map to P(accept): (coef on xs, intercept, held-out
+    probabilities or None, CV folds), or None when the kept score does not order the
+    accepts."""
+    ranker, z_cv, folds = _logistic(xs, kept, seed)
+    platt, _, _ = _logistic(ranker.decision_function(xs)[:, None], y, seed, cv=False)
+    a, c = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    if a <= 0:
+        return None
+    held_out = None if z_cv is None else _sigmoid(a * z_cv + c)
+    return a * ranker.coef_[0], a * float(ranker.intercept_[0]) + c, held_out, folds
+
+
+def _ranked_on_accepts(xs: np.ndarray, y: np.ndarray, seed: int) -> Fit:
+    """Logistic fit on the accepts themselves: (coef on xs, intercept, held-out
+    probabilities or None, CV folds)."""
+    model, z_cv, folds = _logistic(xs, y, seed)
+    held_out = None if z_cv is None else _sigmoid(z_cv)
+    return model.coef_[0], float(model.intercept_[0]), held_out, folds
 
 
 def fit_calibration(
