@@ -59,7 +59,7 @@ from db.rounds import start_round
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user, issue_token
 from engine import event_kinds as ek
-from engine.calibration import calibrate_project
+from engine.calibration_project import calibrate_project
 from engine.clicker import next_click
 from engine.importers.coco import segmentation_to_mask
 from engine.ingest import ingest

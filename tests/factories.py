@@ -69,3 +69,12 @@ def make_mask(session: Session, *, image: Image, mask: np.ndarray | None = None,
     session.add(row)
     session.flush()
     return row
+
+
+def proposal_decisions(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(x (n, 2) [predicted IoU, stability], y (n,) accepted 0/1): accepts rise with IoU."""
+    rng = np.random.default_rng(seed)
+    iou = rng.uniform(0.5, 1.0, n)
+    stab = rng.uniform(0.7, 1.0, n)
+    accept = rng.uniform(0, 1, n) < np.clip((iou - 0.55) * 2.2, 0, 1)
+    return np.stack([iou, stab], axis=1), accept.astype(int)

@@ -111,7 +111,7 @@ def calibrate(
     seed: int = typer.Option(0, "--seed", help="Cross-validation seed."),
 ) -> None:  # fmt: skip
     """Fit P(accept | proposal features) on human decisions; register a calibrated version."""
-    from engine.calibration import calibrate_project
+    from engine.calibration_project import calibrate_project
 
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
