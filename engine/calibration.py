@@ -316,18 +316,14 @@ def fit_calibration(
     scores = held_out if held_out is not None else fitted
     base = max(base_precision or 0.0, n_pos / n)  # never below the overall accept rate
     fallback = min(target_precision, fallback_lift * base)
-    threshold, met = pick_threshold(scores, y, target_precision)
-    rule = None
+    threshold, met = pick_threshold(
+        scores, y, target_precision, fallback_precision=fallback, gain_s=gain_s, reject_s=reject_s
+    )
+    rule = None if met else ("net_seconds" if gain_s is not None else "precision_lift")
     if not met and kept is not None and base_kept is not None and base_kept > 0:
         t = contribution_threshold(scores, kept, base_kept)
-        if t is not None:
+        if t is not None:  # preferred over the other fallbacks when it is reachable
             threshold, rule = t, "contribution"
-    if not met and rule is None:
-        threshold, _ = pick_threshold(
-            scores, y, target_precision, fallback_precision=fallback, gain_s=gain_s,
-            reject_s=reject_s,
-        )  # fmt: skip
-        rule = "net_seconds" if gain_s is not None else "precision_lift"
     # Map the held-out threshold onto the final model's scale by rank (same fraction shown).
     if held_out is not None and threshold < NEVER:
         frac_shown = float(np.mean(held_out >= threshold))
