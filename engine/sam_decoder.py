@@ -25,8 +25,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+# oneDNN's linear with a fused bias + exact-GELU epilogue (x86 CPU builds of torch): the
+# second upscaling ConvT and its GELU in one pass over the output, bit-identical here to
+# addmm + gelu (tests/test_sam_decoder.py)
+_FUSED_LINEAR_GELU = torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, "_linear_pointwise"
+)
 
 
 @dataclass
@@ -54,6 +63,48 @@ def _merge(x: Tensor) -> Tensor:
     """BxhxTxd -> BxTx(h*d)."""
     b, h, t, d = x.shape
     return x.transpose(1, 2).reshape(b, t, h * d)
+
+
+@numba.njit(nogil=True, cache=True)
+def _pixel_grid_kernel(src: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``FastMaskDecoder._pixel_grid`` for one prompt: src (side*side*16)xM -> out Mx4sx4s.
+
+    A plain loop: torch's copy through the 8-d permuted view costs 13x as much.
+    """
+    m = src.shape[1]
+    side = out.shape[1] // 4
+    for k in range(m):
+        for i in range(side):
+            for a1 in range(2):
+                for a2 in range(2):
+                    y = i * 4 + 2 * a1 + a2
+                    for j in range(side):
+                        r = (i * side + j) * 16 + a1 * 8 + a2 * 2  # b1 = b2 = 0
+                        out[k, y, j * 4] = src[r, k]
+                        out[k, y, j * 4 + 1] = src[r + 1, k]  # b2 = 1
+                        out[k, y, j * 4 + 2] = src[r + 4, k]  # b1 = 1
+                        out[k, y, j * 4 + 3] = src[r + 5, k]
+
+
+def _per_prompt_bmm(x: Tensor, w: Tensor, out: Tensor | None) -> Tensor:
+    """x BxhxTxk times one hxkxM tensor shared by all prompts -> BxhxTxM contiguous
+    (written into ``out`` when given: contiguous per prompt, e.g. a view into a buffer).
+
+    On CPU each head is one bmm over prompts written in place (the head's kxM slice of
+    ``w`` stays in cache across the prompts, and no head-major result is transposed back,
+    a copy as large as the result); on other devices one bmm over all prompts and one copy
+    (fewer, larger launches).
+    """
+    b, h, t, k = x.shape
+    if out is None:
+        out = torch.empty(b, h, t, w.shape[-1], dtype=x.dtype, device=x.device)
+    if x.device.type == "cpu":
+        for i in range(h):
+            torch.bmm(x[:, i], w[i].expand(b, -1, -1), out=out[:, i])
+    else:
+        res = torch.matmul(x.transpose(0, 1).reshape(h, b * t, k), w)
+        out.copy_(res.view(h, b, t, -1).transpose(0, 1))
+    return out
 
 
 class FastMaskDecoder:
@@ -99,11 +150,13 @@ class FastMaskDecoder:
         return ImageContext(x0, pe, k1, v1, q1, kp2, qp2, kpf, (hh, ww))
 
     # ------------------------------------------------------------------------ attention
-    def _shared(self, qh: Tensor, shared: Tensor) -> Tensor:
-        """qh BxhxTxd times a shared 1xhxNxd tensor -> BxhxTxN (one bmm over heads, no copies)."""
-        b, h, t, d = qh.shape
-        out = torch.matmul(qh.transpose(0, 1).reshape(h, b * t, d), shared[0].transpose(1, 2))
-        return out.view(h, b, t, -1).transpose(0, 1)
+    def _shared(self, x: Tensor, shared: Tensor, out: Tensor | None = None) -> Tensor:
+        """x BxhxTxd times a shared 1xhxNxd tensor, transposed -> BxhxTxN (into ``out``)."""
+        return _per_prompt_bmm(x, shared[0].transpose(1, 2), out)
+
+    def _values(self, probs: Tensor, shared: Tensor) -> Tensor:
+        """probs BxhxTxN times a shared 1xhxNxd tensor -> BxhxTxd."""
+        return _per_prompt_bmm(probs, shared[0], None)
 
     def _token_to_image(self, a: nn.Module, q_in: Tensor, x: Tensor, kp: Tensor) -> Tensor:
         """Tokens attend to per-prompt image tokens ``x`` (BxNxC); returns BxTxC (out_proj applied)."""
@@ -158,11 +211,9 @@ class FastMaskDecoder:
         q = l1.norm1(l1.self_attn(q=t0, k=t0, v=t0))
         a = l1.cross_attn_token_to_image
         qh = _heads(a.q_proj(q + t0), self.heads)
-        b, h, t, d = qh.shape
+        d = qh.shape[-1]
         s = torch.softmax(self._shared(qh * (1.0 / math.sqrt(d)), ctx.k1), dim=-1)  # BxhxTxN
-        o = torch.matmul(s.transpose(0, 1).reshape(h, b * t, -1), ctx.v1[0])  # hx(BT)xd
-        o = o.view(h, b, t, d).permute(1, 2, 0, 3).reshape(b, t, h * d)
-        q = l1.norm2(q + a.out_proj(o))
+        q = l1.norm2(q + a.out_proj(_merge(self._values(s, ctx.v1))))
         return l1.norm3(q + l1.mlp(q))
 
     @torch.inference_mode()
@@ -209,15 +260,20 @@ class FastMaskDecoder:
     def _upscale_tile(self, y: Tensor, w2: Tensor, b2: Tensor, hyper: Tensor, out: Tensor) -> None:
         """The upscaling after its first ConvT, for one tile of image tokens.
 
-        y: rows x 4*c1 (ConvT1 output, bias included); hyper: c2xM hypernetwork outputs;
-        out: (16*rows)xM logits, pixel order (i, j, a1, b1, a2, b2).
+        y: rows x 4*c1 (ConvT1 output, bias included); w2: c1 x 4*c2 (second ConvT as a
+        matmul); hyper: c2xM hypernetwork outputs; out: (16*rows)xM logits, pixel order
+        (i, j, a1, b1, a2, b2).
         """
         up = self.md.output_upscaling
         ln, act1, act2 = up[1], up[2], up[4]
         y = y.view(-1, ln.weight.shape[0])
         y = act1(torch.nn.functional.layer_norm(y, y.shape[-1:], ln.weight, ln.bias, ln.eps))
-        z = act2(torch.addmm(b2, y, w2)).view(-1, hyper.shape[0])
-        torch.mm(z, hyper, out=out)
+        exact_gelu = isinstance(act2, nn.GELU) and act2.approximate == "none"
+        if _FUSED_LINEAR_GELU and exact_gelu and y.device.type == "cpu":
+            z = torch.ops.mkldnn._linear_pointwise(y, w2.T, b2, "gelu", [], "none")
+        else:
+            z = act2(torch.addmm(b2, y, w2))
+        torch.mm(z.view(-1, hyper.shape[0]), hyper, out=out)
 
     @staticmethod
     def _pixel_grid(logits: Tensor) -> Tensor:
@@ -225,6 +281,12 @@ class FastMaskDecoder:
         rows i*4+2*a1+a2, columns j*4+2*b1+b2 (side = sqrt(N))."""
         b, rows, m = logits.shape
         side = int(round(math.sqrt(rows // 16)))
+        if logits.device.type == "cpu" and logits.dtype == torch.float32:
+            src = logits.contiguous().numpy()
+            out = np.empty((b, m, side * 4, side * 4), dtype=np.float32)
+            for i in range(b):
+                _pixel_grid_kernel(src[i], out[i])
+            return torch.from_numpy(out)
         grid = logits.view(b, side, side, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return grid.reshape(b, m, side * 4, side * 4)
 

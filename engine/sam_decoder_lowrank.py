@@ -129,16 +129,19 @@ class LowRankMaskDecoder(FastMaskDecoder):
         )
 
     # ------------------------------------------------------------------------ attention
-    def _values(self, probs: Tensor, shared: Tensor) -> Tensor:
-        """probs BxhxTxN times a shared 1xhxNxd tensor -> BxhxTxd (one bmm over heads)."""
-        b, h, t, n = probs.shape
-        out = torch.matmul(probs.transpose(0, 1).reshape(h, b * t, n), shared[0])
-        return out.view(h, b, t, -1).transpose(0, 1)
-
     def _rows_through(self, rows: Tensor, weight: Tensor) -> Tensor:
         """rows BxRxC through a (h*d)xC projection weight -> BxhxRxd."""
         b, r, _ = rows.shape
         return (rows @ weight.T).view(b, r, self.heads, -1).transpose(1, 2)
+
+    def _shared_add(self, x: Tensor, shared: Tensor, out: Tensor) -> None:
+        """out BxhxTxN (contiguous) += x BxhxTxd times a shared 1xhxNxd tensor, transposed."""
+        if x.device.type == "cpu":
+            w = shared[0].transpose(1, 2)
+            for i in range(x.shape[1]):
+                out[:, i].baddbmm_(x[:, i], w[i].expand(len(x), -1, -1))
+        else:
+            out += self._shared(x, shared)
 
     def _t2i(
         self,
@@ -161,11 +164,11 @@ class LowRankMaskDecoder(FastMaskDecoder):
         qh = qh * (1.0 / math.sqrt(qh.shape[-1]))
         bk = self._rows_through(x.b, a.k_proj.weight)  # BxhxRxd
         kq = (qh @ bk.transpose(2, 3)).reshape(b, h * t, -1)  # Bx(hT)xR
-        s = torch.bmm(kq, x.q).view(b, h, t, n)
-        s.addcmul_(self._shared(qh, ks), x.alpha[:, None, None, :])
-        s += self._shared(qh, kp)
+        s = self._shared(qh, ks).mul_(x.alpha[:, None, None, :])  # BxhxTxN
+        self._shared_add(qh, kp, s)
+        s.view(b, h * t, n).baddbmm_(kq, x.q)
         s = torch.softmax(s, dim=-1)
-        out = self._values(s * x.alpha[:, None, None, :], vs)
+        out = self._values(s * x.alpha[:, None, None, :], vs)  # BxhxTxd
         sq = torch.bmm(s.view(b, h * t, n), x.q.transpose(1, 2)).view(b, h, t, -1)  # BxhxTxR
         out += sq @ self._rows_through(x.b, a.v_proj.weight)
         out += a.v_proj.bias.view(h, 1, -1)
@@ -190,15 +193,18 @@ class LowRankMaskDecoder(FastMaskDecoder):
         b, t, _ = q_in.shape
         kh = _heads(a.k_proj(q_in), h)
         kh = kh * (1.0 / math.sqrt(kh.shape[-1]))
-        s = self._shared(kh, qs)  # BxhxTxN
+        s = self._shared(kh, qs, out=out.view(b, h, t, -1))  # BxhxTxN, in the buffer
         if x is not None and qp is not None:
-            s = s * x.alpha[:, None, None, :]
-            s += self._shared(kh, qp)
+            s.mul_(x.alpha[:, None, None, :])
+            self._shared_add(kh, qp, s)
             bq = self._rows_through(x.b, a.q_proj.weight)  # BxhxRxd
             kq = (kh @ bq.transpose(2, 3)).reshape(b, h * t, -1)
-            s += torch.bmm(kq, x.q).view(s.shape)
+            out.baddbmm_(kq, x.q)
             s += kh @ a.q_proj.bias.view(h, -1, 1)
-        torch.softmax(s, dim=2, out=out.view(s.shape))
+        # softmax over the T prompt tokens, in place: T rows of N per head, so each step
+        # is a pass along N (torch's softmax over a middle dimension is much slower)
+        s.sub_(s.amax(dim=2, keepdim=True)).exp_()
+        s.div_(s.sum(dim=2, keepdim=True))
 
     def _normalise(
         self,
@@ -249,9 +255,9 @@ class LowRankMaskDecoder(FastMaskDecoder):
         vh1 = _heads(i2t1.v_proj(q), h)
         m1 = (vh1 @ self.wo1).reshape(b, ht, c)
         mean1 = torch.bmm(m1.mean(-1)[:, None, :], p1)[:, 0].add_(ctx.u_mean)
-        acc = self._shared(vh1, ctx.a1_h).reshape(b, ht, n).mul_(2.0)
+        acc = self._shared(vh1 * 2.0, ctx.a1_h).view(b, ht, n)
         acc.baddbmm_(m1 @ m1.transpose(1, 2), p1)
-        sq1 = torch.linalg.vecdot(acc, p1, dim=1).add_(ctx.u_sq)
+        sq1 = acc.mul_(p1).sum(1).add_(ctx.u_sq)
         x1 = self._normalise(l1.norm4, buf, m1, ht, mean1, sq1, None)
         # layer 2, token side
         qq = q + t0
@@ -271,13 +277,13 @@ class LowRankMaskDecoder(FastMaskDecoder):
         mean2 = torch.bmm(bc.mean(-1)[:, None, :], qc)[:, 0].addcmul_(a1, ctx.s1_mean)
         # cross terms (rows of Y2's basis) . S1, times 2 * alpha1
         cross2 = torch.empty_like(qc)
-        cross2[:, :ht] = self._shared(vh1, ctx.a2_h).reshape(b, ht, n)
+        self._shared(vh1, ctx.a2_h, out=cross2[:, :ht].view(b, h, t, n))
         cross2[:, ht : ht + 2] = ctx.s1_fixed.T[:2]
-        cross2[:, r1n : r1n + ht] = self._shared(vh2, ctx.a3_h).reshape(b, ht, n)
+        self._shared(vh2, ctx.a3_h, out=cross2[:, r1n : r1n + ht].view(b, h, t, n))
         cross2[:, rcn - 1] = ctx.s1_fixed[:, 2]
         cross2.mul_((2.0 * a1)[:, None, :])
         acc = cross2.baddbmm_(bc @ bc.transpose(1, 2), qc)
-        sq2 = torch.linalg.vecdot(acc, qc, dim=1).addcmul_(a1 * a1, ctx.s1_sq)
+        sq2 = acc.mul_(qc).sum(1).addcmul_(a1 * a1, ctx.s1_sq)
         x2 = self._normalise(l2.norm4, buf, bc, rcn, mean2, sq2, a1)
         # final token->image attention for the output tokens only
         fa = self.tr.final_attn_token_to_image
