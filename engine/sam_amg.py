@@ -170,12 +170,16 @@ class FastAutomaticMaskGenerator:
             data, masks = self._small_regions(data, masks)
         return self._records(data, masks)
 
-    def _map(self, fn: Callable[[int], Any], items: Sequence[int]) -> list[Any]:
-        """``[fn(i) for i in items]``, on CPU spread over ``workers`` threads (same order)."""
+    def _pool_size(self, n_items: int) -> int:
+        """How many worker threads ``_map`` uses for ``n_items`` (1: the caller's thread)."""
         n = self.workers
         if n is None:
             n = torch.get_num_threads() if self.device.type == "cpu" else 1
-        n = min(n, len(items))
+        return max(1, min(n, n_items))
+
+    def _map(self, fn: Callable[[int], Any], items: Sequence[int]) -> list[Any]:
+        """``[fn(i) for i in items]``, on CPU spread over ``workers`` threads (same order)."""
+        n = self._pool_size(len(items))
         if n <= 1:
             return [fn(i) for i in items]
         with _single_threaded_workers(n) as pool:
@@ -210,12 +214,13 @@ class FastAutomaticMaskGenerator:
             md = self.model.mask_decoder
             out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
         starts = range(0, len(coords), self.chunk)
+        pooled = self._pool_size(len(starts)) > 1
 
         def run(i: int) -> dict[str, torch.Tensor] | None:
             j = min(i + self.chunk, len(coords))
             with torch.inference_mode():  # thread-local: workers enter it themselves
                 tokens = torch.cat([out_tokens[None].expand(j - i, -1, -1), sparse[i:j]], 1)
-            return self._chunk(ctx, tokens, points[i:j], stats, crop_box, orig)
+            return self._chunk(ctx, tokens, points[i:j], stats, crop_box, orig, pooled)
 
         kept: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("iou", "stab", "boxes", "points", "logits")
@@ -257,8 +262,12 @@ class FastAutomaticMaskGenerator:
         stats: FullResStats,
         crop_box: list[int],
         orig: tuple[int, int],
+        pooled: bool,
     ) -> dict[str, torch.Tensor] | None:
-        """One chunk of prompts -> the surviving candidates' records (None: none survive)."""
+        """One chunk of prompts -> the surviving candidates' records (None: none survive).
+
+        ``pooled``: running on one of ``_map``'s worker threads (stats then single-threaded).
+        """
         q, x2 = self.decoder.transformer_lowrank(ctx, tokens)
         iou = self.decoder.iou(q)[:, 1:]  # multimask outputs, as the reference
         keep = (
@@ -276,7 +285,9 @@ class FastAutomaticMaskGenerator:
         pr, mk = sel.nonzero().unbind(1)
         ious = iou[rows][pr, mk]
         pts = torch.as_tensor(points[rows.numpy()][pr.numpy()], dtype=torch.float64)
-        stab, boxes = stats(logits, self.p.stability_score_offset, self.model.mask_threshold)
+        stab, boxes = stats(
+            logits, self.p.stability_score_offset, self.model.mask_threshold, parallel=not pooled
+        )
         good = (
             stab >= self.p.stability_score_thresh
             if self.p.stability_score_thresh > 0

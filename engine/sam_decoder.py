@@ -211,9 +211,13 @@ class FastMaskDecoder:
         q = l1.norm1(l1.self_attn(q=t0, k=t0, v=t0))
         a = l1.cross_attn_token_to_image
         qh = _heads(a.q_proj(q + t0), self.heads)
-        d = qh.shape[-1]
-        s = torch.softmax(self._shared(qh * (1.0 / math.sqrt(d)), ctx.k1), dim=-1)  # BxhxTxN
-        q = l1.norm2(q + a.out_proj(_merge(self._values(s, ctx.v1))))
+        b, h, t, d = qh.shape
+        # head-major throughout (hx(BT)xN): one bmm over heads with all prompts' rows,
+        # a contiguous softmax, and only the small hx(BT)xd result is transposed back
+        qh = (qh * (1.0 / math.sqrt(d))).transpose(0, 1).reshape(h, b * t, d)
+        s = torch.softmax(torch.matmul(qh, ctx.k1[0].transpose(1, 2)), dim=-1)
+        o = torch.matmul(s, ctx.v1[0]).view(h, b, t, d).permute(1, 2, 0, 3)
+        q = l1.norm2(q + a.out_proj(o.reshape(b, t, h * d)))
         return l1.norm3(q + l1.mlp(q))
 
     @torch.inference_mode()

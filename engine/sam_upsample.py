@@ -177,6 +177,9 @@ def _mask_kernel(lg, rlo, rw, clo, cw, rb, cb, thr, out):  # pragma: no cover
                     out[y, xa + x] = row[x] > thr
 
 
+# the same kernel, one thread: for callers that already run one per core (AMG workers)
+_stats_kernel_serial = numba.njit(nogil=True, cache=True)(_stats_kernel.py_func)
+
 # numba's parallel kernels must not be entered by two threads at once under its
 # "workqueue" threading layer (the fallback without TBB or OpenMP); AMG worker threads and
 # concurrent HTTP decodes both call them, so every kernel call takes this lock.
@@ -205,12 +208,14 @@ class FullResStats:
         self.original_size = original_size
 
     def __call__(
-        self, logits: torch.Tensor, offset: float, threshold: float = 0.0
+        self, logits: torch.Tensor, offset: float, threshold: float = 0.0, parallel: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """logits Mx256x256 -> (stability M float32, boxes Mx4 int64 XYXY of logits > threshold).
 
         Stability = #(> threshold + offset) / #(> threshold - offset), NaN when empty, as
-        ``segment_anything.utils.amg.calculate_stability_score``.
+        ``segment_anything.utils.amg.calculate_stability_score``. ``parallel=False`` runs
+        on the calling thread only, without the kernel lock (callers that keep every core
+        busy with their own threads: parallel kernels there only queue on the lock).
         """
         if offset < 0:
             raise ValueError("stability offset must be >= 0")
@@ -219,19 +224,23 @@ class FullResStats:
         counts = np.zeros((m, 2), dtype=np.int64)
         boxes = np.zeros((m, 4), dtype=np.int64)
         if m:
-            with _KERNEL_LOCK:
-                _stats_kernel(
-                    lg,
-                    self.rlo,
-                    self.rw,
-                    self.clo,
-                    self.cw,
-                    np.float32(threshold - offset),
-                    np.float32(threshold + offset),
-                    np.float32(threshold),
-                    counts,
-                    boxes,
-                )
+            args = (
+                lg,
+                self.rlo,
+                self.rw,
+                self.clo,
+                self.cw,
+                np.float32(threshold - offset),
+                np.float32(threshold + offset),
+                np.float32(threshold),
+                counts,
+                boxes,
+            )
+            if parallel:
+                with _KERNEL_LOCK:
+                    _stats_kernel(*args)
+            else:
+                _stats_kernel_serial(*args)
         with np.errstate(invalid="ignore", divide="ignore"):
             stab = counts[:, 1].astype(np.float32) / counts[:, 0].astype(np.float32)
         return torch.from_numpy(stab), torch.from_numpy(boxes)
