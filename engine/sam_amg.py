@@ -4,6 +4,8 @@ Same parameters, same weights, same output records as
 ``segment_anything.SamAutomaticMaskGenerator.generate`` (``output_mode="binary_mask"``),
 reorganised so that work is spent only on masks that can survive:
 
+0. the image encoder runs with its BatchNorms folded into the convolutions, channels-last
+   (``engine.sam_encoder``; same embedding to float32 rounding);
 1. all grid points of a crop go through the prompt encoder at once and through
    ``LowRankMaskDecoder`` in chunks (on CPU, chunks run in parallel worker threads): the
    per-prompt image tokens are never materialised, only their low-rank change from the
@@ -42,6 +44,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms, box_area
 
 from engine.sam_decoder_lowrank import LowRankMaskDecoder
+from engine.sam_encoder import embed_input, inference_encoder
 from engine.sam_upsample import FullResStats, full_res_stats
 
 _threads_lock = threading.Lock()
@@ -124,6 +127,7 @@ class FastAutomaticMaskGenerator:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
         self.decoder = LowRankMaskDecoder(model)
+        self.encoder = inference_encoder(model.image_encoder)
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
 
     @property
@@ -136,7 +140,7 @@ class FastAutomaticMaskGenerator:
         """HWC uint8 RGB -> image embedding 1x256x64x64 float32 (the reference's set_image)."""
         x = self.transform.apply_image(image)
         x = torch.as_tensor(x, device=self.device).permute(2, 0, 1).contiguous()[None]
-        return self.model.image_encoder(self.model.preprocess(x))
+        return self.encoder(embed_input(self.model.preprocess(x)))
 
     @torch.inference_mode()
     def generate(
