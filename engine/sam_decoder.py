@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 # oneDNN's linear with a fused bias + exact-GELU epilogue (x86 CPU builds of torch): the
-# second upscaling ConvT and its GELU in one pass over the output, bit-identical here to
+# second upscaling ConvT and its GELU in one pass over the output, equal to float rounding to
 # addmm + gelu (tests/test_sam_decoder.py)
 _FUSED_LINEAR_GELU = torch.backends.mkldnn.is_available() and hasattr(
     torch.ops.mkldnn, "_linear_pointwise"

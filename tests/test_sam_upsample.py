@@ -62,3 +62,12 @@ def test_mask_matches_postprocess_then_threshold(
 def test_negative_offset_is_refused() -> None:
     with pytest.raises(ValueError, match="offset"):
         FullResStats((64, 64), (64, 64))(torch.zeros(1, 256, 256), -1.0)
+
+
+def test_single_threaded_stats_equal_the_parallel_kernel() -> None:
+    lg = _logits(2)
+    stats = FullResStats((683, 1024), (1200, 1800))
+    stab_p, boxes_p = stats(lg, 1.0, parallel=True)
+    stab_s, boxes_s = stats(lg, 1.0, parallel=False)
+    torch.testing.assert_close(stab_s, stab_p, equal_nan=True, rtol=0, atol=0)
+    assert torch.equal(boxes_s, boxes_p)
