@@ -44,12 +44,12 @@ class ImageContext:
 
     x0: Tensor  # 1xNxC image tokens + dense prompt embedding
     pe: Tensor  # 1xNxC positional encoding
-    k1: Tensor  # 1xHxNxd layer-1 token->image keys
+    k1: Tensor  # 1xHxdxN layer-1 token->image keys
     v1: Tensor  # 1xHxNxd layer-1 token->image values
-    q1: Tensor  # 1xHxNxd layer-1 image->token queries
-    kp2: Tensor  # 1xHxNxd layer-2 token->image key projection of the PE (no bias)
-    qp2: Tensor  # 1xHxNxd layer-2 image->token query projection of the PE (no bias)
-    kpf: Tensor  # 1xHxNxd final token->image key projection of the PE (no bias)
+    q1: Tensor  # 1xHxdxN layer-1 image->token queries
+    kp2: Tensor  # 1xHxdxN layer-2 token->image key projection of the PE (no bias)
+    qp2: Tensor  # 1xHxdxN layer-2 image->token query projection of the PE (no bias)
+    kpf: Tensor  # 1xHxdxN final token->image key projection of the PE (no bias)
     hw: tuple[int, int]
 
 
@@ -57,6 +57,13 @@ def _heads(x: Tensor, h: int) -> Tensor:
     """BxNx(h*d) -> BxhxNxd."""
     b, n, c = x.shape
     return x.reshape(b, n, h, c // h).transpose(1, 2)
+
+
+def _keys(x: Tensor, h: int) -> Tensor:
+    """1xNx(h*d) -> 1xhxdxN contiguous: the layout every per-prompt product with a shared
+    image-side tensor reads (rows of N along which MKL's small GEMMs run fastest)."""
+    _, n, c = x.shape
+    return x[0].T.reshape(h, c // h, n)[None].contiguous()
 
 
 def _merge(x: Tensor) -> Tensor:
@@ -128,9 +135,9 @@ class FastMaskDecoder:
         h = self.heads
         l2 = self.tr.layers[1]
         pe = image_pe.flatten(2).transpose(1, 2).contiguous()
-        kp2 = _heads(pe @ l2.cross_attn_token_to_image.k_proj.weight.T, h)
-        qp2 = _heads(pe @ l2.cross_attn_image_to_token.q_proj.weight.T, h)
-        kpf = _heads(pe @ self.tr.final_attn_token_to_image.k_proj.weight.T, h)
+        kp2 = _keys(pe @ l2.cross_attn_token_to_image.k_proj.weight.T, h)
+        qp2 = _keys(pe @ l2.cross_attn_image_to_token.q_proj.weight.T, h)
+        kpf = _keys(pe @ self.tr.final_attn_token_to_image.k_proj.weight.T, h)
         parts = (pe, kp2, qp2, kpf)
         self._pe_cache = (image_pe, parts)
         return parts
@@ -144,15 +151,15 @@ class FastMaskDecoder:
         x0 = (image_embeddings + dense).flatten(2).transpose(1, 2).contiguous()
         l1 = self.tr.layers[0]
         a = l1.cross_attn_token_to_image
-        k1 = _heads(a.k_proj(x0 + pe), h)
+        k1 = _keys(a.k_proj(x0 + pe), h)
         v1 = _heads(a.v_proj(x0), h)
-        q1 = _heads(l1.cross_attn_image_to_token.q_proj(x0 + pe), h)
+        q1 = _keys(l1.cross_attn_image_to_token.q_proj(x0 + pe), h)
         return ImageContext(x0, pe, k1, v1, q1, kp2, qp2, kpf, (hh, ww))
 
     # ------------------------------------------------------------------------ attention
     def _shared(self, x: Tensor, shared: Tensor, out: Tensor | None = None) -> Tensor:
-        """x BxhxTxd times a shared 1xhxNxd tensor, transposed -> BxhxTxN (into ``out``)."""
-        return _per_prompt_bmm(x, shared[0].transpose(1, 2), out)
+        """x BxhxTxd times a shared 1xhxdxN tensor (``_keys``) -> BxhxTxN (into ``out``)."""
+        return _per_prompt_bmm(x, shared[0], out)
 
     def _values(self, probs: Tensor, shared: Tensor) -> Tensor:
         """probs BxhxTxN times a shared 1xhxNxd tensor -> BxhxTxd."""
@@ -181,8 +188,8 @@ class FastMaskDecoder:
     ) -> Tensor:
         """Image tokens attend to prompt tokens; returns the BxNxC update (out_proj applied).
 
-        ``qimg`` is the image-side query: either precomputed heads (1xhxNxd, layer 1, x None)
-        or the PE part of the projection (1xhxNxd without bias) to add to ``x @ W_q``.
+        ``qimg`` is the image-side query: either precomputed heads (1xhxdxN, layer 1, x None)
+        or the PE part of the projection (1xhxdxN without bias) to add to ``x @ W_q``.
         Scores are kept as BxhxTxN so the softmax over the T prompt tokens is vectorised.
         """
         h = self.heads
@@ -191,7 +198,7 @@ class FastMaskDecoder:
         vh = _heads(a.v_proj(v_in), h)
         d = kh.shape[-1]
         kh = kh * (1.0 / math.sqrt(d))  # scale the few keys, not the NxT scores
-        n = qimg.shape[2]
+        n = qimg.shape[-1]
         s = self._shared(kh, qimg)  # BxhxTxN
         if x is not None:
             wq = a.q_proj.weight.view(h, d, c)
@@ -215,7 +222,7 @@ class FastMaskDecoder:
         # head-major throughout (hx(BT)xN): one bmm over heads with all prompts' rows,
         # a contiguous softmax, and only the small hx(BT)xd result is transposed back
         qh = (qh * (1.0 / math.sqrt(d))).transpose(0, 1).reshape(h, b * t, d)
-        s = torch.softmax(torch.matmul(qh, ctx.k1[0].transpose(1, 2)), dim=-1)
+        s = torch.softmax(torch.matmul(qh, ctx.k1[0]), dim=-1)
         o = torch.matmul(s, ctx.v1[0]).view(h, b, t, d).permute(1, 2, 0, 3)
         q = l1.norm2(q + a.out_proj(o.reshape(b, t, h * d)))
         return l1.norm3(q + l1.mlp(q))

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from engine.sam_decoder import FastMaskDecoder, ImageContext, _heads, _merge
+from engine.sam_decoder import FastMaskDecoder, ImageContext, _heads, _keys, _merge
 
 
 @dataclass
@@ -44,7 +44,8 @@ class LowRankContext:
     """Per-image precompute (all shared by every prompt on that image).
 
     ``U`` = x0 + b_o1 (image tokens plus layer 1's image->token output bias), S1 = U*g1,
-    S2 = S1*g2 (g = the image-side LayerNorm weights). ``*_h`` tensors are hxNxd heads.
+    S2 = S1*g2 (g = the image-side LayerNorm weights). ``*_h`` tensors are heads, 1xhxdxN
+    (``_keys``) on the score side and 1xhxNxd for the values (vs2_h, vsf_h).
     """
 
     base: ImageContext
@@ -91,8 +92,12 @@ class LowRankMaskDecoder(FastMaskDecoder):
         return a.out_proj.weight.view(c, self.heads, -1).permute(1, 2, 0)
 
     def _split(self, x: Tensor) -> Tensor:
-        """Nx(h*d) -> 1xhxNxd contiguous."""
+        """Nx(h*d) -> 1xhxNxd contiguous (value side, read as probs @ values)."""
         return _heads(x[None], self.heads).contiguous()
+
+    def _split_keys(self, x: Tensor) -> Tensor:
+        """Nx(h*d) -> 1xhxdxN contiguous (score side, read by ``_shared``)."""
+        return _keys(x[None], self.heads)
 
     # ----------------------------------------------------------------------------- image
     @torch.inference_mode()
@@ -114,16 +119,16 @@ class LowRankMaskDecoder(FastMaskDecoder):
             base=base,
             u_mean=u.mean(-1),
             u_sq=(u * u).sum(-1),
-            a1_h=self._split(u @ i2t1.out_proj.weight),
+            a1_h=self._split_keys(u @ i2t1.out_proj.weight),
             s1_mean=s1.mean(-1),
             s1_sq=(s1 * s1).sum(-1),
-            ks2_h=self._split(s1 @ l2.cross_attn_token_to_image.k_proj.weight.T),
+            ks2_h=self._split_keys(s1 @ l2.cross_attn_token_to_image.k_proj.weight.T),
             vs2_h=self._split(s1 @ l2.cross_attn_token_to_image.v_proj.weight.T),
-            qs2_h=self._split(s1 @ i2t2.q_proj.weight.T),
-            a2_h=self._split((s1 * g1) @ i2t1.out_proj.weight),
-            a3_h=self._split(s1 @ i2t2.out_proj.weight),
+            qs2_h=self._split_keys(s1 @ i2t2.q_proj.weight.T),
+            a2_h=self._split_keys((s1 * g1) @ i2t1.out_proj.weight),
+            a3_h=self._split_keys(s1 @ i2t2.out_proj.weight),
             s1_fixed=s1 @ torch.stack([be1, g1, i2t2.out_proj.bias], dim=1),
-            ksf_h=self._split(s2 @ fa.k_proj.weight.T),
+            ksf_h=self._split_keys(s2 @ fa.k_proj.weight.T),
             vsf_h=self._split(s2 @ fa.v_proj.weight.T),
             us=s2 @ w1,
         )
@@ -135,9 +140,9 @@ class LowRankMaskDecoder(FastMaskDecoder):
         return (rows @ weight.T).view(b, r, self.heads, -1).transpose(1, 2)
 
     def _shared_add(self, x: Tensor, shared: Tensor, out: Tensor) -> None:
-        """out BxhxTxN (contiguous) += x BxhxTxd times a shared 1xhxNxd tensor, transposed."""
+        """out BxhxTxN (contiguous) += x BxhxTxd times a shared 1xhxdxN tensor (``_keys``)."""
         if x.device.type == "cpu":
-            w = shared[0].transpose(1, 2)
+            w = shared[0]
             for i in range(x.shape[1]):
                 out[:, i].baddbmm_(x[:, i], w[i].expand(len(x), -1, -1))
         else:
