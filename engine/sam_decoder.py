@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from engine.sam_kernels import upscale_norm_gelu
+
 # oneDNN's linear with a fused bias + exact-GELU epilogue (x86 CPU builds of torch): the
 # second upscaling ConvT and its GELU in one pass over the output, equal to float rounding to
 # addmm + gelu (tests/test_sam_decoder.py)
@@ -268,17 +270,32 @@ class FastMaskDecoder:
         w2 = ct2.weight.permute(0, 2, 3, 1).reshape(ct2.in_channels, 4 * ct2.out_channels)
         return w1, ct1.bias.repeat(4), w2, ct2.bias.repeat(4)
 
-    def _upscale_tile(self, y: Tensor, w2: Tensor, b2: Tensor, hyper: Tensor, out: Tensor) -> None:
-        """The upscaling after its first ConvT, for one tile of image tokens.
+    def _upscale_tile(
+        self,
+        y: Tensor,
+        b1: Tensor,
+        w2: Tensor,
+        b2: Tensor,
+        hyper: Tensor,
+        out: Tensor,
+        us: Tensor | None = None,
+        alpha: Tensor | None = None,
+    ) -> None:
+        """The upscaling after its first ConvT's matmul, for one tile of image tokens.
 
-        y: rows x 4*c1 (ConvT1 output, bias included); w2: c1 x 4*c2 (second ConvT as a
-        matmul); hyper: c2xM hypernetwork outputs; out: (16*rows)xM logits, pixel order
-        (i, j, a1, b1, a2, b2).
+        y: rows x 4*c1 (ConvT1 output without its bias b1; plus ``us`` scaled per row by
+        ``alpha`` when given, the low-rank decoder's shared part); w2: c1 x 4*c2 (second
+        ConvT as a matmul); hyper: c2xM hypernetwork outputs; out: (16*rows)xM logits, pixel
+        order (i, j, a1, b1, a2, b2).
         """
         up = self.md.output_upscaling
         ln, act1, act2 = up[1], up[2], up[4]
-        y = y.view(-1, ln.weight.shape[0])
-        y = act1(torch.nn.functional.layer_norm(y, y.shape[-1:], ln.weight, ln.bias, ln.eps))
+        if isinstance(act1, nn.GELU) and act1.approximate == "none":
+            y = upscale_norm_gelu(y, b1, ln.weight, ln.bias, ln.eps, us, alpha)
+        else:
+            y = y + b1 if us is None or alpha is None else torch.addcmul(y + b1, us, alpha[:, None])
+            y = y.view(-1, ln.weight.shape[0])
+            y = act1(torch.nn.functional.layer_norm(y, y.shape[-1:], ln.weight, ln.bias, ln.eps))
         exact_gelu = isinstance(act2, nn.GELU) and act2.approximate == "none"
         if _FUSED_LINEAR_GELU and exact_gelu and y.device.type == "cpu":
             z = torch.ops.mkldnn._linear_pointwise(y, w2.T, b2, "gelu", [], "none")
@@ -319,6 +336,6 @@ class FastMaskDecoder:
         for i in range(b):
             for r in range(0, n, tile):
                 e = min(r + tile, n)
-                y = torch.addmm(b1, x2[i, r:e], w1)
-                self._upscale_tile(y, w2, b2, hyper[i], logits[i, r * 16 : e * 16])
+                y = torch.mm(x2[i, r:e], w1)
+                self._upscale_tile(y, b1, w2, b2, hyper[i], logits[i, r * 16 : e * 16])
         return self._pixel_grid(logits)

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.sam_decoder import FastMaskDecoder, ImageContext, _heads, _keys, _merge
+from engine.sam_kernels import softmax_dim2_
 
 
 @dataclass
@@ -210,8 +211,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
             s += kh @ a.q_proj.bias.view(h, -1, 1)
         # softmax over the T prompt tokens, in place: T rows of N per head, so each step
         # is a pass along N (torch's softmax over a middle dimension is much slower)
-        s.sub_(s.amax(dim=2, keepdim=True)).exp_()
-        s.div_(s.sum(dim=2, keepdim=True))
+        softmax_dim2_(s)
 
     def _normalise(
         self,
@@ -328,9 +328,17 @@ class LowRankMaskDecoder(FastMaskDecoder):
             logits = torch.empty(n * 16, len(cols), dtype=bw1.dtype, device=bw1.device)
             for r in range(0, n, tile):
                 e = min(r + tile, n)
-                y = torch.addcmul(b1, ctx.us[r:e], x2.alpha[i, r:e, None])
-                y.addmm_(x2.q[i, :, r:e].T, bw1[i])
-                self._upscale_tile(y, w2, b2, hyper[i][:, cols], logits[r * 16 : e * 16])
+                y = torch.mm(x2.q[i, :, r:e].T, bw1[i])
+                self._upscale_tile(
+                    y,
+                    b1,
+                    w2,
+                    b2,
+                    hyper[i][:, cols],
+                    logits[r * 16 : e * 16],
+                    us=ctx.us[r:e],
+                    alpha=x2.alpha[i, r:e],
+                )
             out.append(self._pixel_grid(logits[None])[0])
         if not out:
             side = 4 * int(round(math.sqrt(n)))

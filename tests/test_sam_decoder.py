@@ -53,13 +53,13 @@ def test_fused_linear_gelu_equals_addmm_then_gelu(
 ) -> None:
     if not sam_decoder._FUSED_LINEAR_GELU:
         pytest.skip("this torch build has no oneDNN linear with a GELU epilogue")
-    _, _, w2, b2 = decoder._upscale_weights()
+    _, b1, w2, b2 = decoder._upscale_weights()
     g = torch.Generator().manual_seed(1)
     y = torch.randn(1024, 4 * 64, generator=g) * 2
     hyper = torch.randn(32, 3, generator=g)
     fused, plain = torch.empty(1024 * 16, 3), torch.empty(1024 * 16, 3)
     with torch.inference_mode():
-        decoder._upscale_tile(y, w2, b2, hyper, fused)
+        decoder._upscale_tile(y, b1, w2, b2, hyper, fused)
         monkeypatch.setattr(sam_decoder, "_FUSED_LINEAR_GELU", False)
-        decoder._upscale_tile(y, w2, b2, hyper, plain)
+        decoder._upscale_tile(y, b1, w2, b2, hyper, plain)
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
