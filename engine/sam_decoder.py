@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.sam_kernels import upscale_norm_gelu
+from engine.sam_kernels import is_exact_gelu, upscale_norm_act
 
 # oneDNN's linear with a fused bias + exact-GELU epilogue (x86 CPU builds of torch): the
 # second upscaling ConvT and its GELU in one pass over the output, equal to float rounding to
@@ -95,9 +95,10 @@ def _pixel_grid_kernel(src: np.ndarray, out: np.ndarray) -> None:  # pragma: no 
                         out[k, y, j * 4 + 3] = src[r + 5, k]
 
 
-def _per_prompt_bmm(x: Tensor, w: Tensor, out: Tensor | None) -> Tensor:
+def _per_prompt_bmm(x: Tensor, w: Tensor, out: Tensor | None, accumulate: bool = False) -> Tensor:
     """x BxhxTxk times one hxkxM tensor shared by all prompts -> BxhxTxM contiguous
-    (written into ``out`` when given: contiguous per prompt, e.g. a view into a buffer).
+    (written into ``out`` when given: contiguous per prompt, e.g. a view into a buffer;
+    added to it with ``accumulate``).
 
     On CPU each head is one bmm over prompts written in place (the head's kxM slice of
     ``w`` stays in cache across the prompts, and no head-major result is transposed back,
@@ -109,10 +110,16 @@ def _per_prompt_bmm(x: Tensor, w: Tensor, out: Tensor | None) -> Tensor:
         out = torch.empty(b, h, t, w.shape[-1], dtype=x.dtype, device=x.device)
     if x.device.type == "cpu":
         for i in range(h):
-            torch.bmm(x[:, i], w[i].expand(b, -1, -1), out=out[:, i])
+            if accumulate:
+                out[:, i].baddbmm_(x[:, i], w[i].expand(b, -1, -1))
+            else:
+                torch.bmm(x[:, i], w[i].expand(b, -1, -1), out=out[:, i])
     else:
-        res = torch.matmul(x.transpose(0, 1).reshape(h, b * t, k), w)
-        out.copy_(res.view(h, b, t, -1).transpose(0, 1))
+        res = torch.matmul(x.transpose(0, 1).reshape(h, b * t, k), w).view(h, b, t, -1)
+        if accumulate:
+            out += res.transpose(0, 1)
+        else:
+            out.copy_(res.transpose(0, 1))
     return out
 
 
@@ -162,6 +169,10 @@ class FastMaskDecoder:
     def _shared(self, x: Tensor, shared: Tensor, out: Tensor | None = None) -> Tensor:
         """x BxhxTxd times a shared 1xhxdxN tensor (``_keys``) -> BxhxTxN (into ``out``)."""
         return _per_prompt_bmm(x, shared[0], out)
+
+    def _shared_add(self, x: Tensor, shared: Tensor, out: Tensor) -> None:
+        """out BxhxTxN (contiguous per prompt) += x BxhxTxd times a shared 1xhxdxN tensor."""
+        _per_prompt_bmm(x, shared[0], out, accumulate=True)
 
     def _values(self, probs: Tensor, shared: Tensor) -> Tensor:
         """probs BxhxTxN times a shared 1xhxNxd tensor -> BxhxTxd."""
@@ -290,14 +301,8 @@ class FastMaskDecoder:
         """
         up = self.md.output_upscaling
         ln, act1, act2 = up[1], up[2], up[4]
-        if isinstance(act1, nn.GELU) and act1.approximate == "none":
-            y = upscale_norm_gelu(y, b1, ln.weight, ln.bias, ln.eps, us, alpha)
-        else:
-            y = y + b1 if us is None or alpha is None else torch.addcmul(y + b1, us, alpha[:, None])
-            y = y.view(-1, ln.weight.shape[0])
-            y = act1(torch.nn.functional.layer_norm(y, y.shape[-1:], ln.weight, ln.bias, ln.eps))
-        exact_gelu = isinstance(act2, nn.GELU) and act2.approximate == "none"
-        if _FUSED_LINEAR_GELU and exact_gelu and y.device.type == "cpu":
+        y = upscale_norm_act(y, b1, ln.weight, ln.bias, ln.eps, act1, us, alpha)
+        if _FUSED_LINEAR_GELU and is_exact_gelu(act2) and y.device.type == "cpu":
             z = torch.ops.mkldnn._linear_pointwise(y, w2.T, b2, "gelu", [], "none")
         else:
             z = act2(torch.addmm(b2, y, w2))

@@ -140,15 +140,6 @@ class LowRankMaskDecoder(FastMaskDecoder):
         b, r, _ = rows.shape
         return (rows @ weight.T).view(b, r, self.heads, -1).transpose(1, 2)
 
-    def _shared_add(self, x: Tensor, shared: Tensor, out: Tensor) -> None:
-        """out BxhxTxN (contiguous) += x BxhxTxd times a shared 1xhxdxN tensor (``_keys``)."""
-        if x.device.type == "cpu":
-            w = shared[0]
-            for i in range(x.shape[1]):
-                out[:, i].baddbmm_(x[:, i], w[i].expand(len(x), -1, -1))
-        else:
-            out += self._shared(x, shared)
-
     def _t2i(
         self,
         a: nn.Module,
@@ -209,8 +200,8 @@ class LowRankMaskDecoder(FastMaskDecoder):
             kq = (kh @ bq.transpose(2, 3)).reshape(b, h * t, -1)
             out.baddbmm_(kq, x.q)
             s += kh @ a.q_proj.bias.view(h, -1, 1)
-        # softmax over the T prompt tokens, in place: T rows of N per head, so each step
-        # is a pass along N (torch's softmax over a middle dimension is much slower)
+        # softmax over the T prompt tokens, in place (torch's softmax over a middle
+        # dimension is much slower than one sweep along N)
         softmax_dim2_(s)
 
     def _normalise(

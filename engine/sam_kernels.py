@@ -125,35 +125,44 @@ def _native(*tensors: torch.Tensor | None) -> ctypes.CDLL | None:
     return library()
 
 
-def upscale_norm_gelu(
+def is_exact_gelu(act: torch.nn.Module) -> bool:
+    """Whether ``act`` is the erf GELU (the only activation the kernels implement)."""
+    return isinstance(act, torch.nn.GELU) and act.approximate == "none"
+
+
+def upscale_norm_act(
     y: torch.Tensor,
     b1: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor,
     eps: float,
+    act: torch.nn.Module,
     us: torch.Tensor | None = None,
     alpha: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The upscaling between its two transposed convolutions, for one tile of tokens.
 
     y: tokens x (G*c) first ConvT output without its bias b1 (G*c); ``us`` (tokens x G*c)
-    scaled per token by ``alpha`` (tokens) is added when given. Returns (tokens*G) x c:
-    GELU(LayerNorm over each token's G groups of c channels, * weight + bias), exact GELU.
+    scaled per token by ``alpha`` (tokens) is added when both are given. Returns
+    (tokens*G) x c: act(LayerNorm over each token's G groups of c channels, * weight + bias).
+    The kernel runs for the exact GELU, the torch ops for anything else.
     """
     c = weight.shape[0]
     tokens, width = y.shape
+    if us is None or alpha is None:
+        us = alpha = None
     lib = _native(y, b1, weight, bias, us, alpha)
-    if lib is None or width % c or width > 4096:
-        v = y + b1 if us is None or alpha is None else torch.addcmul(y + b1, us, alpha[:, None])
-        v = v.reshape(-1, c)
-        return F.gelu(F.layer_norm(v, (c,), weight, bias, eps))
-    args = [t.contiguous() if t is not None else None for t in (y, us, alpha, b1, weight, bias)]
-    y, us, alpha, b1, weight, bias = args
+    if lib is None or not is_exact_gelu(act) or width % c or width > 4096:
+        v = y + b1 if us is None else torch.addcmul(y + b1, us, alpha[:, None])
+        return act(F.layer_norm(v.reshape(-1, c), (c,), weight, bias, eps))
+    y, b1, weight, bias = (t.contiguous() for t in (y, b1, weight, bias))
+    if us is not None:
+        us, alpha = us.contiguous(), alpha.contiguous()
     out = torch.empty(tokens * (width // c), c, dtype=y.dtype)
     lib.de_upscale_norm_gelu(
         y.data_ptr(),
-        us.data_ptr() if us is not None and alpha is not None else None,
-        alpha.data_ptr() if us is not None and alpha is not None else None,
+        None if us is None else us.data_ptr(),
+        None if alpha is None else alpha.data_ptr(),
         b1.data_ptr(),
         weight.data_ptr(),
         bias.data_ptr(),

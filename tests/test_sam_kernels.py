@@ -36,7 +36,7 @@ def test_upscale_norm_gelu_equals_torch(lib: object, shared_part: bool) -> None:
     w, b = torch.rand(64, generator=g) + 0.5, torch.randn(64, generator=g)
     us = torch.randn(300, 256, generator=g) if shared_part else None
     alpha = torch.rand(300, generator=g) + 0.5 if shared_part else None
-    got = sam_kernels.upscale_norm_gelu(y, b1, w, b, 1e-6, us, alpha)
+    got = sam_kernels.upscale_norm_act(y, b1, w, b, 1e-6, torch.nn.GELU(), us, alpha)
     v = y + b1 + (alpha[:, None] * us if shared_part else 0)
     want = F.gelu(F.layer_norm(v.reshape(-1, 64), (64,), w, b, 1e-6))
     assert got.shape == (1200, 64)
@@ -81,5 +81,16 @@ def test_failed_build_falls_back_with_a_warning(
     assert "not built" in caplog.text
     assert not list(tmp_path.rglob("*.so"))
     y = torch.randn(10, 256)
-    out = sam_kernels.upscale_norm_gelu(y, torch.zeros(256), torch.ones(64), torch.zeros(64), 1e-6)
+    out = sam_kernels.upscale_norm_act(
+        y, torch.zeros(256), torch.ones(64), torch.zeros(64), 1e-6, torch.nn.GELU()
+    )
     torch.testing.assert_close(out, F.gelu(F.layer_norm(y.reshape(-1, 64), (64,), eps=1e-6)))
+
+
+def test_other_activations_take_the_torch_path() -> None:
+    g = torch.Generator().manual_seed(2)
+    y, b1 = torch.randn(20, 256, generator=g), torch.randn(256, generator=g)
+    w, b = torch.rand(64, generator=g) + 0.5, torch.randn(64, generator=g)
+    got = sam_kernels.upscale_norm_act(y, b1, w, b, 1e-6, torch.nn.ReLU())
+    want = torch.relu(F.layer_norm((y + b1).reshape(-1, 64), (64,), w, b, 1e-6))
+    torch.testing.assert_close(got, want)
