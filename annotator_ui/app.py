@@ -38,7 +38,7 @@ ROUTERS = [
 
 def load_segmenter(settings: Settings) -> Any:
     """Build the configured segmenter (classical unless a SAM checkpoint is configured)."""
-    from engine.backends import build_segmenter
+    from engine.segment.registry import build_segmenter
 
     return build_segmenter(
         settings.backend,

@@ -1,6 +1,6 @@
 """The append-only effort log: store client events once per UUID, read them back in order.
 
-An event dict (the client's shape, see ``engine.event_kinds``): ``uuid`` (str, <= 36),
+An event dict (the client's shape, see ``engine.flywheel.events``): ``uuid`` (str, <= 36),
 ``session_id`` (str), ``seq`` (int, order within the session), ``client_time`` (float ms,
 monotonic within the session), ``visible`` (bool), ``kind`` (str), ``image_id`` (int|None),
 ``mask_id`` (int|None), ``lease_id`` (int|None), ``payload`` (dict).

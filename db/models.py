@@ -190,7 +190,7 @@ class Mask(Base):
     __table_args__ = (
         Index("ix_mask_image_status", "image_id", "status"),
         Index("ix_mask_model_version", "model_version_id"),
-        Index("ix_mask_updated_at", "updated_at"),  # engine.metrics: masks changed since
+        Index("ix_mask_updated_at", "updated_at"),  # engine.flywheel.metrics: masks changed since
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -301,7 +301,7 @@ class Export(Base):
 
 
 class EffortCache(Base):
-    """Derived, recomputable: an image's active seconds from the event log (``engine.metrics``).
+    """Derived, recomputable: an image's active seconds from the event log (``engine.flywheel.metrics``).
 
     Valid while ``lease_id`` and ``idle_s`` match, no event of the image has an id above
     ``watermark`` and none of its masks was edited after ``computed_at``; the event log and
@@ -318,7 +318,7 @@ class EffortCache(Base):
     watermark: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    # per-image sums of engine.metrics (0006_metrics_cache); NULL = not derived yet
+    # per-image sums of engine.flywheel.metrics (0006_metrics_cache); NULL = not derived yet
     final: Mapped[int | None] = mapped_column(Integer)
     from_proposal: Mapped[int | None] = mapped_column(Integer)
     added: Mapped[int | None] = mapped_column(Integer)

@@ -1,4 +1,6 @@
-"""The model side of the data engine: backends, caches, pre-fill, codecs, metrics, curation.
+"""The model side of the data engine. Knows nothing of HTTP.
 
-Knows nothing of HTTP.
+``segment/`` segmentation backends and their caches, ``flywheel/`` events, effort, metrics,
+pre-fill and model rounds, ``curation/`` image selection for fine-tuning sets, ``interop/``
+formats of other tools; ``masks``, ``imageio`` and ``ingest`` are small shared modules.
 """

@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.imageio import load_rgb
-from engine.sam import SamSegmenter
-from engine.sam_models import file_sha256, load_checkpoint, random_sam
+from engine.segment.sam.models import file_sha256, load_checkpoint, random_sam
+from engine.segment.sam.segmenter import SamSegmenter
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "samples"
 console = Console()
@@ -94,7 +94,7 @@ def bench_sam(
 
 def bench_classical(images: list[np.ndarray], n: int, seed: int) -> dict[str, list[float]]:
     try:
-        from engine.classical import ClassicalSegmenter
+        from engine.segment.classical.segmenter import ClassicalSegmenter
     except ImportError:
         return {}
     seg = ClassicalSegmenter()

@@ -62,7 +62,7 @@ def random_checkpoint(model_type: str, dest: Path) -> Path:
     """Random weights of the real architecture, saved like a downloaded checkpoint."""
     import torch
 
-    from engine.sam_models import random_sam
+    from engine.segment.sam.models import random_sam
 
     path = dest / f"random_{model_type}.pth"
     torch.save(random_sam(model_type, seed=0).state_dict(), path)
@@ -77,7 +77,7 @@ def _serve_child(
 
     from annotator_ui.app import create_app
     from annotator_ui.settings import Settings
-    from engine.backends import build_segmenter
+    from engine.segment.registry import build_segmenter
 
     seg = build_segmenter(
         backend, model_type=model, checkpoint=checkpoint, cache_dir=work / "cache"
@@ -129,9 +129,9 @@ def bench(backend: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from db.migrate import upgrade
     from db.session import make_engine, make_session_factory, transaction
     from db.users import create_user, issue_token
-    from engine.backends import build_segmenter
     from engine.imageio import load_rgb
     from engine.ingest import ingest
+    from engine.segment.registry import build_segmenter
 
     url = f"sqlite:///{work / f'{backend}.db'}"
     upgrade(url)

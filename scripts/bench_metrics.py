@@ -1,5 +1,5 @@
 """Benchmark: flywheel metrics at scale (default 10,000 images / 500,000 masks, ~800k events)
-on SQLite and PostgreSQL. Generates the volume, then times ``engine.metrics.project_metrics``.
+on SQLite and PostgreSQL. Generates the volume, then times ``engine.flywheel.metrics.project_metrics``.
 
     .venv/bin/python scripts/bench_metrics.py                       # both databases, full size
     .venv/bin/python scripts/bench_metrics.py --quick               # 1,000 images
@@ -30,9 +30,14 @@ from sqlalchemy.orm import Session
 from db.migrate import upgrade
 from db.models import Event, Image, Lease, Mask, ModelVersion, Project, Round, User, utcnow
 from db.session import make_engine, make_session_factory, transaction
-from engine import event_kinds as ek
+from engine.flywheel import events as ek
+from engine.flywheel.metrics import (
+    per_image_table,
+    project_metrics,
+    refresh_project_cache,
+    summarise,
+)
 from engine.masks import encode_rle, mask_bbox
-from engine.metrics import per_image_table, project_metrics, refresh_project_cache, summarise
 
 H = W = 64
 MASKS_PER_IMAGE = 50

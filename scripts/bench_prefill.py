@@ -33,9 +33,9 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.imageio import load_rgb
-from engine.sam_amg import FastAutomaticMaskGenerator
-from engine.sam_models import file_sha256, load_checkpoint, random_sam
-from engine.sam_upsample import FullResStats
+from engine.segment.sam.amg import FastAutomaticMaskGenerator
+from engine.segment.sam.models import file_sha256, load_checkpoint, random_sam
+from engine.segment.sam.upsample import FullResStats
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "samples"
 console = Console()

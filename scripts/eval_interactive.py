@@ -1,6 +1,6 @@
 """Interactive-segmentation evaluation with the RITM clicker (NoC protocol).
 
-For every object: embed the image once, then click with ``engine.clicker`` (at most
+For every object: embed the image once, then click with ``engine.flywheel.clicker`` (at most
 ``--max-clicks``, stopping once IoU >= 0.90 and at least 5 clicks were made, so
 mIoU@1/3/5 are exact), feeding the previous logits back. Reports NoC@85, NoC@90
 (mean clicks to reach that IoU, ``max-clicks`` when never reached), mIoU after
@@ -30,9 +30,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.clicker import noc, run_clicks
+from engine.flywheel.clicker import noc, run_clicks
 from engine.imageio import load_rgb
-from engine.segmenter import Segmenter
+from engine.segment.protocol import Segmenter
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NAMED = {"grabcut": "grabcut", "coco-mval": "coco-mval"}
@@ -183,7 +183,7 @@ def evaluate(seg: Segmenter, items: list[Item], max_clicks: int = 20, quiet: boo
 
 
 def build(backend: str, checkpoint: str | None, model: str) -> Segmenter:
-    from engine.backends import build_segmenter
+    from engine.segment.registry import build_segmenter
 
     return build_segmenter(backend, model_type=model, checkpoint=checkpoint)
 

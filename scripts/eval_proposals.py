@@ -6,7 +6,7 @@ match every proposal against the non-crowd ground-truth instances by mask IoU. P
 - instance recall at IoU 0.85 (the simulated annotator accepts) and 0.5 (it fixes):
   share of GT instances with some proposal at or above that IoU;
 - proposals per image and, under the uncalibrated confident rule
-  (``engine.prefill.ConfidentRule`` with ``--pred-iou-thresh`` / ``--stability-thresh``),
+  (``engine.flywheel.prefill.ConfidentRule`` with ``--pred-iou-thresh`` / ``--stability-thresh``),
   confident proposals per image and their precision (share with IoU >= 0.85 to some GT)
   and fix rate (0.5 <= IoU < 0.85);
 - ROC AUC of ``predicted_iou`` (and of ``stability``) for "IoU >= 0.85 with some GT",
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from engine.classical import ClassicalSegmenter
+from engine.flywheel.prefill import ConfidentRule
 from engine.imageio import load_rgb
 from engine.masks import encode_rle, rle_iou
-from engine.prefill import ConfidentRule
+from engine.segment.classical.segmenter import ClassicalSegmenter
 from scripts.simulate_flywheel import load_coco
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -58,15 +58,15 @@ from db.projects import get_or_create_project
 from db.rounds import start_round
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user, issue_token
-from engine import event_kinds as ek
-from engine.calibration_project import calibrate_project
-from engine.clicker import next_click
-from engine.importers.coco import segmentation_to_mask
+from engine.flywheel import events as ek
+from engine.flywheel.calibration_project import calibrate_project
+from engine.flywheel.clicker import next_click
+from engine.flywheel.metrics import project_metrics
+from engine.flywheel.prefill import ConfidentRule, ensure_model_version, prefill_project
+from engine.flywheel.report import render_html
 from engine.ingest import ingest
+from engine.interop.importers.coco import segmentation_to_mask
 from engine.masks import decode_rle, encode_rle, mask_iou
-from engine.metrics import project_metrics
-from engine.prefill import ConfidentRule, ensure_model_version, prefill_project
-from engine.report import render_html
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIM_PREFIX = "sim-"
@@ -388,7 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(database_url=url, data_dir=data_dir, _env_file=None)  # type: ignore[call-arg]
     engine = make_engine(url)
     factory = make_session_factory(engine)
-    from engine.backends import build_segmenter, with_cache
+    from engine.segment.registry import build_segmenter, with_cache
 
     seg = with_cache(build_segmenter(args.backend), None, 64)
     costs, used = fit_costs(factory, settings.idle_seconds) if args.fit_from_db else (Costs(), {})

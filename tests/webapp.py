@@ -27,7 +27,7 @@ from tests.factories import PASSWORD
 
 def classical_segmenter() -> Any:
     """The weight-free backend behind an in-memory embedding cache."""
-    from engine.backends import build_segmenter, with_cache
+    from engine.segment.registry import build_segmenter, with_cache
 
     return with_cache(build_segmenter("classical"), None, 8)
 

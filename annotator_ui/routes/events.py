@@ -10,7 +10,7 @@ from annotator_ui.deps import CurrentUser, ReviewerUser, SessionDep, SettingsDep
 from annotator_ui.routes.tasks import ensure_can_read
 from annotator_ui.schemas import EventsIn, EventsOut
 from db import events as dbe
-from engine.event_kinds import ALL_KINDS
+from engine.flywheel.events import ALL_KINDS
 
 router = APIRouter(tags=["events"])
 
@@ -44,7 +44,7 @@ def image_effort(
 ) -> dict[str, Any]:
     """Active time of the image and of each mask, with every gap and the rule applied to it
     (DESIGN.md section 5; ``idle_seconds`` overrides the configured gap cap)."""
-    from engine.effort import image_effort as derive
+    from engine.flywheel.effort import image_effort as derive
 
     ensure_can_read(session, user=user, image_id=image_id)
     idle = idle_seconds if idle_seconds and idle_seconds > 0 else settings.idle_seconds

@@ -38,7 +38,7 @@ from db import masks as dbm
 from db.errors import InvalidInput, LeaseLost
 from db.models import User
 from engine.masks import decode_rle, encode_rle, mask_bbox, rle_area, rle_bbox
-from engine.segmenter import PromptError, validate_prompt
+from engine.segment.protocol import PromptError, validate_prompt
 
 router = APIRouter(tags=["masks"])
 LOGITS_KEPT = 256  # previous decodes kept for ``mask_input_id`` (per app)

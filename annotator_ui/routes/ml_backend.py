@@ -13,9 +13,9 @@ Endpoints (JSON shapes as label-studio-ml-backend's ``api.py``):
 - ``POST /ml/webhook`` ``{action, annotation, task, project}``: on
   ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` the annotation's regions are
   stored as human masks and its ``lead_time`` as an ``import_lead_time`` event
-  (``engine.importers.label_studio.record_annotation``); other actions are acknowledged.
+  (``engine.interop.importers.label_studio.record_annotation``); other actions are acknowledged.
 - ``GET /ml/metrics`` -> ``{}``; ``GET /ml/versions`` -> ``{"versions": [...]}``.
-Task images are matched to ingested images as ``engine.label_studio`` documents
+Task images are matched to ingested images as ``engine.interop.label_studio`` documents
 (``dataengine_sha256`` / ``dataengine_image_id`` in task data, or the image URL).
 With ``DATAENGINE_ML_BACKEND_BASIC_AUTH=user:password`` every endpoint needs
 that HTTP basic auth (Label Studio: "Use basic auth" in the model settings).
@@ -37,12 +37,17 @@ from fastapi.responses import JSONResponse
 
 from annotator_ui.deps import SegmenterDep, SessionDep
 from db.models import Image, Mask, Project
-from engine.exporters.label_studio import mask_regions
 from engine.imageio import load_rgb
-from engine.importers.common import FileOutcome, LabelPolicy
-from engine.importers.label_studio import record_annotation
-from engine.label_studio import LabelConfig, find_task_image, mask_to_brush, parse_label_config
-from engine.segmenter import Embedding, PromptError
+from engine.interop.exporters.label_studio import mask_regions
+from engine.interop.importers.common import FileOutcome, LabelPolicy
+from engine.interop.importers.label_studio import record_annotation
+from engine.interop.label_studio import (
+    LabelConfig,
+    find_task_image,
+    mask_to_brush,
+    parse_label_config,
+)
+from engine.segment.protocol import Embedding, PromptError
 
 log = logging.getLogger("dataengine.ml_backend")
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")

@@ -44,8 +44,8 @@ router = APIRouter(tags=["tasks"])
 
 def setup(app: Any) -> None:
     """Called by the app factory: embed the images people are about to open in the
-    background (``engine.precompute``), so nobody waits for the encoder."""
-    from engine.precompute import attach_precompute
+    background (``engine.segment.precompute``), so nobody waits for the encoder."""
+    from engine.segment.precompute import attach_precompute
 
     attach_precompute(app)
 
@@ -177,7 +177,7 @@ def _precompute_next(request: Request, session: Session, lease: Lease) -> None:
     """Ask the embedding precompute (if attached) for this image and the next few."""
     if getattr(request.app.state, "precomputer", None) is None:
         return
-    from engine.precompute import schedule
+    from engine.segment.precompute import schedule
 
     image = session.get(Image, lease.image_id)
     upcoming = session.scalars(
@@ -245,7 +245,7 @@ def _warm_metrics(session: Session, *, image_id: int, idle_s: float) -> None:
     Best effort: the submit is already committed, and a failure here only means the next
     metrics query derives the row itself.
     """
-    from engine.metrics import refresh_image_cache
+    from engine.flywheel.metrics import refresh_image_cache
 
     try:
         refresh_image_cache(session, image_id=image_id, idle_s=idle_s)

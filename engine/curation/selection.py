@@ -29,7 +29,7 @@ from db.curation import (
 from db.errors import InvalidInput
 from db.models import Image, Project
 from engine.curation.captions import draft_caption
-from engine.exporters.atomic import file_sha256
+from engine.interop.exporters.atomic import file_sha256
 
 STAGE_RULES = {
     "specialist": "effective specialist keep: every specialist who saw the image kept it",

@@ -12,18 +12,18 @@ from rich.table import Table
 from annotator_ui.settings import Settings
 from db.projects import get_project
 from db.session import transaction
-from engine.exporters.atomic import record_export, write_atomically
+from engine.interop.exporters.atomic import record_export, write_atomically
 from scripts.commands.common import console, domain_errors, fail, open_db
 
 # format name -> "module:function". Each function has the signature
 #   fn(session, *, project, out: Path, stage: str | None, options: dict) -> dict (counts)
 # and writes everything (including manifest.json) into ``out``, a fresh temporary folder.
 EXPORTERS: dict[str, str] = {
-    "coco": "engine.exporters.coco:export_coco",
-    "sa1b": "engine.exporters.sa1b:export_sa1b",
-    "label-studio": "engine.exporters.label_studio:export_label_studio",
-    "hf-imagefolder": "engine.exporters.hf_imagefolder:export_hf_imagefolder",
-    "kohya": "engine.exporters.kohya:export_kohya",
+    "coco": "engine.interop.exporters.coco:export_coco",
+    "sa1b": "engine.interop.exporters.sa1b:export_sa1b",
+    "label-studio": "engine.interop.exporters.label_studio:export_label_studio",
+    "hf-imagefolder": "engine.interop.exporters.hf_imagefolder:export_hf_imagefolder",
+    "kohya": "engine.interop.exporters.kohya:export_kohya",
 }
 
 

@@ -18,8 +18,8 @@ from db.models import ModelVersion, Round
 from db.projects import get_project
 from db.rounds import start_round
 from db.session import transaction
-from engine.metrics import FIGURES, project_metrics
-from engine.report import LABELS, render_html
+from engine.flywheel.metrics import FIGURES, project_metrics
+from engine.flywheel.report import LABELS, render_html
 from scripts.commands.common import console, domain_errors, fail, open_db
 
 round_app = typer.Typer(help="Rounds: bind a project to a model version, with a control arm.",
@@ -111,7 +111,7 @@ def calibrate(
     seed: int = typer.Option(0, "--seed", help="Cross-validation seed."),
 ) -> None:  # fmt: skip
     """Fit P(accept | proposal features) on human decisions; register a calibrated version."""
-    from engine.calibration_project import calibrate_project
+    from engine.flywheel.calibration_project import calibrate_project
 
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
@@ -146,7 +146,7 @@ def finetune_decoder(
     seed: int = typer.Option(0, "--seed", help="Seed for the split and prompt sampling."),
 ) -> None:  # fmt: skip
     """Flywheel step 2: train SAM's mask decoder on final masks; promote only if held-out NoC/mIoU@1 improve."""
-    from engine.finetune_decoder import FinetuneConfig, finetune_project
+    from engine.flywheel.finetune_decoder import FinetuneConfig, finetune_project
 
     settings = Settings()
     factory = open_db(settings)

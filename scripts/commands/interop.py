@@ -10,8 +10,8 @@ from rich.table import Table
 from annotator_ui.settings import Settings
 from db.session import transaction
 from db.users import get_user
-from engine.importers import IMPORTERS, ImportReport, import_files
-from engine.importers.common import FileOutcome
+from engine.interop.importers import IMPORTERS, ImportReport, import_files
+from engine.interop.importers.common import FileOutcome
 from scripts.commands.common import console, domain_errors, fail, open_db, progress
 
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from annotator_ui.settings import Settings
-from engine.sam_models import MODELS, ChecksumError, download
+from engine.segment.sam.models import MODELS, ChecksumError, download
 from scripts.commands.common import console, fail
 
 models_app = typer.Typer(

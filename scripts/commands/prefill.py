@@ -15,8 +15,13 @@ from db.models import ModelVersion
 from db.projects import get_project
 from db.rounds import current_round
 from db.session import transaction
-from engine.backends import BackendError, build_segmenter
-from engine.prefill import ConfidentRule, PrefillSummary, ensure_model_version, prefill_project
+from engine.flywheel.prefill import (
+    ConfidentRule,
+    PrefillSummary,
+    ensure_model_version,
+    prefill_project,
+)
+from engine.segment.registry import BackendError, build_segmenter
 from scripts.commands.common import console, domain_errors, fail, open_db, progress
 
 

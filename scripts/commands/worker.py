@@ -11,7 +11,7 @@ import typer
 from annotator_ui.settings import Settings
 from db.errors import DomainError
 from db.projects import list_projects
-from engine.prefill import prefill_project
+from engine.flywheel.prefill import prefill_project
 from scripts.commands.common import console, open_db
 from scripts.commands.prefill import load_segmenter
 

@@ -1,7 +1,7 @@
 // Effort events: every action gets a client UUID, a monotonic timestamp (performance.now(),
 // ms), the page visibility and an order number; they are sent in batches and retried until
 // the server acknowledges each UUID. Unsent events survive reloads in localStorage.
-// Kinds: engine/event_kinds.py (the server rejects others).
+// Kinds: engine/flywheel/events.py (the server rejects others).
 
 import { uuid4 } from "./api.js";
 

@@ -1,4 +1,4 @@
-"""effort cache: derived per-image active seconds and per-object effort (engine.metrics)
+"""effort cache: derived per-image active seconds and per-object effort (engine.flywheel.metrics)
 
 Revision ID: 0005_effort_cache
 Revises: 0001

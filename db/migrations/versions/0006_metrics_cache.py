@@ -1,4 +1,4 @@
-"""metrics cache: per-image mask sums on effort_cache, mask.updated_at index (engine.metrics)
+"""metrics cache: per-image mask sums on effort_cache, mask.updated_at index (engine.flywheel.metrics)
 
 Revision ID: 0006_metrics_cache
 Revises: 0005_effort_cache

@@ -1,0 +1,1 @@
+"""The flywheel: event kinds, effort, metrics, pre-fill, calibration, decoder fine-tuning, clicker, report."""

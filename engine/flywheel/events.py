@@ -1,0 +1,61 @@
+"""The event vocabulary shared by the browser client, the simulator and the metrics.
+
+Every event: ``uuid`` (client-made), ``session_id`` (one page load / simulated session),
+``seq`` (order within the session), ``client_time`` (ms, monotonic within the session),
+``visible`` (page visibility), ``kind`` (below), ``image_id``, optional ``mask_id`` and a
+``payload`` dict. Timing rules (DESIGN.md section 5) are applied in ``engine.flywheel.effort``.
+"""
+
+from __future__ import annotations
+
+# session / page
+SESSION_START = "session_start"  # payload: {"arm": "prefill"|"control", "lease_id": int}
+IMAGE_OPEN = "image_open"  # the image is shown; starts the image's clock
+VISIBILITY = "visibility"  # payload: {"visible": bool}; hidden time never counts
+HEARTBEAT = "heartbeat"  # keeps a lease alive; also a timing tick
+
+# reviewing pre-filled masks (mask_id = the proposal)
+MASK_SELECT = "mask_select"
+MASK_ACCEPT = "mask_accept"
+MASK_REJECT = "mask_reject"
+ACCEPT_ALL_CONFIDENT = "accept_all_confident"  # payload: {"mask_ids": [...]}
+FIX_START = "fix_start"  # start refining a proposal; payload: {"mask_id": int}
+
+# adding / fixing objects
+PROMPT_CLICK = (
+    "prompt_click"  # payload: {"x": float, "y": float, "positive": bool, "target": "new"|"fix"}
+)
+PROMPT_BOX = "prompt_box"  # payload: {"box": [x0, y0, x1, y1]}
+BRUSH = "brush"  # payload: {"mode": "paint"|"erase", "radius": float}
+OBJECT_COMMIT = "object_commit"  # mask_id = the new mask; payload: {"parent_id": int|None, "label": str, "clicks": int}
+OBJECT_CANCEL = "object_cancel"
+LABEL_SET = "label_set"  # payload: {"label": str}
+UNDO = "undo"
+REDO = "redo"
+SUBMIT = "submit"  # the image is done; stops the image's clock
+
+REVIEW_DECISIONS = (MASK_ACCEPT, MASK_REJECT)
+PROMPTS = (PROMPT_CLICK, PROMPT_BOX, BRUSH)
+ALL_KINDS = (
+    SESSION_START,
+    IMAGE_OPEN,
+    VISIBILITY,
+    HEARTBEAT,
+    MASK_SELECT,
+    MASK_ACCEPT,
+    MASK_REJECT,
+    ACCEPT_ALL_CONFIDENT,
+    FIX_START,
+    PROMPT_CLICK,
+    PROMPT_BOX,
+    BRUSH,
+    OBJECT_COMMIT,
+    OBJECT_CANCEL,
+    LABEL_SET,
+    UNDO,
+    REDO,
+    SUBMIT,
+)
+
+# server-written, never sent by clients (so not in ALL_KINDS)
+IMPORT_LEAD_TIME = "import_lead_time"  # effort measured elsewhere (Label Studio lead_time); payload: {"seconds": float|None, "task_id", "annotation_id", "completed_by", "updated_at", "mask_ids": [...]}

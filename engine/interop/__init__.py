@@ -1,0 +1,1 @@
+"""Interoperability: the Label Studio codec, importers and exporters."""

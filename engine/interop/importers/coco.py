@@ -1,0 +1,174 @@
+"""Import COCO instances JSON (polygons, RLE, crowd RLE) as human masks.
+
+Images are matched by ``file_name`` (see ``ImageResolver``); each COCO image's
+``width``/``height`` must equal the ingested image's. Masks are rasterised
+exactly as ``pycocotools.coco.COCO.annToMask`` does, so exporting them again
+gives the same pixels. ``iscrowd`` is kept in ``mask.meta["iscrowd"]``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from db.models import Image, Project
+from engine.interop.importers.common import (
+    FileOutcome,
+    FileRejected,
+    ImageResolver,
+    LabelPolicy,
+    add_mask,
+)
+from engine.masks import decode_rle, encode_rle, polygons_to_mask
+
+
+def segmentation_to_mask(segm: Any, height: int, width: int) -> np.ndarray:
+    """COCO ``segmentation`` (polygon list, or RLE with str/list counts) -> HW bool mask.
+
+    Raises ValueError naming what is wrong (odd coordinates, <3 points, wrong RLE size ...).
+    """
+    if isinstance(segm, list):
+        if not segm:
+            raise ValueError("empty polygon list")
+        polys: list[list[float]] = []
+        for poly in segm:
+            if not isinstance(poly, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in poly
+            ):
+                raise ValueError("a polygon must be a flat list of numbers [x0, y0, x1, y1, ...]")
+            if len(poly) % 2 or len(poly) < 6:
+                raise ValueError(f"a polygon needs an even count of >= 6 numbers, got {len(poly)}")
+            if not all(math.isfinite(v) for v in poly):
+                raise ValueError("polygon has NaN or infinite coordinates")
+            polys.append([float(v) for v in poly])
+        return polygons_to_mask(polys, height, width)
+    if isinstance(segm, dict):
+        size = segm.get("size")
+        if not isinstance(size, list) or [int(v) for v in size] != [height, width]:
+            raise ValueError(f"RLE size {size} differs from the image's [h, w] = {[height, width]}")
+        counts = segm.get("counts")
+        if isinstance(counts, list) and sum(int(c) for c in counts) != height * width:
+            raise ValueError("uncompressed RLE counts do not sum to h*w")
+        if not isinstance(counts, list | str):
+            raise ValueError("RLE counts must be a list or a string")
+        return decode_rle({"size": [height, width], "counts": counts})
+    raise ValueError(f"segmentation must be polygons or RLE, got {type(segm).__name__}")
+
+
+def _check_structure(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        raise FileRejected("not a COCO instances file: the top level must be an object")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(doc.get(key), list):
+            raise FileRejected(f"not a COCO instances file: {key!r} must be a list")
+
+
+def _record_licence(image: Image, coco_image: dict[str, Any]) -> None:
+    """Keep the COCO image's licence id (and Flickr/COCO URLs) so exports can cite it."""
+    if "license" not in coco_image:
+        return
+    meta = dict(image.meta or {})
+    meta["license"] = coco_image["license"]
+    for key in ("coco_url", "flickr_url"):
+        if coco_image.get(key):
+            meta[key] = coco_image[key]
+    image.meta = meta
+
+
+def _record_licence_table(project: Project, licenses: Any) -> None:
+    """Merge the file's ``licenses`` table (id, name, url) into ``project.settings``."""
+    if not isinstance(licenses, list):
+        return
+    settings = dict(project.settings or {})
+    known = {x.get("id"): x for x in settings.get("licenses", []) if isinstance(x, dict)}
+    for lic in licenses:
+        if isinstance(lic, dict) and "id" in lic:
+            known[lic["id"]] = {k: lic[k] for k in ("id", "name", "url") if k in lic}
+    settings["licenses"] = [known[k] for k in sorted(known, key=str)]
+    project.settings = settings
+
+
+def import_document(
+    session: Session,
+    *,
+    project: Project,
+    doc: Any,
+    path: Path,
+    resolver: ImageResolver,
+    labels: LabelPolicy,
+    outcome: FileOutcome,
+    options: dict[str, Any],
+) -> None:
+    """Add one mask per usable annotation; see the module docstring."""
+    _check_structure(doc)
+    categories = {c.get("id"): c.get("name") for c in doc["categories"] if isinstance(c, dict)}
+    if labels.open:  # adopt the file's whole taxonomy, in its order
+        for name in categories.values():
+            if isinstance(name, str) and name not in ("_background_", "__ignore__"):
+                labels.check(name)
+    coco_images: dict[Any, dict[str, Any]] = {}
+    for im in doc["images"]:
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            outcome.skip(f"image {im!r:.60}", "malformed image entry (needs id and file_name)")
+            continue
+        coco_images[im["id"]] = im
+    resolved: dict[Any, Image | None] = {}
+    for coco_id, im in coco_images.items():
+        image, reason = resolver.find(
+            str(im["file_name"]), outcome, width=im.get("width"), height=im.get("height")
+        )
+        resolved[coco_id] = image
+        if image is None:
+            outcome.skip(f"image {im['file_name']}", reason or "not found")
+        else:
+            outcome.images += 1
+            _record_licence(image, im)
+    _record_licence_table(project, doc.get("licenses"))
+    author = options.get("user_id")
+    for ann in doc["annotations"]:
+        if not isinstance(ann, dict):
+            outcome.skip(f"annotation {ann!r:.40}", "malformed annotation (not an object)")
+            continue
+        item = f"annotation {ann.get('id')}"
+        coco_id = ann.get("image_id")
+        if coco_id not in coco_images:
+            outcome.skip(item, f"image_id {coco_id!r} is not in 'images'")
+            continue
+        image = resolved.get(coco_id)
+        if image is None:
+            outcome.skip(item, f"its image {coco_images[coco_id]['file_name']} was not found")
+            continue
+        label = categories.get(ann.get("category_id"))
+        if label is None:
+            outcome.skip(item, f"category_id {ann.get('category_id')!r} is not in 'categories'")
+            continue
+        reason = labels.check(label)
+        if reason:
+            outcome.skip(item, reason)
+            continue
+        try:
+            mask = segmentation_to_mask(ann.get("segmentation"), image.height, image.width)
+        except ValueError as err:
+            outcome.skip(item, f"malformed segmentation: {err}")
+            continue
+        meta = {
+            "import": {"format": "coco", "file": path.name, "ann_id": ann.get("id")},
+            "iscrowd": int(bool(ann.get("iscrowd", 0))),
+        }
+        row = add_mask(
+            session,
+            image=image,
+            rle=encode_rle(mask),
+            label=str(label),
+            meta=meta,
+            author_id=author,
+        )
+        if isinstance(row, str):
+            outcome.skip(item, row)
+            continue
+        outcome.masks += 1
+    session.flush()

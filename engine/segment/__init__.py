@@ -1,0 +1,1 @@
+"""Segmentation: the segmenter protocol, backend registry, embedding cache, precompute, and the `classical` and `sam` backends."""

@@ -1,0 +1,1 @@
+"""The Segment Anything backend: checkpoints, the fast automatic mask generator and its CPU decoder paths."""

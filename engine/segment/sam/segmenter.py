@@ -1,0 +1,210 @@
+"""The ``sam`` backend: segment-anything (vit_b/l/h) and MobileSAM (vit_t) checkpoints.
+
+Implements ``engine.segment.protocol.Segmenter``:
+
+* ``embed``: HWC uint8 RGB -> ``Embedding`` with ``features["image_embeddings"]``
+  (1x256x64x64 float32; a float16 copy from a cache is accepted back) and
+  ``features["input_size"]`` (h, w of the image resized to 1024 on the long side).
+* ``decode``: the same masks and scores as ``SamPredictor.predict`` on the same weights
+  (multimask output for a single click without box or mask, best score chosen), computed
+  with the refactored decoder; only the chosen mask is upsampled, block by block
+  (``engine.segment.sam.upsample``).
+* ``propose``: ``FastAutomaticMaskGenerator`` (equivalent to
+  ``SamAutomaticMaskGenerator``) with the parameters given at construction.
+
+Coordinates: points (x, y) and boxes XYXY in original-image pixels; masks HxW bool.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from engine.masks import mask_bbox
+from engine.segment.protocol import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
+from engine.segment.sam.amg import FastAutomaticMaskGenerator
+from engine.segment.sam.decoder import FastMaskDecoder, ImageContext
+from engine.segment.sam.models import MODELS, file_sha256, load_checkpoint
+from engine.segment.sam.upsample import full_res_stats
+
+
+class SamSegmenter:
+    """A SAM-family model loaded once; thread-compatible for decode (no per-call state)."""
+
+    name = "sam"
+
+    def __init__(
+        self,
+        model_type: str = "vit_t",
+        checkpoint: Path | str | None = None,
+        sha256: str | None = None,
+        device: str = "cpu",
+        *,
+        model: torch.nn.Module | None = None,
+        amg_params: dict[str, Any] | None = None,
+    ) -> None:
+        """Load ``checkpoint`` (verified against ``sha256`` when given) or wrap ``model``.
+
+        ``amg_params`` are ``SamAutomaticMaskGenerator`` keyword arguments for ``propose``
+        (defaults: the SAM paper's, i.e. predicted IoU > 0.88, stability >= 0.95, NMS 0.7).
+        """
+        if model_type not in MODELS:
+            raise ValueError(
+                f"unknown SAM model type {model_type!r}; choose one of {sorted(MODELS)}"
+            )
+        if model is None:
+            if checkpoint is None:
+                raise ValueError(
+                    "the sam backend needs a checkpoint: run `dataengine models download "
+                    f"{model_type}` and pass its path, or use the classical backend"
+                )
+            model = load_checkpoint(model_type, Path(checkpoint), sha256=sha256, device=device)
+            sha256 = sha256 or file_sha256(Path(checkpoint))
+        self.model = model.to(device).eval()
+        self.model_type = model_type
+        self.device = torch.device(device)
+        self.checkpoint_sha256 = sha256 or "unverified"
+        self.model_key = f"sam-{model_type}-{self.checkpoint_sha256[:12]}"
+        self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+        self.decoder = FastMaskDecoder(self.model)
+        self.generator = FastAutomaticMaskGenerator(self.model, **(amg_params or {}))
+        self._contexts: OrderedDict[int, tuple[Any, ImageContext]] = OrderedDict()
+
+    # ---------------------------------------------------------------------------- embed
+    @torch.inference_mode()
+    def embed(self, image: np.ndarray) -> Embedding:
+        """HWC uint8 RGB -> Embedding (features: image_embeddings 1x256x64x64 float32, input_size)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be HWC uint8 RGB, got shape {image.shape} {image.dtype}")
+        emb = self.generator.embed(image)
+        h, w = image.shape[:2]
+        input_size = self.transform.get_preprocess_shape(h, w, self.transform.target_length)
+        return Embedding(
+            model_key=self.model_key,
+            image_size=(h, w),
+            features={"image_embeddings": emb.cpu().numpy(), "input_size": tuple(input_size)},
+        )
+
+    def _embedding_tensor(self, embedding: Embedding) -> torch.Tensor:
+        arr = embedding.features.get("image_embeddings")
+        if arr is None:
+            raise ValueError("embedding has no 'image_embeddings'; was it made by the sam backend?")
+        if embedding.model_key != self.model_key:
+            raise ValueError(
+                f"embedding was made by {embedding.model_key}, this model is {self.model_key}; "
+                "re-embed the image"
+            )
+        return torch.as_tensor(np.asarray(arr), device=self.device).float()
+
+    def _context(self, embedding: Embedding, emb: torch.Tensor) -> ImageContext:
+        """Per-image decoder precompute for the no-mask prompt, cached for the last 8 images."""
+        arr = embedding.features["image_embeddings"]
+        key = id(arr)
+        hit = self._contexts.get(key)
+        if hit is not None and hit[0] is arr:
+            self._contexts.move_to_end(key)
+            return hit[1]
+        pe = self.model.prompt_encoder
+        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *pe.image_embedding_size)
+        ctx = self.decoder.prepare(emb, pe.get_dense_pe(), dense)
+        self._contexts[key] = (arr, ctx)
+        while len(self._contexts) > 8:
+            self._contexts.popitem(last=False)
+        return ctx
+
+    # --------------------------------------------------------------------------- decode
+    @torch.inference_mode()
+    def decode(
+        self,
+        embedding: Embedding,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+    ) -> DecodeResult:
+        """Prompt -> best mask, as ``SamPredictor.predict`` (see module docstring).
+
+        points Nx2 (x, y) pixels, labels N (1 positive, 0 negative), box XYXY pixels,
+        mask_input 1x256x256 float logits from a previous ``DecodeResult.logits``.
+        """
+        size = embedding.image_size
+        points, labels, box = validate_prompt(size, points, labels, box)
+        mask_t = self._mask_input(mask_input)
+        emb = self._embedding_tensor(embedding)
+        pe = self.model.prompt_encoder
+        pts = None
+        if points is not None:
+            coords = torch.as_tensor(self.transform.apply_coords(points, size), dtype=torch.float)
+            pts = (
+                coords[None].to(self.device),
+                torch.as_tensor(labels[None], dtype=torch.int, device=self.device),
+            )
+        boxes = None
+        if box is not None:
+            boxes = torch.as_tensor(
+                self.transform.apply_boxes(box[None], size), dtype=torch.float, device=self.device
+            )
+        sparse, dense = pe(points=pts, boxes=boxes, masks=mask_t)
+        if mask_t is None:
+            ctx = self._context(embedding, emb)
+        else:
+            ctx = self.decoder.prepare(emb, pe.get_dense_pe(), dense)
+        md = self.model.mask_decoder
+        out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        tokens = torch.cat([out_tokens[None], sparse], dim=1)
+        q, x2 = self.decoder.transformer(ctx, tokens)
+        iou = self.decoder.iou(q)[0]
+        multimask = points is not None and len(points) == 1 and box is None and mask_t is None
+        candidates = [1, 2, 3] if multimask else [0]
+        best = candidates[int(torch.argmax(iou[candidates]))]
+        low = self.decoder.masks(q, x2, [best])  # 1x1x256x256
+        input_size = embedding.features.get("input_size") or self.transform.get_preprocess_shape(
+            size[0], size[1], self.transform.target_length
+        )
+        return DecodeResult(
+            mask=full_res_stats(tuple(input_size), tuple(size)).mask(
+                low[0, 0], self.model.mask_threshold
+            ),
+            score=float(iou[best]),
+            logits=low[0].cpu().numpy().astype(np.float32),
+        )
+
+    def _mask_input(self, mask_input: np.ndarray | None) -> torch.Tensor | None:
+        if mask_input is None:
+            return None
+        arr = np.asarray(mask_input, dtype=np.float32)
+        if arr.size != 256 * 256:
+            raise PromptError(
+                f"mask_input must be the 1x256x256 logits of a previous decode, got {arr.shape}"
+            )
+        if not np.isfinite(arr).all():
+            raise PromptError("mask_input contains NaN or infinity")
+        return torch.as_tensor(arr.reshape(1, 1, 256, 256), device=self.device)
+
+    # -------------------------------------------------------------------------- propose
+    def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
+        """HWC uint8 RGB -> proposals of ``FastAutomaticMaskGenerator`` (whole-image embedding reused)."""
+        emb = None
+        if embedding is not None and embedding.image_size == tuple(image.shape[:2]):
+            emb = self._embedding_tensor(embedding)
+        records = self.generator.generate(image, embedding=emb)
+        out = []
+        for r in records:
+            mask = r["segmentation"]
+            out.append(
+                Proposal(
+                    mask=mask,
+                    predicted_iou=float(r["predicted_iou"]),
+                    stability=float(r["stability_score"]),
+                    bbox=mask_bbox(mask),
+                    area=int(r["area"]),
+                    point_coords=[[float(v) for v in p] for p in r["point_coords"]],
+                    crop_box=[float(v) for v in r["crop_box"]],
+                )
+            )
+        return out

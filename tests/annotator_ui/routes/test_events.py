@@ -1,0 +1,123 @@
+"""Effort events: each UUID stored once (replays change nothing), bad items reported without
+stopping the batch, and the effort derivation served per image."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from db.models import Event
+from db.session import transaction
+from engine.flywheel import events as ek
+from tests.factories import make_image, make_mask, make_project
+from tests.webapp import NoModel, Web, start_web
+
+
+@pytest.fixture
+def web(db_url: str, tmp_path: Path) -> Iterator[Web]:
+    with start_web(db_url, tmp_path, segmenter=NoModel()) as w:
+        yield w
+
+
+def batch(image_id: int, lease_id: int, mask_id: int) -> list[dict[str, Any]]:
+    rows = [
+        (0, ek.SESSION_START, None),
+        (100, ek.IMAGE_OPEN, None),
+        (2100, ek.MASK_SELECT, mask_id),
+        (4100, ek.MASK_ACCEPT, mask_id),
+        (6100, ek.PROMPT_CLICK, None),
+        (9100, ek.SUBMIT, None),
+    ]
+    return [
+        {
+            "uuid": str(uuid.uuid4()),
+            "session_id": "page-1",
+            "seq": i,
+            "kind": kind,
+            "client_time": t,
+            "visible": True,
+            "image_id": image_id,
+            "mask_id": m,
+            "lease_id": lease_id,
+            "payload": {},
+        }
+        for i, (t, kind, m) in enumerate(rows)
+    ]
+
+
+def test_replaying_a_batch_changes_nothing(web: Web) -> None:
+    with transaction(web.factory) as s:
+        p = make_project(s)
+        im = make_image(s, project=p)
+        m = make_mask(s, image=im, confident=True)
+        pid, mid = p.id, m.id
+    ann = web.as_("annotator")
+    task = web.client.post("/api/tasks/next", json={"project_id": pid}, headers=ann).json()
+    events = batch(task["image"]["id"], task["lease_id"], mid)
+    first = web.client.post("/api/events", json={"events": events}, headers=ann).json()
+    assert first["stored"] == 6 and first["duplicates"] == 0
+    assert first["acknowledged"] == [e["uuid"] for e in events]
+    # the same batch again (a retry after a lost answer), and an overlapping one
+    again = web.client.post("/api/events", json={"events": events}, headers=ann).json()
+    assert again == {**first, "stored": 0, "duplicates": 6}
+    extra = {**events[-1], "uuid": str(uuid.uuid4()), "seq": 6, "client_time": 9500.0}
+    mixed = web.client.post(
+        "/api/events", json={"events": [events[0], extra, extra]}, headers=ann
+    ).json()
+    assert mixed["stored"] == 1 and mixed["duplicates"] == 2
+    with web.factory() as s:
+        assert s.scalar(select(func.count()).select_from(Event)) == 7
+        assert s.scalar(select(func.count(func.distinct(Event.uuid)))) == 7
+    # in order for reviewers
+    listed = web.client.get(
+        f"/api/images/{task['image']['id']}/events", headers=web.as_("reviewer")
+    ).json()
+    assert [e["seq"] for e in listed] == list(range(7))
+    # effort: 2 + 2 + 2 + 3 s between image_open and submit
+    eff = web.client.get(f"/api/images/{task['image']['id']}/effort", headers=ann).json()
+    assert eff["per_image"] == {str(task["image"]["id"]): pytest.approx(9.0)}
+    assert [g["reason"] for g in eff["gaps"]][:2] == ["clock_restart", "counted"]
+    assert {m["mask_id"]: m["seconds"] for m in eff["per_mask"]} == {mid: pytest.approx(2.0)}
+
+
+def test_one_bad_event_never_stops_the_batch(web: Web) -> None:
+    with transaction(web.factory) as s:
+        im = make_image(s, project=make_project(s))
+        image_id = im.id
+    good = {
+        "uuid": str(uuid.uuid4()),
+        "session_id": "s",
+        "seq": 0,
+        "kind": ek.IMAGE_OPEN,
+        "client_time": 5.0,
+        "image_id": image_id,
+    }
+    bad = [
+        {**good, "uuid": str(uuid.uuid4()), "kind": "teleport"},
+        {**good, "uuid": str(uuid.uuid4()), "image_id": 987654},
+        {**good, "uuid": str(uuid.uuid4()), "client_time": "soon"},
+        {**good, "uuid": "short"},
+    ]
+    r = web.client.post(
+        "/api/events", json={"events": [*bad, good]}, headers=web.as_("annotator")
+    ).json()
+    assert r["stored"] == 1
+    reasons = [x["reason"] for x in r["rejected"]]
+    assert any("unknown kind" in x for x in reasons) and any("no image" in x for x in reasons)
+    assert any("client_time" in x for x in reasons) and any("uuid" in x for x in reasons)
+    assert good["uuid"] in r["acknowledged"]
+
+
+def test_client_uses_only_the_shared_event_vocabulary() -> None:
+    """static/js/events.js mirrors engine/flywheel/events.py; the server rejects other kinds."""
+    import re
+
+    js = (Path(__file__).resolve().parents[3] / "annotator_ui/static/js/events.js").read_text()
+    block = js[js.index("export const K = {") : js.index("};", js.index("export const K = {"))]
+    kinds = set(re.findall(r'"([a-z_]+)"', block))
+    assert kinds == set(ek.ALL_KINDS)

@@ -1,0 +1,187 @@
+"""Mask routes: listing rules, review decisions, fix/add/relabel/delete/revert with optimistic
+versions, lease checks, and the decode endpoint (RLE, PNG, 422 on bad prompts)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from db.models import Mask
+from db.session import transaction
+from engine.ingest import ingest
+from engine.masks import decode_rle, encode_rle
+from tests.factories import box_mask, make_image, make_mask, make_project
+from tests.webapp import NoModel, Web, classical_segmenter, start_web
+
+
+@pytest.fixture
+def web(db_url: str, tmp_path: Path) -> Iterator[Web]:
+    with start_web(db_url, tmp_path, segmenter=NoModel()) as w:
+        yield w
+
+
+def setup_image(web: Web) -> dict[str, int]:
+    with transaction(web.factory) as s:
+        p = make_project(s, labels=["dog", "cat"])
+        im = make_image(s, project=p)
+        sure = make_mask(s, image=im, confident=True, predicted_iou=0.97)
+        also = make_mask(
+            s, image=im, mask=box_mask(48, 64, 30, 30, 60, 44), confident=True, predicted_iou=0.9
+        )
+        unsure = make_mask(s, image=im, confident=False, predicted_iou=0.5)
+        ids = {"project": p.id, "image": im.id, "sure": sure.id, "also": also.id}
+        ids["unsure"] = unsure.id
+    return ids
+
+
+def test_listing_review_and_versions(web: Web) -> None:
+    ids = setup_image(web)
+    c, ann = web.client, web.as_("annotator")
+    r = c.post(f"/api/masks/{ids['sure']}/accept", json={"version": 1}, headers=ann)
+    assert r.status_code == 403 and "no lease" in r.json()["detail"]  # not leased yet
+    task = c.post("/api/tasks/next", json={"project_id": ids["project"]}, headers=ann).json()
+    listed = c.get(f"/api/images/{ids['image']}/masks", headers=ann).json()["masks"]
+    assert {m["id"] for m in listed} == {ids["sure"], ids["also"]}  # confident only
+    full = c.get(f"/api/images/{ids['image']}/masks?all_proposals=true", headers=ann).json()
+    assert len(full["masks"]) == 3 and full["masks"][0]["confidence"] is not None
+    body = {"version": 1, "label": "dog", "lease_id": task["lease_id"]}
+    r = c.post(f"/api/masks/{ids['sure']}/accept", json=body, headers=ann)
+    assert r.status_code == 200 and r.json()["status"] == "accepted" and r.json()["version"] == 2
+    # a stale version (someone changed it meanwhile) is a conflict
+    r = c.post(f"/api/masks/{ids['sure']}/accept", json=body, headers=ann)
+    assert r.status_code == 409 and "changed by someone else" in r.json()["detail"]
+    r = c.patch(f"/api/masks/{ids['sure']}", json={"version": 2, "label": "zebra"}, headers=ann)
+    assert r.status_code == 422 and "taxonomy" in r.json()["detail"]
+    r = c.patch(f"/api/masks/{ids['sure']}", json={"version": 2, "label": "cat"}, headers=ann)
+    assert r.json()["label"] == "cat" and r.json()["version"] == 3
+    r = c.post(f"/api/masks/{ids['also']}/reject", json={"version": 1}, headers=ann)
+    assert r.json()["status"] == "rejected"
+    # undo the reject, then accept all confident
+    r = c.post(
+        f"/api/masks/{ids['also']}/revert", json={"version": 2, "status": "proposed"}, headers=ann
+    )
+    assert r.json()["status"] == "proposed"
+    r = c.post(f"/api/images/{ids['image']}/masks/accept-all-confident", json={}, headers=ann)
+    assert [m["id"] for m in r.json()] == [ids["also"]]
+    with web.factory() as s:
+        assert s.get(Mask, ids["unsure"]).status == "proposed"
+
+
+def test_fix_add_delete(web: Web) -> None:
+    ids = setup_image(web)
+    c, ann = web.client, web.as_("annotator")
+    c.post("/api/tasks/next", json={"project_id": ids["project"]}, headers=ann)
+    better = encode_rle(box_mask(48, 64, 4, 4, 24, 22))
+    r = c.post(f"/api/masks/{ids['sure']}/fix", json={"version": 1, "rle": better}, headers=ann)
+    assert r.status_code == 200, r.text
+    fixed = r.json()
+    assert (fixed["source"], fixed["parent_id"], fixed["status"]) == (
+        "model_edited",
+        ids["sure"],
+        "accepted",
+    )
+    assert fixed["area"] == 20 * 18
+    with web.factory() as s:
+        assert s.get(Mask, ids["sure"]).status == "superseded"
+    new = encode_rle(box_mask(48, 64, 40, 2, 50, 10))
+    r = c.post(f"/api/images/{ids['image']}/masks", json={"rle": new, "label": "dog"}, headers=ann)
+    added = r.json()
+    assert (added["source"], added["status"], added["label"]) == ("human", "accepted", "dog")
+    wrong = encode_rle(np.ones((10, 10), dtype=bool))
+    r = c.post(f"/api/images/{ids['image']}/masks", json={"rle": wrong}, headers=ann)
+    assert r.status_code == 422 and "does not match image" in r.json()["detail"]
+    empty = encode_rle(np.zeros((48, 64), dtype=bool))
+    r = c.post(f"/api/images/{ids['image']}/masks", json={"rle": empty}, headers=ann)
+    assert r.status_code == 422 and "empty" in r.json()["detail"]
+    r = c.delete(f"/api/masks/{added['id']}?version=1", headers=ann)
+    assert r.json()["status"] == "rejected"
+    assert c.delete(f"/api/masks/{added['id']}?version=2", headers=ann).status_code == 409
+
+
+def test_submit_applies_ops_all_or_nothing(web: Web) -> None:
+    ids = setup_image(web)
+    c, ann = web.client, web.as_("annotator")
+    task = c.post("/api/tasks/next", json={"project_id": ids["project"]}, headers=ann).json()
+    new = encode_rle(box_mask(48, 64, 40, 2, 50, 10))
+    ops = [
+        {"op": "accept", "mask_id": ids["sure"], "version": 1},
+        {"op": "add", "rle": new, "label": "cat", "key": "k1"},
+        {"op": "reject", "mask_id": ids["also"], "version": 7},  # stale: the whole submit fails
+    ]
+    r = c.post(f"/api/tasks/{task['lease_id']}/submit", json={"ops": ops}, headers=ann)
+    assert r.status_code == 409 and "kept as a draft" in r.json()["detail"]
+    with web.factory() as s:
+        assert s.get(Mask, ids["sure"]).status == "proposed"  # rolled back
+    ops[2]["version"] = 1
+    r = c.post(f"/api/tasks/{task['lease_id']}/submit", json={"ops": ops}, headers=ann)
+    assert r.status_code == 200, r.text
+    assert r.json()["counts"] == {"accepted": 2, "rejected": 1, "proposed": 1}
+    assert set(r.json()["created"]) == {"k1"}
+    # the image is done: nobody gets it again, and the lease cannot be submitted twice
+    assert (
+        c.post("/api/tasks/next", json={"project_id": ids["project"]}, headers=ann).status_code
+        == 404
+    )
+    r = c.post(f"/api/tasks/{task['lease_id']}/submit", json={"ops": []}, headers=ann)
+    assert r.status_code == 409
+
+
+@pytest.fixture
+def live(db_url: str, tmp_path: Path, shared_data: Path) -> Iterator[tuple[Web, int, int]]:
+    pytest.importorskip("engine.segment.classical.segmenter")
+    with start_web(db_url, tmp_path, segmenter=classical_segmenter()) as w:
+        summary = ingest(w.factory, project="decode", paths=[shared_data / "samples" / "dog.jpg"])
+        with w.factory() as s:
+            from db.projects import get_project
+
+            pid = get_project(s, name="decode").id
+        w.client.post("/api/tasks/next", json={"project_id": pid}, headers=w.as_("annotator"))
+        yield w, summary.image_ids[0], pid
+
+
+def test_decode_endpoint(live: tuple[Web, int, int]) -> None:
+    web, image_id, _ = live
+    c, ann = web.client, web.as_("annotator")
+    url = f"/api/images/{image_id}/decode"
+    r = c.post(url, json={"points": [[400, 300]], "labels": [1]}, headers=ann)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    mask = decode_rle(out["rle"])
+    assert mask.shape == (534, 800) and out["area"] == int(mask.sum()) > 0
+    assert 0.0 <= out["score"] <= 1.0
+    # refine with a negative click through mask_input_id, and a box prompt
+    body = {"points": [[400, 300], [100, 100]], "labels": [1, 0]}
+    if out["mask_input_id"]:
+        body["mask_input_id"] = out["mask_input_id"]
+    assert c.post(url, json=body, headers=ann).status_code == 200
+    r = c.post(url, json={"box": [300, 150, 600, 500], "format": "png"}, headers=ann)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    png = np.asarray(PILImage.open(io.BytesIO(r.content)))
+    assert png.shape == (534, 800) and float(r.headers["x-score"]) >= 0
+    # bad prompts: 422 with the reason
+    bad = [
+        {"points": [[800, 10]], "labels": [1]},
+        {"points": [[-1, 10]], "labels": [1]},
+        {"points": [[10, 10]], "labels": [1, 0]},
+        {"points": [], "labels": []},
+        {"box": [10, 10, 5, 50]},
+        {"box": [0, 0, 900, 100]},
+        {"points": [[10, 10]], "labels": [1], "mask_input_id": "nope"},
+    ]
+    for b in bad:
+        r = c.post(url, json=b, headers=ann)
+        assert r.status_code == 422, (b, r.text)
+    nan = '{"points": [[NaN, 10]], "labels": [1]}'
+    r = c.post(url, content=nan, headers={**ann, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    # another annotator (no lease on this image) may not decode it
+    _, other = web.add_user("ann-other", "annotator")
+    assert (
+        c.post(url, json={"points": [[1, 1]], "labels": [1]}, headers=web.as_(other)).status_code
+        == 403
+    )

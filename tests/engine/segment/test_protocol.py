@@ -1,0 +1,40 @@
+"""Prompt validation shared by every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.segment.protocol import PromptError, validate_prompt
+
+SIZE = (100, 200)  # H, W
+
+
+def test_valid_prompts_are_normalised() -> None:
+    pts, lbl, box = validate_prompt(SIZE, [[10, 20], [199.5, 99]], [1, 0], None)
+    assert pts.shape == (2, 2) and lbl.tolist() == [1, 0] and box is None
+    pts, lbl, box = validate_prompt(SIZE, None, None, [0, 0, 200, 100])
+    assert pts is None and box.tolist() == [0, 0, 200, 100]
+
+
+@pytest.mark.parametrize(
+    ("points", "labels", "box", "message"),
+    [
+        (None, None, None, "empty prompt"),
+        ([[200, 5]], [1], None, "inside the image"),
+        ([[-1, 5]], [1], None, "inside the image"),
+        ([[5, 100]], [1], None, "inside the image"),
+        ([[np.nan, 5]], [1], None, "NaN"),
+        ([[5, 5]], None, None, "labels are required"),
+        ([[5, 5]], [1, 0], None, "1 points but 2 labels"),
+        ([[5, 5]], [2], None, "0 \\(negative\\) or 1"),
+        ([[5, 5, 5]], [1], None, "N x 2"),
+        (None, None, [10, 10, 5, 20], "x1 > x0"),
+        (None, None, [0, 0, 201, 50], "inside the image"),
+        (None, None, [0, 0, np.inf, 50], "NaN or infinity"),
+        (None, None, [0, 0, 5], "4 numbers"),
+    ],
+)
+def test_bad_prompts_raise(points, labels, box, message) -> None:  # noqa: ANN001
+    with pytest.raises(PromptError, match=message):
+        validate_prompt(SIZE, points, labels, box)
