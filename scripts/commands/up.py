@@ -76,7 +76,7 @@ def ensure_admin(factory: sessionmaker[Session], name: str, password: str | None
 
 def up_command(
     paths: list[Path] = typer.Argument(None, help="Image folders/files (default: sample photos)."),
-    project: str = typer.Option("demo", help="Project to create or reuse."),
+    project: str = typer.Option("demo", "--project", "-p", help="Project to create or reuse."),
     admin: str = typer.Option("admin", help="Admin user name."),
     password: str | None = typer.Option(
         None,
