@@ -63,6 +63,8 @@ def open_db(settings: Settings) -> sessionmaker[Session]:
         engine = make_engine(url, poolclass=NullPool)
     except ArgumentError as err:
         fail(f"DATAENGINE_DATABASE_URL is not a database URL ({err}); see .env.example")
+    except OSError as err:  # the SQLite file's folder cannot be created
+        fail(unreachable_message(url, err), EXIT_DB_UNREACHABLE)
     try:
         check_up_to_date(engine)
     except DatabaseBehind as err:

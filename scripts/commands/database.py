@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from scripts.commands.common import JsonFlag, console, json_output, print_json
+from scripts.commands.common import (
+    EXIT_DB_UNREACHABLE,
+    JsonFlag,
+    console,
+    fail,
+    json_output,
+    print_json,
+    unreachable_message,
+)
 
 db_app = typer.Typer(help="Create, upgrade and inspect the database schema.", no_args_is_help=True)
 
@@ -21,7 +29,10 @@ def db_upgrade(
 
     settings = Settings()
     url = settings.resolved_database_url
-    upgrade(url, revision)
+    try:
+        upgrade(url, revision)
+    except OSError as err:  # the SQLite file's folder cannot be created
+        fail(unreachable_message(url, err), EXIT_DB_UNREACHABLE)
     engine = make_engine(url)
     shown = engine.url.render_as_string(hide_password=True)
     have = sorted(current_heads(engine))
@@ -41,7 +52,10 @@ def db_current(as_json: JsonFlag = False) -> None:
 
     settings = Settings()
     url = settings.resolved_database_url
-    engine = make_engine(url)
+    try:
+        engine = make_engine(url)
+    except OSError as err:  # the SQLite file's folder cannot be created
+        fail(unreachable_message(url, err), EXIT_DB_UNREACHABLE)
     have = current_heads(engine)
     engine.dispose()
     want = script_heads(url)

@@ -356,3 +356,14 @@ def test_unreachable_database_exit_3_with_one_line(tmp_path: Path, args: list[st
         "error: cannot reach the database at postgresql+psycopg://postgres:***@127.0.0.1:1/nowhere: "
     ), line
     assert "s3cret" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["project", "list"], ["db", "upgrade"]])
+def test_unusable_sqlite_path_exit_3_with_one_line(tmp_path: Path, args: list[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = _cli(args, tmp_path, DATAENGINE_DATABASE_URL=f"sqlite:///{blocker}/x.db")
+    assert proc.returncode == 3, proc.stderr
+    assert _one_line_error(proc).startswith(
+        f"error: cannot reach the database at sqlite:///{blocker}"
+    )
