@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from annotator_ui.settings import Settings
-from db.curation import (
-    HUMAN_STAGES,
-    curation_settings,
-    ratings_for_agreement,
-    set_curation_settings,
+from scripts.commands.common import (
+    JsonFlag,
+    console,
+    domain_errors,
+    fail,
+    json_output,
+    open_db,
+    print_json,
+    progress,
 )
-from db.projects import get_project
-from db.session import transaction
-from engine.curation.agreement import agreement
-from engine.curation.auto import run_auto
-from engine.curation.ranker import train_project_ranker
-from engine.curation.rules import load_rules
-from scripts.commands.common import console, domain_errors, fail, open_db, progress
 
 curate_app = typer.Typer(
     help="Curation for diffusion fine-tuning: automatic stage, agreement, ranker.",
@@ -90,8 +86,15 @@ def auto_command(
     clip_weights: Path | None = typer.Option(
         None, help="Local CLIP weights file (never downloaded)."
     ),
+    as_json: JsonFlag = False,
 ) -> None:
     """Compute quality signals and apply the rules: one auto pass/fail decision per image, with reasons."""
+    from rich.table import Table
+
+    from annotator_ui.settings import Settings
+    from engine.curation.auto import run_auto
+    from engine.curation.rules import load_rules
+
     try:
         r = load_rules(rules)
     except ValueError as err:
@@ -117,7 +120,7 @@ def auto_command(
         r = replace(r, drop_duplicates=duplicates == "yes")
     scorer = _aesthetic(aesthetic_head, clip_model, clip_weights)
     factory = open_db(Settings())
-    with progress() as bar, domain_errors():
+    with json_output(as_json), progress() as bar, domain_errors():
         task = bar.add_task("auto curation", total=None, status="")
         summary = run_auto(
             factory,
@@ -128,6 +131,9 @@ def auto_command(
             on_total=lambda n: bar.update(task, total=n),
             on_image=lambda im, st: bar.update(task, advance=1, status=st),
         )
+    if as_json:
+        print_json({"project": project, "rules": r.source, **asdict(summary)})
+        return
     table = Table("what", "count", title=f"auto curation of {project}")
     for k in ("images", "passed", "failed", "unreadable", "duplicates"):
         table.add_row(k, str(getattr(summary, k)))
@@ -139,8 +145,17 @@ def auto_command(
 @curate_app.command("agreement")
 def agreement_command(
     project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Cohen's and Fleiss' kappa per human stage on the images two curators decided."""
+    from rich.table import Table
+
+    from annotator_ui.settings import Settings
+    from db.curation import HUMAN_STAGES, ratings_for_agreement
+    from db.projects import get_project
+    from db.session import transaction
+    from engine.curation.agreement import agreement
+
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         p = get_project(s, name=project)
@@ -150,6 +165,9 @@ def agreement_command(
         results["specialist rating"] = agreement(
             ratings_for_agreement(s, project_id=p.id, stage="specialist", field="rating")
         )
+    if as_json:
+        print_json({"project": project, "stages": results})
+        return
     table = Table(
         "stage",
         "overlap items",
@@ -177,8 +195,14 @@ def agreement_command(
 @curate_app.command("train-ranker")
 def train_ranker_command(
     project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Train the ranker on the human decisions; it then orders the generalist queue."""
+    from annotator_ui.settings import Settings
+    from db.projects import get_project
+    from db.session import transaction
+    from engine.curation.ranker import train_project_ranker
+
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         p = get_project(s, name=project)
@@ -186,6 +210,9 @@ def train_ranker_command(
             info = train_project_ranker(s, project=p)
         except ValueError as err:
             fail(str(err))
+    if as_json:
+        print_json(info)
+        return
     console.print(
         f"ranker trained on {info['n_train']} decisions ({info['n_keep']} keeps), "
         f"scored {info['scored']} images; embeddings: {'yes' if info['uses_embeddings'] else 'no'}"
@@ -200,8 +227,14 @@ def settings_command(
         None, help="Fraction (0..1) of images shown to two curators per stage."
     ),
     seed: int | None = typer.Option(None, help="Seed of the overlap choice."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Show or change the project's curation settings (overlap fraction and seed)."""
+    from annotator_ui.settings import Settings
+    from db.curation import curation_settings, set_curation_settings
+    from db.projects import get_project
+    from db.session import transaction
+
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         p = get_project(s, name=project)
@@ -209,7 +242,11 @@ def settings_command(
             k: v for k, v in {"overlap_fraction": overlap, "seed": seed}.items() if v is not None
         }
         cfg = set_curation_settings(s, project=p, **values) if values else curation_settings(p)
-    console.print({k: v for k, v in cfg.items() if k not in ("ranker", "rules")})
+    shown = {k: v for k, v in cfg.items() if k not in ("ranker", "rules")}
+    if as_json:
+        print_json(shown)
+        return
+    console.print(shown)
 
 
 def register(app: typer.Typer) -> None:

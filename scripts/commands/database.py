@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from annotator_ui.settings import Settings
-from db.migrate import current_heads, script_heads, upgrade
-from db.session import make_engine
-from scripts.commands.common import console
+from scripts.commands.common import (
+    EXIT_DB_UNREACHABLE,
+    JsonFlag,
+    console,
+    fail,
+    json_output,
+    print_json,
+    unreachable_message,
+)
 
 db_app = typer.Typer(help="Create, upgrade and inspect the database schema.", no_args_is_help=True)
 
@@ -15,30 +20,62 @@ db_app = typer.Typer(help="Create, upgrade and inspect the database schema.", no
 @db_app.command("upgrade")
 def db_upgrade(
     revision: str = typer.Argument("heads", help="Target revision (default: latest)."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Create the database or upgrade it to the latest schema (idempotent)."""
+    from annotator_ui.settings import Settings
+    from db.migrate import current_heads, script_heads, upgrade
+    from db.session import make_engine
+
     settings = Settings()
     url = settings.resolved_database_url
-    upgrade(url, revision)
-    console.print(
-        f"database at {make_engine(url).url.render_as_string(hide_password=True)} "
-        f"is at {', '.join(sorted(script_heads(url)))}"
-    )
+    try:
+        upgrade(url, revision)
+    except OSError as err:  # the SQLite file's folder cannot be created
+        fail(unreachable_message(url, err), EXIT_DB_UNREACHABLE)
+    engine = make_engine(url)
+    shown = engine.url.render_as_string(hide_password=True)
+    have = sorted(current_heads(engine))
+    engine.dispose()
+    if as_json:
+        print_json({"database": shown, "revision": have, "code": sorted(script_heads(url))})
+        return
+    console.print(f"database at {shown} is at {', '.join(sorted(script_heads(url)))}")
 
 
 @db_app.command("current")
-def db_current() -> None:
-    """Show the schema revision of the database and the one the code needs."""
+def db_current(as_json: JsonFlag = False) -> None:
+    """Show the schema revision of the database and the one the code needs (exit 1 if behind)."""
+    from annotator_ui.settings import Settings
+    from db.migrate import current_heads, script_heads
+    from db.session import make_engine
+
     settings = Settings()
     url = settings.resolved_database_url
-    have = current_heads(make_engine(url))
+    try:
+        engine = make_engine(url)
+    except OSError as err:  # the SQLite file's folder cannot be created
+        fail(unreachable_message(url, err), EXIT_DB_UNREACHABLE)
+    have = current_heads(engine)
+    engine.dispose()
     want = script_heads(url)
-    console.print(
-        f"database: {', '.join(sorted(have)) or 'empty'}; code: {', '.join(sorted(want))}"
-    )
-    if have != want:
-        console.print("[yellow]behind: run `dataengine db upgrade`[/]")
-        raise typer.Exit(1)
+    with json_output(as_json):
+        if as_json:
+            print_json(
+                {
+                    "database": engine.url.render_as_string(hide_password=True),
+                    "revision": sorted(have),
+                    "code": sorted(want),
+                    "up_to_date": have == want,
+                }
+            )
+        else:
+            console.print(
+                f"database: {', '.join(sorted(have)) or 'empty'}; code: {', '.join(sorted(want))}"
+            )
+        if have != want:
+            console.print("[yellow]behind: run `dataengine db upgrade`[/]")
+            raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

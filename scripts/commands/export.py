@@ -7,13 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from annotator_ui.settings import Settings
-from db.projects import get_project
-from db.session import transaction
-from engine.interop.exporters.atomic import record_export, write_atomically
-from scripts.commands.common import console, domain_errors, fail, open_db
+from scripts.commands.common import JsonFlag, console, domain_errors, fail, open_db, print_json
 
 # format name -> "module:function". Each function has the signature
 #   fn(session, *, project, out: Path, stage: str | None, options: dict) -> dict (counts)
@@ -48,8 +43,14 @@ def export_command(
         "'all' (proposals with scores too).",
     ),
     boxes: bool = typer.Option(False, help="label-studio: add RectangleLabels boxes too."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Export a project. Written to a temporary folder and renamed: never partial."""
+    from annotator_ui.settings import Settings
+    from db.projects import get_project
+    from db.session import transaction
+    from engine.interop.exporters.atomic import record_export, write_atomically
+
     exporter = resolve(fmt)
     factory = open_db(Settings())
     options = {"include": include, "boxes": boxes}
@@ -69,6 +70,13 @@ def export_command(
             manifest_sha256=manifest_sha,
             params={"stage": stage, **options},
         )
+    if as_json:
+        print_json(
+            {"format": fmt, "out": str(out), "counts": counts, "manifest_sha256": manifest_sha}
+        )
+        return
+    from rich.table import Table
+
     table = Table("what", "count", title=f"{fmt} export -> {out}")
     for k, v in counts.items():
         table.add_row(str(k), str(v))

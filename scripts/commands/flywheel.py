@@ -7,20 +7,24 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy import select
 
-from annotator_ui.settings import Settings
-from db.models import ModelVersion, Round
-from db.projects import get_project
-from db.rounds import start_round
-from db.session import transaction
-from engine.flywheel.metrics import FIGURES, project_metrics
-from engine.flywheel.report import LABELS, render_html
-from scripts.commands.common import console, domain_errors, fail, open_db
+from scripts.commands.common import (
+    JsonFlag,
+    console,
+    domain_errors,
+    fail,
+    json_output,
+    open_db,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from annotator_ui.settings import Settings
 
 round_app = typer.Typer(help="Rounds: bind a project to a model version, with a control arm.",
                         no_args_is_help=True)  # fmt: skip
@@ -28,15 +32,24 @@ round_app = typer.Typer(help="Rounds: bind a project to a model version, with a 
 
 @round_app.command("start")
 def round_start(
-    project: str = typer.Option(..., "--project", help="Project name."),
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
     model_version: int | None = typer.Option(
         None, "--model-version", help="Model version id that pre-fills this round (default: "
         "the previous round's, else none)."),
     control_fraction: float = typer.Option(
         0.2, "--control-fraction", help="Seeded fraction of images served WITHOUT pre-fill (0..1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the control-arm draw."),
+    as_json: JsonFlag = False,
 ) -> None:  # fmt: skip
     """Close the open round and start the next one."""
+    from sqlalchemy import select
+
+    from annotator_ui.settings import Settings
+    from db.models import ModelVersion, Round
+    from db.projects import get_project
+    from db.rounds import start_round
+    from db.session import transaction
+
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         p = get_project(s, name=project)
@@ -48,26 +61,53 @@ def round_start(
             fail(f"no model version {model_version} (list them with `dataengine models list`)")
         r = start_round(s, project_id=p.id, model_version_id=model_version,
                         control_fraction=control_fraction, seed=seed)  # fmt: skip
+        if as_json:
+            print_json({"project": p.name, "round": r.number, "model_version_id": r.model_version_id,
+                        "control_fraction": r.control_fraction, "seed": seed})  # fmt: skip
+            return
         console.print(f"round {r.number} of {p.name!r} started: model version "
                       f"{r.model_version_id}, control fraction {r.control_fraction} (seed {seed})")  # fmt: skip
 
 
 @round_app.command("list")
-def round_list(project: str = typer.Option(..., "--project", help="Project name.")) -> None:
+def round_list(
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    as_json: JsonFlag = False,
+) -> None:
     """List a project's rounds."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from annotator_ui.settings import Settings
+    from db.models import Round
+    from db.projects import get_project
+
     factory = open_db(Settings())
-    table = Table("round", "model version", "control fraction", "seed", "started", "ended")
+    rows: list[dict[str, Any]] = []
     with domain_errors(), factory() as s:
         p = get_project(s, name=project)
         for r in s.scalars(select(Round).where(Round.project_id == p.id).order_by(Round.number)):
-            table.add_row(str(r.number), str(r.model_version_id), f"{r.control_fraction:.2f}",
-                          str(r.seed), r.started_at.isoformat(timespec="seconds"),
-                          r.ended_at.isoformat(timespec="seconds") if r.ended_at else "open")  # fmt: skip
+            rows.append({"round": r.number, "model_version_id": r.model_version_id,
+                         "control_fraction": r.control_fraction, "seed": r.seed,
+                         "started_at": r.started_at.isoformat(timespec="seconds"),
+                         "ended_at": r.ended_at.isoformat(timespec="seconds") if r.ended_at else None})  # fmt: skip
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("round", "model version", "control fraction", "seed", "started", "ended")
+    for r in rows:
+        table.add_row(str(r["round"]), str(r["model_version_id"]), f"{r['control_fraction']:.2f}",
+                      str(r["seed"]), r["started_at"], r["ended_at"] or "open")  # fmt: skip
     console.print(table)
 
 
 def metrics_table(m: dict[str, Any], title: str) -> Table:
     """One row per round x arm: value [95% CI] of every figure."""
+    from rich.table import Table
+
+    from engine.flywheel.metrics import FIGURES
+    from engine.flywheel.report import LABELS
+
     table = Table("round", "arm", "images", *[LABELS[f] for f in FIGURES], title=title)
     for g in m["groups"]:
         cells = []
@@ -80,6 +120,10 @@ def metrics_table(m: dict[str, Any], title: str) -> Table:
 
 
 def _metrics(settings: Settings, project: str, reps: int, seed: int) -> tuple[str, dict[str, Any]]:
+    from db.projects import get_project
+    from db.session import transaction
+    from engine.flywheel.metrics import project_metrics
+
     factory = open_db(settings)
     with domain_errors(), transaction(factory) as s:  # commits the refreshed effort cache
         p = get_project(s, name=project)
@@ -88,12 +132,14 @@ def _metrics(settings: Settings, project: str, reps: int, seed: int) -> tuple[st
 
 
 def metrics(
-    project: str = typer.Option(..., "--project", help="Project name."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    as_json: JsonFlag = False,
     reps: int = typer.Option(1000, "--reps", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
 ) -> None:
     """Flywheel figures per round and arm with bootstrap 95% intervals."""
+    from annotator_ui.settings import Settings
+
     name, m = _metrics(Settings(), project, reps, seed)
     if as_json:
         typer.echo(json.dumps(m, indent=2))
@@ -102,15 +148,19 @@ def metrics(
 
 
 def calibrate(
-    project: str = typer.Option(..., "--project", help="Project name."),
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
     target_precision: float = typer.Option(0.9, "--target-precision",
                                            help="Precision the threshold must reach."),
     model_version: int | None = typer.Option(
         None, "--model-version", help="Version whose proposals were judged (default: the "
         "current round's)."),
     seed: int = typer.Option(0, "--seed", help="Cross-validation seed."),
+    as_json: JsonFlag = False,
 ) -> None:  # fmt: skip
     """Fit P(accept | proposal features) on human decisions; register a calibrated version."""
+    from annotator_ui.settings import Settings
+    from db.projects import get_project
+    from db.session import transaction
     from engine.flywheel.calibration_project import calibrate_project
 
     factory = open_db(Settings())
@@ -119,6 +169,14 @@ def calibrate(
         child = calibrate_project(s, project_id=p.id, model_version_id=model_version,
                                   target_precision=target_precision, seed=seed)  # fmt: skip
         cal = child.calibration or {}
+        registered = {
+            "model_version_id": child.id,
+            "name": child.name,
+            "parent_id": child.parent_id,
+        }
+    if as_json:
+        print_json({**registered, "calibration": cal})
+        return
     how = "target met" if cal["target_met"] else f"target NOT met, rule {cal.get('fallback_rule')}"
     if cal.get("fallback_rule") == "contribution":
         how += f" (keeps the parent's {cal['base_kept']:.1f} kept proposals)"
@@ -136,7 +194,7 @@ def calibrate(
 
 
 def finetune_decoder(
-    project: str = typer.Option(..., "--project", help="Project name."),
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
     model_version: int | None = typer.Option(
         None, "--model-version", help="SAM model version to start from (default: current round's)."),
     steps: int = typer.Option(200, "--steps", help="Optimiser steps."),
@@ -144,13 +202,16 @@ def finetune_decoder(
     holdout: float = typer.Option(0.2, "--holdout", help="Fraction of images held out for NoC/mIoU."),
     max_images: int | None = typer.Option(None, "--max-images", help="Use at most this many images."),
     seed: int = typer.Option(0, "--seed", help="Seed for the split and prompt sampling."),
+    as_json: JsonFlag = False,
 ) -> None:  # fmt: skip
     """Flywheel step 2: train SAM's mask decoder on final masks; promote only if held-out NoC/mIoU@1 improve."""
+    from annotator_ui.settings import Settings
+    from db.projects import get_project
     from engine.flywheel.finetune_decoder import FinetuneConfig, finetune_project
 
     settings = Settings()
     factory = open_db(settings)
-    with domain_errors():
+    with domain_errors(), json_output(as_json):
         with factory() as s:
             p = get_project(s, name=project)
             project_id = p.id
@@ -158,18 +219,28 @@ def finetune_decoder(
         result = finetune_project(factory, project_id=project_id, model_version_id=model_version,
                                   models_dir=settings.data_dir / "models", config=cfg, cache_dir=settings.cache_dir,
                                   device=settings.device, progress=console.print)  # fmt: skip
-    console.print_json(json.dumps(result))
+    if as_json:
+        print_json(result)
+    else:
+        console.print_json(json.dumps(result))
 
 
 def report(
-    project: str = typer.Option(..., "--project", help="Project name."),
-    out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write."),
+    project: str = typer.Option(..., "--project", "-p", help="Project name."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
     reps: int = typer.Option(1000, "--reps", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Write a self-contained HTML report (PNG plots inlined) of the flywheel metrics."""
+    from annotator_ui.settings import Settings
+    from engine.flywheel.report import render_html
+
     name, m = _metrics(Settings(), project, reps, seed)
     write_atomic(out, render_html(m, title=f"Data Engine flywheel report: {name}"))
+    if as_json:
+        print_json({"project": name, "out": str(out), "bytes": out.stat().st_size})
+        return
     console.print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
 
 

@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
-from annotator_ui.settings import Settings
-from engine.imageio import ProbeResult
-from engine.ingest import IngestSummary, ingest
-from scripts.commands.common import console, open_db, progress
+from scripts.commands.common import (
+    JsonFlag,
+    console,
+    json_output,
+    open_db,
+    print_json,
+    progress,
+    require_paths,
+)
+
+if TYPE_CHECKING:
+    from annotator_ui.settings import Settings
+    from engine.imageio import ProbeResult
+    from engine.ingest import IngestSummary
+
+
+def summary_json(summary: IngestSummary) -> dict[str, Any]:
+    """The ``--json`` document of an ingest run."""
+    return {
+        "added": summary.added,
+        "duplicates": summary.duplicates,
+        "rejected": dict(sorted(summary.rejected.items())),
+        "rejected_files": [{"path": p, "reason": r} for p, r in summary.rejected_files],
+        "image_ids": list(summary.image_ids),
+    }
 
 
 def print_summary(summary: IngestSummary) -> None:
+    from rich.table import Table
+
     table = Table("outcome", "files", title="ingest summary")
     table.add_row("added", str(summary.added))
     table.add_row("duplicates (already in project)", str(summary.duplicates))
@@ -26,6 +49,8 @@ def print_summary(summary: IngestSummary) -> None:
 
 def run_ingest(settings: Settings, project: str, paths: list[Path], copy: bool) -> IngestSummary:
     """Ingest with a progress bar; returns the summary (used by `up` too)."""
+    from engine.ingest import ingest
+
     factory = open_db(settings)
     with progress() as bar:
         task = bar.add_task("ingest", total=None, status="")
@@ -55,16 +80,26 @@ def ingest_command(
     max_pixels: int | None = typer.Option(
         None, help="Reject images above this many pixels (default: DATAENGINE_MAX_IMAGE_PIXELS)."
     ),
+    as_json: JsonFlag = False,
 ) -> None:
     """Ingest images: verify, decode, record size/orientation/mode, deduplicate by sha256.
 
     Bad files (corrupt, truncated, empty, non-image, too large) are recorded with
-    their reason and never stop the batch.
+    their reason and never stop the batch. A PATH that does not exist stops the command
+    before anything is ingested (exit 1).
     """
+    from annotator_ui.settings import Settings
+
+    require_paths(paths, "file or folder")
     settings = Settings()
     if max_pixels is not None:
         settings.max_image_pixels = max_pixels
-    print_summary(run_ingest(settings, project, paths, copy))
+    with json_output(as_json):
+        summary = run_ingest(settings, project, paths, copy)
+    if as_json:
+        print_json(summary_json(summary))
+    else:
+        print_summary(summary)
 
 
 def register(app: typer.Typer) -> None:

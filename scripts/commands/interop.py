@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
-from annotator_ui.settings import Settings
-from db.session import transaction
-from db.users import get_user
-from engine.interop.importers import IMPORTERS, ImportReport, import_files
-from engine.interop.importers.common import FileOutcome
-from scripts.commands.common import console, domain_errors, fail, open_db, progress
+from scripts.commands.common import (
+    JsonFlag,
+    console,
+    domain_errors,
+    fail,
+    json_output,
+    open_db,
+    print_json,
+    progress,
+    require_paths,
+)
+
+if TYPE_CHECKING:
+    from engine.interop.importers import ImportReport
+    from engine.interop.importers.common import FileOutcome
+
+# engine.interop.importers.IMPORTERS' names, spelled out so that --help needs no SQLAlchemy
+# (a test keeps them equal)
+IMPORT_FORMATS = ("coco", "labelme", "label-studio")
+
+
+def report_json(report: ImportReport) -> dict[str, Any]:
+    """The ``--json`` document of an import run: the counts and every file's outcome."""
+    return {**report.summary(), "file_outcomes": [asdict(f) for f in report.files]}
 
 
 def print_report(report: ImportReport) -> None:
     """The counts, each rejected file with its reason, and every skipped item with its reason."""
+    from rich.table import Table
+
     table = Table("what", "count", title="import summary")
     for key, value in report.summary().items():
         table.add_row(key.replace("_", " "), str(value))
@@ -31,7 +52,9 @@ def import_command(
     paths: list[Path] = typer.Argument(
         ..., help="Annotation files, or folders (every *.json under them)."
     ),
-    fmt: str = typer.Option(..., "--format", "-f", help=f"Input format: {', '.join(IMPORTERS)}."),
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help=f"Input format: {', '.join(IMPORT_FORMATS)}."
+    ),
     project: str = typer.Option(..., "--project", "-p", help="Project name (created if missing)."),
     images: list[Path] = typer.Option(
         [],
@@ -62,12 +85,19 @@ def import_command(
         help="Attribute the imported masks (and Label Studio lead_time events) to this user; "
         "default: no author, events by the inactive 'label-studio' service user.",
     ),
+    as_json: JsonFlag = False,
 ) -> None:
     """Import annotations as human masks. Each file is committed whole or not at all;
     skipped items (unknown labels, images not found, malformed regions) are listed with
-    their reasons."""
+    their reasons. A PATH that does not exist stops the command before anything is imported."""
+    from annotator_ui.settings import Settings
+    from db.session import transaction
+    from db.users import get_user
+    from engine.interop.importers import IMPORTERS, import_files
+
     if fmt not in IMPORTERS:
         fail(f"unknown format {fmt!r}; choose one of {', '.join(IMPORTERS)}")
+    require_paths(paths, "annotation file or folder")
     for d in images:
         if not d.is_dir():
             fail(f"--images {d} is not a folder")
@@ -82,7 +112,7 @@ def import_command(
     if user:
         with domain_errors(), transaction(factory) as s:
             options["user_id"] = get_user(s, name=user).id
-    with progress() as bar:
+    with json_output(as_json), progress() as bar:
         task = bar.add_task("import", total=None, status="")
 
         def on_total(n: int) -> None:
@@ -103,7 +133,10 @@ def import_command(
             on_file=on_file,
             on_total=on_total,
         )
-    print_report(report)
+    if as_json:
+        print_json(report_json(report))
+    else:
+        print_report(report)
     if report.rejected and len(report.rejected) == len(report.files):
         raise typer.Exit(1)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from annotator_ui.settings import Settings
-from engine.segment.sam.models import MODELS, ChecksumError, download
-from scripts.commands.common import console, fail
+from scripts.commands.common import JsonFlag, console, fail, print_json
+
+# engine.segment.sam.models.MODELS' names, spelled out so that --help needs no torch
+# (a test keeps them equal)
+MODEL_NAMES = ("vit_t", "vit_b", "vit_l", "vit_h")
 
 models_app = typer.Typer(
     help="SAM / MobileSAM checkpoints: list the registry, download with a hash check.",
@@ -18,8 +19,15 @@ models_app = typer.Typer(
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(as_json: JsonFlag = False) -> None:
     """Show every known model type with its file, size, sha256 and URL."""
+    from rich.table import Table
+
+    from engine.segment.sam.models import MODELS
+
+    if as_json:
+        print_json({name: dict(m) for name, m in MODELS.items()})
+        return
     table = Table(title="SAM checkpoints (dataengine models download NAME)")
     for col in ("name", "file", "MB", "sha256", "description", "url"):
         table.add_column(col, overflow="fold")
@@ -31,13 +39,16 @@ def models_list() -> None:
 
 @models_app.command("download")
 def models_download(
-    name: str = typer.Argument(..., help=f"Model type: one of {', '.join(MODELS)}."),
+    name: str = typer.Argument(..., help=f"Model type: one of {', '.join(MODEL_NAMES)}."),
     dest: Path | None = typer.Option(
         None, help="Folder to write into (default: <data_dir>/models)."
     ),
     url: str | None = typer.Option(None, help="Mirror URL to fetch instead of the official one."),
 ) -> None:
     """Download a checkpoint with a progress bar; keep it only if its sha256 matches."""
+    from annotator_ui.settings import Settings
+    from engine.segment.sam.models import MODELS, ChecksumError, download
+
     if name not in MODELS:
         fail(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     folder = dest or Settings().data_dir / "models"

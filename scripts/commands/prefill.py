@@ -3,26 +3,29 @@ embedding cache), both with a progress bar and a summary table."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy.orm import Session, sessionmaker
 
-from annotator_ui.settings import Settings
-from db.models import ModelVersion
-from db.projects import get_project
-from db.rounds import current_round
-from db.session import transaction
-from engine.flywheel.prefill import (
-    ConfidentRule,
-    PrefillSummary,
-    ensure_model_version,
-    prefill_project,
+from scripts.commands.common import (
+    JsonFlag,
+    console,
+    domain_errors,
+    fail,
+    json_output,
+    open_db,
+    print_json,
+    progress,
 )
-from engine.segment.registry import BackendError, build_segmenter
-from scripts.commands.common import console, domain_errors, fail, open_db, progress
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from annotator_ui.settings import Settings
+    from db.models import ModelVersion
+    from engine.flywheel.prefill import ConfidentRule, PrefillSummary
 
 
 def load_segmenter(
@@ -36,6 +39,8 @@ def load_segmenter(
     model_version: ModelVersion | None = None,
 ) -> Any:
     """Build the segmenter from options, else the model version's record, else settings."""
+    from engine.segment.registry import BackendError, build_segmenter
+
     if backend is None and model_version is not None:
         backend = model_version.backend
         model_type = model_type or model_version.model_type
@@ -57,7 +62,17 @@ def load_segmenter(
         raise  # unreachable: fail() exits
 
 
+def summary_json(summary: PrefillSummary) -> dict[str, Any]:
+    """The ``--json`` document of a pre-fill run (failures as {image_id, reason})."""
+    data = asdict(summary)
+    data["failures"] = [{"image_id": i, "reason": r} for i, r in summary.failures]
+    data["seconds_per_image"] = summary.seconds_per_image
+    return data
+
+
 def print_summary(summary: PrefillSummary) -> None:
+    from rich.table import Table
+
     table = Table("", "count", title=f"pre-fill summary (model version {summary.model_version_id})")
     table.add_row("images pre-filled now", str(summary.done))
     table.add_row("images skipped (already pre-filled)", str(summary.skipped))
@@ -123,6 +138,12 @@ def _run_prefill(
     rule: ConfidentRule | None,
     retry_failed: bool,
 ) -> PrefillSummary:
+    from db.models import ModelVersion
+    from db.projects import get_project
+    from db.rounds import current_round
+    from db.session import transaction
+    from engine.flywheel.prefill import ensure_model_version, prefill_project
+
     with domain_errors():
         with transaction(factory) as s:
             project_id = get_project(s, name=project).id
@@ -196,6 +217,8 @@ def prefill_command(
     project: str = typer.Option(..., "--project", "-p", help="Project name."),
     backend: str | None = typer.Option(
         None,
+        "--backend",
+        "-b",
         help="classical | sam (default: the current round's model version, else "
         "DATAENGINE_BACKEND).",
     ),
@@ -219,11 +242,15 @@ def prefill_command(
     ),
     min_area: int = typer.Option(100, help="Not confident below this many pixels."),
     retry_failed: bool = typer.Option(False, help="Retry images whose pre-fill failed before."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Store every automatic proposal as a mask and mark the confident ones.
 
     Resumable and idempotent per (image, model version): rerun after an interruption and only the remaining images are processed. Unreadable images are recorded as failed and never stop the batch.
     """
+    from annotator_ui.settings import Settings
+    from engine.flywheel.prefill import ConfidentRule
+
     settings = Settings()
     with domain_errors():
         rule = ConfidentRule(
@@ -233,19 +260,23 @@ def prefill_command(
             max_area_frac=max_area_frac,
             min_area=min_area,
         )
-    summary = run_prefill(
-        settings,
-        project,
-        backend=backend,
-        model_type=model,
-        checkpoint=checkpoint,
-        sha256=sha256,
-        device=device,
-        model_version_id=model_version,
-        limit=limit,
-        rule=rule,
-        retry_failed=retry_failed,
-    )
+    with json_output(as_json):
+        summary = run_prefill(
+            settings,
+            project,
+            backend=backend,
+            model_type=model,
+            checkpoint=checkpoint,
+            sha256=sha256,
+            device=device,
+            model_version_id=model_version,
+            limit=limit,
+            rule=rule,
+            retry_failed=retry_failed,
+        )
+    if as_json:
+        print_json(summary_json(summary))
+        return
     print_summary(summary)
     if summary.failed:
         console.print("rerun with --retry-failed after fixing the files to process them again")
@@ -253,15 +284,22 @@ def prefill_command(
 
 def embed_command(
     project: str = typer.Option(..., "--project", "-p", help="Project name."),
-    backend: str | None = typer.Option(None, help="classical | sam (default: settings)."),
+    backend: str | None = typer.Option(
+        None, "--backend", "-b", help="classical | sam (default: settings)."
+    ),
     model: str | None = typer.Option(None, "--model", help="SAM model type (default: settings)."),
     checkpoint: Path | None = typer.Option(None, help="SAM checkpoint .pth (default: settings)."),
     sha256: str | None = typer.Option(None, help="Expected sha256 of the checkpoint."),
     device: str | None = typer.Option(None, help="torch device for sam (default: settings)."),
     limit: int | None = typer.Option(None, help="Embed at most this many images."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Precompute the embeddings of a project's images into the cache (DATAENGINE_DATA_DIR)."""
+    from rich.table import Table
+
+    from annotator_ui.settings import Settings
     from db.images import list_images
+    from db.projects import get_project
     from engine.imageio import load_rgb
 
     settings = Settings()
@@ -282,7 +320,7 @@ def embed_command(
         device=device,
     )
     counts = {"embedded": 0, "cached": 0, "failed": 0}
-    with progress() as bar:
+    with json_output(as_json), progress() as bar:
         task = bar.add_task("embed", total=len(images), status="")
         for image_id, uri, sha in images:
             if seg.is_cached(sha):
@@ -295,6 +333,9 @@ def embed_command(
                     counts["failed"] += 1
                     console.print(f"  [red]failed[/] image {image_id}: {err}")
             bar.update(task, advance=1, status=f"image {image_id}")
+    if as_json:
+        print_json({"model_key": seg.model_key, **counts})
+        return
     table = Table("", "images", title=f"embedding cache ({seg.model_key})")
     for k, v in counts.items():
         table.add_row(k, str(v))

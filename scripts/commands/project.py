@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from annotator_ui.settings import Settings
-from db.images import count_by_status
-from db.projects import create_project, get_project, list_projects, set_labels
-from db.session import transaction
-from scripts.commands.common import console, domain_errors, open_db
+from scripts.commands.common import JsonFlag, console, domain_errors, open_db, print_json
 
 project_app = typer.Typer(
     help="Create and list projects; edit their label taxonomy.", no_args_is_help=True
@@ -24,12 +19,21 @@ def _split(labels: str) -> list[str]:
 def project_create(
     name: str = typer.Argument(..., help="Project name (unique)."),
     labels: str = typer.Option("", help="Comma-separated label taxonomy, e.g. 'dog,cat,car'."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Create a project."""
+    from annotator_ui.settings import Settings
+    from db.projects import create_project
+    from db.session import transaction
+
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         p = create_project(s, name=name, labels=_split(labels))
-    console.print(f"created project {p.name!r} (id {p.id})")
+        created = {"id": p.id, "name": p.name, "labels": list(p.labels)}
+    if as_json:
+        print_json(created)
+        return
+    console.print(f"created project {created['name']!r} (id {created['id']})")
 
 
 @project_app.command("labels")
@@ -40,6 +44,10 @@ def project_labels(
     ),
 ) -> None:
     """Replace a project's label taxonomy."""
+    from annotator_ui.settings import Settings
+    from db.projects import get_project, set_labels
+    from db.session import transaction
+
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         p = set_labels(s, project=get_project(s, name=name), labels=_split(labels))
@@ -47,20 +55,36 @@ def project_labels(
 
 
 @project_app.command("list")
-def project_list() -> None:
+def project_list(as_json: JsonFlag = False) -> None:
     """List projects with image counts."""
+    from rich.table import Table
+
+    from annotator_ui.settings import Settings
+    from db.images import count_by_status
+    from db.projects import list_projects
+
     factory = open_db(Settings())
-    table = Table("id", "name", "images ok", "rejected", "labels")
+    rows = []
     with factory() as s:
         for p in list_projects(s):
             counts = count_by_status(s, project_id=p.id)
-            table.add_row(
-                str(p.id),
-                p.name,
-                str(counts.get("ok", 0)),
-                str(counts.get("rejected", 0)),
-                ", ".join(p.labels),
+            rows.append(
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "images_ok": counts.get("ok", 0),
+                    "rejected": counts.get("rejected", 0),
+                    "labels": list(p.labels),
+                }
             )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "images ok", "rejected", "labels")
+    for r in rows:
+        table.add_row(
+            str(r["id"]), r["name"], str(r["images_ok"]), str(r["rejected"]), ", ".join(r["labels"])
+        )
     console.print(table)
 
 

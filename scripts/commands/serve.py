@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from annotator_ui.settings import Settings
 from scripts.commands.common import open_db
 
 
@@ -15,6 +14,8 @@ def serve_command(
 ) -> None:
     """Serve the annotator app and API (OpenAPI docs at /docs)."""
     import uvicorn
+
+    from annotator_ui.settings import Settings
 
     settings = Settings()
     open_db(settings)  # refuse to start on a database that is behind, with the fix

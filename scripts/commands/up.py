@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import skimage
 import typer
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from annotator_ui.settings import Settings
-from db.migrate import upgrade
-from db.models import User
-from db.projects import get_or_create_project
-from db.session import transaction
-from db.users import create_user, hash_password
-from scripts.commands.common import console, open_db
+from scripts.commands.common import console, open_db, require_paths
 from scripts.commands.ingest import print_summary, run_ingest
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 # Photos that ship inside scikit-image (skimage/data), used when no folder is given.
 SAMPLE_PHOTOS = [
@@ -53,12 +48,20 @@ DEMO_LABELS = [
 
 
 def sample_paths() -> list[Path]:
+    import skimage
+
     root = Path(skimage.__file__).parent / "data"
     return [root / name for name in SAMPLE_PHOTOS if (root / name).exists()]
 
 
 def ensure_admin(factory: sessionmaker[Session], name: str, password: str | None) -> str | None:
     """Create the admin (or reset its password when one is given); returns a new password."""
+    from sqlalchemy import select
+
+    from db.models import User
+    from db.session import transaction
+    from db.users import create_user, hash_password
+
     with transaction(factory) as s:
         user = s.scalar(select(User).where(User.name == name))
         if user is None:
@@ -73,7 +76,7 @@ def ensure_admin(factory: sessionmaker[Session], name: str, password: str | None
 
 def up_command(
     paths: list[Path] = typer.Argument(None, help="Image folders/files (default: sample photos)."),
-    project: str = typer.Option("demo", help="Project to create or reuse."),
+    project: str = typer.Option("demo", "--project", "-p", help="Project to create or reuse."),
     admin: str = typer.Option("admin", help="Admin user name."),
     password: str | None = typer.Option(
         None,
@@ -84,6 +87,12 @@ def up_command(
     serve: bool = typer.Option(True, help="Serve the app at the end."),
 ) -> None:
     """Set up everything on embedded defaults and serve the app."""
+    from annotator_ui.settings import Settings
+    from db.migrate import upgrade
+    from db.projects import get_or_create_project
+    from db.session import transaction
+
+    require_paths(list(paths or []), "file or folder")
     settings = Settings()
     url = settings.resolved_database_url
     console.rule("1/4 database")

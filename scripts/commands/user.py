@@ -5,13 +5,11 @@ from __future__ import annotations
 import secrets
 
 import typer
-from rich.table import Table
 
-from annotator_ui.settings import Settings
-from db.models import ROLES
-from db.session import transaction
-from db.users import create_user, get_user, issue_token, list_users
-from scripts.commands.common import console, domain_errors, fail, open_db
+from scripts.commands.common import JsonFlag, console, domain_errors, fail, open_db, print_json
+
+# db.models.ROLES, spelled out so that --help needs no SQLAlchemy (a test keeps them equal)
+ROLE_NAMES = ("annotator", "curator", "reviewer", "admin")
 
 user_app = typer.Typer(help="Manage users, roles and API tokens.", no_args_is_help=True)
 
@@ -19,34 +17,55 @@ user_app = typer.Typer(help="Manage users, roles and API tokens.", no_args_is_he
 @user_app.command("add")
 def user_add(
     name: str = typer.Argument(..., help="Login name."),
-    role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),
+    role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLE_NAMES)}."),
     password: str | None = typer.Option(
         None,
         "--password",
         envvar="DATAENGINE_NEW_PASSWORD",
         help="Password (8+ characters). Omitted: a random one is generated and printed.",
     ),
+    as_json: JsonFlag = False,
 ) -> None:
     """Create a user with a role."""
+    from annotator_ui.settings import Settings
+    from db.models import ROLES
+    from db.session import transaction
+    from db.users import create_user
+
     if role not in ROLES:
         fail(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     pw = password or secrets.token_urlsafe(12)
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         user = create_user(s, name=name, role=role, password=pw)
+        created = {"id": user.id, "name": user.name, "role": user.role}
+    if as_json:
+        print_json({**created, "password": None if password else pw})
+        return
     console.print(
         f"created {user.role} {user.name!r}" + ("" if password else f" with password {pw}")
     )
 
 
 @user_app.command("list")
-def user_list() -> None:
+def user_list(as_json: JsonFlag = False) -> None:
     """List users and roles."""
+    from rich.table import Table
+
+    from annotator_ui.settings import Settings
+    from db.users import list_users
+
     factory = open_db(Settings())
-    table = Table("id", "name", "role", "active")
     with factory() as s:
-        for u in list_users(s):
-            table.add_row(str(u.id), u.name, u.role, "yes" if u.active else "no")
+        users = [
+            {"id": u.id, "name": u.name, "role": u.role, "active": u.active} for u in list_users(s)
+        ]
+    if as_json:
+        print_json(users)
+        return
+    table = Table("id", "name", "role", "active")
+    for u in users:
+        table.add_row(str(u["id"]), u["name"], u["role"], "yes" if u["active"] else "no")
     console.print(table)
 
 
@@ -54,11 +73,19 @@ def user_list() -> None:
 def user_token(
     name: str = typer.Argument(..., help="User to issue the token for."),
     hours: float = typer.Option(24 * 30, help="Lifetime in hours."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Issue a bearer token for scripts (Authorization: Bearer <token>)."""
+    from annotator_ui.settings import Settings
+    from db.session import transaction
+    from db.users import get_user, issue_token
+
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         token = issue_token(s, user=get_user(s, name=name), kind="api", hours=hours)
+    if as_json:
+        print_json({"user": name, "token": token, "hours": hours})
+        return
     console.print(token)
 
 
@@ -73,7 +100,9 @@ def user_passwd(
     ),
 ) -> None:
     """Set a user's password."""
-    from db.users import hash_password
+    from annotator_ui.settings import Settings
+    from db.session import transaction
+    from db.users import get_user, hash_password
 
     pw = password or secrets.token_urlsafe(12)
     if len(pw) < 8:

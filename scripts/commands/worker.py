@@ -8,10 +8,6 @@ import time
 
 import typer
 
-from annotator_ui.settings import Settings
-from db.errors import DomainError
-from db.projects import list_projects
-from engine.flywheel.prefill import prefill_project
 from scripts.commands.common import console, open_db
 from scripts.commands.prefill import load_segmenter
 
@@ -28,6 +24,11 @@ def worker_command(
     that matches the loaded model, else the loaded model's own version. Safe to run
     several workers at once: each image is claimed by exactly one of them.
     """
+    from annotator_ui.settings import Settings
+    from db.errors import DomainError
+    from db.projects import list_projects
+    from engine.flywheel.prefill import prefill_project
+
     settings = Settings()
     factory = open_db(settings)
     segmenter = load_segmenter(

@@ -1,7 +1,12 @@
-"""The `dataengine` CLI: --help on every command, db upgrade, and the foundation commands."""
+"""The `dataengine` CLI: --help on every command (and what it imports), --version, --json,
+one-line errors with exit codes, the short-option table, db upgrade and the foundation commands."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +81,289 @@ def test_upgrade_then_ingest_and_users(env: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "unknown role" in result.output
     result = runner.invoke(app, ["project", "list"])
     assert result.exit_code == 0 and "p" in result.output
+
+
+# --- start-up cost: --help imports nothing heavy ------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = (
+    "torch",
+    "matplotlib",
+    "cv2",
+    "sklearn",
+    "fastapi",
+    "pycocotools",
+    "sqlalchemy",
+    "numpy",
+    "scipy",
+    "skimage",
+    "alembic",
+)  # not pydantic: typer itself may load it to coerce some option values
+_PROBE = """
+import json, sys
+from scripts.cli import main
+argvs, heavy_names, report = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+for argv in argvs:
+    sys.argv = ["dataengine", *argv]
+    try:
+        main()
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise SystemExit(f"{argv}: exit {done.code}")
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(heavy_names))
+with open(report, "w") as fh:
+    json.dump(heavy, fh)
+"""
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATAENGINE_DATABASE_URL"}
+    env.update({"PYTHONPATH": str(ROOT), "COLUMNS": "200", **extra})
+    return env
+
+
+def test_help_of_every_command_imports_no_heavy_library(tmp_path: Path) -> None:
+    """`dataengine --help`, `--version` and every `<cmd> --help`, run through the real entry
+    point in a fresh interpreter, import none of torch, SQLAlchemy, pydantic & co."""
+    argvs = [["--help"], ["--version"]] + [[*p, "--help"] for p in _all_command_paths() if p]
+    report = tmp_path / "heavy.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(argvs), json.dumps(HEAVY), str(report)],
+        cwd=tmp_path,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(report.read_text()) == []
+    assert "Usage" in proc.stdout and "dataengine 0" in proc.stdout
+
+
+def test_version_is_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"dataengine {version('dataengine')}"
+
+
+def test_names_spelled_out_for_help_match_their_sources() -> None:
+    from db.models import ROLES
+    from engine.interop.importers import IMPORTERS
+    from engine.segment.sam.models import MODELS
+    from scripts.commands.interop import IMPORT_FORMATS
+    from scripts.commands.models import MODEL_NAMES
+    from scripts.commands.user import ROLE_NAMES
+
+    assert tuple(ROLES) == ROLE_NAMES
+    assert tuple(IMPORTERS) == IMPORT_FORMATS
+    assert tuple(MODELS) == MODEL_NAMES
+
+
+# --- one option table for every command ---------------------------------------------------
+
+SHORT = {"--project": "-p", "--out": "-o", "--format": "-f", "--backend": "-b", "--json": "-j"}
+REPORTING = [
+    ["db", "upgrade"],
+    ["db", "current"],
+    ["project", "create"],
+    ["project", "list"],
+    ["ingest"],
+    ["user", "add"],
+    ["user", "list"],
+    ["user", "token"],
+    ["models", "list"],
+    ["prefill"],
+    ["embed"],
+    ["round", "start"],
+    ["round", "list"],
+    ["metrics"],
+    ["calibrate"],
+    ["finetune-decoder"],
+    ["report"],
+    ["curate", "auto"],
+    ["curate", "agreement"],
+    ["curate", "train-ranker"],
+    ["curate", "settings"],
+    ["export"],
+    ["import"],
+]
+
+
+def _command(path: list[str]) -> Any:
+    cmd: Any = typer.main.get_command(app)
+    for word in path:
+        cmd = cmd.commands[word]
+    return cmd
+
+
+def test_short_options_are_the_same_everywhere() -> None:
+    checked = 0
+    for path in _all_command_paths():
+        for param in getattr(_command(path), "params", []):
+            opts = set(getattr(param, "opts", [])) | set(getattr(param, "secondary_opts", []))
+            for long, short in SHORT.items():
+                if long in opts:
+                    assert short in opts, f"dataengine {' '.join(path)}: {long} lacks {short}"
+                    checked += 1
+    assert checked >= 30
+
+
+def test_every_reporting_command_has_json() -> None:
+    for path in REPORTING:
+        opts = {o for p in _command(path).params for o in getattr(p, "opts", [])}
+        assert "--json" in opts, f"dataengine {' '.join(path)} has no --json"
+
+
+# --- --json: one JSON document on stdout -----------------------------------------------------
+
+
+def _json(args: list[str]) -> Any:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, (args, result.output)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def db_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", db_url)
+    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_json_outputs_of_the_main_commands(db_env: Path, shared_data: Path) -> None:
+    from PIL import Image
+
+    photos = db_env / "photos"
+    photos.mkdir()
+    for name in ("astronaut.jpg", "dog.jpg"):
+        with Image.open(shared_data / "samples" / name) as im:
+            im.convert("RGB").resize((96, 72)).save(photos / f"{Path(name).stem}.png")
+    (photos / "bad.jpg").write_text("nope")
+
+    up = _json(["db", "upgrade", "--json"])
+    assert up["revision"] == up["code"] and up["revision"]
+    assert _json(["db", "current", "-j"])["up_to_date"] is True
+    made = _json(["project", "create", "p", "--labels", "person,dog", "--json"])
+    assert made["name"] == "p" and made["labels"] == ["person", "dog"]
+
+    ingested = _json(["ingest", str(photos), "-p", "p", "--json"])
+    assert ingested["added"] == 2 and ingested["duplicates"] == 0
+    assert ingested["rejected"] == {"not an image": 1}
+    assert ingested["rejected_files"][0]["path"].endswith("bad.jpg")
+    again = _json(["ingest", str(photos), "-p", "p", "-j"])
+    assert again["added"] == 0 and again["duplicates"] >= 2
+
+    listed = _json(["project", "list", "--json"])
+    assert [(p["name"], p["images_ok"], p["rejected"]) for p in listed] == [("p", 2, 1)]
+    user = _json(["user", "add", "ann", "--role", "annotator", "--json"])
+    assert user["role"] == "annotator" and len(user["password"]) >= 8
+    assert [u["name"] for u in _json(["user", "list", "--json"])] == ["ann"]
+
+    filled = _json(["prefill", "-p", "p", "-b", "classical", "--json"])
+    assert filled["done"] == 2 and filled["failed"] == 0 and filled["proposals"] > 0
+    assert filled["confident"] <= filled["proposals"]
+
+    curated = _json(["curate", "auto", "-p", "p", "--json"])
+    assert curated["images"] == 2 and curated["passed"] + curated["failed"] == 2
+    assert curated["rules"] == "default"
+    assert _json(["curate", "settings", "-p", "p", "--json"])["overlap_fraction"] >= 0
+
+    rounds = _json(["round", "list", "-p", "p", "--json"])
+    assert isinstance(rounds, list)
+    m = _json(["metrics", "-p", "p", "--reps", "20", "-j"])
+    assert "groups" in m and "idle_s" in m
+
+    out = db_env / "coco"
+    exported = _json(["export", "-p", "p", "-f", "coco", "-o", str(out), "--include", "all", "-j"])
+    assert exported["format"] == "coco" and Path(exported["out"]) == out
+    assert len(exported["manifest_sha256"]) == 64
+    coco_files = sorted(out.rglob("*.json"))
+    ann_file = next(f for f in coco_files if "annotations" in json.loads(f.read_text()))
+    imported = _json(
+        ["import", "-f", "coco", str(ann_file), "-p", "q", "--images", str(photos), "--json"]
+    )
+    assert imported["files"] == 1 and imported["files_rejected"] == 0
+    assert imported["file_outcomes"][0]["status"] == "imported"
+    models = _json(["models", "list", "--json"])
+    assert set(models) == {"vit_t", "vit_b", "vit_l", "vit_h"}
+
+
+def test_json_mode_sends_tables_and_progress_to_stderr(db_env: Path) -> None:
+    from PIL import Image
+
+    runner.invoke(app, ["db", "upgrade"])
+    Image.new("RGB", (32, 24), (200, 9, 9)).save(db_env / "red.png")
+    result = runner.invoke(app, ["ingest", str(db_env / "red.png"), "-p", "p", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["added"] == 1  # nothing but the document on stdout
+    human = runner.invoke(app, ["project", "list"])
+    assert "images ok" in human.stdout, "the console is back on stdout after a --json command"
+
+
+# --- one-line errors: missing paths, unreachable database --------------------------------------
+
+
+def _cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point (``main``) in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.cli", *args],
+        cwd=cwd,
+        env=_clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_missing_paths_exit_1_with_one_line(tmp_path: Path) -> None:
+    env = {"DATAENGINE_DATA_DIR": str(tmp_path / "var")}
+    assert _cli(["db", "upgrade"], tmp_path, **env).returncode == 0
+    (tmp_path / "ok").mkdir()
+    cases = [
+        ["ingest", str(tmp_path / "ok"), str(tmp_path / "nope"), "-p", "p"],
+        ["import", "-f", "coco", str(tmp_path / "nope.json"), "-p", "p"],
+        ["curate", "auto", "-p", "p", "--rules", str(tmp_path / "nope.toml")],
+    ]
+    for args in cases:
+        proc = _cli(args, tmp_path, **env)
+        assert proc.returncode == 1, (args, proc.stderr)
+        line = _one_line_error(proc)
+        assert "nope" in line, line
+    listed = _cli(["project", "list", "--json"], tmp_path, **env)
+    assert json.loads(listed.stdout) == [], "a refused ingest created nothing"
+
+
+@pytest.mark.parametrize(
+    "args", [["project", "list"], ["db", "upgrade"], ["db", "current"], ["ingest", ".", "-p", "x"]]
+)
+def test_unreachable_database_exit_3_with_one_line(tmp_path: Path, args: list[str]) -> None:
+    url = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/nowhere"
+    proc = _cli(args, tmp_path, DATAENGINE_DATABASE_URL=url)
+    assert proc.returncode == 3, proc.stderr
+    line = _one_line_error(proc)
+    assert line.startswith(
+        "error: cannot reach the database at postgresql+psycopg://postgres:***@127.0.0.1:1/nowhere: "
+    ), line
+    assert "s3cret" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["project", "list"], ["db", "upgrade"]])
+def test_unusable_sqlite_path_exit_3_with_one_line(tmp_path: Path, args: list[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = _cli(args, tmp_path, DATAENGINE_DATABASE_URL=f"sqlite:///{blocker}/x.db")
+    assert proc.returncode == 3, proc.stderr
+    assert _one_line_error(proc).startswith(
+        f"error: cannot reach the database at sqlite:///{blocker}"
+    )
