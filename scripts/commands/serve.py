@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import typer
+import os
 
-from annotator_ui.settings import Settings
-from scripts.commands.common import open_db
+import typer
+from pydantic import ValidationError
+
+from annotator_ui.settings import Settings, UnsafeBinding, check_binding
+from scripts.commands.common import fail, open_db
 
 
 def serve_command(
@@ -16,11 +19,20 @@ def serve_command(
     """Serve the annotator app and API (OpenAPI docs at /docs)."""
     import uvicorn
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as err:
+        fail("; ".join(e["msg"] for e in err.errors()), code=2)
+    host = host or settings.host
+    try:
+        check_binding(settings, host)
+    except UnsafeBinding as err:
+        fail(str(err), code=2)
     open_db(settings)  # refuse to start on a database that is behind, with the fix
+    os.environ["DATAENGINE_HOST"] = host  # the app's lifespan checks the same address
     uvicorn.run(
         "annotator_ui.main:app",
-        host=host or settings.host,
+        host=host,
         port=port or settings.port,
         workers=workers,
         log_level="info",

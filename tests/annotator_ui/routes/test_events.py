@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from db.models import Event
+from db.models import Event, Project
 from db.session import transaction
 from engine.flywheel import events as ek
 from tests.factories import make_image, make_mask, make_project
@@ -87,8 +87,12 @@ def test_replaying_a_batch_changes_nothing(web: Web) -> None:
 
 def test_one_bad_event_never_stops_the_batch(web: Web) -> None:
     with transaction(web.factory) as s:
-        im = make_image(s, project=make_project(s))
-        image_id = im.id
+        pid = make_project(s).id
+        make_image(s, project=s.get(Project, pid))
+    ann = web.as_("annotator")
+    image_id = web.client.post("/api/tasks/next", json={"project_id": pid}, headers=ann).json()[
+        "image"
+    ]["id"]
     good = {
         "uuid": str(uuid.uuid4()),
         "session_id": "s",
@@ -103,9 +107,7 @@ def test_one_bad_event_never_stops_the_batch(web: Web) -> None:
         {**good, "uuid": str(uuid.uuid4()), "client_time": "soon"},
         {**good, "uuid": "short"},
     ]
-    r = web.client.post(
-        "/api/events", json={"events": [*bad, good]}, headers=web.as_("annotator")
-    ).json()
+    r = web.client.post("/api/events", json={"events": [*bad, good]}, headers=ann).json()
     assert r["stored"] == 1
     reasons = [x["reason"] for x in r["rejected"]]
     assert any("unknown kind" in x for x in reasons) and any("no image" in x for x in reasons)
