@@ -17,8 +17,18 @@ Endpoints (JSON shapes as label-studio-ml-backend's ``api.py``):
 - ``GET /ml/metrics`` -> ``{}``; ``GET /ml/versions`` -> ``{"versions": [...]}``.
 Task images are matched to ingested images as ``engine.interop.label_studio`` documents
 (``dataengine_sha256`` / ``dataengine_image_id`` in task data, or the image URL).
-With ``DATAENGINE_ML_BACKEND_BASIC_AUTH=user:password`` every endpoint needs
-that HTTP basic auth (Label Studio: "Use basic auth" in the model settings).
+
+Authentication (``ml_user``; every endpoint, ``/ml/health`` too: Label Studio sends the
+model's credentials there as well): by default an app API token (``dataengine user token
+NAME``) as ``Authorization: Bearer <token>`` or ``Token <token>`` (Label Studio's model
+"Authentication token"); with ``DATAENGINE_ML_BACKEND_BASIC_AUTH=NAME:PASSWORD`` also HTTP
+basic auth ("Use basic auth" in the model settings), acting as app user NAME;
+``DATAENGINE_ML_BACKEND_AUTH=none`` allows anonymous calls, and the app then refuses to
+start on a non-loopback address. Each request acts with its user's rights: ``predict``
+reads only images the user may read (``routes.tasks.ensure_can_read``; others answer as if
+not ingested), ``webhook`` needs annotator rights, an annotator's own recent lease on the
+image, and no one else's live lease on it. Task images are resolved only against ingested
+rows, never by looking at the server's filesystem.
 """
 
 from __future__ import annotations
