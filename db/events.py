@@ -37,28 +37,42 @@ class WriteRights:
     grace: dt.timedelta = dt.timedelta(minutes=15)
 
 
-def _problem(session: Session, ev: dict[str, Any], rights: WriteRights) -> str | None:
-    """Why this (shape-checked) event cannot be stored for this caller, or None."""
+def _problem(
+    session: Session,
+    ev: dict[str, Any],
+    rights: WriteRights,
+    checked: dict[tuple[Any, Any, Any], str | None],
+) -> str | None:
+    """Why this (shape-checked) event cannot be stored for this caller, or None.
+    ``checked`` caches the database checks per (image, mask, lease) within one batch."""
     kind = ev.get("kind")
     if kind not in rights.known:
         return f"unknown kind {kind!r}"
     if kind not in rights.kinds:
-        return f"kind {kind!r} is not one your role may send (allowed: {', '.join(sorted(rights.kinds)) or 'none'})"
+        allowed = ", ".join(sorted(rights.kinds)) or "none"
+        return f"kind {kind!r} is not one your role may send (allowed: {allowed})"
     t = ev.get("client_time")
     if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
         return "client_time must be a finite number of milliseconds"
     if not isinstance(ev.get("session_id"), str) or not ev["session_id"]:
         return "session_id must be a non-empty string"
-    image_id = ev.get("image_id")
+    key = (ev.get("image_id"), ev.get("mask_id"), ev.get("lease_id"))
+    if key not in checked:
+        checked[key] = _target_problem(session, rights, *key)
+    return checked[key]
+
+
+def _target_problem(
+    session: Session, rights: WriteRights, image_id: Any, mask_id: Any, lease_id: Any
+) -> str | None:
+    """Why the caller may not write an event about this image / mask / lease, or None."""
     if image_id is not None and session.get(Image, image_id) is None:
         return f"no image with id {image_id}"
-    mask_id = ev.get("mask_id")
     if mask_id is not None:
         mask = session.get(Mask, mask_id)
         if mask is None or (image_id is not None and mask.image_id != image_id):
             return f"no mask {mask_id} on image {image_id}"
         image_id = mask.image_id
-    lease_id = ev.get("lease_id")
     if lease_id is not None:
         lease = session.get(Lease, lease_id)
         if lease is None or lease.user_id != rights.user_id:
@@ -123,27 +137,36 @@ def record(
     rejected: list[dict[str, Any]] = []
     stored = duplicates = 0
     seen: set[str] = set()
+    checked: dict[tuple[Any, Any, Any], str | None] = {}
+    new: list[dict[str, Any]] = []
     for index, ev in enumerate(events):
         uuid = ev.get("uuid")
         if isinstance(uuid, str) and (uuid in existing or uuid in seen):
             duplicates += 1
             acknowledged.append(uuid)
             continue
-        reason = _problem(session, ev, rights)
+        reason = _problem(session, ev, rights, checked)
         if reason is not None:
             rejected.append({"index": index, "uuid": uuid, "reason": reason})
             if isinstance(uuid, str):
                 acknowledged.append(uuid)
             continue
-        try:
-            with session.begin_nested():
-                session.add(_row(ev, user_id))
-        except IntegrityError:  # the same uuid arrived concurrently: stored once already
-            duplicates += 1
-        else:
-            stored += 1
+        new.append(ev)
         seen.add(uuid)
         acknowledged.append(uuid)
+    try:  # one savepoint for the batch; one per event only if a uuid arrived concurrently
+        with session.begin_nested():
+            session.add_all([_row(ev, user_id) for ev in new])
+        stored = len(new)
+    except IntegrityError:
+        for ev in new:
+            try:
+                with session.begin_nested():
+                    session.add(_row(ev, user_id))
+            except IntegrityError:  # the same uuid arrived concurrently: stored once already
+                duplicates += 1
+            else:
+                stored += 1
     return {
         "acknowledged": acknowledged,
         "stored": stored,
