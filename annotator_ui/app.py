@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from annotator_ui.settings import Settings
+from annotator_ui.settings import Settings, check_binding
 from db.errors import DomainError
 from db.migrate import check_up_to_date
 from db.session import make_engine, make_session_factory
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, segmenter: Any = None) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        check_binding(settings, settings.host)  # no anonymous /ml on a reachable address
         engine = make_engine(settings.resolved_database_url)
         check_up_to_date(engine)  # refuses to start on a database that is behind
         app.state.engine = engine

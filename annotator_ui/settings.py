@@ -6,10 +6,11 @@ Every field can be set with an environment variable named ``DATAENGINE_<FIELD>``
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,9 +70,43 @@ class Settings(BaseSettings):
     idle_seconds: float = Field(
         default=30.0, description="Gap cap for active-time accounting (DESIGN section 5)."
     )
-    ml_backend_basic_auth: str | None = Field(
-        default=None, description="user:password required by the Label Studio ML backend, if set."
+    event_grace_minutes: float = Field(
+        default=15.0,
+        description="An annotator's effort events for an image are accepted while their lease "
+        "on it is live and this long after it expired or was submitted (batches still in the "
+        "browser's outbox).",
     )
+    ml_backend_auth: Literal["token", "basic", "none"] = Field(
+        default="token",
+        description="Authentication of the Label Studio ML backend (/ml/*): 'token' = the app's "
+        "own API tokens (Authorization: Bearer <token> or Token <token>); 'basic' = HTTP basic "
+        "auth with ml_backend_basic_auth (tokens work too); 'none' = anonymous, refused unless "
+        "the app binds a loopback address. Defaults to 'basic' when ml_backend_basic_auth is set.",
+    )
+    ml_backend_basic_auth: str | None = Field(
+        default=None,
+        description="NAME:PASSWORD for ml_backend_auth='basic'; NAME is an app user (its role "
+        "rights apply to every /ml request), PASSWORD is this secret, not the user's login.",
+    )
+
+    @model_validator(mode="after")
+    def _ml_auth_consistent(self) -> Settings:
+        if self.ml_backend_basic_auth and self.ml_backend_auth != "basic":
+            if "ml_backend_auth" in self.model_fields_set:
+                raise ValueError(
+                    f"ml_backend_basic_auth is set but ml_backend_auth is "
+                    f"{self.ml_backend_auth!r}: set DATAENGINE_ML_BACKEND_AUTH=basic, or unset "
+                    "DATAENGINE_ML_BACKEND_BASIC_AUTH"
+                )
+            self.ml_backend_auth = "basic"
+        if self.ml_backend_auth == "basic":
+            name, sep, secret = (self.ml_backend_basic_auth or "").partition(":")
+            if not (name and sep and secret):
+                raise ValueError(
+                    "ml_backend_auth='basic' needs DATAENGINE_ML_BACKEND_BASIC_AUTH=NAME:PASSWORD "
+                    "(NAME an app user: dataengine user add NAME --role ...)"
+                )
+        return self
 
     @property
     def resolved_database_url(self) -> str:
@@ -89,6 +124,36 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Embedding cache and thumbnails."""
         return self.data_dir / "cache"
+
+
+LOOPBACK_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost; an empty host, 0.0.0.0, :: or any other name
+    binds (or may resolve to) a reachable interface."""
+    host = host.strip().strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class UnsafeBinding(ValueError):
+    """The configuration would expose an anonymous endpoint on the network."""
+
+
+def check_binding(settings: Settings, host: str) -> None:
+    """Raise UnsafeBinding (one-line reason naming the fix) when ``host`` is not a loopback
+    address while the Label Studio ML backend is anonymous (``ml_backend_auth='none'``)."""
+    if settings.ml_backend_auth == "none" and not is_loopback(host):
+        raise UnsafeBinding(
+            f"refusing to serve on {host or '(all interfaces)'} with DATAENGINE_ML_BACKEND_AUTH=none "
+            "(anyone could read and write masks through /ml): bind 127.0.0.1 or set "
+            "DATAENGINE_ML_BACKEND_AUTH=token"
+        )
 
 
 def get_settings() -> Settings:

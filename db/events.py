@@ -8,43 +8,93 @@ monotonic within the session), ``visible`` (bool), ``kind`` (str), ``image_id`` 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.leases import recent_lease
 from db.models import Event, Image, Lease, Mask
 
 
+@dataclass(frozen=True)
+class WriteRights:
+    """What one caller may write into the effort log.
+
+    ``known``: every kind the log accepts; ``kinds``: those this caller may send;
+    ``stages``: None = any image (reviewers, admins), else an event naming an image needs
+    the caller's own lease on it in one of these stages, live or ended at most ``grace`` ago.
+    """
+
+    user_id: int
+    known: frozenset[str]
+    kinds: frozenset[str]
+    stages: tuple[str, ...] | None
+    grace: dt.timedelta = dt.timedelta(minutes=15)
+
+
 def _problem(
-    session: Session, ev: dict[str, Any], user_id: int, kinds: frozenset[str]
+    session: Session,
+    ev: dict[str, Any],
+    rights: WriteRights,
+    checked: dict[tuple[Any, Any, Any], str | None],
 ) -> str | None:
-    """Why this event cannot be stored, or None."""
-    uuid = ev.get("uuid")
-    if not isinstance(uuid, str) or not 8 <= len(uuid) <= 36:
-        return "uuid must be a string of 8 to 36 characters"
-    if kinds and ev.get("kind") not in kinds:
-        return f"unknown kind {ev.get('kind')!r}"
+    """Why this (shape-checked) event cannot be stored for this caller, or None.
+    ``checked`` caches the database checks per (image, mask, lease) within one batch."""
+    kind = ev.get("kind")
+    if kind not in rights.known:
+        return f"unknown kind {kind!r}"
+    if kind not in rights.kinds:
+        allowed = ", ".join(sorted(rights.kinds)) or "none"
+        return f"kind {kind!r} is not one your role may send (allowed: {allowed})"
     t = ev.get("client_time")
     if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
         return "client_time must be a finite number of milliseconds"
     if not isinstance(ev.get("session_id"), str) or not ev["session_id"]:
         return "session_id must be a non-empty string"
-    image_id = ev.get("image_id")
+    key = (ev.get("image_id"), ev.get("mask_id"), ev.get("lease_id"))
+    if key not in checked:
+        checked[key] = _target_problem(session, rights, *key)
+    return checked[key]
+
+
+def _target_problem(
+    session: Session, rights: WriteRights, image_id: Any, mask_id: Any, lease_id: Any
+) -> str | None:
+    """Why the caller may not write an event about this image / mask / lease, or None."""
     if image_id is not None and session.get(Image, image_id) is None:
         return f"no image with id {image_id}"
-    mask_id = ev.get("mask_id")
     if mask_id is not None:
         mask = session.get(Mask, mask_id)
         if mask is None or (image_id is not None and mask.image_id != image_id):
             return f"no mask {mask_id} on image {image_id}"
-    lease_id = ev.get("lease_id")
+        image_id = mask.image_id
     if lease_id is not None:
         lease = session.get(Lease, lease_id)
-        if lease is None or lease.user_id != user_id:
+        if lease is None or lease.user_id != rights.user_id:
             return f"lease {lease_id} is not yours"
+        if image_id is not None and lease.image_id != image_id:
+            return f"lease {lease_id} is for image {lease.image_id}, not image {image_id}"
+        image_id = lease.image_id
+    if rights.stages is not None and image_id is not None:
+        held = recent_lease(
+            session,
+            user_id=rights.user_id,
+            image_id=image_id,
+            stages=rights.stages,
+            grace=rights.grace,
+            lease_id=lease_id,
+        )
+        if held is None:
+            minutes = rights.grace.total_seconds() / 60
+            return (
+                f"you hold no lease on image {image_id} (live, or ended within {minutes:g} min): "
+                "events are accepted only for images you work on (POST /api/tasks/next)"
+            )
     return None
 
 
@@ -65,20 +115,20 @@ def _row(ev: dict[str, Any], user_id: int) -> Event:
 
 
 def record(
-    session: Session,
-    *,
-    user_id: int,
-    events: list[dict[str, Any]],
-    kinds: frozenset[str] | set[str] | tuple[str, ...] = (),
+    session: Session, *, rights: WriteRights, events: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Store each new event once; replaying a batch stores nothing new.
 
+    ``events``: dicts of the module docstring's shape, already type-checked (the API
+    validates each with ``annotator_ui.schemas.EventIn``); here each is checked against
+    the database and the caller's ``rights`` (kind, image, mask, lease).
+
     Returns ``{"acknowledged": [uuid...], "stored": n, "duplicates": n,
-    "rejected": [{"uuid", "reason"}]}``: every uuid of the batch is acknowledged (the
-    client may forget it), including rejected ones, which are reported and not stored
-    (one bad event never stops the batch).
+    "rejected": [{"index", "uuid", "reason"}]}`` (``index``: position in ``events``): every
+    uuid of the batch is acknowledged (the client may forget it), including rejected ones,
+    which are reported and not stored (one bad event never stops the batch).
     """
-    kinds = frozenset(kinds)
+    user_id = rights.user_id
     uuids = [e.get("uuid") for e in events if isinstance(e.get("uuid"), str)]
     existing = (
         set(session.scalars(select(Event.uuid).where(Event.uuid.in_(uuids)))) if uuids else set()
@@ -87,27 +137,36 @@ def record(
     rejected: list[dict[str, Any]] = []
     stored = duplicates = 0
     seen: set[str] = set()
-    for ev in events:
+    checked: dict[tuple[Any, Any, Any], str | None] = {}
+    new: list[dict[str, Any]] = []
+    for index, ev in enumerate(events):
         uuid = ev.get("uuid")
         if isinstance(uuid, str) and (uuid in existing or uuid in seen):
             duplicates += 1
             acknowledged.append(uuid)
             continue
-        reason = _problem(session, ev, user_id, kinds)
+        reason = _problem(session, ev, rights, checked)
         if reason is not None:
-            rejected.append({"uuid": uuid, "reason": reason})
+            rejected.append({"index": index, "uuid": uuid, "reason": reason})
             if isinstance(uuid, str):
                 acknowledged.append(uuid)
             continue
-        try:
-            with session.begin_nested():
-                session.add(_row(ev, user_id))
-        except IntegrityError:  # the same uuid arrived concurrently: stored once already
-            duplicates += 1
-        else:
-            stored += 1
+        new.append(ev)
         seen.add(uuid)
         acknowledged.append(uuid)
+    try:  # one savepoint for the batch; one per event only if a uuid arrived concurrently
+        with session.begin_nested():
+            session.add_all([_row(ev, user_id) for ev in new])
+        stored = len(new)
+    except IntegrityError:
+        for ev in new:
+            try:
+                with session.begin_nested():
+                    session.add(_row(ev, user_id))
+            except IntegrityError:  # the same uuid arrived concurrently: stored once already
+                duplicates += 1
+            else:
+                stored += 1
     return {
         "acknowledged": acknowledged,
         "stored": stored,
@@ -130,8 +189,38 @@ def list_events(
     )
 
 
+LISTED_DEPTH = 16  # payload levels returned by ``as_dict``; deeper ones are summarised
+
+
+def _listable(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of a stored payload value: at most ``LISTED_DEPTH`` levels (deeper
+    containers become a note), non-finite floats as None. Rows written before events were
+    validated may hold anything; listing them must never fail."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict | list):
+        if depth >= LISTED_DEPTH:
+            return f"<{type(value).__name__} nested deeper than {LISTED_DEPTH} levels, not listed>"
+        if isinstance(value, dict):
+            return {str(k): _listable(v, depth + 1) for k, v in value.items()}
+        return [_listable(v, depth + 1) for v in value]
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return repr(value)
+
+
 def as_dict(ev: Event) -> dict[str, Any]:
-    """An event row as the client sent it (plus ``user_id`` and ``server_time`` ISO)."""
+    """An event row as the client sent it (plus ``user_id`` and ``server_time`` ISO).
+
+    ``payload`` is always an object (an old non-object payload is listed as
+    ``{"value": ...}``), cut at ``LISTED_DEPTH`` levels; a non-finite ``client_time`` is None.
+    """
+    payload = _listable(ev.payload)
+    if not isinstance(payload, dict):
+        payload = {"value": payload}
+    client_time = (
+        ev.client_time if ev.client_time is None or math.isfinite(ev.client_time) else None
+    )
     return {
         "uuid": ev.uuid,
         "user_id": ev.user_id,
@@ -141,8 +230,8 @@ def as_dict(ev: Event) -> dict[str, Any]:
         "session_id": ev.session_id,
         "seq": ev.seq,
         "kind": ev.kind,
-        "payload": ev.payload,
-        "client_time": ev.client_time,
+        "payload": payload,
+        "client_time": client_time,
         "visible": ev.visible,
         "server_time": ev.server_time.isoformat(),
     }

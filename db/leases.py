@@ -295,3 +295,40 @@ def queue_counts(session: Session, *, project_id: int, stage: str = "annotate") 
         ).all()
     )
     return {"total": total, "done": done, "leased": leased, "free": total - done - leased}
+
+
+def recent_lease(
+    session: Session,
+    *,
+    user_id: int,
+    image_id: int,
+    stages: tuple[str, ...] = STAGES,
+    grace: dt.timedelta = dt.timedelta(0),
+    lease_id: int | None = None,
+    now: dt.datetime | None = None,
+) -> Lease | None:
+    """The user's newest lease on the image (in ``stages``; the one with ``lease_id`` if
+    given) that is live, or ended (submitted, expired or released) at most ``grace`` ago;
+    None if there is none. Used to accept work arriving shortly after a lease ended."""
+    cutoff = (now or utcnow()) - grace
+    q = select(Lease).where(
+        Lease.user_id == user_id,
+        Lease.image_id == image_id,
+        Lease.stage.in_(stages),
+        or_(
+            and_(Lease.completed_at.is_(None), Lease.expires_at >= cutoff),
+            Lease.completed_at >= cutoff,
+        ),
+    )
+    if lease_id is not None:
+        q = q.where(Lease.id == lease_id)
+    return session.scalars(q.order_by(Lease.id.desc()).limit(1)).first()
+
+
+def live_holders(session: Session, *, image_id: int, now: dt.datetime | None = None) -> set[int]:
+    """Ids of the users holding a live lease on the image (any stage)."""
+    now = now or utcnow()
+    q = select(Lease.user_id).where(
+        Lease.image_id == image_id, Lease.completed_at.is_(None), Lease.expires_at > now
+    )
+    return set(session.scalars(q))

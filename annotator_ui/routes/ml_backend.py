@@ -17,26 +17,44 @@ Endpoints (JSON shapes as label-studio-ml-backend's ``api.py``):
 - ``GET /ml/metrics`` -> ``{}``; ``GET /ml/versions`` -> ``{"versions": [...]}``.
 Task images are matched to ingested images as ``engine.interop.label_studio`` documents
 (``dataengine_sha256`` / ``dataengine_image_id`` in task data, or the image URL).
-With ``DATAENGINE_ML_BACKEND_BASIC_AUTH=user:password`` every endpoint needs
-that HTTP basic auth (Label Studio: "Use basic auth" in the model settings).
+
+Authentication (``ml_user``; every endpoint, ``/ml/health`` too: Label Studio sends the
+model's credentials there as well): by default an app API token (``dataengine user token
+NAME``) as ``Authorization: Bearer <token>`` or ``Token <token>`` (Label Studio's model
+"Authentication token"); with ``DATAENGINE_ML_BACKEND_BASIC_AUTH=NAME:PASSWORD`` also HTTP
+basic auth ("Use basic auth" in the model settings), acting as app user NAME;
+``DATAENGINE_ML_BACKEND_AUTH=none`` allows anonymous calls, and the app then refuses to
+start on a non-loopback address. Each request acts with its user's rights: ``predict``
+reads only images the user may read (``routes.tasks.ensure_can_read``; others answer as if
+not ingested), ``webhook`` needs annotator rights, an annotator's own recent lease on the
+image, and no one else's live lease on it. Task images are resolved only against ingested
+rows, never by looking at the server's filesystem.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hmac
 import logging
 import uuid
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from annotator_ui.deps import SegmenterDep, SessionDep
-from db.models import Image, Mask, Project
+from annotator_ui.deps import SegmenterDep, SessionDep, SettingsDep
+from annotator_ui.routes.tasks import ensure_can_read
+from db import leases
+from db.errors import PermissionDenied
+from db.models import Image, Mask, Project, User
+from db.users import user_for_token
 from engine.imageio import load_rgb
 from engine.interop.exporters.label_studio import mask_regions
 from engine.interop.importers.common import FileOutcome, LabelPolicy
@@ -46,6 +64,7 @@ from engine.interop.label_studio import (
     find_task_image,
     mask_to_brush,
     parse_label_config,
+    task_image_name,
 )
 from engine.segment.protocol import Embedding, PromptError
 
@@ -54,27 +73,84 @@ WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 EMBEDDINGS_KEPT = 4  # per-app LRU when the segmenter has no cache of its own
 
 
-def check_basic_auth(request: Request) -> None:
-    """HTTP basic auth against ``settings.ml_backend_basic_auth`` ("user:password"), when set."""
-    expected = request.app.state.settings.ml_backend_basic_auth
+def _basic_user(session: Session, credentials: str, expected: str | None) -> User | None:
+    """The app user named by ``ml_backend_basic_auth`` ("NAME:PASSWORD") when the basic
+    credentials match it, else None."""
     if not expected:
-        return
-    header = request.headers.get("authorization", "")
-    given = ""
-    if header.lower().startswith("basic "):
-        try:
-            given = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            given = ""
+        return None
+    try:
+        given = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(
-            status_code=401,
-            detail="Label Studio ML backend needs HTTP basic auth (DATAENGINE_ML_BACKEND_BASIC_AUTH)",
-            headers={"WWW-Authenticate": 'Basic realm="dataengine-ml"'},
+        return None
+    user = session.scalar(select(User).where(User.name == expected.partition(":")[0]))
+    if user is None or not user.active:
+        log.warning(
+            "ML backend basic auth matched, but %r is not an active app user: "
+            "dataengine user add NAME --role reviewer",
+            expected.partition(":")[0],
         )
+        return None
+    return user
 
 
-router = APIRouter(prefix="/ml", tags=["label-studio-ml"], dependencies=[Depends(check_basic_auth)])
+def ml_user(request: Request, session: SessionDep) -> User | None:
+    """The user an ``/ml`` request acts as (with that user's role rights).
+
+    ``ml_backend_auth``: "token" -> ``Authorization: Bearer <token>`` or ``Token <token>``
+    (an app token: ``POST /api/auth/login`` or ``dataengine user token``); "basic" -> also
+    HTTP basic auth matching ``ml_backend_basic_auth``, acting as its NAME; "none" ->
+    anonymous requests act with full rights (None; only allowed on a loopback bind). No
+    session cookies: Label Studio sends headers, and a cookie would let other pages post here.
+    """
+    settings = request.app.state.settings
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    scheme, credentials = scheme.lower(), credentials.strip()
+    user: User | None = None
+    if scheme in ("bearer", "token") and credentials:
+        user = user_for_token(session, token=credentials)
+    elif scheme == "basic" and settings.ml_backend_auth == "basic":
+        user = _basic_user(session, credentials, settings.ml_backend_basic_auth)
+    if user is not None or settings.ml_backend_auth == "none":
+        return user
+    challenge = 'Basic realm="dataengine-ml"' if settings.ml_backend_auth == "basic" else "Bearer"
+    raise HTTPException(
+        status_code=401,
+        detail="the Label Studio ML backend needs authentication: set the model's "
+        "'Authentication token' in Label Studio to an app API token (Authorization: Bearer/"
+        "Token <token>)"
+        + (
+            ", or use basic auth (DATAENGINE_ML_BACKEND_BASIC_AUTH)"
+            if settings.ml_backend_auth == "basic"
+            else ""
+        ),
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+MlUser = Annotated[User | None, Depends(ml_user)]
+
+
+def ml_roles(*roles: str) -> Callable[[User | None], User | None]:
+    """Dependency factory: the /ml user if their role is one of ``roles`` (else 403)."""
+
+    def check(user: MlUser) -> User | None:
+        if user is not None and user.role not in roles:
+            raise HTTPException(
+                status_code=403,
+                detail=f"role {user.role!r} may not do this; needs one of: {', '.join(roles)}",
+            )
+        return user
+
+    check.roles = tuple(roles)  # type: ignore[attr-defined]  # read by the route-permission test
+    return check
+
+
+MlWriter = Annotated[User | None, Depends(ml_roles("annotator", "reviewer", "admin"))]
+
+
+router = APIRouter(prefix="/ml", tags=["label-studio-ml"], dependencies=[Depends(ml_user)])
 
 
 def _model_version(seg: Any) -> str:
@@ -126,16 +202,75 @@ def _embedding(request: Request, seg: Any, image: Image) -> Embedding:
     return emb
 
 
-def _image_for(session: Any, task: Any, cfg: LabelConfig) -> Image:
+def _readable(session: Session, user: User | None, image: Image) -> bool:
+    if user is None:  # ml_backend_auth = "none" (loopback only)
+        return True
+    try:
+        ensure_can_read(session, user=user, image_id=image.id)
+    except PermissionDenied:
+        return False
+    return True
+
+
+def _find_image(
+    session: Session, task: Any, cfg: LabelConfig, user: User | None
+) -> tuple[Image | None, str]:
+    """The ingested image a task names, if ``user`` may read it, else (None, reason).
+
+    Only database rows are consulted (sha256, id, or the uri matched against the task's
+    URL/path string); the server's filesystem is never looked at with a client's path. An
+    image the user may not read gets the same answer as one that is not there."""
     data = task.get("data") if isinstance(task, dict) else None
     image, reason = find_task_image(session, data or {}, value_key=cfg.image_value)
+    if image is not None and _readable(session, user, image):
+        return image, ""
+    if image is not None or not reason:
+        name = task_image_name(data, cfg.image_value) if isinstance(data, dict) else None
+        reason = (
+            f"no ingested image matches {name!r} (ingest it first)"
+            if name
+            else "task data names no image"
+        )
+    return None, reason
+
+
+def _image_for(session: Session, task: Any, cfg: LabelConfig, user: User | None) -> Image:
+    image, reason = _find_image(session, task, cfg, user)
     if image is None:
         raise HTTPException(
             status_code=404,
             detail=f"task {task.get('id') if isinstance(task, dict) else '?'}: {reason}. "
-            "Ingest the image, or export tasks with `dataengine export --format label-studio`.",
+            "Ingest the image, or export tasks with `dataengine export --format label-studio`"
+            " (annotators: only images leased to you, POST /api/tasks/next).",
         )
     return image
+
+
+def _ensure_can_write(session: Session, settings: Any, user: User | None, image: Image) -> None:
+    """Webhook writes: nobody writes into an image someone else holds under a live lease;
+    an annotator only into an image under their own annotate lease, live or ended at most
+    ``event_grace_minutes`` ago (the same rule as their effort events)."""
+    others = leases.live_holders(session, image_id=image.id) - {user.id if user else None}
+    if others:
+        raise HTTPException(
+            status_code=409,
+            detail=f"image {image.id} is being annotated under another user's live lease; "
+            "send the annotation again after it is submitted or expires",
+        )
+    if user is not None and user.role == "annotator":
+        held = leases.recent_lease(
+            session,
+            user_id=user.id,
+            image_id=image.id,
+            stages=("annotate",),
+            grace=dt.timedelta(minutes=settings.event_grace_minutes),
+        )
+        if held is None:
+            raise HTTPException(
+                status_code=403,
+                detail=f"you hold no lease on image {image.id}: ask for it with "
+                "POST /api/tasks/next, or send Label Studio webhooks with a reviewer's token",
+            )
 
 
 def _prompt(context: dict[str, Any], h: int, w: int) -> tuple[Any, Any, Any, str | None]:
@@ -175,9 +310,15 @@ def _prompt(context: dict[str, Any], h: int, w: int) -> tuple[Any, Any, Any, str
 
 
 def _interactive(
-    request: Request, session: Any, seg: Any, task: Any, context: dict[str, Any], cfg: LabelConfig
+    request: Request,
+    session: Any,
+    seg: Any,
+    task: Any,
+    context: dict[str, Any],
+    cfg: LabelConfig,
+    user: User | None,
 ) -> dict[str, Any]:
-    image = _image_for(session, task, cfg)
+    image = _image_for(session, task, cfg, user)
     emb = _embedding(request, seg, image)
     h, w = emb.image_size
     try:
@@ -205,9 +346,10 @@ def _interactive(
     return {"result": [region], "score": float(result.score), "model_version": _model_version(seg)}
 
 
-def _prefill(session: Any, seg: Any, task: Any, cfg: LabelConfig) -> dict[str, Any]:
-    data = task.get("data") if isinstance(task, dict) else None
-    image, reason = find_task_image(session, data or {}, value_key=cfg.image_value)
+def _prefill(
+    session: Any, seg: Any, task: Any, cfg: LabelConfig, user: User | None
+) -> dict[str, Any]:
+    image, reason = _find_image(session, task, cfg, user)
     version = _model_version(seg)
     if image is None:
         log.info(
@@ -242,7 +384,11 @@ def _prefill(session: Any, seg: Any, task: Any, cfg: LabelConfig) -> dict[str, A
 
 @router.post("/predict")
 def predict(
-    request: Request, session: SessionDep, seg: SegmenterDep, body: dict[str, Any] = Body(...)
+    request: Request,
+    session: SessionDep,
+    seg: SegmenterDep,
+    user: MlUser,
+    body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
     tasks = body.get("tasks")
     if not isinstance(tasks, list):
@@ -253,14 +399,16 @@ def predict(
     if isinstance(context, dict) and context.get("result"):
         if not tasks:
             raise HTTPException(status_code=422, detail="interactive predict needs the task")
-        results = [_interactive(request, session, seg, tasks[0], context, cfg)]
+        results = [_interactive(request, session, seg, tasks[0], context, cfg, user)]
     else:
-        results = [_prefill(session, seg, t, cfg) for t in tasks]
+        results = [_prefill(session, seg, t, cfg, user) for t in tasks]
     return {"results": results, "model_version": _model_version(seg)}
 
 
 @router.post("/webhook")
-def webhook(session: SessionDep, body: dict[str, Any] = Body(...)) -> JSONResponse:
+def webhook(
+    session: SessionDep, settings: SettingsDep, user: MlWriter, body: dict[str, Any] = Body(...)
+) -> JSONResponse:
     action = body.get("action")
     if action not in WEBHOOK_ACTIONS:
         return JSONResponse(status_code=200, content={"status": "Unknown event", "action": action})
@@ -271,7 +419,8 @@ def webhook(session: SessionDep, body: dict[str, Any] = Body(...)) -> JSONRespon
         )
     project_cfg = body.get("project") if isinstance(body.get("project"), dict) else {}
     cfg = parse_label_config(project_cfg.get("label_config"))
-    image = _image_for(session, task, cfg)
+    image = _image_for(session, task, cfg, user)
+    _ensure_can_write(session, settings, user, image)
     project = session.get(Project, image.project_id)
     outcome = FileOutcome(path=f"webhook {action}")
     masks = record_annotation(
@@ -281,6 +430,7 @@ def webhook(session: SessionDep, body: dict[str, Any] = Body(...)) -> JSONRespon
         annotation=annotation,
         labels=LabelPolicy(project, add_labels=not project.labels),
         outcome=outcome,
+        user_id=user.id if user is not None else None,
     )
     session.commit()
     return JSONResponse(

@@ -56,6 +56,9 @@ ALL_KINDS = (
     REDO,
     SUBMIT,
 )
+# what curators may send (their pages time no masks): page-level kinds only, and on an
+# image only under their own curation lease (``annotator_ui.routes.events``)
+CURATION_KINDS = (SESSION_START, VISIBILITY, HEARTBEAT)
 
 # server-written, never sent by clients (so not in ALL_KINDS)
 IMPORT_LEAD_TIME = "import_lead_time"  # effort measured elsewhere (Label Studio lead_time); payload: {"seconds": float|None, "task_id", "annotation_id", "completed_by", "updated_at", "mask_ids": [...]}

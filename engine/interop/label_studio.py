@@ -20,7 +20,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
@@ -217,10 +217,9 @@ def task_image_name(data: dict[str, Any], value_key: str | None = None) -> str |
         url = next((v for v in data.values() if isinstance(v, str) and v), None)
     if not url:
         return None
-    path = url_to_path(url)
-    if path and not path.startswith("/") and Path("/" + path).is_file():
-        return "/" + path  # local-files d= is relative to a document root of "/"
-    return path
+    # a local-files d= path is relative to Label Studio's document root; it is matched as a
+    # suffix of ingested uris, never looked up on this server's filesystem (no existence probe)
+    return url_to_path(url) or None
 
 
 def find_task_image(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
-from scripts.commands.common import open_db
+from scripts.commands.common import fail, open_db
 
 
 def serve_command(
@@ -14,14 +16,24 @@ def serve_command(
 ) -> None:
     """Serve the annotator app and API (OpenAPI docs at /docs)."""
     import uvicorn
+    from pydantic import ValidationError
 
-    from annotator_ui.settings import Settings
+    from annotator_ui.settings import Settings, UnsafeBinding, check_binding
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as err:
+        fail("; ".join(e["msg"] for e in err.errors()), code=2)
+    host = host or settings.host
+    try:
+        check_binding(settings, host)
+    except UnsafeBinding as err:
+        fail(str(err), code=2)
     open_db(settings)  # refuse to start on a database that is behind, with the fix
+    os.environ["DATAENGINE_HOST"] = host  # the app's lifespan checks the same address
     uvicorn.run(
         "annotator_ui.main:app",
-        host=host or settings.host,
+        host=host,
         port=port or settings.port,
         workers=workers,
         log_level="info",

@@ -229,3 +229,31 @@ def test_submit_derives_the_image_metrics_row(web: Web) -> None:
         row = s.get(EffortCache, task["image"]["id"])
         assert row is not None and row.lease_id == task["lease_id"]
         assert row.shown == 1 and row.final == 0
+
+
+def test_recent_lease_and_live_holders(factory: sessionmaker[Session]) -> None:
+    """Work arriving after a lease ended is accepted for ``grace`` only, in the given stages."""
+    pid, (ann, bob) = seed(factory, 1, 2)
+    t0 = utcnow()
+    grace = dt.timedelta(minutes=15)
+    with transaction(factory) as s:
+        lease = leases.next_lease(s, user_id=ann, project_id=pid, minutes=30, now=t0)
+        image_id, lease_id = lease.image_id, lease.id
+
+        def recent(now: dt.datetime, **kw: object) -> int | None:
+            kw = {"user_id": ann, "image_id": image_id, "grace": grace, "now": now, **kw}
+            found = leases.recent_lease(s, **kw)  # type: ignore[arg-type]
+            return found.id if found is not None else None
+
+        assert recent(t0) == lease_id  # live
+        assert leases.live_holders(s, image_id=image_id, now=t0) == {ann}
+        assert recent(t0, user_id=bob) is None
+        assert recent(t0, stages=("generalist",)) is None
+        assert recent(t0, lease_id=lease_id + 1) is None
+        expired = t0 + dt.timedelta(minutes=30)  # expires_at
+        assert leases.live_holders(s, image_id=image_id, now=expired) == set()
+        assert recent(expired + dt.timedelta(minutes=14)) == lease_id
+        assert recent(expired + dt.timedelta(minutes=16)) is None
+        s.get(Lease, lease_id).completed_at = t0 + dt.timedelta(minutes=40)  # submitted later
+        assert recent(t0 + dt.timedelta(minutes=54)) == lease_id
+        assert recent(t0 + dt.timedelta(minutes=56)) is None

@@ -3,19 +3,21 @@ stopping the batch, and the effort derivation served per image."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
-from db.models import Event
+from db.models import Event, Project
 from db.session import transaction
 from engine.flywheel import events as ek
 from tests.factories import make_image, make_mask, make_project
-from tests.webapp import NoModel, Web, start_web
+from tests.webapp import NoModel, Web, serve, start_web
 
 
 @pytest.fixture
@@ -87,8 +89,12 @@ def test_replaying_a_batch_changes_nothing(web: Web) -> None:
 
 def test_one_bad_event_never_stops_the_batch(web: Web) -> None:
     with transaction(web.factory) as s:
-        im = make_image(s, project=make_project(s))
-        image_id = im.id
+        pid = make_project(s).id
+        make_image(s, project=s.get(Project, pid))
+    ann = web.as_("annotator")
+    image_id = web.client.post("/api/tasks/next", json={"project_id": pid}, headers=ann).json()[
+        "image"
+    ]["id"]
     good = {
         "uuid": str(uuid.uuid4()),
         "session_id": "s",
@@ -103,9 +109,7 @@ def test_one_bad_event_never_stops_the_batch(web: Web) -> None:
         {**good, "uuid": str(uuid.uuid4()), "client_time": "soon"},
         {**good, "uuid": "short"},
     ]
-    r = web.client.post(
-        "/api/events", json={"events": [*bad, good]}, headers=web.as_("annotator")
-    ).json()
+    r = web.client.post("/api/events", json={"events": [*bad, good]}, headers=ann).json()
     assert r["stored"] == 1
     reasons = [x["reason"] for x in r["rejected"]]
     assert any("unknown kind" in x for x in reasons) and any("no image" in x for x in reasons)
@@ -121,3 +125,50 @@ def test_client_uses_only_the_shared_event_vocabulary() -> None:
     block = js[js.index("export const K = {") : js.index("};", js.index("export const K = {"))]
     kinds = set(re.findall(r'"([a-z_]+)"', block))
     assert kinds == set(ek.ALL_KINDS)
+
+
+def test_the_same_batch_posted_concurrently_is_stored_once(web: Web) -> None:
+    """Real uvicorn, real threads: four clients post the same 300-event batch at once (a
+    retry racing the original). Each uuid is stored once and every answer acknowledges all."""
+    with transaction(web.factory) as s:
+        p = make_project(s)
+        make_image(s, project=p)
+        pid = p.id
+    ann = web.as_("annotator")
+    task = web.client.post("/api/tasks/next", json={"project_id": pid}, headers=ann).json()
+    events = [
+        {
+            "uuid": str(uuid.uuid4()),
+            "session_id": "race",
+            "seq": i,
+            "kind": ek.HEARTBEAT,
+            "client_time": 10.0 * i,
+            "image_id": task["image"]["id"],
+            "lease_id": task["lease_id"],
+        }
+        for i in range(300)
+    ]
+    barrier = threading.Barrier(4)
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+    with serve(web.app) as base:
+
+        def post() -> None:
+            with httpx.Client(base_url=base, timeout=60) as c:
+                barrier.wait(10)
+                r = c.post("/api/events", json={"events": events}, headers=ann)
+                with lock:
+                    answers.append(r)
+
+        threads = [threading.Thread(target=post) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert [r.status_code for r in answers] == [200] * 4, [r.text[:200] for r in answers]
+    outs = [r.json() for r in answers]
+    assert sum(o["stored"] for o in outs) == 300
+    assert all(o["stored"] + o["duplicates"] == 300 and not o["rejected"] for o in outs)
+    assert all(o["acknowledged"] == [e["uuid"] for e in events] for o in outs)
+    with web.factory() as s:
+        assert s.scalar(select(func.count()).select_from(Event)) == 300

@@ -103,7 +103,10 @@ def _truth() -> np.ndarray:
 
 @pytest.fixture
 def web(db_url: str, tmp_path: Path) -> Iterator[Web]:
+    """The app with every request authenticated as Label Studio does for an ML backend with
+    an "Authentication token": ``Authorization: Token <token>`` (a reviewer's API token)."""
     with start_web(db_url, tmp_path / "var", segmenter=_segmenter()) as w:
+        w.client.headers["Authorization"] = f"Token {w.tokens['reviewer']}"
         yield w
 
 
@@ -427,14 +430,21 @@ def test_webhook_records_annotation_and_lead_time(web: Web, photo: Image) -> Non
 
 def test_basic_auth(db_url: str, tmp_path: Path) -> None:
     with start_web(
-        db_url, tmp_path / "var", segmenter=_segmenter(), ml_backend_basic_auth="ls:s3cret-pass"
+        db_url,
+        tmp_path / "var",
+        segmenter=_segmenter(),
+        ml_backend_basic_auth="reviewer1:s3cret-pass",
     ) as web:
-        assert web.client.get("/ml/health").status_code == 401
-        wrong = base64.b64encode(b"ls:nope").decode()
+        assert web.app.state.settings.ml_backend_auth == "basic"  # implied by the credentials
+        r = web.client.get("/ml/health")
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
+        wrong = base64.b64encode(b"reviewer1:nope").decode()
         assert (
             web.client.get("/ml/health", headers={"Authorization": f"Basic {wrong}"}).status_code
             == 401
         )
-        r = web.client.get("/ml/health", auth=("ls", "s3cret-pass"))
+        r = web.client.get("/ml/health", auth=("reviewer1", "s3cret-pass"))
         assert r.status_code == 200 and r.json()["status"] == "UP"
         assert web.client.post("/ml/predict", json={"tasks": []}).status_code == 401
+        # the app's own tokens work as well
+        assert web.client.get("/ml/health", headers=web.as_("annotator")).status_code == 200
