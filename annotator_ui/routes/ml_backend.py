@@ -36,8 +36,9 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from annotator_ui.deps import SegmenterDep, SessionDep
+from db.images import require_ok
 from db.models import Image, Mask, Project
-from engine.imageio import load_rgb
+from engine.imageio import ImageRejected, load_rgb
 from engine.interop.exporters.label_studio import mask_regions
 from engine.interop.importers.common import FileOutcome, LabelPolicy
 from engine.interop.importers.label_studio import record_annotation
@@ -111,15 +112,23 @@ def setup_model(
 
 
 def _embedding(request: Request, seg: Any, image: Image) -> Embedding:
+    max_pixels = request.app.state.settings.max_image_pixels
+
+    def load() -> np.ndarray:
+        try:
+            return load_rgb(image.uri, max_pixels=max_pixels)
+        except ImageRejected as err:
+            raise HTTPException(status_code=404, detail=f"image {image.id}: {err}") from err
+
     if image.sha256 and hasattr(seg, "embed_cached"):
-        return seg.embed_cached(image.sha256, lambda: load_rgb(image.uri))
+        return seg.embed_cached(image.sha256, load)
     cache: OrderedDict[int, Embedding] | None = getattr(request.app.state, "ml_embeddings", None)
     if cache is None:
         cache = request.app.state.ml_embeddings = OrderedDict()
     if image.id in cache:
         cache.move_to_end(image.id)
         return cache[image.id]
-    emb = seg.embed(load_rgb(image.uri))
+    emb = seg.embed(load())
     cache[image.id] = emb
     while len(cache) > EMBEDDINGS_KEPT:
         cache.popitem(last=False)
@@ -135,7 +144,7 @@ def _image_for(session: Any, task: Any, cfg: LabelConfig) -> Image:
             detail=f"task {task.get('id') if isinstance(task, dict) else '?'}: {reason}. "
             "Ingest the image, or export tasks with `dataengine export --format label-studio`.",
         )
-    return image
+    return require_ok(image=image)
 
 
 def _prompt(context: dict[str, Any], h: int, w: int) -> tuple[Any, Any, Any, str | None]:
