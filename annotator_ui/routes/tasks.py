@@ -336,6 +336,8 @@ def image_file(
     src = uri_to_path(image.uri)
     if not Path(src).is_file():
         raise NotFound(f"image file missing: {display_path(src)} (moved since ingest?)")
+    if image.file_size is not None and Path(src).stat().st_size != image.file_size:
+        raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
     multi_frame = "multi-frame" in ((image.meta or {}).get("flags") or {})
     as_stored = image.exif_orientation in (None, 1) and not multi_frame
     if as_stored and image.format in ("JPEG", "PNG", "WEBP", "GIF"):
