@@ -252,7 +252,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(img, dtype=np.int64)
+        arr = np.asarray(img, dtype=np.int32)  # 4 bytes a pixel: the limit bounds the memory
         grey = np.clip(arr // 257 if arr.max() > 255 else arr, 0, 255).astype(np.uint8)
         return Image.fromarray(np.dstack([grey] * 3))
     if mode == "F":

@@ -116,7 +116,8 @@ def auto_command(
 
         r = replace(r, drop_duplicates=duplicates == "yes")
     scorer = _aesthetic(aesthetic_head, clip_model, clip_weights)
-    factory = open_db(Settings())
+    settings = Settings()
+    factory = open_db(settings)
     with progress() as bar, domain_errors():
         task = bar.add_task("auto curation", total=None, status="")
         summary = run_auto(
@@ -127,6 +128,7 @@ def auto_command(
             aesthetic=scorer,
             on_total=lambda n: bar.update(task, total=n),
             on_image=lambda im, st: bar.update(task, advance=1, status=st),
+            max_pixels=settings.max_image_pixels,
         )
     table = Table("what", "count", title=f"auto curation of {project}")
     for k in ("images", "passed", "failed", "unreadable", "duplicates"):

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from db.models import Image
 from engine.imageio import load_rgb, uri_to_path
 from engine.ingest import ingest
+from engine.interop.label_studio import image_url
 from engine.masks import encode_rle
 from tests.ingest_zoo import hostile_zoo, png_header_bomb
 from tests.webapp import Web, classical_segmenter, start_web
@@ -72,6 +73,24 @@ def test_the_memory_probe_sees_a_real_decode(tmp_path: Path) -> None:
     assert grown > 40, grown
 
 
+ML_CONFIG = """<View><Image name="image" value="$image"/>
+<BrushLabels name="tag" toName="image"><Label value="thing"/></BrushLabels>
+<KeyPointLabels name="kp" toName="image" smart="true"><Label value="thing"/></KeyPointLabels>
+</View>"""
+
+
+def _ml_predict(web: Web, image: Image) -> Response:
+    """Label Studio's interactive predict: one positive keypoint on the task's image."""
+    click = {"type": "keypointlabels", "is_positive": True, "from_name": "kp", "to_name": "image"}
+    click["value"] = {"x": 10.0, "y": 10.0, "keypointlabels": ["thing"]}
+    body = {
+        "tasks": [{"id": 1, "data": {"image": image_url(image)}}],
+        "label_config": ML_CONFIG,
+        "params": {"context": {"result": [click]}},
+    }
+    return web.client.post("/ml/predict", json=body)
+
+
 def _routes(web: Web, image_id: int) -> dict[str, Callable[[], Response]]:
     rle = encode_rle(np.ones((40, 40), dtype=bool))
     return {
@@ -103,6 +122,9 @@ def test_rejected_images_are_404_without_decoding(web: Web, zoo: dict[str, Image
             assert "rejected at ingest" in detail and zoo[name].reason[:20] in detail
             assert "Traceback" not in r.text
             assert seconds < FAST_S and grown < GROWTH_MB, (name, route, seconds, grown)
+        r, seconds, grown = measured(lambda name=name: _ml_predict(web, zoo[name]))
+        assert r.status_code == 404 and "Traceback" not in r.text, (name, r.text)
+        assert seconds < FAST_S and grown < GROWTH_MB, (name, "ml", seconds, grown)
 
 
 def test_a_file_swapped_for_a_bomb_after_ingest_is_refused(web: Web, zoo: dict[str, Image]) -> None:
@@ -113,6 +135,9 @@ def test_a_file_swapped_for_a_bomb_after_ingest_is_refused(web: Web, zoo: dict[s
         r, seconds, grown = measured(_routes(web, dog.id)[route])
         assert r.status_code == 404, (route, r.text)
         assert seconds < FAST_S and grown < GROWTH_MB, (route, seconds, grown)
+    r, seconds, grown = measured(lambda: _ml_predict(web, dog))
+    assert r.status_code == 404 and "too large" in r.json()["detail"], r.text
+    assert seconds < FAST_S and grown < GROWTH_MB, ("ml", seconds, grown)
     r = _routes(web, dog.id)["thumb"]()
     assert "too large" in r.json()["detail"]
 
@@ -128,6 +153,8 @@ def test_ok_images_still_served_including_odd_names_and_first_frames(
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     r = _routes(web, odd.id)["decode"]()
     assert r.status_code == 200, r.text
+    r = _ml_predict(web, odd)
+    assert r.status_code == 200 and r.json()["results"][0]["result"], r.text
     anim = zoo["anim.gif"]
     assert (anim.meta or {}).get("flags", {}).get("multi-frame")
     r = _routes(web, anim.id)["file"]()
