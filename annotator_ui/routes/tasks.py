@@ -340,7 +340,7 @@ def image_file(
         raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
     multi_frame = "multi-frame" in ((image.meta or {}).get("flags") or {})
     as_stored = image.exif_orientation in (None, 1) and not multi_frame
-    if as_stored and image.format in ("JPEG", "PNG", "WEBP", "GIF"):
+    if as_stored and image.format in ("JPEG", "MPO", "PNG", "WEBP", "GIF"):
         return FileResponse(src, headers={"Cache-Control": "private, max-age=3600"})
     try:
         rgb = load_rgb(src, max_pixels=settings.max_image_pixels)
