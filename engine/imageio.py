@@ -291,13 +291,13 @@ def probe(
     try:
         size = path.stat().st_size
     except OSError as err:
-        return ProbeResult(path, None, None, False, f"unreadable: {err.strerror or err}")
+        return ProbeResult(path, None, None, False, safe_text(f"unreadable: {err.strerror or err}"))
     if not path.is_file():
         return ProbeResult(path, None, None, False, "not a regular file")
     try:
         digest = sha256_file(path)
     except OSError as err:
-        return ProbeResult(path, None, size, False, f"unreadable: {err.strerror or err}")
+        return ProbeResult(path, None, size, False, safe_text(f"unreadable: {err.strerror or err}"))
     res = ProbeResult(path, digest, size, False)
     if size == 0:
         res.reason = "empty file: 0 bytes"
