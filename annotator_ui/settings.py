@@ -35,7 +35,16 @@ class Settings(BaseSettings):
     # Ingest
     max_image_pixels: int = Field(
         default=100_000_000,
-        description="Images with more pixels than this are rejected before decoding.",
+        gt=0,
+        description="Images with more pixels than this are rejected before decoding, at ingest "
+        "and on every route that decodes. Pillow's own decompression-bomb check (about 179 MP) "
+        "also stays active.",
+    )
+    min_image_side: int = Field(
+        default=32,
+        ge=1,
+        description="Images with a side shorter than this (px) are rejected at ingest: too "
+        "small to segment.",
     )
 
     # Segmentation

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.errors import NotFound
+from db.errors import InvalidInput, NotFound
 from db.models import Image
 
 
@@ -25,8 +25,11 @@ def add_image(
     """Insert an image row unless one with the same sha256 (or, if unreadable, uri) exists.
 
     Returns (image, created). Safe under concurrent ingests: a unique-constraint
-    race resolves to the existing row.
+    race resolves to the existing row. ``uri`` and ``reason`` must be storable text (valid
+    UTF-8, no NUL: PostgreSQL refuses both), else :class:`InvalidInput`.
     """
+    _check_storable("uri", uri)
+    _check_storable("reason", reason)
     existing = find_existing(session, project_id=project_id, uri=uri, sha256=sha256)
     if existing is not None:
         return existing, False
@@ -49,6 +52,20 @@ def add_image(
     return image, True
 
 
+def _check_storable(name: str, value: str | None) -> None:
+    if value is None:
+        return
+    if "\x00" in value:
+        raise InvalidInput(f"image {name} contains a NUL character; escape it before storing")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidInput(
+            f"image {name} is not valid UTF-8 ({err.reason} at {err.start}); store file names "
+            "with engine.imageio.path_to_uri, which percent-encodes them"
+        ) from err
+
+
 def find_existing(
     session: Session, *, project_id: int, uri: str, sha256: str | None
 ) -> Image | None:
@@ -65,6 +82,16 @@ def get_image(session: Session, *, image_id: int) -> Image:
     image = session.get(Image, image_id)
     if image is None:
         raise NotFound(f"no image with id {image_id}")
+    return image
+
+
+def require_ok(*, image: Image) -> Image:
+    """``image`` if it was ingested ``ok``; otherwise NotFound: a rejected file is never decoded."""
+    if image.status != "ok":
+        raise NotFound(
+            f"image {image.id} has no pixels to serve: it was {image.status} at ingest "
+            f"({image.reason or 'no reason recorded'}); fix the file and ingest it again"
+        )
     return image
 
 

@@ -1,36 +1,208 @@
-"""Reading images safely: probe (verify, decode, orientation, mode), load as RGB, perceptual hash.
+"""Reading images safely: the one checked open, probe (verify, decode, orientation, mode),
+load as RGB, thumbnails, perceptual hash, and the folder walk of ingest.
+
+Every decode in the project goes through :func:`open_image`: formats are an allowlist
+checked on what Pillow detects (never the extension; no PostScript/EPS, PDF, XBM ...), and
+the pixel count is checked from the header, before any pixel is decoded, against a limit
+passed by the caller (``Settings.max_image_pixels`` at the edges). Pillow's own
+decompression-bomb check (``PIL.Image.MAX_IMAGE_PIXELS``) is left at its default and stays
+active on top: nothing here changes it process-wide.
 
 Everything returns or takes HWC uint8 RGB arrays in the *display* orientation
-(EXIF orientation applied), which is the pixel frame every mask uses.
+(EXIF orientation applied, first frame of multi-frame files), which is the pixel frame every
+mask uses.
+
+File names that are not valid UTF-8 (``b"\\xff.jpg"``) are stored as percent-encoded
+``file://`` URIs (:func:`path_to_uri`), which every function here also accepts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote, unquote_to_bytes
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from scipy.fft import dctn
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-# Our own, configurable limit (checked from the header, before decoding) replaces Pillow's
-# fixed one, so the rejection reason can name the size and the setting that governs it.
-Image.MAX_IMAGE_PIXELS = None
 EXIF_ORIENTATION_TAG = 0x0112
 DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_MIN_SIDE = 32
+
+# Formats decoded (as Pillow names its plugins). Pillow's JPEG plugin reports many camera
+# JPEGs as "MPO" (multi-picture: the photo plus a preview), accepted as JPEG.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+_FORMAT_ALIASES = {"JPEG": ("MPO",)}
+# Formats whose extra frames are animation/pages (flagged, first frame used). MPO's second
+# frame is a camera preview of the same picture, so MPO is not flagged.
+_MULTI_FRAME_FLAGGED = ("GIF", "WEBP", "TIFF", "PNG")
+# Magic numbers of formats we refuse, to name them in the reason (Pillow is never asked).
+_REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%!PS", "PostScript/EPS (Pillow would run Ghostscript on it)"),
+    (b"\xc5\xd0\xd3\xc6", "PostScript/EPS (Pillow would run Ghostscript on it)"),
+    (b"%PDF", "PDF"),
+    (b"#define", "XBM"),
+    (b"/* XPM */", "XPM"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"icns", "ICNS"),
+    (b"8BPS", "PSD"),
+    (b"\x97JB2", "JBIG2"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"SIMPLE  =", "FITS"),
+    (b"\x01\xda", "SGI"),
+    (b"\x59\xa6\x6a\x95", "Sun raster"),
+)
+_SUFFIX = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif"}
+_SUFFIX |= {"BMP": ".bmp", "GIF": ".gif", "PPM": ".ppm"}
 
 
 class ImageRejected(ValueError):
     """The file is not a usable image; ``str(err)`` is the reason recorded at ingest."""
 
 
+# --- paths and uris ---------------------------------------------------------------------------
+
+
+def path_to_uri(path: str | os.PathLike[str]) -> str:
+    """The text stored in ``image.uri`` for a local file: the absolute path as is when it is
+    valid UTF-8, else a percent-encoded ``file://`` URI of its bytes (lossless, and storable in
+    PostgreSQL text, which holds neither NUL nor invalid UTF-8)."""
+    text = os.path.abspath(os.fspath(path))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "file://" + quote(os.fsencode(text), safe="/")
+    return text
+
+
+def uri_to_path(uri: str | os.PathLike[str]) -> str:
+    """The local path (a str, surrogate-escaped where the name is not UTF-8) of a stored uri."""
+    text = os.fspath(uri)
+    if text.startswith("file://"):
+        return os.fsdecode(unquote_to_bytes(text[len("file://") :]))
+    return text
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as printable text: bytes that are not UTF-8 shown as ``\\xff`` escapes."""
+    return os.fsencode(uri_to_path(path)).decode("utf-8", "backslashreplace")
+
+
+def safe_text(text: str) -> str:
+    """``text`` made storable in any database: lone surrogates escaped, NUL shown as ``\\x00``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def format_suffix(fmt: str | None) -> str:
+    """The file extension for a format Pillow detected (for the managed store)."""
+    return _SUFFIX.get(fmt or "", ".img")
+
+
+# --- the one checked open -----------------------------------------------------------------------
+
+
+def _refused_format(head: bytes) -> str | None:
+    for magic, name in _REFUSED_MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def _bomb_reason(err: Exception, max_pixels: int) -> str:
+    return (
+        f"too large: {err} (Pillow's decompression-bomb limit, "
+        f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} MP, applies on top of "
+        f"DATAENGINE_MAX_IMAGE_PIXELS={max_pixels})"
+    )
+
+
+@contextmanager
+def open_image(
+    src: str | os.PathLike[str] | BinaryIO,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    formats: tuple[str, ...] = ALLOWED_FORMATS,
+) -> Iterator[Image.Image]:
+    """Open an image lazily after checking it, before any pixel is decoded. The one way this
+    project opens image files.
+
+    ``src``: a path, a stored uri (:func:`uri_to_path`) or a binary file object. The file's
+    format (as Pillow detects it from the content) must be in ``formats``; its header size
+    (width x height, before EXIF rotation) must be at most ``max_pixels``; Pillow's own
+    decompression-bomb check also applies. Yields the Pillow image positioned at frame 0, not
+    yet decoded; closed on exit. Raises :class:`ImageRejected` with a reason otherwise.
+    """
+    if max_pixels <= 0:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    fp: str | BinaryIO = src if hasattr(src, "read") else uri_to_path(src)  # type: ignore[arg-type]
+    Image.init()  # registers every plugin (idempotent), so each allowed format can be named
+    try:
+        img = Image.open(fp, formats=list(formats))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # the warning arrives as an exception only where warnings are errors (-W error)
+        raise ImageRejected(_bomb_reason(err, max_pixels)) from err
+    except UnidentifiedImageError as err:
+        raise ImageRejected(_unidentified_reason(fp)) from err
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageRejected(f"corrupt: {safe_text(str(err) or type(err).__name__)}") from err
+    try:
+        _check_header(img, max_pixels=max_pixels, formats=formats)
+        yield img
+    finally:
+        if isinstance(fp, str):  # a caller's stream stays open
+            img.close()
+
+
+def _unidentified_reason(fp: str | BinaryIO) -> str:
+    try:
+        if isinstance(fp, str):
+            with open(fp, "rb") as f:
+                head = f.read(16)
+        else:
+            fp.seek(0)
+            head = fp.read(16)
+    except OSError:
+        head = b""
+    refused = _refused_format(head)
+    if refused is not None:
+        return f"unsupported format: {refused}; allowed: {', '.join(ALLOWED_FORMATS)}"
+    return "not an image: Pillow cannot identify the file format"
+
+
+def _check_header(img: Image.Image, *, max_pixels: int, formats: tuple[str, ...]) -> None:
+    accepted = set(formats).union(*(_FORMAT_ALIASES.get(f, ()) for f in formats))
+    if img.format not in accepted:
+        raise ImageRejected(
+            f"unsupported format: {img.format}; allowed: {', '.join(ALLOWED_FORMATS)}"
+        )
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageRejected(f"corrupt: invalid size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageRejected(
+            f"too large: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP "
+            "limit (DATAENGINE_MAX_IMAGE_PIXELS)"
+        )
+
+
+# --- probe and load -----------------------------------------------------------------------------
+
+
 @dataclass
 class ProbeResult:
-    """What ingest records about a file. width/height are after EXIF orientation."""
+    """What ingest records about a file. width/height are after EXIF orientation.
+
+    ``flags`` maps a flag to its explanation for files kept with a caveat, e.g.
+    ``{"multi-frame": "animated GIF: only the first frame is used"}``.
+    """
 
     path: Path
     sha256: str | None
@@ -44,11 +216,12 @@ class ProbeResult:
     rgb_conversion: str | None = None
     exif_orientation: int | None = None
     phash: str | None = None
+    flags: dict[str, str] = field(default_factory=dict)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(uri_to_path(path), "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -79,7 +252,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(img, dtype=np.int64)
+        arr = np.asarray(img, dtype=np.int32)  # 4 bytes a pixel: the limit bounds the memory
         grey = np.clip(arr // 257 if arr.max() > 255 else arr, 0, 255).astype(np.uint8)
         return Image.fromarray(np.dstack([grey] * 3))
     if mode == "F":
@@ -88,54 +261,63 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _open_checked(path: Path, max_pixels: int) -> Image.Image:
-    """Open lazily and refuse oversize images before any pixel is decoded."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-    except Image.DecompressionBombError as err:
-        raise ImageRejected(f"too large: {err}") from err
-    except UnidentifiedImageError as err:
-        raise ImageRejected("not an image: Pillow cannot identify the file format") from err
-    w, h = img.size
-    if w <= 0 or h <= 0:
-        img.close()
-        raise ImageRejected(f"invalid size {w}x{h}")
-    if w * h > max_pixels:
-        img.close()
-        raise ImageRejected(
-            f"too large: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit "
-            "(DATAENGINE_MAX_IMAGE_PIXELS)"
-        )
-    return img
+def _decode_reason(err: Exception) -> str:
+    msg = safe_text(str(err) or type(err).__name__)
+    return f"truncated: {msg}" if "truncated" in msg.lower() else f"corrupt: {msg}"
 
 
-def probe(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ProbeResult:
-    """Verify and fully decode one file. Never raises for bad files: returns ok=False + reason."""
-    path = Path(path)
+def _multi_frame(img: Image.Image) -> str | None:
+    """A note when the file holds animation frames or pages (frame 0 is what we use)."""
+    if img.format not in _MULTI_FRAME_FLAGGED or not getattr(img, "is_animated", False):
+        return None
+    kind = "multi-page TIFF" if img.format == "TIFF" else f"animated {img.format}"
+    img.seek(0)
+    return f"{kind}: only the first frame is used"
+
+
+def probe(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = DEFAULT_MIN_SIDE,
+) -> ProbeResult:
+    """Verify and fully decode one file. Never raises for bad files: returns ok=False + reason.
+
+    Rejected before decoding: unreadable, empty, a format outside ``ALLOWED_FORMATS``, more
+    than ``max_pixels`` pixels, a side under ``min_side`` px (too small to segment).
+    Multi-frame files are kept (frame 0) with ``flags["multi-frame"]``.
+    """
+    path = Path(uri_to_path(path))
     try:
         size = path.stat().st_size
     except OSError as err:
-        return ProbeResult(path, None, None, False, f"unreadable: {err.strerror or err}")
+        return ProbeResult(path, None, None, False, safe_text(f"unreadable: {err.strerror or err}"))
     if not path.is_file():
         return ProbeResult(path, None, None, False, "not a regular file")
     try:
         digest = sha256_file(path)
     except OSError as err:
-        return ProbeResult(path, None, size, False, f"unreadable: {err.strerror or err}")
+        return ProbeResult(path, None, size, False, safe_text(f"unreadable: {err.strerror or err}"))
     res = ProbeResult(path, digest, size, False)
     if size == 0:
-        res.reason = "empty file (0 bytes)"
+        res.reason = "empty file: 0 bytes"
         return res
     try:
-        with _open_checked(path, max_pixels) as img:
+        with open_image(path, max_pixels=max_pixels) as img:
+            w, h = img.size
+            if min(w, h) < min_side:
+                raise ImageRejected(
+                    f"too small: {w}x{h}; segmenting needs both sides of at least {min_side} px "
+                    "(DATAENGINE_MIN_IMAGE_SIDE)"
+                )
             img.verify()  # structure and checksums
-        with _open_checked(path, max_pixels) as img:
+        with open_image(path, max_pixels=max_pixels) as img:
             res.format = img.format
             res.mode = img.mode
+            if note := _multi_frame(img):
+                res.flags["multi-frame"] = note
             res.exif_orientation = int(img.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
-            img.load()  # full decode: catches truncation
+            img.load()  # full decode of frame 0: catches truncation
             res.rgb_conversion = _conversion(img.mode, "transparency" in img.info)
             w, h = img.size
             if res.exif_orientation in (5, 6, 7, 8):
@@ -143,30 +325,55 @@ def probe(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS)
             res.width, res.height = w, h
             res.phash = phash(_to_rgb(ImageOps.exif_transpose(img)))
     except ImageRejected as err:
-        res.reason = str(err)
+        res.reason = safe_text(str(err))
         return res
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        msg = str(err) or type(err).__name__
-        if "truncated" in msg.lower():
-            res.reason = f"truncated: {msg}"
-        else:
-            res.reason = f"corrupt: {msg}"
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        res.reason = _decode_reason(err)
         return res
     res.ok = True
     return res
 
 
-def load_rgb(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Load a file as HWC uint8 RGB in display orientation. Raises ImageRejected on bad files."""
+def load_rgb(
+    path: str | os.PathLike[str] | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Load a file (path, stored uri or binary file) as HWC uint8 RGB in display orientation
+    (first frame). Raises :class:`ImageRejected` on bad or oversize files."""
     try:
-        with _open_checked(Path(path), max_pixels) as img:
+        with open_image(path, max_pixels=max_pixels) as img:
             img.load()
             out = _to_rgb(ImageOps.exif_transpose(img))
             return np.ascontiguousarray(np.asarray(out, dtype=np.uint8))
     except ImageRejected:
         raise
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageRejected(f"cannot decode {path}: {err}") from err
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        where = display_path(path) if not hasattr(path, "read") else "stream"  # type: ignore[arg-type]
+        raise ImageRejected(f"cannot decode {where}: {_decode_reason(err)}") from err
+
+
+def thumbnail(
+    path: str | os.PathLike[str], *, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """An RGB Pillow image with long side at most ``size``, display orientation, first frame.
+
+    JPEGs are decoded at a reduced DCT scale (``draft``), so a large photo costs a fraction of
+    a full decode. Raises :class:`ImageRejected` like :func:`load_rgb`.
+    """
+    if size <= 0:
+        raise ValueError(f"thumbnail size must be positive, got {size}")
+    try:
+        with open_image(path, max_pixels=max_pixels) as img:
+            img.draft("RGB", (size, size))
+            img.load()
+            out = _to_rgb(ImageOps.exif_transpose(img))
+            if out is img:
+                out = img.copy()
+    except ImageRejected:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise ImageRejected(f"cannot decode {display_path(path)}: {_decode_reason(err)}") from err
+    out.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return out
 
 
 def phash(img: Image.Image | np.ndarray, hash_size: int = 8, highfreq: int = 4) -> str:
@@ -186,32 +393,3 @@ def phash(img: Image.Image | np.ndarray, hash_size: int = 8, highfreq: int = 4) 
 def hamming(a: str, b: str) -> int:
     """Bit distance between two hex hashes."""
     return bin(int(a, 16) ^ int(b, 16)).count("1")
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
-def walk_files(paths: list[Path]) -> list[Path]:
-    """All files under ``paths`` (recursive, sorted, symlinked folders followed once).
-
-    Every regular file and broken/looping link is returned, image or not, so ingest
-    can record why it was rejected; hidden files and folders are skipped.
-    """
-    out: list[Path] = []
-    seen_dirs: set[str] = set()
-    for root in paths:
-        root = Path(root)
-        if not root.is_dir():
-            out.append(root)
-            continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            real = os.path.realpath(dirpath)
-            if real in seen_dirs:
-                dirnames[:] = []
-                continue
-            seen_dirs.add(real)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if not name.startswith("."):
-                    out.append(Path(dirpath) / name)
-    return out

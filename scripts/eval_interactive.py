@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from engine.flywheel.clicker import noc, run_clicks
-from engine.imageio import load_rgb
+from engine.imageio import load_rgb, open_image
 from engine.segment.protocol import Segmenter
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -57,7 +56,8 @@ def _folder_items(root: Path) -> Iterator[Item]:
         if img is None:
             print(f"skipping {mask_path.name}: no image with that stem", file=sys.stderr)
             continue
-        m = np.asarray(Image.open(mask_path))
+        with open_image(mask_path) as mask_img:
+            m = np.asarray(mask_img)
         if m.ndim == 3:
             m = m[..., 0]
         ignore = m == 128

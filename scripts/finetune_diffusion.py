@@ -181,6 +181,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from PIL import Image
     from rich.progress import Progress
 
+    from engine.imageio import open_image
+
     pairs = read_export(args.data)
     if not pairs:
         raise SystemExit(f"{args.data} has no images")
@@ -199,8 +201,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(params, lr=args.lr)
 
     def load(path: Path) -> torch.Tensor:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with open_image(path) as src:  # the checked open (format allowlist, pixel limit)
+            im = src.convert("RGB")
             w, h = im.size
             s = args.resolution / min(w, h)
             im = im.resize(

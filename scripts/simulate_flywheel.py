@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image as PILImage
 from sqlalchemy import select
 
 from annotator_ui.app import create_app
@@ -64,6 +63,7 @@ from engine.flywheel.clicker import next_click
 from engine.flywheel.metrics import project_metrics
 from engine.flywheel.prefill import ConfidentRule, ensure_model_version, prefill_project
 from engine.flywheel.report import render_html
+from engine.imageio import open_image
 from engine.ingest import ingest
 from engine.interop.importers.coco import segmentation_to_mask
 from engine.masks import decode_rle, encode_rle, mask_iou
@@ -150,7 +150,8 @@ def load_mask_folder(folder: Path) -> dict[Path, list[Instance]]:
         mp = masks.get(img.stem)
         if mp is None:
             continue
-        arr = np.asarray(PILImage.open(mp).convert("L"))
+        with open_image(mp) as mask_img:
+            arr = np.asarray(mask_img.convert("L"))
         ignore = arr == 128
         insts = [Instance(arr == v, "object", ignore if ignore.any() else None)
                  for v in np.unique(arr) if v not in (0, 128)]  # fmt: skip

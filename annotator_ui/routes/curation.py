@@ -15,18 +15,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
-from PIL import Image as PILImage
-from PIL import ImageOps
 from pydantic import BaseModel, Field
 
 from annotator_ui.deps import SessionDep, SettingsDep, require_roles
 from db import curation as cur
 from db.errors import Conflict, NotFound
-from db.images import get_image
+from db.images import get_image, require_ok
 from db.models import Image, Project, User
 from db.projects import get_project
 from engine.curation.agreement import agreement
 from engine.curation.captions import draft_caption
+from engine.imageio import ImageRejected, display_path, thumbnail, uri_to_path
 
 router = APIRouter(prefix="/api/curation", tags=["curation"])
 Curator = Annotated[User, Depends(require_roles("curator", "reviewer", "admin"))]
@@ -228,21 +227,27 @@ def put_settings(
     return {k: v for k, v in cfg.items() if k not in ("ranker", "rules")}
 
 
-def thumbnail_path(image: Image, size: int, cache_dir: Path) -> Path:
-    """The cached JPEG thumbnail (long side ``size``) of an image, made on first use."""
+def thumbnail_path(image: Image, size: int, cache_dir: Path, *, max_pixels: int) -> Path:
+    """The cached JPEG thumbnail (long side ``size``) of an ``ok`` image, made on first use
+    through ``engine.imageio.thumbnail`` (format allowlist, ``max_pixels`` checked from the
+    header before decoding). NotFound when the file is missing or no longer decodes."""
+    require_ok(image=image)
     key = image.sha256 or f"id{image.id}"
     path = cache_dir / "thumbs" / key[:2] / f"{key}_{size}.jpg"
     if path.exists():
         return path
-    src = Path(image.uri)
+    src = Path(uri_to_path(image.uri))
     if not src.is_file():
-        raise NotFound(f"the file of image {image.id} is missing ({src.name}); re-ingest it")
+        raise NotFound(
+            f"the file of image {image.id} is missing ({display_path(src.name)}); re-ingest it"
+        )
+    try:
+        im = thumbnail(src, size=size, max_pixels=max_pixels)
+    except ImageRejected as err:
+        raise NotFound(f"image {image.id} cannot be shown: {err}") from err
     path.parent.mkdir(parents=True, exist_ok=True)
-    with PILImage.open(src) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        im.thumbnail((size, size), PILImage.Resampling.LANCZOS)
-        tmp = path.with_suffix(f".{os.getpid()}.part")
-        im.save(tmp, format="JPEG", quality=85)
+    tmp = path.with_suffix(f".{os.getpid()}.part")
+    im.save(tmp, format="JPEG", quality=85)
     os.replace(tmp, path)
     return path
 
@@ -256,8 +261,8 @@ def thumb(
         raise HTTPException(
             status_code=422, detail=f"size must be one of {', '.join(map(str, SIZES))}"
         )
-    image = get_image(session, image_id=image_id)
-    path = thumbnail_path(image, size, settings.cache_dir)
+    image = require_ok(image=get_image(session, image_id=image_id))
+    path = thumbnail_path(image, size, settings.cache_dir, max_pixels=settings.max_image_pixels)
     return FileResponse(
         path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
     )

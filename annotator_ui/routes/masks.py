@@ -35,7 +35,8 @@ from annotator_ui.schemas import (
 )
 from db import leases
 from db import masks as dbm
-from db.errors import InvalidInput, LeaseLost
+from db.errors import InvalidInput, LeaseLost, NotFound
+from db.images import require_ok
 from db.models import User
 from engine.masks import decode_rle, encode_rle, mask_bbox, rle_area, rle_bbox
 from engine.segment.protocol import PromptError, validate_prompt
@@ -282,12 +283,18 @@ def revert(mask_id: int, body: RevertIn, session: SessionDep, user: AnnotatorUse
 # --- decode ----------------------------------------------------------------------------------
 
 
-def _embedding(seg: Any, sha256: str | None, uri: str) -> Any:
-    from engine.imageio import load_rgb
+def _embedding(seg: Any, sha256: str | None, uri: str, max_pixels: int) -> Any:
+    from engine.imageio import ImageRejected, load_rgb
+
+    def load() -> Any:
+        try:
+            return load_rgb(uri, max_pixels=max_pixels)
+        except ImageRejected as err:
+            raise NotFound(f"the image file cannot be read: {err}") from err
 
     if sha256 and hasattr(seg, "embed_cached"):
-        return seg.embed_cached(sha256, lambda: load_rgb(uri))
-    return seg.embed(load_rgb(uri))
+        return seg.embed_cached(sha256, load)
+    return seg.embed(load())
 
 
 @router.post("/api/images/{image_id}/decode", response_model=DecodeOut)
@@ -305,9 +312,9 @@ def decode(
     NaN, out-of-image or empty prompts. The image embedding comes from the segmenter's
     cache (computed once per image). ``mask_input_id`` from a previous answer refines it.
     """
-    image = ensure_can_read(session, user=user, image_id=image_id)
+    image = require_ok(image=ensure_can_read(session, user=user, image_id=image_id))
     if not image.width or not image.height:
-        raise InvalidInput(f"image {image_id} has no size (rejected at ingest?)")
+        raise NotFound(f"image {image_id} has no recorded size; ingest it again")
     size, sha256, uri = (image.height, image.width), image.sha256, image.uri
     prior_mask = None
     if body.mask_id is not None:
@@ -327,7 +334,7 @@ def decode(
         raise InvalidInput(f"bad prompt: {err}") from err
     store = logits_store(request.app)
     t0 = time.perf_counter()
-    emb = _embedding(seg, sha256, uri)
+    emb = _embedding(seg, sha256, uri, request.app.state.settings.max_image_pixels)
     t1 = time.perf_counter()
     mask_input = None
     if body.mask_input_id:

@@ -53,9 +53,10 @@ from annotator_ui.deps import SegmenterDep, SessionDep, SettingsDep
 from annotator_ui.routes.tasks import ensure_can_read
 from db import leases
 from db.errors import PermissionDenied
+from db.images import require_ok
 from db.models import Image, Mask, Project, User
 from db.users import user_for_token
-from engine.imageio import load_rgb
+from engine.imageio import ImageRejected, load_rgb
 from engine.interop.exporters.label_studio import mask_regions
 from engine.interop.importers.common import FileOutcome, LabelPolicy
 from engine.interop.importers.label_studio import record_annotation
@@ -187,15 +188,23 @@ def setup_model(
 
 
 def _embedding(request: Request, seg: Any, image: Image) -> Embedding:
+    max_pixels = request.app.state.settings.max_image_pixels
+
+    def load() -> np.ndarray:
+        try:
+            return load_rgb(image.uri, max_pixels=max_pixels)
+        except ImageRejected as err:
+            raise HTTPException(status_code=404, detail=f"image {image.id}: {err}") from err
+
     if image.sha256 and hasattr(seg, "embed_cached"):
-        return seg.embed_cached(image.sha256, lambda: load_rgb(image.uri))
+        return seg.embed_cached(image.sha256, load)
     cache: OrderedDict[int, Embedding] | None = getattr(request.app.state, "ml_embeddings", None)
     if cache is None:
         cache = request.app.state.ml_embeddings = OrderedDict()
     if image.id in cache:
         cache.move_to_end(image.id)
         return cache[image.id]
-    emb = seg.embed(load_rgb(image.uri))
+    emb = seg.embed(load())
     cache[image.id] = emb
     while len(cache) > EMBEDDINGS_KEPT:
         cache.popitem(last=False)
@@ -243,7 +252,7 @@ def _image_for(session: Session, task: Any, cfg: LabelConfig, user: User | None)
             "Ingest the image, or export tasks with `dataengine export --format label-studio`"
             " (annotators: only images leased to you, POST /api/tasks/next).",
         )
-    return image
+    return require_ok(image=image)
 
 
 def _ensure_can_write(session: Session, settings: Any, user: User | None, image: Image) -> None:

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,7 +33,7 @@ from annotator_ui.schemas import (
 )
 from db import leases
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
-from db.images import get_image
+from db.images import get_image, require_ok
 from db.masks import apply_ops
 from db.models import Image, Lease, Mask, User, utcnow
 from db.projects import get_project, list_projects
@@ -97,7 +97,7 @@ def ensure_can_write(
     Without a live lease: the change is appended to the newest lease's draft
     (``draft["pending_ops"]``) and LeaseLost is raised; the caller commits first.
     """
-    get_image(session, image_id=image_id)
+    require_ok(image=get_image(session, image_id=image_id))  # no masks on a rejected file
     if user.role in ("reviewer", "admin") and lease_id is None:
         return None
     q = select(Lease).where(Lease.user_id == user.id, Lease.image_id == image_id)
@@ -319,23 +319,33 @@ def image_meta(image_id: int, session: SessionDep, user: CurrentUser) -> ImageOu
 
 
 @router.get("/api/images/{image_id}/file", response_model=None)
-def image_file(image_id: int, session: SessionDep, user: CurrentUser) -> Response:
-    """The image in display orientation (EXIF applied), as the masks' pixel frame."""
-    image = ensure_can_read(session, user=user, image_id=image_id)
-    if image.status != "ok":
-        raise NotFound(f"image {image_id} was rejected at ingest: {image.reason}")
-    if image.exif_orientation in (None, 1) and image.format in ("JPEG", "PNG", "WEBP", "GIF"):
-        if not Path(image.uri).is_file():
-            raise NotFound(f"image file missing: {image.uri} (moved since ingest?)")
-        return FileResponse(image.uri, headers={"Cache-Control": "private, max-age=3600"})
+def image_file(
+    image_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> Response:
+    """The image in display orientation (EXIF applied, first frame), as the masks' pixel frame.
+
+    404 for an image not ingested ``ok``. Files needing no conversion are sent as stored;
+    others are decoded through ``engine.imageio.load_rgb`` (format allowlist, pixel limit
+    ``DATAENGINE_MAX_IMAGE_PIXELS`` checked from the header first) and sent as JPEG.
+    """
     from PIL import Image as PILImage
 
-    from engine.imageio import load_rgb
+    from engine.imageio import ImageRejected, display_path, load_rgb, uri_to_path
 
+    image = require_ok(image=ensure_can_read(session, user=user, image_id=image_id))
+    src = uri_to_path(image.uri)
+    if not Path(src).is_file():
+        raise NotFound(f"image file missing: {display_path(src)} (moved since ingest?)")
+    if image.file_size is not None and Path(src).stat().st_size != image.file_size:
+        raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
+    multi_frame = "multi-frame" in ((image.meta or {}).get("flags") or {})
+    as_stored = image.exif_orientation in (None, 1) and not multi_frame
+    if as_stored and image.format in ("JPEG", "MPO", "PNG", "WEBP", "GIF"):
+        return FileResponse(src, headers={"Cache-Control": "private, max-age=3600"})
     try:
-        rgb = load_rgb(image.uri)
-    except (OSError, ValueError) as err:
-        raise HTTPException(status_code=404, detail=f"cannot read image file: {err}") from err
+        rgb = load_rgb(src, max_pixels=settings.max_image_pixels)
+    except ImageRejected as err:
+        raise NotFound(f"image {image_id} cannot be read: {err}") from err
     buf = io.BytesIO()
     PILImage.fromarray(rgb).save(buf, format="JPEG", quality=92)
     return Response(

@@ -27,7 +27,7 @@ from engine.curation.composition import composition_signals
 from engine.curation.duplicates import cluster_ids, duplicate_of
 from engine.curation.rules import Rules, evaluate
 from engine.curation.signals import compute_signals
-from engine.imageio import ImageRejected, load_rgb, phash
+from engine.imageio import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb, phash
 
 log = logging.getLogger("dataengine.curation")
 SIGNALS_VERSION = 1
@@ -46,9 +46,13 @@ class AutoSummary:
 
 
 def _image_signals(
-    session: Session, image: Image, *, aesthetic: Callable[[Any], float] | None
+    session: Session,
+    image: Image,
+    *,
+    aesthetic: Callable[[Any], float] | None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
-    rgb = load_rgb(image.uri)
+    rgb = load_rgb(image.uri, max_pixels=max_pixels)
     sig: dict[str, Any] = compute_signals(rgb)
     sig.update(composition_signals([m.rle for m in accepted_masks(session, image_id=image.id)]))
     if aesthetic is not None:
@@ -68,9 +72,11 @@ def run_auto(
     aesthetic: Callable[[Any], float] | None = None,
     on_total: Callable[[int], None] | None = None,
     on_image: Callable[[Image, str], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> AutoSummary:
     """Run the automatic stage over the project's ok images (see the module docstring).
 
+    ``max_pixels``: the decode limit (``Settings.max_image_pixels``).
     ``aesthetic``: optional function HWC uint8 RGB -> score (e.g. a ClipEncoder + head).
     ``on_image(image, status)`` is called after each image (status: computed, cached, error).
     """
@@ -97,7 +103,10 @@ def run_auto(
             if recompute or (image.signals or {}).get("signals_version") != SIGNALS_VERSION:
                 try:
                     keep = {k: v for k, v in (image.signals or {}).items() if k == "ranker"}
-                    image.signals = {**_image_signals(s, image, aesthetic=aesthetic), **keep}
+                    image.signals = {
+                        **_image_signals(s, image, aesthetic=aesthetic, max_pixels=max_pixels),
+                        **keep,
+                    }
                     status = "computed"
                 except (ImageRejected, OSError, ValueError) as err:
                     errors[image_id] = f"unreadable: {err}"

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from engine.imageio import load_rgb
+
 
 def gaussian_blur(rgb: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     """Gaussian blur with standard deviation ``sigma`` pixels."""
@@ -39,8 +41,7 @@ def jpeg(rgb: np.ndarray, quality: int = 10) -> np.ndarray:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
     buf.seek(0)
-    with Image.open(buf) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    return load_rgb(buf)
 
 
 def resize(rgb: np.ndarray, scale: float) -> np.ndarray:

@@ -29,6 +29,7 @@ from db.curation import (
 from db.errors import InvalidInput
 from db.models import Image, Project
 from engine.curation.captions import draft_caption
+from engine.imageio import uri_to_path
 from engine.interop.exporters.atomic import file_sha256
 
 STAGE_RULES = {
@@ -148,7 +149,7 @@ def copy_images(records: list[Record], folder: Path) -> tuple[list[Record], list
     folder.mkdir(parents=True, exist_ok=True)
     copied, skipped = [], []
     for r in records:
-        src = Path(r.image.uri)
+        src = Path(uri_to_path(r.image.uri))  # file:// uris: names that are not UTF-8
         if not src.is_file():
             skipped.append({"image_id": r.image.id, "reason": "file missing"})
             continue

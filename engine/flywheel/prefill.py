@@ -32,7 +32,7 @@ from db.errors import InvalidInput, NotFound
 from db.models import Image, Mask, ModelVersion, Prefill, Project
 from db.rounds import current_round
 from db.session import transaction
-from engine.imageio import load_rgb
+from engine.imageio import DEFAULT_MAX_PIXELS, load_rgb
 from engine.masks import encode_rle_batch
 from engine.segment.protocol import Embedding, Proposal, Segmenter
 
@@ -235,10 +235,6 @@ class PrefillSummary:
         return self.seconds / n if n else None
 
 
-def _image_path(uri: str) -> str:
-    return uri[7:] if uri.startswith("file://") else uri
-
-
 def _embed(segmenter: Any, sha256: str | None, image: np.ndarray) -> Embedding:
     if sha256 and hasattr(segmenter, "embed_cached"):
         return segmenter.embed_cached(sha256, lambda: image)
@@ -319,6 +315,7 @@ def prefill_project(
     retry_failed: bool = False,
     on_total: Callable[[int], None] | None = None,
     on_image: Callable[[int, str, dict[str, Any]], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PrefillSummary:
     """Pre-fill every ok image of the project that has no prefill row for the model version.
 
@@ -326,7 +323,7 @@ def prefill_project(
     limit: at most this many images processed. retry_failed: forget failed prefill rows
     first. on_total(n pending); on_image(image_id, outcome, info) with outcome
     ``done`` | ``failed`` | ``skipped`` and info ``{"proposals", "confident", "seconds",
-    "reason"}``.
+    "reason"}``. max_pixels: the decode limit (``Settings.max_image_pixels``).
     """
     rule = rule or ConfidentRule()
     with transaction(factory) as s:
@@ -375,6 +372,7 @@ def prefill_project(
             round_id=round_id,
             rule=rule,
             calibration=calibration,
+            max_pixels=max_pixels,
         )
         if outcome == "done":
             summary.done += 1
@@ -411,6 +409,7 @@ def _prefill_one(
     round_id: int | None,
     rule: ConfidentRule,
     calibration: dict[str, Any] | None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[str, dict[str, Any]]:
     """Process one image in its own transaction; returns (outcome, info)."""
     info: dict[str, Any] = {"proposals": 0, "confident": 0, "seconds": 0.0, "reason": None}
@@ -420,7 +419,7 @@ def _prefill_one(
     rows: list[dict[str, Any]] = []
     reason: str | None = None
     try:
-        image = load_rgb(_image_path(uri))
+        image = load_rgb(uri, max_pixels=max_pixels)  # a stored uri (file:// for odd names)
         size = (int(image.shape[0]), int(image.shape[1]))
         proposals = segmenter.propose(image, _embed(segmenter, sha256, image))
         confident, calibrated = score(proposals, size, rule, calibration)

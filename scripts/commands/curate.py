@@ -119,7 +119,8 @@ def auto_command(
 
         r = replace(r, drop_duplicates=duplicates == "yes")
     scorer = _aesthetic(aesthetic_head, clip_model, clip_weights)
-    factory = open_db(Settings())
+    settings = Settings()
+    factory = open_db(settings)
     with json_output(as_json), progress() as bar, domain_errors():
         task = bar.add_task("auto curation", total=None, status="")
         summary = run_auto(
@@ -130,6 +131,7 @@ def auto_command(
             aesthetic=scorer,
             on_total=lambda n: bar.update(task, total=n),
             on_image=lambda im, st: bar.update(task, advance=1, status=st),
+            max_pixels=settings.max_image_pixels,
         )
     if as_json:
         print_json({"project": project, "rules": r.source, **asdict(summary)})

@@ -24,12 +24,17 @@ if TYPE_CHECKING:
 
 
 def summary_json(summary: IngestSummary) -> dict[str, Any]:
-    """The ``--json`` document of an ingest run."""
+    """The ``--json`` document of an ingest run (paths printable: non-UTF-8 bytes escaped)."""
     return {
         "added": summary.added,
         "duplicates": summary.duplicates,
         "rejected": dict(sorted(summary.rejected.items())),
+        "skipped": dict(sorted(summary.skipped.items())),
+        "flagged": dict(sorted(summary.flagged.items())),
+        "seen": summary.seen,
         "rejected_files": [{"path": p, "reason": r} for p, r in summary.rejected_files],
+        "skipped_files": [{"path": p, "reason": r} for p, r in summary.skipped_files],
+        "flagged_files": [{"path": p, "flag": r} for p, r in summary.flagged_files],
         "image_ids": list(summary.image_ids),
     }
 
@@ -42,13 +47,27 @@ def print_summary(summary: IngestSummary) -> None:
     table.add_row("duplicates (already in project)", str(summary.duplicates))
     for reason, n in sorted(summary.rejected.items()):
         table.add_row(f"rejected: {reason}", str(n))
+    for reason, n in sorted(summary.skipped.items()):
+        table.add_row(f"skipped: {reason}", str(n))
+    for flag, n in sorted(summary.flagged.items()):
+        table.add_row(f"added, flagged {flag}", str(n))
+    table.add_row("total entries walked", str(summary.seen))
     console.print(table)
+    # paths are printable already (non-UTF-8 bytes as \xff escapes); markup=False keeps
+    # a file named "[red]" from being read as rich markup
     for path, reason in summary.rejected_files:
-        console.print(f"  [red]rejected[/] {path}: {reason}")
+        console.print(f"  rejected {path}: {reason}", markup=False, highlight=False)
+    for path, reason in summary.skipped_files:
+        console.print(f"  skipped {path}: {reason}", markup=False, highlight=False)
+    for path, note in summary.flagged_files:
+        console.print(f"  flagged {path}: {note}", markup=False, highlight=False)
 
 
 def run_ingest(settings: Settings, project: str, paths: list[Path], copy: bool) -> IngestSummary:
     """Ingest with a progress bar; returns the summary (used by `up` too)."""
+    from rich.markup import escape
+
+    from engine.imageio import display_path
     from engine.ingest import ingest
 
     factory = open_db(settings)
@@ -59,7 +78,8 @@ def run_ingest(settings: Settings, project: str, paths: list[Path], copy: bool) 
             bar.update(task, total=n)
 
         def on_file(res: ProbeResult, outcome: str) -> None:
-            bar.update(task, advance=1, status=f"{outcome}: {res.path.name}")
+            name = escape(display_path(res.path.name))  # a file may be named "[/x].jpg"
+            bar.update(task, advance=1, status=f"{outcome}: {name}")
 
         summary = ingest(
             factory,
@@ -67,6 +87,7 @@ def run_ingest(settings: Settings, project: str, paths: list[Path], copy: bool) 
             paths=paths,
             copy_to=settings.image_store if copy else None,
             max_pixels=settings.max_image_pixels,
+            min_side=settings.min_image_side,
             on_file=on_file,
             on_total=on_total,
         )
@@ -84,9 +105,11 @@ def ingest_command(
 ) -> None:
     """Ingest images: verify, decode, record size/orientation/mode, deduplicate by sha256.
 
-    Bad files (corrupt, truncated, empty, non-image, too large) are recorded with
-    their reason and never stop the batch. A PATH that does not exist stops the command
-    before anything is ingested (exit 1).
+    Bad files (corrupt, truncated, empty, non-image, a format outside JPEG/PNG/WebP/TIFF/
+    BMP/GIF/PPM, too large, too small) are recorded with their reason and never stop the
+    batch; hidden files and unreadable folders are listed as skipped. Animated GIF/WebP/PNG
+    and multi-page TIFF are added with their first frame and listed as flagged. A PATH that
+    does not exist stops the command before anything is ingested (exit 1).
     """
     from annotator_ui.settings import Settings
 

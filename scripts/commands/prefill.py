@@ -204,6 +204,7 @@ def _run_prefill(
                 retry_failed=retry_failed,
                 on_total=on_total,
                 on_image=on_image,
+                max_pixels=settings.max_image_pixels,
             )
     return summary
 
@@ -327,7 +328,9 @@ def embed_command(
                 counts["cached"] += 1
             else:
                 try:
-                    seg.embed_cached(sha, lambda u=uri: load_rgb(u))
+                    seg.embed_cached(
+                        sha, lambda u=uri: load_rgb(u, max_pixels=settings.max_image_pixels)
+                    )
                     counts["embedded"] += 1
                 except (OSError, ValueError) as err:
                     counts["failed"] += 1

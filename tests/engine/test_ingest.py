@@ -1,11 +1,9 @@
-"""Ingest on both databases: good photos, a zoo of bad files, dedupe, concurrency."""
+"""Ingest on both databases: good photos, a zoo of bad and hostile files, dedupe, concurrency."""
 
 from __future__ import annotations
 
 import os
-import struct
 import threading
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Image as ImageRow
 from db.session import make_engine, make_session_factory
+from engine.imageio import load_rgb
+from engine.imageio import uri_to_path as load_uri_path
 from engine.ingest import ingest
-
-
-def _png_header_only(path: Path, width: int, height: int) -> None:
-    """A PNG whose IHDR claims width x height (a decompression bomb header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
+from tests.ingest_zoo import NON_UTF8, hostile_zoo, png_header_bomb, unreadable_folders
 
 
 def make_bad_folder(root: Path) -> dict[str, str]:
@@ -44,21 +30,21 @@ def make_bad_folder(root: Path) -> dict[str, str]:
     (root / "truncated.jpg").write_bytes(full[: len(full) // 2])
     (root / "notes.jpg").write_text("this is a text file, not a JPEG\n")
     (root / "empty.png").write_bytes(b"")
-    _png_header_only(root / "bomb.png", 50_000, 50_000)
-    Image.new("CMYK", (40, 30), (10, 200, 30, 5)).save(root / "cmyk.jpg")
+    png_header_bomb(root / "bomb.png", 50_000, 50_000)
+    Image.new("CMYK", (48, 36), (10, 200, 30, 5)).save(root / "cmyk.jpg")
     Image.fromarray(np.arange(50 * 40, dtype=np.uint16).reshape(50, 40) * 30).save(
         root / "deep16.png"
     )
-    rotated = Image.fromarray(rng.integers(0, 255, (30, 70, 3), dtype=np.uint8))
+    rotated = Image.fromarray(rng.integers(0, 255, (36, 70, 3), dtype=np.uint8))
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 CW on display: 70x30 stored -> 30x70 shown
+    exif[0x0112] = 6  # rotate 90 CW on display: 70x36 stored -> 36x70 shown
     rotated.save(root / "rotated.jpg", exif=exif)
-    Image.new("P", (20, 20), 3).save(root / "palette.gif")
-    Image.new("RGBA", (20, 24), (255, 0, 0, 128)).save(root / "alpha.png")
+    Image.new("P", (40, 40), 3).save(root / "palette.gif")
+    Image.new("RGBA", (40, 48), (255, 0, 0, 128)).save(root / "alpha.png")
     os.symlink("loop.jpg", root / "loop.jpg")  # a symlink that points at itself
     sub = root / "nested" / "deeper"
     sub.mkdir(parents=True)
-    photo.resize((40, 30)).save(sub / "small.png")
+    photo.resize((48, 36)).save(sub / "small.png")
     os.symlink("..", sub / "up")  # a folder loop
     return {
         "good.jpg": "ok",
@@ -99,12 +85,81 @@ def test_bad_files_are_recorded_with_reasons_and_never_stop_the_batch(
     assert summary.added == 7
     assert sum(summary.rejected.values()) == 5
     assert summary.rejected["too large"] == 1
-    assert (rows["rotated.jpg"].width, rows["rotated.jpg"].height) == (30, 70)
+    assert (rows["rotated.jpg"].width, rows["rotated.jpg"].height) == (36, 70)
     assert rows["rotated.jpg"].exif_orientation == 6
     assert rows["cmyk.jpg"].mode == "CMYK" and "CMYK" in rows["cmyk.jpg"].rgb_conversion
     assert rows["deep16.png"].mode.startswith("I") and "16-bit" in rows["deep16.png"].rgb_conversion
     assert "alpha" in rows["alpha.png"].rgb_conversion
-    assert "50000x50000" in rows["bomb.png"].reason
+    assert "2500000000 pixels" in rows["bomb.png"].reason  # Pillow's own bomb check
+
+
+def test_hostile_zoo_every_file_accounted_for(
+    factory: sessionmaker[Session], tmp_path: Path, shared_data: Path
+) -> None:
+    root = tmp_path / "zoo"
+    expected = hostile_zoo(root, shared_data)
+    try:
+        with unreadable_folders():
+            summary = ingest(factory, project="zoo", paths=[root])
+    finally:
+        (root / "locked").chmod(0o755)
+    outcome: dict[str, str] = {}
+    for shown, reason in summary.rejected_files:
+        outcome[shown] = reason
+    for shown, reason in summary.skipped_files:
+        outcome[shown] = "skipped:" + reason
+    rows = {}
+    with factory() as s:
+        for r in s.scalars(select(ImageRow)):
+            rows[r.uri] = r
+    for r in rows.values():
+        if r.status == "ok":
+            flags = (r.meta or {}).get("flags") or {}
+            shown = os.fsencode(load_uri_path(r.uri)).decode("utf-8", "backslashreplace")
+            outcome[shown] = "ok+multi-frame" if "multi-frame" in flags else "ok"
+    got = {str(Path(k).relative_to(root)): v for k, v in outcome.items()}
+    assert set(got) == set(expected), sorted(got)
+    for name, want in expected.items():
+        assert got[name].startswith(want), (name, got[name])
+    assert (
+        summary.seen
+        == len(expected)
+        == summary.added + sum(summary.rejected.values()) + sum(summary.skipped.values())
+    )
+    assert summary.added == 4 and summary.flagged == {"multi-frame": 1}
+    assert summary.skipped == {"hidden": 2, "unreadable folder": 1}
+    # the non-UTF-8 name is stored as storable text and reads back to the same pixels
+    raw = os.fsencode(root) + b"/" + NON_UTF8
+    (odd,) = [r for r in rows.values() if r.uri.endswith("/%FF.jpg")]
+    assert odd.status == "ok" and odd.uri.startswith("file://")
+    assert (load_rgb(odd.uri) == load_rgb(os.fsdecode(raw))).all()
+    # rejected rows carry no pixels data and text storable on PostgreSQL
+    for r in rows.values():
+        assert "\x00" not in (r.reason or "") and r.uri.encode("utf-8")
+        if r.status != "ok":
+            assert r.width is None and r.phash is None
+    # a second run, with locked/ readable again: its one file is astronaut.jpg's bytes, so
+    # nothing new is recorded and every entry is still accounted for
+    again = ingest(factory, project="zoo", paths=[root])
+    assert again.added == 0 and again.duplicates == 4 + 6 + 1 and again.skipped == {"hidden": 2}
+
+
+def test_one_store_failure_never_stops_the_batch(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 40), (i, 0, 0)).save(src / f"{i}.png")
+    store = tmp_path / "store"
+    store.mkdir()
+    # the managed store's folder for image 1 is a file: copying it fails, the others go on
+    from engine.imageio import sha256_file
+
+    (store / sha256_file(src / "1.png")[:2]).write_bytes(b"in the way")
+    summary = ingest(factory, project="p", paths=[src], copy_to=store)
+    assert summary.added == 2 and summary.rejected == {"store failed": 1}
+    assert [p for p, _ in summary.rejected_files] == [str(src / "1.png")]
 
 
 def test_reingest_adds_nothing(factory: sessionmaker[Session], tmp_path: Path) -> None:
@@ -120,7 +175,7 @@ def test_reingest_adds_nothing(factory: sessionmaker[Session], tmp_path: Path) -
 def test_same_bytes_under_two_names_is_one_image(
     factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    Image.new("RGB", (10, 10), (1, 2, 3)).save(tmp_path / "a.png")
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes((tmp_path / "a.png").read_bytes())
     summary = ingest(factory, project="p", paths=[tmp_path])
     assert (summary.added, summary.duplicates) == (1, 1)
@@ -129,7 +184,7 @@ def test_same_bytes_under_two_names_is_one_image(
 def test_copy_puts_bytes_in_the_managed_store(
     factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    Image.new("RGB", (10, 10), (1, 2, 3)).save(tmp_path / "a.png")
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(tmp_path / "a.png")
     store = tmp_path / "store"
     ingest(factory, project="p", paths=[tmp_path / "a.png"], copy_to=store)
     row = next(iter(_rows(factory).values()))
@@ -161,7 +216,7 @@ def test_shared_samples_and_tiny_coco(factory: sessionmaker[Session], shared_dat
 def test_concurrent_ingests_leave_no_duplicates(postgres_url: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     for i in range(12):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
             tmp_path / f"{i}.png"
         )
     engine = make_engine(postgres_url)

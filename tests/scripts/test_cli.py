@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,11 +65,15 @@ def test_upgrade_then_ingest_and_users(env: Path, tmp_path: Path) -> None:
     assert runner.invoke(app, ["db", "current"]).exit_code == 0
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.new("RGB", (32, 24), (9, 9, 9)).save(photos / "a.png")
+    Image.new("RGB", (40, 32), (9, 9, 9)).save(photos / "a.png")
     (photos / "bad.jpg").write_text("nope")
+    (photos / os.fsdecode(b"[bold]\xff.jpg")).write_text("no!")  # markup, not UTF-8
+    (photos / ".DS_Store").write_bytes(b"\x00\x01")
     result = runner.invoke(app, ["ingest", str(photos), "--project", "p"])
     assert result.exit_code == 0, result.output
-    assert "added" in result.output and "rejected: not an image" in result.output
+    assert "rejected: not an image" in result.output and "skipped: hidden" in result.output
+    assert "[bold]\\xff.jpg: not an image" in result.output.replace("\n", "")
+    assert re.search(r"total entries walked\W+4\b", result.output), result.output
     result = runner.invoke(
         app, ["user", "add", "ann", "--role", "annotator", "--password", "12345678"]
     )

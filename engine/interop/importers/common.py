@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from db.images import add_image
 from db.models import Image, Mask, Project, User, utcnow
 from db.users import hash_password
-from engine.imageio import DEFAULT_MAX_PIXELS, probe
+from engine.imageio import DEFAULT_MAX_PIXELS, path_to_uri, probe
 from engine.masks import encode_rle, rle_area, rle_bbox
 
 SERVICE_USER = "label-studio"  # events imported from Label Studio are attributed to this user
@@ -149,13 +149,14 @@ class ImageResolver:
         return self._by_basename
 
     def _from_disk(self, path: Path, outcome: FileOutcome) -> tuple[Image | None, str | None]:
-        res = probe(path, max_pixels=self.max_pixels)
+        # imported annotations are kept whatever the image's size: no too-small rule here
+        res = probe(path, max_pixels=self.max_pixels, min_side=1)
         if not res.ok:
             return None, f"image file {path} is not usable: {res.reason}"
         image, created = add_image(
             self.session,
             project_id=self.project.id,
-            uri=str(path.absolute()),
+            uri=path_to_uri(path),
             sha256=res.sha256,
             ok=True,
             file_size=res.file_size,
@@ -166,6 +167,7 @@ class ImageResolver:
             rgb_conversion=res.rgb_conversion,
             exif_orientation=res.exif_orientation,
             phash=res.phash,
+            meta={"flags": dict(res.flags)} if res.flags else {},
         )
         if image.status != "ok":
             return None, f"image {path} was rejected at ingest: {image.reason}"

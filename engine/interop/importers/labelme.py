@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageDraw, UnidentifiedImageError
+from PIL import ImageDraw
 from sqlalchemy.orm import Session
 
 from db.models import Project
+from engine.imageio import open_image
 from engine.interop.importers.common import (
     FileOutcome,
     FileRejected,
@@ -63,9 +64,10 @@ def shape_to_mask(shape: dict[str, Any], height: int, width: int) -> np.ndarray:
         if len(xy) != 2 or not isinstance(shape.get("mask"), str):
             raise ValueError("a mask shape needs 2 points and a base64 PNG 'mask'")
         try:
-            png = PILImage.open(io.BytesIO(base64.b64decode(shape["mask"], validate=True)))
-            patch = np.asarray(png).astype(bool)
-        except (ValueError, UnidentifiedImageError, OSError) as err:
+            data = io.BytesIO(base64.b64decode(shape["mask"], validate=True))
+            with open_image(data, formats=("PNG",)) as png:  # checked: no bombs from JSON
+                patch = np.asarray(png).astype(bool)
+        except (ValueError, OSError) as err:  # ImageRejected is a ValueError
             raise ValueError(f"mask is not a base64 PNG: {err}") from err
         if patch.ndim == 3:
             patch = patch.any(axis=2)

@@ -1,0 +1,46 @@
+"""Image rows on both databases: only storable text goes in; rejected rows serve no pixels."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.errors import InvalidInput, NotFound
+from db.images import add_image, get_image, require_ok
+from db.session import transaction
+from engine.imageio import path_to_uri, uri_to_path
+from tests.factories import make_project
+
+
+def test_text_that_postgres_cannot_hold_is_refused_with_the_fix(
+    factory: sessionmaker[Session],
+) -> None:
+    odd = os.fsdecode(b"/photos/\xff.jpg")  # what os.walk gives for a non-UTF-8 name
+    with transaction(factory) as s:
+        project_id = make_project(s).id
+        with pytest.raises(InvalidInput, match="path_to_uri"):
+            add_image(s, project_id=project_id, uri=odd, sha256=None, ok=False, reason="x")
+        with pytest.raises(InvalidInput, match="NUL"):
+            add_image(s, project_id=project_id, uri="/a.jpg", sha256=None, ok=False, reason="a\0")
+        image, created = add_image(
+            s, project_id=project_id, uri=path_to_uri(odd), sha256=None, ok=False, reason="x"
+        )
+        assert created
+        image_id = image.id
+    with factory() as s:
+        stored = get_image(s, image_id=image_id)
+        assert os.fsencode(uri_to_path(stored.uri)) == b"/photos/\xff.jpg"
+
+
+def test_require_ok(factory: sessionmaker[Session]) -> None:
+    with transaction(factory) as s:
+        project_id = make_project(s).id
+        bad, _ = add_image(
+            s, project_id=project_id, uri="/b.png", sha256="b" * 64, ok=False, reason="too large: x"
+        )
+        good, _ = add_image(s, project_id=project_id, uri="/g.png", sha256="g" * 64, ok=True)
+        with pytest.raises(NotFound, match=r"rejected at ingest \(too large: x\)"):
+            require_ok(image=bad)
+        assert require_ok(image=good) is good
