@@ -27,8 +27,8 @@ import base64
 import binascii
 import hmac
 import logging
+import threading
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -47,11 +47,13 @@ from engine.interop.label_studio import (
     mask_to_brush,
     parse_label_config,
 )
+from engine.lru import LRU
 from engine.segment.protocol import Embedding, PromptError
 
 log = logging.getLogger("dataengine.ml_backend")
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 EMBEDDINGS_KEPT = 4  # per-app LRU when the segmenter has no cache of its own
+_cache_lock = threading.Lock()  # guards creating the per-app LRU
 
 
 def check_basic_auth(request: Request) -> None:
@@ -113,17 +115,11 @@ def setup_model(
 def _embedding(request: Request, seg: Any, image: Image) -> Embedding:
     if image.sha256 and hasattr(seg, "embed_cached"):
         return seg.embed_cached(image.sha256, lambda: load_rgb(image.uri))
-    cache: OrderedDict[int, Embedding] | None = getattr(request.app.state, "ml_embeddings", None)
-    if cache is None:
-        cache = request.app.state.ml_embeddings = OrderedDict()
-    if image.id in cache:
-        cache.move_to_end(image.id)
-        return cache[image.id]
-    emb = seg.embed(load_rgb(image.uri))
-    cache[image.id] = emb
-    while len(cache) > EMBEDDINGS_KEPT:
-        cache.popitem(last=False)
-    return emb
+    with _cache_lock:
+        cache: LRU[int, Embedding] | None = getattr(request.app.state, "ml_embeddings", None)
+        if cache is None:
+            cache = request.app.state.ml_embeddings = LRU(EMBEDDINGS_KEPT)
+    return cache.get_or_put(image.id, lambda: seg.embed(load_rgb(image.uri)))
 
 
 def _image_for(session: Any, task: Any, cfg: LabelConfig) -> Image:
