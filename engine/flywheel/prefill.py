@@ -17,6 +17,7 @@ A bad image gets ``prefill.status = "failed"`` with the reason and never stops t
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,8 +46,32 @@ RLE_CHUNK = 32  # masks encoded per pycocotools call (bounds the NHW bool stack 
 
 
 def box_nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
-    """Greedy box NMS. boxes: Nx4 float XYXY pixels; scores: N. Returns kept indices,
-    highest score first (ties keep the earlier proposal)."""
+    """Greedy box NMS. boxes: Nx4 float XYXY pixels; scores: N. Returns kept indices
+    (int64), highest score first (ties keep the earlier proposal); a box is dropped when
+    its IoU with a kept one is > ``iou_thresh``.
+
+    ``torchvision.ops.nms`` does it when torchvision is already loaded (the sam backend).
+    The classical backend never loads torch, and importing torch + torchvision just for
+    this costs seconds per process (measured 5-35 s here), so without it the same rule
+    runs in numpy (``_box_nms_numpy``; tests check both agree on random boxes with ties).
+    """
+    if "torchvision" in sys.modules:
+        import torch
+        from torchvision.ops import nms
+
+        if len(boxes_xyxy) == 0:
+            return np.zeros(0, dtype=np.int64)
+        keep = nms(
+            torch.as_tensor(np.asarray(boxes_xyxy, dtype=np.float64)),
+            torch.as_tensor(np.asarray(scores, dtype=np.float64)),
+            float(iou_thresh),
+        )
+        return keep.numpy().astype(np.int64, copy=False)
+    return _box_nms_numpy(boxes_xyxy, scores, iou_thresh)
+
+
+def _box_nms_numpy(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
+    """``box_nms`` without torch (same arguments, same result)."""
     n = len(boxes_xyxy)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
