@@ -11,6 +11,7 @@ from annotator_ui.routes.tasks import ensure_can_read
 from annotator_ui.schemas import EventsIn, EventsOut
 from db import events as dbe
 from engine.flywheel.events import ALL_KINDS
+from engine.telemetry import EVENTS_STORED
 
 router = APIRouter(tags=["events"])
 
@@ -25,6 +26,7 @@ def post_events(body: EventsIn, session: SessionDep, user: CurrentUser) -> Event
     """
     result = dbe.record(session, user_id=user.id, events=body.events, kinds=ALL_KINDS)
     session.commit()
+    EVENTS_STORED.inc(result["stored"])
     return EventsOut(**result)
 
 

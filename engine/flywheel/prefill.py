@@ -36,6 +36,7 @@ from db.session import transaction
 from engine.imageio import load_rgb
 from engine.masks import encode_rle_batch
 from engine.segment.protocol import Embedding, Proposal, Segmenter
+from engine.telemetry import PREFILL_IMAGES
 
 log = logging.getLogger("dataengine.prefill")
 
@@ -485,6 +486,7 @@ def _prefill_one(
     except IntegrityError:
         log.info("image %s was pre-filled concurrently; skipped", image_id)
         return "skipped", info
+    PREFILL_IMAGES.labels(outcome="failed" if reason else "done").inc()
     if reason:
         info["reason"] = reason
         return "failed", info

@@ -4,18 +4,68 @@ every project pre-filled (new images, new rounds) until stopped."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
+from typing import Any
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from annotator_ui.settings import Settings
 from db.errors import DomainError
 from db.projects import list_projects
+from db.session import transaction
+from db.workers import record_heartbeat
 from engine.flywheel.prefill import prefill_project
 from scripts.commands.common import console, open_db
 from scripts.commands.prefill import load_segmenter
 
 log = logging.getLogger("dataengine.worker")
+HEARTBEAT_SECONDS = 10.0  # at most this often while images are being pre-filled
+
+
+class Heartbeat:
+    """This worker's row in ``worker_heartbeat``: last-seen time and its running totals.
+
+    A failed write (database briefly away) is logged and retried at the next beat; it
+    never stops pre-fill.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], *, backend: str, model_key: str):
+        self.factory = factory
+        host = socket.gethostname()
+        self.fields: dict[str, Any] = {
+            "worker_id": f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            "hostname": host,
+            "pid": os.getpid(),
+            "backend": backend,
+            "model_key": model_key,
+        }
+        self.passes = self.done = self.failed = 0
+        self._last = 0.0
+
+    def on_image(self, _image_id: int, outcome: str, _info: dict[str, Any]) -> None:
+        self.done += outcome == "done"
+        self.failed += outcome == "failed"
+        if time.monotonic() - self._last >= HEARTBEAT_SECONDS:
+            self.beat()
+
+    def beat(self) -> None:
+        try:
+            with transaction(self.factory) as s:
+                record_heartbeat(
+                    s,
+                    **self.fields,
+                    passes=self.passes,
+                    images_done=self.done,
+                    images_failed=self.failed,
+                )
+            self._last = time.monotonic()
+        except SQLAlchemyError as err:
+            log.warning("worker heartbeat not recorded (retrying next beat): %s", err)
 
 
 def worker_command(
@@ -34,6 +84,8 @@ def worker_command(
         settings, backend=None, model_type=None, checkpoint=None, sha256=None, device=None
     )
     console.print(f"worker: {segmenter.name} ({segmenter.model_key}), every {interval:.0f} s")
+    heartbeat = Heartbeat(factory, backend=segmenter.name, model_key=segmenter.model_key)
+    heartbeat.beat()
     done = 0
     while True:
         with factory() as s:
@@ -41,7 +93,11 @@ def worker_command(
         for project_id, name in projects:
             try:
                 summary = prefill_project(
-                    factory, project_id=project_id, segmenter=segmenter, model_version_id=None
+                    factory,
+                    project_id=project_id,
+                    segmenter=segmenter,
+                    model_version_id=None,
+                    on_image=heartbeat.on_image,
                 )
             except DomainError as err:  # e.g. the round's model version needs another backend
                 console.print(f"[yellow]{name}: skipped: {err}[/]")
@@ -52,6 +108,8 @@ def worker_command(
                     f"{summary.confident} confident masks"
                 )
         done += 1
+        heartbeat.passes = done
+        heartbeat.beat()
         if passes and done >= passes:
             return
         time.sleep(interval)

@@ -19,7 +19,13 @@ from annotator_ui.deps import get_current_user
 from db.models import ROLES
 from tests.webapp import NoModel, Web, start_web
 
-PUBLIC = {("/api/health", "GET"), ("/api/auth/login", "POST")}
+PUBLIC = {
+    ("/api/health", "GET"),
+    ("/api/auth/login", "POST"),
+    ("/livez", "GET"),  # probes and the Prometheus scrape (annotator_ui/routes/health.py)
+    ("/readyz", "GET"),
+    ("/metrics", "GET"),
+}
 PUBLIC_MODULES = ("annotator_ui.routes.ml_backend",)  # Label Studio: its own optional basic auth
 
 
