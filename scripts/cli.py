@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 
 import typer
 
@@ -21,6 +20,7 @@ COMMANDS = [
     "export",
     "interop",
     "worker",
+    "backup",
 ]
 
 app = typer.Typer(
@@ -37,7 +37,10 @@ for _name in COMMANDS:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from annotator_ui.logs import configure_logging
+    from annotator_ui.settings import Settings
+
+    configure_logging(Settings(), level="WARNING")  # DATAENGINE_LOG_FORMAT=json for JSON lines
     app()
 
 

@@ -14,6 +14,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from annotator_ui.logs import configure_logging
 from annotator_ui.settings import Settings
 from db.errors import DomainError
 from db.projects import list_projects
@@ -74,11 +75,14 @@ def worker_command(
 ) -> None:
     """Pre-fill new images of every project with the configured backend, in a loop.
 
-    Each project uses its current round's model version (e.g. a calibrated one) when
+    Records a heartbeat in the database (``worker_heartbeat``: last seen, images done and
+    failed) at start, every 10 s while pre-filling and after each pass; the app serves it
+    at /metrics. Each project uses its current round's model version (e.g. a calibrated one) when
     that matches the loaded model, else the loaded model's own version. Safe to run
     several workers at once: each image is claimed by exactly one of them.
     """
     settings = Settings()
+    configure_logging(settings)  # DATAENGINE_LOG_LEVEL / _LOG_FORMAT (the CLI default is WARNING)
     factory = open_db(settings)
     segmenter = load_segmenter(
         settings, backend=None, model_type=None, checkpoint=None, sha256=None, device=None
