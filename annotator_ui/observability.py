@@ -114,7 +114,7 @@ class RequestIdMiddleware:
             route = route_template(self.root, scope)
             method = scope.get("method", "GET")
             REQUEST_SECONDS.labels(method=method, route=route, status=str(status)).observe(seconds)
-            if route == DECODE_ROUTE and method == "POST":
+            if route == DECODE_ROUTE and method == "POST" and status == 200:
                 DECODE_SECONDS.observe(seconds)
         # on an exception the id stays set: the app's 500 handler (outside) logs and sends it
         request_id.reset(token)

@@ -27,7 +27,7 @@ REQUEST_SECONDS = Histogram(
 )
 DECODE_SECONDS = Histogram(
     "dataengine_decode_duration_seconds",
-    "Latency of interactive decodes (POST /api/images/{image_id}/decode), whole request.",
+    "Latency of successful interactive decodes (POST /api/images/{image_id}/decode), whole request.",
     buckets=(0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 PREFILL_IMAGES = Counter(
