@@ -77,8 +77,8 @@ def worker_command(
 
     Records a heartbeat in the database (``worker_heartbeat``: last seen, images done and
     failed) at start, every 10 s while pre-filling and after each pass; the app serves it
-    at /metrics. Each project uses its current round's model version (e.g. a calibrated one) when
-    that matches the loaded model, else the loaded model's own version. Safe to run
+    at /metrics. Each project uses its current round's model version (e.g. a calibrated
+    one) when that matches the loaded model, else the loaded model's own version. Safe to run
     several workers at once: each image is claimed by exactly one of them.
     """
     settings = Settings()
