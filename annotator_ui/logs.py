@@ -76,8 +76,11 @@ def logging_config(settings: Settings, *, level: str | None = None) -> dict[str,
         },
         "root": {"level": level or settings.log_level, "handlers": ["default"]},
         "loggers": {
-            name: {"level": level or settings.log_level, "handlers": [], "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{
+                name: {"level": level or settings.log_level, "handlers": [], "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            "alembic": {"level": "WARNING"},  # its INFO lines repeat on every schema check
         },
     }
 

@@ -56,6 +56,9 @@ def serve_command(
         workers=workers,
         log_config=logging_config(settings),
         factory=False,
+        # worker processes re-import this CLI (spawn) before they answer uvicorn's health
+        # ping; measured 21-27 s here, far past the 5 s default, so they were killed in a loop
+        timeout_worker_healthcheck=120,
     )
 
 
