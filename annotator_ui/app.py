@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from annotator_ui import observability
 from annotator_ui.settings import Settings, check_binding
 from db.errors import DomainError
 from db.migrate import check_up_to_date
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, segmenter: Any = None) -> Fa
             setup(app)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    observability.install(app)  # X-Request-ID, request metrics (routes: routes/health.py)
 
     @app.get("/", include_in_schema=False)
     def index() -> Any:

@@ -117,6 +117,16 @@ class Settings(BaseSettings):
                 )
         return self
 
+    # Observability
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text, or one JSON object per line (for log shippers). "
+        "Every line carries the request id (X-Request-ID) of the request it belongs to.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level logged by `dataengine serve` and the worker."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file inside ``data_dir``."""

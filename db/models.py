@@ -347,3 +347,24 @@ class EffortObject(Base):
     seconds: Mapped[float] = mapped_column(Float)
     clicks: Mapped[int] = mapped_column(Integer)
     iou: Mapped[float | None] = mapped_column(Float)  # fixed proposals: IoU(final, proposal)
+
+
+class WorkerHeartbeat(Base):
+    """Last sign of life of one pre-fill worker process (``dataengine worker``).
+
+    ``worker_id`` is ``<hostname>:<pid>:<random>``; one row per process run, updated in
+    place; ``images_done`` / ``images_failed`` count what that run pre-filled.
+    """
+
+    __tablename__ = "worker_heartbeat"
+
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    backend: Mapped[str] = mapped_column(String(32))
+    model_key: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    passes: Mapped[int] = mapped_column(Integer, default=0)
+    images_done: Mapped[int] = mapped_column(Integer, default=0)
+    images_failed: Mapped[int] = mapped_column(Integer, default=0)

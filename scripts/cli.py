@@ -7,7 +7,6 @@ libraries are imported inside the command functions), so ``--help`` answers at o
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 
 import typer
@@ -26,6 +25,7 @@ COMMANDS = [
     "export",
     "interop",
     "worker",
+    "backup",
 ]
 
 app = typer.Typer(
@@ -87,9 +87,11 @@ def _database_unreachable(err: BaseException) -> str | None:
 def main() -> None:
     """Entry point of the ``dataengine`` script: run the app; an unreachable database
     anywhere in a command ends it with one line on stderr and exit code 3."""
+    from annotator_ui.logs import configure_logging
+    from annotator_ui.settings import Settings
     from scripts.commands.common import EXIT_DB_UNREACHABLE, fail
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(Settings(), level="WARNING")  # DATAENGINE_LOG_FORMAT=json for JSON lines
     try:
         app()
     except Exception as err:

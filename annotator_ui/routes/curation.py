@@ -196,7 +196,8 @@ def project_agreement(project_id: int, session: SessionDep, user: Curator) -> di
     out["specialist_rating"] = agreement(
         cur.ratings_for_agreement(
             session, project_id=project_id, stage="specialist", field="rating"
-        )
+        ),
+        weights="quadratic",
     )
     out["human_seconds"] = cur.stage_seconds(session, project_id=project_id)
     return out

@@ -22,6 +22,7 @@ from annotator_ui.settings import Settings
 from db import events as dbe
 from db.models import User
 from engine.flywheel.events import ALL_KINDS, CURATION_KINDS
+from engine.telemetry import EVENTS_STORED
 
 router = APIRouter(tags=["events"])
 LEASE_STAGES = {"annotator": ("annotate",), "curator": ("generalist", "specialist")}
@@ -88,6 +89,7 @@ def post_events(
         positions.append(index)
     result = dbe.record(session, rights=rights_for(user, settings), events=valid)
     session.commit()
+    EVENTS_STORED.inc(result["stored"])
     refused += [
         EventRejected(index=positions[r["index"]], uuid=r["uuid"], reason=r["reason"])
         for r in result["rejected"]

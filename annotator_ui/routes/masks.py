@@ -12,7 +12,6 @@ import io
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ from db import masks as dbm
 from db.errors import InvalidInput, LeaseLost, NotFound
 from db.images import require_ok
 from db.models import User
+from engine.lru import LRU
 from engine.masks import decode_rle, encode_rle, mask_bbox, rle_area, rle_bbox
 from engine.segment.protocol import PromptError, validate_prompt
 
@@ -46,24 +46,19 @@ LOGITS_KEPT = 256  # previous decodes kept for ``mask_input_id`` (per app)
 
 
 class LogitsStore:
-    """A small thread-safe LRU: id -> (user id, image id, low-res logits)."""
+    """Previous decodes for ``mask_input_id``: id -> (user id, image id, low-res logits), LRU."""
 
     def __init__(self, size: int = LOGITS_KEPT):
         self.size = size
-        self._items: OrderedDict[str, tuple[int, int, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: LRU[str, tuple[int, int, Any]] = LRU(size)
 
     def put(self, user_id: int, image_id: int, logits: Any) -> str:
         key = uuid.uuid4().hex
-        with self._lock:
-            self._items[key] = (user_id, image_id, logits)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+        self._items.put(key, (user_id, image_id, logits))
         return key
 
     def get(self, key: str, user_id: int, image_id: int) -> Any:
-        with self._lock:
-            item = self._items.get(key)
+        item = self._items.get(key)
         if item is None or item[0] != user_id or item[1] != image_id:
             raise InvalidInput(
                 f"unknown mask_input_id {key!r} (expired or from another image): "

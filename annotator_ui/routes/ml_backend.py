@@ -38,8 +38,8 @@ import binascii
 import datetime as dt
 import hmac
 import logging
+import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -67,11 +67,13 @@ from engine.interop.label_studio import (
     parse_label_config,
     task_image_name,
 )
+from engine.lru import LRU
 from engine.segment.protocol import Embedding, PromptError
 
 log = logging.getLogger("dataengine.ml_backend")
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 EMBEDDINGS_KEPT = 4  # per-app LRU when the segmenter has no cache of its own
+_cache_lock = threading.Lock()  # guards creating the per-app LRU
 
 
 def _basic_user(session: Session, credentials: str, expected: str | None) -> User | None:
@@ -198,17 +200,11 @@ def _embedding(request: Request, seg: Any, image: Image) -> Embedding:
 
     if image.sha256 and hasattr(seg, "embed_cached"):
         return seg.embed_cached(image.sha256, load)
-    cache: OrderedDict[int, Embedding] | None = getattr(request.app.state, "ml_embeddings", None)
-    if cache is None:
-        cache = request.app.state.ml_embeddings = OrderedDict()
-    if image.id in cache:
-        cache.move_to_end(image.id)
-        return cache[image.id]
-    emb = seg.embed(load())
-    cache[image.id] = emb
-    while len(cache) > EMBEDDINGS_KEPT:
-        cache.popitem(last=False)
-    return emb
+    with _cache_lock:
+        cache: LRU[int, Embedding] | None = getattr(request.app.state, "ml_embeddings", None)
+        if cache is None:
+            cache = request.app.state.ml_embeddings = LRU(EMBEDDINGS_KEPT)
+    return cache.get_or_put(image.id, lambda: seg.embed(load()))
 
 
 def _readable(session: Session, user: User | None, image: Image) -> bool:

@@ -3,7 +3,9 @@
 // thumbnails preloaded while the curator works on this one, so a page swap is instant.
 
 import { api } from "./js/api.js";
-import { chooseProject, ensureLogin, esc, setStatus } from "./curate_common.js";
+import { chooseProject, setStatus } from "./curate_common.js";
+import { esc } from "./js/html.js";
+import { ensureLogin } from "./js/login.js";
 
 const PAGE = 24;
 const main = document.getElementById("main");

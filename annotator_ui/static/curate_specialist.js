@@ -3,7 +3,9 @@
 // specialist rewrites, keep / drop, undo. The next image is fetched and preloaded meanwhile.
 
 import { api } from "./js/api.js";
-import { chooseProject, ensureLogin, esc, setStatus } from "./curate_common.js";
+import { chooseProject, setStatus } from "./curate_common.js";
+import { esc } from "./js/html.js";
+import { ensureLogin } from "./js/login.js";
 
 const main = document.getElementById("main");
 let projectId = null;

@@ -1,17 +1,19 @@
 // Flywheel dashboard: figures per round and arm (GET /api/metrics) and PNG plots.
-// Needs a reviewer or admin login (the session cookie of the main app).
+// Needs a reviewer or admin login (the app's login form and session cookie).
+
+import { api } from "./js/api.js";
+import { esc } from "./js/html.js";
+import { ensureLogin } from "./js/login.js";
 
 const $ = (id) => document.getElementById(id);
 
 async function getJSON(url) {
-  const res = await fetch(url, { credentials: "same-origin" });
-  if (res.status === 401) throw new Error("Not logged in: log in on the main page first.");
-  if (res.status === 403) throw new Error("The dashboard is for reviewers and admins.");
-  if (!res.ok) {
-    const body = await res.json().catch(() => ({}));
-    throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${res.status}`);
+  try {
+    return await api("GET", url);
+  } catch (err) {
+    if (err.status === 403) throw new Error("The dashboard is for reviewers and admins.");
+    throw err;
   }
-  return res.json();
 }
 
 function fmt(v) {
@@ -23,7 +25,7 @@ function fmt(v) {
 
 function renderTable(m) {
   const names = Object.keys(m.labels);
-  const head = names.map((n) => `<th>${m.labels[n]}</th>`).join("");
+  const head = names.map((n) => `<th>${esc(m.labels[n])}</th>`).join("");
   const rows = m.groups.map((g) => {
     const cells = names.map((n) => `<td>${fmt(g.figures[n])}</td>`).join("");
     return `<tr><td>${g.round}</td><td>${g.arm}</td><td>${g.images_done}</td>${cells}</tr>`;
@@ -36,7 +38,7 @@ function renderTable(m) {
 function renderPlots(m, project) {
   const q = `project=${encodeURIComponent(project)}&t=${Date.now()}`;
   $("plots").innerHTML = Object.entries(m.plots)
-    .map(([fig, title]) => `<img alt="${title}" src="/api/metrics/plots/${fig}.png?${q}">`)
+    .map(([fig, title]) => `<img alt="${esc(title)}" src="/api/metrics/plots/${fig}.png?${q}">`)
     .join("");
 }
 
@@ -86,12 +88,14 @@ async function load() {
 }
 
 async function init() {
+  await ensureLogin($("login-slot"));
+  $("login-slot").innerHTML = "";
   try {
     const projects = await getJSON("/api/metrics/projects");
     for (const p of projects) projectIds.set(p.name, p.id);
     const wanted = new URLSearchParams(location.search).get("project");
     $("project").innerHTML = projects
-      .map((p) => `<option ${p.name === wanted ? "selected" : ""}>${p.name.replace(/</g, "&lt;")}</option>`)
+      .map((p) => `<option ${p.name === wanted ? "selected" : ""}>${esc(p.name)}</option>`)
       .join("");
     if (!projects.length) $("status").textContent = "No projects yet.";
   } catch (err) {

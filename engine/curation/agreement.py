@@ -1,5 +1,9 @@
 """Inter-curator agreement on overlapping items: Cohen's kappa (2 raters) and Fleiss' kappa.
 
+Cohen's kappa is scikit-learn's (quadratic weights for the ordinal 1-5 ratings). Fleiss'
+kappa stays here: scikit-learn has none, and statsmodels (which has) would pull pandas
+and patsy into the app for one formula; it is checked against Fleiss' (1971) example.
+
 Input is a list of ratings ``(item, rater, category)``; categories are any hashable
 labels (``"keep"``/``"drop"``, ratings 1..5). Only items rated by at least two different
 raters count. A rater's later rating of the same item replaces the earlier one.
@@ -9,27 +13,40 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
 from itertools import combinations
+from typing import Literal
 
 import numpy as np
+from sklearn.metrics import cohen_kappa_score
+
+Weights = Literal["linear", "quadratic"] | None
 
 
-def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
-    """Cohen's kappa of two raters' parallel category lists (nan if undefined: no items)."""
+def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable], *, weights: Weights = None) -> float:
+    """Cohen's kappa of two raters' parallel category lists (``sklearn.metrics.cohen_kappa_score``).
+
+    ``weights`` None treats categories as nominal (keep/drop); ``"quadratic"`` (or
+    ``"linear"``) treats them as ordinal integers (the 1-5 ratings): disagreement costs
+    the squared distance between the values, over the full integer range between the
+    smallest and largest value seen (so 1 vs 3 costs more than 1 vs 2 even if no 2 was
+    given). Returns nan when there are no items; 1.0 when both raters used one category.
+    """
     if len(a) != len(b):
         raise ValueError("both raters must rate the same items (parallel lists)")
-    n = len(a)
-    if n == 0:
+    if len(a) == 0:
         return float("nan")
-    cats = sorted(set(a) | set(b), key=repr)
-    idx = {c: i for i, c in enumerate(cats)}
-    m = np.zeros((len(cats), len(cats)))
-    for x, y in zip(a, b, strict=True):
-        m[idx[x], idx[y]] += 1
-    po = np.trace(m) / n
-    pe = float((m.sum(axis=1) / n) @ (m.sum(axis=0) / n))
-    if pe >= 1.0:
-        return 1.0 if po >= 1.0 else float("nan")
-    return float((po - pe) / (1.0 - pe))
+    cats = set(a) | set(b)
+    if len(cats) == 1:
+        return 1.0  # chance agreement is 1; sklearn would divide 0 by 0
+    if weights is None:
+        labels = sorted(cats, key=repr)
+        ya, yb = [labels.index(x) for x in a], [labels.index(x) for x in b]
+        return float(cohen_kappa_score(ya, yb))
+    if not all(isinstance(c, int | np.integer) and not isinstance(c, bool) for c in cats):
+        raise ValueError(
+            f"{weights} weights need integer ratings (e.g. 1-5), got {sorted(cats, key=repr)}"
+        )
+    full = list(range(int(min(cats)), int(max(cats)) + 1))  # type: ignore[call-overload]
+    return float(cohen_kappa_score(list(a), list(b), labels=full, weights=weights))
 
 
 def fleiss_kappa(counts: np.ndarray) -> float:
@@ -53,11 +70,17 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     return (p_bar - pe) / (1.0 - pe)
 
 
-def agreement(ratings: Iterable[tuple[Hashable, Hashable, Hashable]]) -> dict[str, object]:
+def agreement(
+    ratings: Iterable[tuple[Hashable, Hashable, Hashable]], *, weights: Weights = None
+) -> dict[str, object]:
     """Summary of agreement on items rated by >= 2 raters.
 
+    ``weights`` ("quadratic" for the 1-5 ratings) applies to the pairwise Cohen's kappa;
+    Fleiss' kappa and percent agreement are unweighted.
+
     Returns ``{"items": n overlapping, "raters": n, "fleiss": float|None,
-    "percent_agreement": float|None, "pairs": [{"raters": [r1, r2], "items": n, "cohen": k}]}``
+    "percent_agreement": float|None, "weights": str|None,
+    "pairs": [{"raters": [r1, r2], "items": n, "cohen": k}]}``
     (None when no item overlaps; pairs sorted by rater).
     """
     by_item: dict[Hashable, dict[Hashable, Hashable]] = {}
@@ -70,6 +93,7 @@ def agreement(ratings: Iterable[tuple[Hashable, Hashable, Hashable]]) -> dict[st
         "raters": len(raters),
         "fleiss": None,
         "percent_agreement": None,
+        "weights": weights,
         "pairs": [],
     }
     if not overlap:
@@ -90,7 +114,9 @@ def agreement(ratings: Iterable[tuple[Hashable, Hashable, Hashable]]) -> dict[st
         common = [i for i, rs in overlap.items() if r1 in rs and r2 in rs]
         if not common:
             continue
-        k = cohen_kappa([overlap[i][r1] for i in common], [overlap[i][r2] for i in common])
+        k = cohen_kappa(
+            [overlap[i][r1] for i in common], [overlap[i][r2] for i in common], weights=weights
+        )
         pairs.append(
             {
                 "raters": [r1, r2],

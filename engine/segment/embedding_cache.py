@@ -27,7 +27,6 @@ import re
 import tempfile
 import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.lru import LRU
 from engine.segment.protocol import Embedding
 
 log = logging.getLogger("dataengine.embedding_cache")
@@ -175,7 +175,7 @@ class EmbeddingCache:
             Path(cache_dir) / "embeddings" / model_dir_name(model_key) if cache_dir else None
         )
         self.stats = CacheStats()
-        self._lru: OrderedDict[str, Embedding] = OrderedDict()
+        self._lru: LRU[str, Embedding] = LRU(max_items)
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Event] = {}
 
@@ -190,29 +190,21 @@ class EmbeddingCache:
 
     def contains(self, sha256: str) -> bool:
         """True when the embedding is in memory or a file for it exists (not validated)."""
-        with self._lock:
-            if sha256 in self._lru:
-                return True
+        if sha256 in self._lru:
+            return True
         path = self.path_for(sha256)
         return path is not None and path.exists()
 
     # memory
     def _remember(self, sha256: str, emb: Embedding) -> None:
-        if self.max_items == 0:
-            return
-        with self._lock:
-            self._lru[sha256] = emb
-            self._lru.move_to_end(sha256)
-            while len(self._lru) > self.max_items:
-                self._lru.popitem(last=False)
+        self._lru.put(sha256, emb)
 
     def _from_memory(self, sha256: str) -> Embedding | None:
-        with self._lock:
-            emb = self._lru.get(sha256)
-            if emb is not None:
-                self._lru.move_to_end(sha256)
+        emb = self._lru.get(sha256)
+        if emb is not None:
+            with self._lock:
                 self.stats.memory_hits += 1
-            return emb
+        return emb
 
     # disk
     def _read(self, sha256: str) -> Embedding | None:
@@ -329,5 +321,4 @@ class EmbeddingCache:
 
     def clear_memory(self) -> None:
         """Forget the in-memory LRU (disk files stay)."""
-        with self._lock:
-            self._lru.clear()
+        self._lru.clear()

@@ -165,7 +165,8 @@ def agreement_command(
         for stage in HUMAN_STAGES:
             results[stage] = agreement(ratings_for_agreement(s, project_id=p.id, stage=stage))
         results["specialist rating"] = agreement(
-            ratings_for_agreement(s, project_id=p.id, stage="specialist", field="rating")
+            ratings_for_agreement(s, project_id=p.id, stage="specialist", field="rating"),
+            weights="quadratic",
         )
     if as_json:
         print_json({"project": project, "stages": results})

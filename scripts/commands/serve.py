@@ -1,12 +1,43 @@
-"""`dataengine serve`: run the web app with uvicorn."""
+"""`dataengine serve`: run the web app with uvicorn.
+
+Logs follow ``DATAENGINE_LOG_FORMAT`` / ``DATAENGINE_LOG_LEVEL`` in every worker process.
+With ``--workers N`` (N > 1) the Prometheus metrics of all processes are summed:
+``PROMETHEUS_MULTIPROC_DIR`` is set to ``<data_dir>/prometheus`` (emptied at start)
+unless it is already set, before the worker processes import ``prometheus_client``.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from scripts.commands.common import fail, open_db
+
+if TYPE_CHECKING:
+    from annotator_ui.settings import Settings
+
+
+def prepare_multiprocess_metrics(settings: Settings, workers: int) -> Path | None:
+    """Set up ``PROMETHEUS_MULTIPROC_DIR`` for several app processes; returns the folder.
+
+    One process keeps its metrics in memory (None). A folder given in the environment is
+    used as it is (the operator owns it); the default one is emptied first, as
+    ``prometheus_client`` requires between runs.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        return Path(given)
+    if workers <= 1:
+        return None
+    folder = (settings.data_dir / "prometheus").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    return folder
 
 
 def serve_command(
@@ -14,10 +45,11 @@ def serve_command(
     port: int | None = typer.Option(None, help="Port (default DATAENGINE_PORT)."),
     workers: int = typer.Option(1, help="uvicorn worker processes."),
 ) -> None:
-    """Serve the annotator app and API (OpenAPI docs at /docs)."""
+    """Serve the annotator app and API (OpenAPI docs at /docs; /livez, /readyz, /metrics)."""
     import uvicorn
     from pydantic import ValidationError
 
+    from annotator_ui.logs import logging_config
     from annotator_ui.settings import Settings, UnsafeBinding, check_binding
 
     try:
@@ -31,13 +63,17 @@ def serve_command(
         fail(str(err), code=2)
     open_db(settings)  # refuse to start on a database that is behind, with the fix
     os.environ["DATAENGINE_HOST"] = host  # the app's lifespan checks the same address
+    prepare_multiprocess_metrics(settings, workers)
     uvicorn.run(
         "annotator_ui.main:app",
         host=host,
         port=port or settings.port,
         workers=workers,
-        log_level="info",
+        log_config=logging_config(settings),
         factory=False,
+        # worker processes re-import this CLI (spawn) before they answer uvicorn's health
+        # ping; measured 21-27 s here, far past the 5 s default, so they were killed in a loop
+        timeout_worker_healthcheck=120,
     )
 
 

@@ -2,6 +2,8 @@
 
 import { api } from "./api.js";
 import { EventLog, K } from "./events.js";
+import { esc } from "./html.js";
+import { loginForm } from "./login.js";
 import { Review } from "./review.js";
 
 const main = document.getElementById("main");
@@ -33,28 +35,11 @@ document.getElementById("logout").onclick = async () => {
   location.hash = "#/login";
 };
 
-function showLogin() {
-  main.innerHTML = `
-    <form class="panel" id="login">
-      <h2>Log in</h2>
-      <label>Name <input name="name" autocomplete="username" required></label>
-      <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-      <p class="error" id="err"></p>
-      <button class="primary" type="submit">Log in</button>
-    </form>`;
-  const form = document.getElementById("login");
-  form.name.focus();
-  form.onsubmit = async (e) => {
-    e.preventDefault();
-    try {
-      await api("POST", "/api/auth/login", { name: form.name.value, password: form.password.value });
-      await whoami();
-      events.emit(K.SESSION_START, { payload: { user: me.name } });
-      location.hash = "#/queue";
-    } catch (err) {
-      document.getElementById("err").textContent = err.message;
-    }
-  };
+async function showLogin() {
+  await loginForm(main);
+  await whoami();
+  events.emit(K.SESSION_START, { payload: { user: me.name } });
+  location.hash = "#/queue";
 }
 
 async function showQueue() {
@@ -63,7 +48,7 @@ async function showQueue() {
     <div class="panel" style="max-width:640px">
       <h2>Projects</h2>
       <ul class="projects">${projects.map((p) => `
-        <li><span><b>${p.name.replace(/</g, "&lt;")}</b><br><small>${p.queue.free} to do · ${p.queue.leased} in progress · ${p.queue.done} done</small></span>
+        <li><span><b>${esc(p.name)}</b><br><small>${p.queue.free} to do · ${p.queue.leased} in progress · ${p.queue.done} done</small></span>
         <button class="primary" data-id="${p.id}" type="button">Start</button></li>`).join("") || "<li>No projects yet.</li>"}
       </ul>
     </div>`;
@@ -79,7 +64,7 @@ async function showReview(projectId) {
   try {
     task = await api("POST", "/api/tasks/next", { project_id: projectId });
   } catch (err) {
-    main.innerHTML = `<div class="panel"><h2>Nothing to do</h2><p>${err.message}</p><p><a href="#/queue">Back to the queue</a></p></div>`;
+    main.innerHTML = `<div class="panel"><h2>Nothing to do</h2><p>${esc(err.message)}</p><p><a href="#/queue">Back to the queue</a></p></div>`;
     return;
   }
   review = new Review(main, {

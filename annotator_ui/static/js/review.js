@@ -7,6 +7,7 @@
 
 import { api, ApiError } from "./api.js";
 import { K } from "./events.js";
+import { esc } from "./html.js";
 import {
   copyCrop, cropArea, cropCanvas, cropHas, decodeToCrop, encodeCrop, paintDisc,
 } from "./rle.js";
@@ -119,8 +120,8 @@ export class Review {
     this.labels = task.labels || [];
     this.W = task.image.width; this.H = task.image.height;
     this.ev.context = { image_id: task.image.id, lease_id: task.lease_id };
-    this.$("#taxonomy").innerHTML = this.labels.map((l) => `<option value="${escapeHtml(l)}">`).join("");
-    this.$("#toplabels").innerHTML = this.labels.slice(0, 9).map((l, i) => `<span>${i + 1} ${escapeHtml(l)}</span>`).join("");
+    this.$("#taxonomy").innerHTML = this.labels.map((l) => `<option value="${esc(l)}">`).join("");
+    this.$("#toplabels").innerHTML = this.labels.slice(0, 9).map((l, i) => `<span>${i + 1} ${esc(l)}</span>`).join("");
     this.$("#imginfo").textContent = `image ${this.image.id} · ${this.W}×${this.H} · ${task.arm}`;
     const blob = await (await fetch(task.image.file_url, { credentials: "same-origin" })).blob();
     this.bitmap = await createImageBitmap(blob);
@@ -268,7 +269,7 @@ export class Review {
     const ul = this.$("#masklist");
     ul.innerHTML = items.map((m) => {
       const d = m.data, conf = d.confidence != null ? `${Math.round(d.confidence * 100)}%` : "";
-      return `<li data-id="${d.id}" class="${d.id === this.selected ? "sel" : ""}"><span class="sw" style="background:rgb(${m.rgb.join(",")})"></span>#${d.id} ${escapeHtml(d.label || "")} ${conf}<span class="st">${d.status}</span></li>`;
+      return `<li data-id="${d.id}" class="${d.id === this.selected ? "sel" : ""}"><span class="sw" style="background:rgb(${m.rgb.join(",")})"></span>#${d.id} ${esc(d.label || "")} ${conf}<span class="st">${d.status}</span></li>`;
     }).join("");
     ul.querySelectorAll("li").forEach((li) => { li.onclick = () => this.select(Number(li.dataset.id)); });
   }
@@ -639,8 +640,4 @@ export class Review {
       if (label) { handled(); this.applyLabel(label); }
     }
   }
-}
-
-function escapeHtml(s) {
-  return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }

@@ -17,7 +17,6 @@ Coordinates: points (x, y) and boxes XYXY in original-image pixels; masks HxW bo
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from engine.lru import LRU
 from engine.masks import mask_bbox
 from engine.segment.protocol import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
 from engine.segment.sam.amg import FastAutomaticMaskGenerator
@@ -73,7 +73,7 @@ class SamSegmenter:
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self.decoder = FastMaskDecoder(self.model)
         self.generator = FastAutomaticMaskGenerator(self.model, **(amg_params or {}))
-        self._contexts: OrderedDict[int, tuple[Any, ImageContext]] = OrderedDict()
+        self._contexts: LRU[int, tuple[Any, ImageContext]] = LRU(8)
 
     # ---------------------------------------------------------------------------- embed
     @torch.inference_mode()
@@ -107,14 +107,11 @@ class SamSegmenter:
         key = id(arr)
         hit = self._contexts.get(key)
         if hit is not None and hit[0] is arr:
-            self._contexts.move_to_end(key)
             return hit[1]
         pe = self.model.prompt_encoder
         dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *pe.image_embedding_size)
         ctx = self.decoder.prepare(emb, pe.get_dense_pe(), dense)
-        self._contexts[key] = (arr, ctx)
-        while len(self._contexts) > 8:
-            self._contexts.popitem(last=False)
+        self._contexts.put(key, (arr, ctx))
         return ctx
 
     # --------------------------------------------------------------------------- decode

@@ -22,7 +22,13 @@ from annotator_ui.routes.ml_backend import ml_user
 from db.models import ROLES
 from tests.webapp import NoModel, Web, start_web
 
-PUBLIC = {("/api/health", "GET"), ("/api/auth/login", "POST")}
+PUBLIC = {
+    ("/api/health", "GET"),
+    ("/api/auth/login", "POST"),
+    ("/livez", "GET"),  # probes and the Prometheus scrape (annotator_ui/routes/health.py)
+    ("/readyz", "GET"),
+    ("/metrics", "GET"),
+}
 LOGINS = (get_current_user, ml_user)  # dependencies that refuse anonymous callers (401)
 
 

@@ -43,3 +43,33 @@ def test_agreement_summary_uses_only_overlapping_items() -> None:
     assert out["items"] == 4 and out["raters"] == 2 and out["percent_agreement"] == 1.0
     assert out["pairs"] == [{"raters": ["ann", "bob"], "items": 4, "cohen": 1.0}]
     assert agreement([(1, "a", "keep")])["fleiss"] is None
+
+
+def test_quadratic_weights_for_ratings() -> None:
+    # Reference: with quadratic weights over the full integer scale, weighted kappa equals
+    # 2 cov(a, b) / (var a + var b + (mean a - mean b)^2) (population moments).
+    rng = np.random.default_rng(1)
+    a = rng.integers(1, 6, 60)
+    b = np.clip(a + rng.integers(-1, 2, 60), 1, 5)
+    ref = 2 * np.cov(a, b, bias=True)[0, 1] / (a.var() + b.var() + (a.mean() - b.mean()) ** 2)
+    got = cohen_kappa(a.tolist(), b.tolist(), weights="quadratic")
+    assert got == pytest.approx(ref, abs=1e-12)
+    assert got > cohen_kappa(a.tolist(), b.tolist())  # near misses count as partial agreement
+    # hand-worked: opposite ends of the scale -> -1; the unused 2 and 4 still set the distances
+    assert cohen_kappa([1, 5], [5, 1], weights="quadratic") == pytest.approx(-1.0)
+    assert cohen_kappa([1, 3, 5, 5], [1, 5, 5, 3], weights="quadratic") == pytest.approx(
+        2 * np.cov([1, 3, 5, 5], [1, 5, 5, 3], bias=True)[0, 1] / (2 * np.var([1, 3, 5, 5]))
+    )
+    assert cohen_kappa([4, 4], [4, 4], weights="quadratic") == 1.0
+    with pytest.raises(ValueError, match="integer ratings"):
+        cohen_kappa(["keep", "drop"], ["keep", "keep"], weights="quadratic")
+
+
+def test_agreement_passes_weights_to_pairs() -> None:
+    ratings = [(i, "ann", r) for i, r in enumerate([1, 2, 3, 4, 5, 3])] + [
+        (i, "bob", r) for i, r in enumerate([2, 2, 3, 5, 5, 2])
+    ]
+    plain, weighted = agreement(ratings), agreement(ratings, weights="quadratic")
+    assert weighted["weights"] == "quadratic" and plain["weights"] is None
+    assert weighted["pairs"][0]["cohen"] > plain["pairs"][0]["cohen"]
+    assert weighted["fleiss"] == plain["fleiss"]
