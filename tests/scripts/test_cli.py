@@ -300,7 +300,7 @@ def test_json_mode_sends_tables_and_progress_to_stderr(db_env: Path) -> None:
     from PIL import Image
 
     runner.invoke(app, ["db", "upgrade"])
-    Image.new("RGB", (32, 24), (200, 9, 9)).save(db_env / "red.png")
+    Image.new("RGB", (64, 48), (200, 9, 9)).save(db_env / "red.png")
     result = runner.invoke(app, ["ingest", str(db_env / "red.png"), "-p", "p", "--json"])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["added"] == 1  # nothing but the document on stdout
