@@ -9,9 +9,10 @@ monotonic within the session), ``visible`` (bool), ``kind`` (str), ``image_id`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -146,3 +147,26 @@ def as_dict(ev: Event) -> dict[str, Any]:
         "visible": ev.visible,
         "server_time": ev.server_time.isoformat(),
     }
+
+
+EFFORT_COLUMNS = (
+    Event.id, Event.image_id, Event.session_id, Event.seq, Event.client_time, Event.visible,
+    Event.kind, Event.mask_id, Event.lease_id, Event.payload,
+)  # fmt: skip
+
+
+def effort_events(session: Session, *, image_ids: Sequence[int]) -> list[Any]:
+    """The events that count as annotation effort of ``image_ids`` (rows with the
+    ``EFFORT_COLUMNS``): every event of the images except those sent under a lease of another
+    stage (curation work is not annotation effort). Unordered; the derivation orders them."""
+    if not image_ids:
+        return []
+    q = (
+        select(*EFFORT_COLUMNS)
+        .outerjoin(Lease, Lease.id == Event.lease_id)
+        .where(
+            Event.image_id.in_(list(image_ids)),
+            or_(Event.lease_id.is_(None), Lease.stage == "annotate"),
+        )
+    )
+    return list(session.execute(q))

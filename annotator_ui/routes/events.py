@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from annotator_ui.deps import CurrentUser, ReviewerUser, SessionDep, SettingsDep
 from annotator_ui.routes.tasks import ensure_can_read
@@ -13,6 +13,11 @@ from db import events as dbe
 from engine.flywheel.events import ALL_KINDS
 
 router = APIRouter(tags=["events"])
+IdleQ = Annotated[
+    float | None,
+    Query(gt=0, le=86400, description="Idle cap in seconds for this derivation (default: "
+          "the configured DATAENGINE_IDLE_SECONDS)."),
+]  # fmt: skip
 
 
 @router.post("/api/events")
@@ -40,12 +45,13 @@ def image_effort(
     session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
-    idle_seconds: float | None = None,
+    idle_seconds: IdleQ = None,
 ) -> dict[str, Any]:
     """Active time of the image and of each mask, with every gap and the rule applied to it
-    (DESIGN.md section 5; ``idle_seconds`` overrides the configured gap cap)."""
-    from engine.flywheel.effort import image_effort as derive
+    (``docs/effort.md``; the same derivation ``/api/metrics`` uses, so ``per_image`` equals
+    the image's seconds there). ``idle_seconds`` overrides the configured gap cap."""
+    from engine.flywheel.effort_loader import image_effort as derive
 
     ensure_can_read(session, user=user, image_id=image_id)
-    idle = idle_seconds if idle_seconds and idle_seconds > 0 else settings.idle_seconds
+    idle = idle_seconds if idle_seconds is not None else settings.idle_seconds
     return {"image_id": image_id, **derive(session, image_id=image_id, idle_s=idle).as_dict()}

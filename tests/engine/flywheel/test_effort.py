@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import Event
 from db.session import transaction
 from engine.flywheel import events as ek
-from engine.flywheel.effort import derive_effort, image_effort
+from engine.flywheel.effort import derive_effort
+from engine.flywheel.effort_loader import image_effort
 from tests.factories import make_image, make_project, make_user
 
 
