@@ -37,6 +37,7 @@ Raw events are never changed; call ``derive_effort`` with another ``idle_s`` to 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -162,6 +163,18 @@ def _gap(prev: Any, cur: Any, idle_s: float, stopped: bool) -> tuple[float, floa
     return raw, raw_pos, "counted"
 
 
+def _payload(ev: Any) -> Mapping[str, Any]:
+    """The event's payload as a mapping (a JSON text payload, as in the Parquet export, is
+    decoded; anything else that is not an object reads as empty)."""
+    payload = _get(ev, "payload")
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return {}
+    return payload if isinstance(payload, Mapping) else {}
+
+
 def _seconds(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
@@ -188,7 +201,7 @@ def derive_effort(
         if image_id is None:
             continue
         if _get(ev, "kind") == ek.IMPORT_LEAD_TIME:
-            secs = _seconds((_get(ev, "payload") or {}).get("seconds"))
+            secs = _seconds(_payload(ev).get("seconds"))
             out.imported[int(image_id)] = out.imported.get(int(image_id), 0.0) + (secs or 0.0)
             continue
         streams[(int(image_id), str(_get(ev, "session_id")))].append(ev)
@@ -221,7 +234,7 @@ def _derive_stream(
             out.per_image[image_id] += counted
             key = (image_id, lease)
             out.per_lease[key] = out.per_lease.get(key, 0.0) + counted
-        payload = _get(ev, "payload") or {}
+        payload = _payload(ev)
         if kind in ek.REVIEW_DECISIONS and mask_id is not None:
             me = out.per_mask.setdefault(mask_id, MaskEffort(mask_id, "review", image_id))
             me.review_s += counted
