@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, null, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -155,14 +155,23 @@ EFFORT_COLUMNS = (
 )  # fmt: skip
 
 
-def effort_events(session: Session, *, image_ids: Sequence[int]) -> list[Any]:
+def effort_events(
+    session: Session, *, image_ids: Sequence[int], payload_kinds: Sequence[str] | None = None
+) -> list[Any]:
     """The events that count as annotation effort of ``image_ids`` (rows with the
     ``EFFORT_COLUMNS``): every event of the images except those sent under a lease of another
-    stage (curation work is not annotation effort). Unordered; the derivation orders them."""
+    stage (curation work is not annotation effort). Unordered; the derivation orders them.
+
+    ``payload_kinds``: read the payload only for these kinds (others get None), which spares
+    decoding JSON the caller never looks at.
+    """
     if not image_ids:
         return []
+    payload: Any = Event.payload
+    if payload_kinds is not None:
+        payload = case((Event.kind.in_(list(payload_kinds)), Event.payload), else_=null())
     q = (
-        select(*EFFORT_COLUMNS)
+        select(*EFFORT_COLUMNS[:-1], payload.label("payload"))
         .outerjoin(Lease, Lease.id == Event.lease_id)
         .where(
             Event.image_id.in_(list(image_ids)),

@@ -142,20 +142,41 @@ class Effort:
 RULES = (__doc__ or "").split("Rules", 1)[1].split("Raw events", 1)[0].strip()
 
 
-def _get(ev: Any, name: str, default: Any = None) -> Any:
+PAYLOAD_KINDS = (ek.ACCEPT_ALL_CONFIDENT, ek.OBJECT_COMMIT, ek.IMPORT_LEAD_TIME)  # payload read
+
+
+@dataclass(slots=True)
+class _Ev:
+    """One event as the derivation reads it (normalised once)."""
+
+    t: float
+    seq: int
+    visible: bool
+    kind: str
+    mask_id: int | None
+    lease_id: int | None
+    payload: Any
+
+
+def _getter(ev: Any) -> Any:
+    if isinstance(ev, dict):
+        return ev.get
+    mapping = getattr(ev, "_mapping", None)  # a SQLAlchemy Row
+    if mapping is not None:
+        return mapping.get
     if isinstance(ev, Mapping):
-        return ev.get(name, default)
-    return getattr(ev, name, default)
+        return ev.get
+    return lambda name, default=None: getattr(ev, name, default)
 
 
-def _gap(prev: Any, cur: Any, idle_s: float, stopped: bool) -> tuple[float, float, str]:
+def _gap(prev: _Ev, cur: _Ev, idle_s: float, stopped: bool) -> tuple[float, float, str]:
     """(raw_s, counted_s, reason) for the gap ending at ``cur``."""
-    raw = (float(_get(cur, "client_time")) - float(_get(prev, "client_time"))) / 1000.0
-    if _get(cur, "kind") in CLOCK_RESTARTS:
+    raw = (cur.t - prev.t) / 1000.0
+    if cur.kind in CLOCK_RESTARTS:
         return raw, 0.0, "clock_restart"
     if stopped:
         return raw, 0.0, "after_submit"
-    if not _get(prev, "visible", True):
+    if not prev.visible:
         return raw, 0.0, "hidden"
     raw_pos = max(raw, 0.0)
     if raw_pos > idle_s:
@@ -163,10 +184,9 @@ def _gap(prev: Any, cur: Any, idle_s: float, stopped: bool) -> tuple[float, floa
     return raw, raw_pos, "counted"
 
 
-def _payload(ev: Any) -> Mapping[str, Any]:
+def _payload(payload: Any) -> Mapping[str, Any]:
     """The event's payload as a mapping (a JSON text payload, as in the Parquet export, is
     decoded; anything else that is not an object reads as empty)."""
-    payload = _get(ev, "payload")
     if isinstance(payload, str):
         try:
             payload = json.loads(payload)
@@ -186,55 +206,65 @@ def derive_effort(
     idle_s: float = DEFAULT_IDLE_S,
     *,
     parents: Mapping[int, int | None] | None = None,
+    keep_gaps: bool = True,
 ) -> Effort:
     """Apply the module's rules to ``events`` (any order, any images, sessions and leases).
 
+    ``keep_gaps`` False leaves ``Effort.gaps`` empty (the totals are the same; bulk callers
+    such as the metrics cache skip building one record per gap).
+
     ``parents``: mask id -> parent mask id (the mask table's links, authoritative); where a
-    mask is missing, the ``parent_id`` of its ``object_commit`` payload is used.
+    mask is missing, the ``parent_id`` of its ``object_commit`` payload is used. Only
+    ``PAYLOAD_KINDS`` events' payloads are read.
     """
     if not idle_s > 0:
         raise ValueError(f"idle_s must be positive, got {idle_s}")
     out = Effort(idle_s=float(idle_s))
-    streams: dict[tuple[int, str], list[Any]] = defaultdict(list)
+    streams: dict[tuple[int, str], list[_Ev]] = defaultdict(list)
     for ev in events:
-        image_id = _get(ev, "image_id")
+        get = _getter(ev)
+        image_id = get("image_id")
         if image_id is None:
             continue
-        if _get(ev, "kind") == ek.IMPORT_LEAD_TIME:
-            secs = _seconds(_payload(ev).get("seconds"))
+        kind = get("kind")
+        if kind == ek.IMPORT_LEAD_TIME:
+            secs = _seconds(_payload(get("payload")).get("seconds"))
             out.imported[int(image_id)] = out.imported.get(int(image_id), 0.0) + (secs or 0.0)
             continue
-        streams[(int(image_id), str(_get(ev, "session_id")))].append(ev)
+        visible = get("visible", True)
+        streams[(int(image_id), str(get("session_id")))].append(_Ev(
+            float(get("client_time")), int(get("seq", 0) or 0),
+            True if visible is None else bool(visible), kind, get("mask_id"), get("lease_id"),
+            get("payload") if kind in PAYLOAD_KINDS else None,
+        ))  # fmt: skip
     for (image_id, session_id), evs in sorted(streams.items()):
-        evs.sort(key=lambda e: (float(_get(e, "client_time")), int(_get(e, "seq", 0) or 0)))
-        _derive_stream(out, image_id, session_id, evs, float(idle_s))
+        evs.sort(key=lambda e: (e.t, e.seq))
+        _derive_stream(out, image_id, session_id, evs, float(idle_s), keep_gaps)
     _add_costs(out, parents or {})
     return out
 
 
 def _derive_stream(
-    out: Effort, image_id: int, session_id: str, evs: list[Any], idle_s: float
+    out: Effort, image_id: int, session_id: str, evs: list[_Ev], idle_s: float, keep_gaps: bool
 ) -> None:
     out.per_image.setdefault(image_id, 0.0)
     obj_open, stopped = False, False
     obj_s, obj_clicks = 0.0, 0
-    for i, ev in enumerate(evs):
-        kind = _get(ev, "kind")
-        mask_id = _get(ev, "mask_id")
+    prev: _Ev | None = None
+    for ev in evs:
+        kind, mask_id = ev.kind, ev.mask_id
         counted = 0.0
-        if i > 0:
-            prev = evs[i - 1]
+        if prev is not None:
             raw, counted, reason = _gap(prev, ev, idle_s, stopped)
-            lease = _get(ev, "lease_id")
-            lease = _get(prev, "lease_id") if lease is None else lease
-            out.gaps.append(
-                Gap(session_id, image_id, lease, _get(prev, "kind"), kind, mask_id, raw, counted,
-                    reason)
-            )  # fmt: skip
+            lease = prev.lease_id if ev.lease_id is None else ev.lease_id
+            if keep_gaps:
+                out.gaps.append(
+                    Gap(session_id, image_id, lease, prev.kind, kind, mask_id, raw, counted, reason)
+                )
             out.per_image[image_id] += counted
             key = (image_id, lease)
             out.per_lease[key] = out.per_lease.get(key, 0.0) + counted
-        payload = _payload(ev)
+        prev = ev
         if kind in ek.REVIEW_DECISIONS and mask_id is not None:
             me = out.per_mask.setdefault(mask_id, MaskEffort(mask_id, "review", image_id))
             me.review_s += counted
@@ -242,7 +272,7 @@ def _derive_stream(
             if me.kind == "review":
                 me.seconds += counted
         elif kind == ek.ACCEPT_ALL_CONFIDENT:
-            ids = [int(m) for m in payload.get("mask_ids", [])]
+            ids = [int(m) for m in _payload(ev.payload).get("mask_ids", [])]
             for m in ids:
                 me = out.per_mask.setdefault(m, MaskEffort(m, "review", image_id))
                 me.review_s += counted / len(ids)
@@ -260,7 +290,8 @@ def _derive_stream(
                 old = out.per_mask.get(mask_id)
                 out.per_mask[mask_id] = MaskEffort(
                     mask_id, "object", image_id, obj_s if obj_open else 0.0, obj_clicks,
-                    payload.get("parent_id"), review_s=old.review_s if old else 0.0,
+                    _payload(ev.payload).get("parent_id"),
+                    review_s=old.review_s if old else 0.0,
                 )  # fmt: skip
             elif kind == ek.OBJECT_CANCEL:
                 out.cancelled_objects += 1

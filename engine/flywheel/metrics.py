@@ -302,7 +302,7 @@ def _derive_chunk(
     top: int, now: dt.datetime,
 ) -> None:  # fmt: skip
     """Re-derive ``ids``: their objects from the event log, then every per-image sum."""
-    effort = load_effort(session, image_ids=ids, idle_s=idle_s)  # the one definition
+    effort = load_effort(session, image_ids=ids, idle_s=idle_s, keep_gaps=False)  # the one rule set
     seconds = {i: effort.per_image.get(i, 0.0) for i in ids}
     objects = [
         {"image_id": me.image_id, "mask_id": me.mask_id, "seconds": me.cost_s,
@@ -548,7 +548,8 @@ def project_metrics(
     table = per_image_table(session, project_id=project_id, idle_s=idle_s)
     groups = summarise(table, reps=reps, seed=seed)
     notes = []
-    no_round = int((table.rounds == NO_ROUND).sum())
+    measured = (table.cols["one"] > 0) | (table.cols["released_s"] > 0)
+    no_round = int(((table.rounds == NO_ROUND) & measured).sum())
     if no_round:
         name = session.scalar(select(Project.name).where(Project.id == project_id))
         notes.append(NO_ROUND_NOTE.format(n=no_round, project=name))

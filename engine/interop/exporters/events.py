@@ -172,7 +172,9 @@ def _effort_rows(
         ).all()  # fmt: skip
         if not page:
             return
-        effort = load_effort(session, image_ids=[u.image_id for u in page], idle_s=idle_s)
+        effort = load_effort(
+            session, image_ids=[u.image_id for u in page], idle_s=idle_s, keep_gaps=False
+        )
         objects: dict[int, list[float]] = {}
         for me in effort.per_mask.values():
             if me.kind == "object" and me.image_id is not None:
