@@ -148,22 +148,32 @@ def worked_images(project_id: int | None, image_id: int | None = None) -> Any:
     ``released_s``). ``round`` / ``arm``: that lease's, else the newest ``annotate`` lease's;
     ``round`` NULL = work done while no round was open ("no round" row).
     """
-    annotate = and_(Lease.image_id == Image.id, Lease.stage == "annotate")
-    done_id = (
-        select(func.max(Lease.id)).where(annotate, Lease.completed_at.is_not(None))
-        .correlate(Image).scalar_subquery()
-    )  # fmt: skip
-    any_id = select(func.max(Lease.id)).where(annotate).correlate(Image).scalar_subquery()
-    has_event = exists().where(Event.image_id == Image.id)
-    units = select(
-        Image.id.label("image_id"),
-        done_id.label("lease_id"),
-        func.coalesce(done_id, any_id).label("group_lease"),
-    ).where(or_(has_event, exists().where(annotate)))
+    leases = (
+        select(
+            Lease.image_id,
+            func.max(case((Lease.completed_at.is_not(None), Lease.id))).label("done_id"),
+            func.max(Lease.id).label("any_id"),
+        )
+        .join(Image, Image.id == Lease.image_id)
+        .where(Lease.stage == "annotate")
+        .group_by(Lease.image_id)
+    )
+    scope = []
     if project_id is not None:
-        units = units.where(Image.project_id == project_id)
+        scope.append(Image.project_id == project_id)
     if image_id is not None:
-        units = units.where(Image.id == image_id)
+        scope.append(Image.id == image_id)
+    leases = leases.where(*scope).subquery("annotate_leases")
+    has_event = exists().where(Event.image_id == Image.id)
+    units = (
+        select(
+            Image.id.label("image_id"),
+            leases.c.done_id.label("lease_id"),
+            func.coalesce(leases.c.done_id, leases.c.any_id).label("group_lease"),
+        )
+        .outerjoin(leases, leases.c.image_id == Image.id)
+        .where(*scope, or_(leases.c.image_id.is_not(None), has_event))
+    )
     u = units.subquery("units")
     return (
         select(u.c.image_id, u.c.lease_id, Round.number.label("round"),
