@@ -36,7 +36,8 @@ per-object ``effort_object`` rows: derived tables, re-derived here only for imag
 events (event id watermark) or edited masks (``mask.updated_at`` since the row's derivation,
 indexed), so a query on a fresh cache reads one row per image plus a few indexed look-ups
 (10,000 images / 500,000 masks: well under 1 s, see ``scripts/bench_metrics.py``). The first
-query on a never-queried project derives every image (about 2 ms an image);
+query on a never-queried project derives every image (about 10 ms an image on SQLite
+here: the events are read and ``derive_effort`` runs in Python);
 ``refresh_project_cache`` does that ahead, and a task submit derives its own image
 (``refresh_image_cache``), so in live use that cost is spread over submits. Callers that
 want the refresh kept commit the session (the CLI and the API do).

@@ -152,3 +152,10 @@ def test_metrics_show_work_done_without_a_round(env: Path, tmp_path: Path) -> No
     assert [(g["round"], g["images_done"], g["active_seconds"]) for g in m["groups"]] == [
         (None, 1, 12.0)
     ]
+    report = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", "--project", "p", "--out", str(report), "--reps", "20",
+                                 "--idle-seconds", "10"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    page = report.read_text()
+    assert "<td>no round</td>" in page and "Idle cap 10.0 s" in page
+    assert "dataengine round start" in page
