@@ -184,8 +184,9 @@ def worked_images(project_id: int | None, image_id: int | None = None) -> Any:
     )  # fmt: skip
 
 
-def _mask_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[int, ...]]:
-    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed) of ``ids``."""
+def _mask_sums(session: Session, ids: list[int]) -> dict[int, tuple[int, ...]]:
+    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed) of ``ids``
+    (worked images: the caller's selection)."""
     accepted = Mask.status == "accepted"
     shown = and_(Mask.source == "model", Mask.confident == true())
     q = (
@@ -200,7 +201,6 @@ def _mask_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[i
             func.sum(case((and_(shown, accepted), 1), else_=0)),
             func.sum(case((and_(accepted, Mask.source == "model_edited"), 1), else_=0)),
         )
-        .join(done, done.c.image_id == Mask.image_id)
         .where(Mask.image_id.in_(ids))
         .group_by(Mask.image_id)
     )
@@ -335,9 +335,9 @@ def _derive_chunk(
             session.execute(delete(EffortCache).where(EffortCache.image_id.in_(ids)))
             if objects:
                 session.execute(insert(EffortObject), objects)
-            masks = _mask_sums(session, done, ids)
-            added = _added_sums(session, done, ids)
-            fixed = _fixed_ious(session, done, ids)
+            masks = _mask_sums(session, ids)
+            added = _added_sums(session, ids)
+            fixed = _fixed_ious(session, ids)
             rows = []
             for i in ids:
                 row = dict(zip(MASK_COLS, masks.get(i, (0,) * len(MASK_COLS)), strict=True))
@@ -352,13 +352,12 @@ def _derive_chunk(
         log.info("effort cache: concurrent refresh of %d images; keeping theirs", len(ids))
 
 
-def _added_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[float, int, int]]:
+def _added_sums(session: Session, ids: list[int]) -> dict[int, tuple[float, int, int]]:
     """image_id -> (added_seconds, added_clicks, added_timed) of final ``human`` masks of ``ids``
     with a derived object."""
     q = (
         select(EffortObject.image_id, func.sum(EffortObject.seconds),
                func.sum(EffortObject.clicks), func.count())
-        .join(done, done.c.image_id == EffortObject.image_id)
         .join(Mask, Mask.id == EffortObject.mask_id)
         .where(Mask.status == "accepted", Mask.source == "human",
                EffortObject.image_id.in_(ids))
@@ -396,7 +395,7 @@ def _root_ious(session: Session, finals: list[Any]) -> dict[int, tuple[int, floa
     return out
 
 
-def _fixed_ious(session: Session, done: Any, ids: list[int]) -> dict[int, float]:
+def _fixed_ious(session: Session, ids: list[int]) -> dict[int, float]:
     """image_id -> sum of IoU(final model_edited mask, the model proposal it began as), ``ids``.
 
     IoUs cached on ``effort_object.iou`` (set when the fix's commit event was derived) are
@@ -406,7 +405,6 @@ def _fixed_ious(session: Session, done: Any, ids: list[int]) -> dict[int, float]
     out: dict[int, float] = defaultdict(float)
     cached = (
         select(EffortObject.image_id, func.sum(EffortObject.iou))
-        .join(done, done.c.image_id == EffortObject.image_id)
         .join(Mask, Mask.id == EffortObject.mask_id)
         .where(final_fix, EffortObject.iou.is_not(None), EffortObject.image_id.in_(ids))
         .group_by(EffortObject.image_id)
@@ -417,9 +415,9 @@ def _fixed_ious(session: Session, done: Any, ids: list[int]) -> dict[int, float]
         EffortObject.mask_id == Mask.id, EffortObject.iou.is_not(None)
     )
     missing = session.execute(
-        select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle)
-        .join(done, done.c.image_id == Mask.image_id)
-        .where(final_fix, ~has_iou.exists(), Mask.image_id.in_(ids))
+        select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle).where(
+            final_fix, ~has_iou.exists(), Mask.image_id.in_(ids)
+        )
     ).all()
     for image_id, iou in _root_ious(session, missing).values():
         out[image_id] += iou
