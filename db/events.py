@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, null, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -235,3 +236,35 @@ def as_dict(ev: Event) -> dict[str, Any]:
         "visible": ev.visible,
         "server_time": ev.server_time.isoformat(),
     }
+
+
+EFFORT_COLUMNS = (
+    Event.id, Event.image_id, Event.session_id, Event.seq, Event.client_time, Event.visible,
+    Event.kind, Event.mask_id, Event.lease_id, Event.payload,
+)  # fmt: skip
+
+
+def effort_events(
+    session: Session, *, image_ids: Sequence[int], payload_kinds: Sequence[str] | None = None
+) -> list[Any]:
+    """The events that count as annotation effort of ``image_ids`` (rows with the
+    ``EFFORT_COLUMNS``): every event of the images except those sent under a lease of another
+    stage (curation work is not annotation effort). Unordered; the derivation orders them.
+
+    ``payload_kinds``: read the payload only for these kinds (others get None), which spares
+    decoding JSON the caller never looks at.
+    """
+    if not image_ids:
+        return []
+    payload: Any = Event.payload
+    if payload_kinds is not None:
+        payload = case((Event.kind.in_(list(payload_kinds)), Event.payload), else_=null())
+    q = (
+        select(*EFFORT_COLUMNS[:-1], payload.label("payload"))
+        .outerjoin(Lease, Lease.id == Event.lease_id)
+        .where(
+            Event.image_id.in_(list(image_ids)),
+            or_(Event.lease_id.is_(None), Lease.stage == "annotate"),
+        )
+    )
+    return list(session.execute(q))

@@ -9,6 +9,7 @@ becomes ``superseded``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -321,3 +322,11 @@ def revert(
     _bump(mask, user_id, reverted=True)
     session.flush()
     return mask
+
+
+def parent_links(session: Session, *, image_ids: Sequence[int]) -> dict[int, int | None]:
+    """mask id -> parent mask id (None for a first version) of every mask of ``image_ids``."""
+    if not image_ids:
+        return {}
+    q = select(Mask.id, Mask.parent_id).where(Mask.image_id.in_(list(image_ids)))
+    return {int(i): (int(p) if p is not None else None) for i, p in session.execute(q)}

@@ -329,6 +329,7 @@ class EffortCache(Base):
     added_seconds: Mapped[float | None] = mapped_column(Float)
     added_clicks: Mapped[int | None] = mapped_column(Integer)
     added_timed: Mapped[int | None] = mapped_column(Integer)
+    imported_s: Mapped[float | None] = mapped_column(Float)  # Label Studio lead_time (0007)
     masks_checked_at: Mapped[dt.datetime | None] = mapped_column()  # mask edits seen up to here
 
 

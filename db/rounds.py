@@ -55,6 +55,20 @@ def start_round(
     return rnd
 
 
+def ensure_first_round(
+    session: Session, *, project_id: int, model_version_id: int | None
+) -> Round | None:
+    """Open round 1 (no control arm) when the project never had a round; returns it, else
+    None (an existing round, open or closed, is left alone: ``start_round`` starts the next).
+
+    The first pre-fill and ``dataengine up`` call this so work is measured in a round from
+    the start; a control arm needs ``dataengine round start --control-fraction F``.
+    """
+    if session.scalar(select(Round.id).where(Round.project_id == project_id).limit(1)):
+        return None
+    return start_round(session, project_id=project_id, model_version_id=model_version_id)
+
+
 def arm_for_image(rnd: Round | None, image_id: int) -> str:
     """``"control"`` for a seeded ``control_fraction`` of images, else ``"prefill"``.
 

@@ -51,6 +51,7 @@ from sqlalchemy import select
 from annotator_ui.app import create_app
 from annotator_ui.settings import Settings
 from db.errors import InvalidInput
+from db.events import EFFORT_COLUMNS
 from db.migrate import upgrade
 from db.models import Event, Image, ModelVersion
 from db.projects import get_or_create_project
@@ -60,6 +61,7 @@ from db.users import create_user, issue_token
 from engine.flywheel import events as ek
 from engine.flywheel.calibration_project import calibrate_project
 from engine.flywheel.clicker import next_click
+from engine.flywheel.effort import derive_effort
 from engine.flywheel.metrics import project_metrics
 from engine.flywheel.prefill import ConfidentRule, ensure_model_version, prefill_project
 from engine.flywheel.report import render_html
@@ -343,25 +345,21 @@ class Annotator:
 
 
 def fit_costs(factory: Any, idle_s: float, min_samples: int = 5) -> tuple[Costs, dict[str, int]]:
-    """Medians of the (capped) gaps before each action in real, non-simulated sessions."""
+    """Medians of the counted (capped) gaps before each action in real, non-simulated
+    sessions, as ``engine.flywheel.effort`` counts them (hidden, post-submit and clock-restart
+    gaps left out)."""
     kind_to_field = {ek.MASK_ACCEPT: "accept", ek.MASK_REJECT: "reject", ek.PROMPT_CLICK: "click",
                      ek.FIX_START: "fix_start", ek.OBJECT_COMMIT: "commit", ek.LABEL_SET: "label",
                      ek.SUBMIT: "submit"}  # fmt: skip
     gaps: dict[str, list[float]] = defaultdict(list)
     with factory() as s:
         rows = s.execute(
-            select(Event.image_id, Event.session_id, Event.kind, Event.client_time, Event.visible)
+            select(*EFFORT_COLUMNS)
             .where(~Event.session_id.startswith(SIM_PREFIX), Event.image_id.is_not(None))
-            .order_by(Event.image_id, Event.session_id, Event.client_time, Event.seq)
-        ).all()
-    prev = None
-    for r in rows:
-        if prev is not None and (prev.image_id, prev.session_id) == (r.image_id, r.session_id) \
-                and prev.visible and r.kind in kind_to_field:  # fmt: skip
-            gaps[kind_to_field[r.kind]].append(
-                min((r.client_time - prev.client_time) / 1000, idle_s)
-            )
-        prev = r
+        ).all()  # fmt: skip
+    for g in derive_effort(rows, idle_s).gaps:  # the one effort definition (docs/effort.md)
+        if g.to_kind in kind_to_field and g.reason in ("counted", "capped"):
+            gaps[kind_to_field[g.to_kind]].append(g.counted_s)
     costs = Costs()
     used = {}
     for name, vals in gaps.items():

@@ -10,9 +10,9 @@ count them.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import ValidationError
 
 from annotator_ui.deps import CurrentUser, ReviewerUser, SessionDep, SettingsDep
@@ -54,6 +54,13 @@ def _reason(err: ValidationError) -> str:
         loc = ".".join(str(x) for x in e.get("loc", ()))
         parts.append(f"{loc}: {e['msg']}" if loc else str(e["msg"]))
     return "; ".join(parts)
+
+
+IdleQ = Annotated[
+    float | None,
+    Query(gt=0, le=86400, description="Idle cap in seconds for this derivation (default: "
+          "the configured DATAENGINE_IDLE_SECONDS)."),
+]  # fmt: skip
 
 
 @router.post("/api/events")
@@ -115,12 +122,13 @@ def image_effort(
     session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
-    idle_seconds: float | None = None,
+    idle_seconds: IdleQ = None,
 ) -> dict[str, Any]:
     """Active time of the image and of each mask, with every gap and the rule applied to it
-    (DESIGN.md section 5; ``idle_seconds`` overrides the configured gap cap)."""
-    from engine.flywheel.effort import image_effort as derive
+    (``docs/effort.md``; the same derivation ``/api/metrics`` uses, so ``per_image`` equals
+    the image's seconds there). ``idle_seconds`` overrides the configured gap cap."""
+    from engine.flywheel.effort_loader import image_effort as derive
 
     ensure_can_read(session, user=user, image_id=image_id)
-    idle = idle_seconds if idle_seconds and idle_seconds > 0 else settings.idle_seconds
+    idle = idle_seconds if idle_seconds is not None else settings.idle_seconds
     return {"image_id": image_id, **derive(session, image_id=image_id, idle_s=idle).as_dict()}

@@ -28,15 +28,24 @@ function renderTable(m) {
   const head = names.map((n) => `<th>${esc(m.labels[n])}</th>`).join("");
   const rows = m.groups.map((g) => {
     const cells = names.map((n) => `<td>${fmt(g.figures[n])}</td>`).join("");
-    return `<tr><td>${g.round}</td><td>${g.arm}</td><td>${g.images_done}</td>${cells}</tr>`;
+    const round = g.round === null ? "no round" : g.round;
+    return `<tr><td>${round}</td><td>${g.arm}</td><td>${g.images_done}</td>${cells}` +
+      `<td>${num(g.released_s, 1)}</td><td>${num(g.imported_s, 1)}</td></tr>`;
   }).join("");
   $("table").innerHTML = m.groups.length
-    ? `<table><thead><tr><th>round</th><th>arm</th><th>images</th>${head}</tr></thead><tbody>${rows}</tbody></table>`
-    : "<p>No images done in any round yet.</p>";
+    ? `<table><thead><tr><th>round</th><th>arm</th><th>images</th>${head}` +
+      `<th>s on unfinished images</th><th>s imported (Label Studio)</th></tr></thead><tbody>${rows}</tbody></table>`
+    : "<p>No annotation work recorded yet.</p>";
+  $("notes").innerHTML = (m.notes || []).map((n) => `<p>${n.replace(/</g, "&lt;")}</p>`).join("");
+}
+
+function idleQuery() {
+  const v = Number($("idle").value);
+  return v > 0 ? `&idle_seconds=${v}` : "";
 }
 
 function renderPlots(m, project) {
-  const q = `project=${encodeURIComponent(project)}&t=${Date.now()}`;
+  const q = `project=${encodeURIComponent(project)}${idleQuery()}&t=${Date.now()}`;
   $("plots").innerHTML = Object.entries(m.plots)
     .map(([fig, title]) => `<img alt="${esc(title)}" src="/api/metrics/plots/${fig}.png?${q}">`)
     .join("");
@@ -74,9 +83,9 @@ async function load() {
   const project = $("project").value;
   if (!project) return;
   $("status").textContent = "";
-  $("report").href = `/api/metrics/report.html?project=${encodeURIComponent(project)}`;
+  $("report").href = `/api/metrics/report.html?project=${encodeURIComponent(project)}${idleQuery()}`;
   try {
-    const m = await getJSON(`/api/metrics?project=${encodeURIComponent(project)}`);
+    const m = await getJSON(`/api/metrics?project=${encodeURIComponent(project)}${idleQuery()}`);
     $("meta").textContent = `${m.rounds.length} round(s); idle cap ${m.idle_s} s; ` +
       `95% cluster-bootstrap intervals over images (${m.bootstrap.reps} resamples).`;
     renderTable(m);
@@ -104,6 +113,7 @@ async function init() {
   }
   $("project").addEventListener("change", load);
   $("refresh").addEventListener("click", load);
+  $("idle").addEventListener("change", load);
   await load();
 }
 

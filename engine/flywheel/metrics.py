@@ -1,9 +1,12 @@
 """Flywheel metrics per round and arm, with seeded cluster-bootstrap 95 % intervals.
 
-The unit is an *image done*: an ``annotate`` lease with ``completed_at`` set, in one of
-the project's rounds; its arm (``prefill`` | ``control``) is the lease's. Every figure is a
-ratio of per-image sums, so one bootstrap (images resampled with replacement within a
-round x arm group) gives every interval:
+The unit is an *image done*: an image with a finished ``annotate`` lease (``completed_at``
+set); its round and arm are that lease's (``round`` None: no round was open, the "no round"
+row, with a note in ``notes`` on how to start rounds). Images worked but never finished
+(released, expired or open leases) add their seconds to ``released_s`` of their newest
+lease's round and arm; Label Studio ``lead_time`` adds to ``imported_s``; neither enters a
+figure. Every figure is a ratio of per-image sums over images done, so one bootstrap
+(images resampled with replacement within a round x arm group) gives every interval:
 
 ================================  =====================================================
 figure                            numerator / denominator (summed over images)
@@ -15,24 +18,26 @@ prefill_contribution              accepted masks with source model|model_edited 
                                   accepted masks
 seconds_per_image                 active seconds / images
 seconds_per_final_mask            active seconds / accepted masks
-seconds_per_added_mask            seconds of timed ``human`` accepted masks / their number
-clicks_per_added_mask             their clicks / their number
+seconds_per_added_mask            cost (creation + every fix, ``effort.py``) of timed
+                                  ``human`` accepted masks / their number
+clicks_per_added_mask             their cost in clicks / their number
 fixed_iou                         sum of IoU(final ``model_edited`` mask, the proposal it
                                   began as) / number of such masks
 masks_per_annotator_hour          accepted masks / (active seconds / 3600)
 ================================  =====================================================
 
-Active seconds follow ``engine.flywheel.effort`` exactly (the same rules in one windowed SQL pass:
-``LAG`` / running ``SUM`` over ``(image_id, session_id)`` ordered by ``(client_time,
-seq)``), so the figures are recomputable from the raw event log with any ``idle_s``.
-Events of an image count when their ``lease_id`` is NULL or is that image's done lease.
+Active seconds and every per-object cost come from ``engine.flywheel.effort.derive_effort``
+(the one definition, ``docs/effort.md``) run per image on the rows of
+``engine.flywheel.effort_loader``, the same rows ``GET /api/images/{id}/effort`` derives, so
+both agree on every image and any ``idle_s`` recomputes from the raw event log.
 
-Every per-image sum above is kept on ``effort_cache`` (one row per done image) beside the
+Every per-image sum above is kept on ``effort_cache`` (one row per worked image) beside the
 per-object ``effort_object`` rows: derived tables, re-derived here only for images with new
 events (event id watermark) or edited masks (``mask.updated_at`` since the row's derivation,
 indexed), so a query on a fresh cache reads one row per image plus a few indexed look-ups
 (10,000 images / 500,000 masks: well under 1 s, see ``scripts/bench_metrics.py``). The first
-query on a never-queried project derives every image (about 2 ms an image);
+query on a never-queried project derives every image (about 10 ms an image on SQLite
+here: the events are read and ``derive_effort`` runs in Python);
 ``refresh_project_cache`` does that ahead, and a task submit derives its own image
 (``refresh_image_cache``), so in live use that cost is spread over submits. Callers that
 want the refresh kept commit the session (the CLI and the API do).
@@ -52,10 +57,9 @@ from sqlalchemy import (
     and_,
     case,
     delete,
-    false,
+    exists,
     func,
     insert,
-    literal,
     or_,
     select,
     true,
@@ -64,15 +68,19 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import EffortCache, EffortObject, Event, Lease, Mask, Round, utcnow
-from engine.flywheel import events as ek
-from engine.flywheel.effort import (
-    CLICK_KINDS,
-    CLOCK_RESTARTS,
-    DEFAULT_IDLE_S,
-    OBJECT_ENDS,
-    OBJECT_STARTS,
+from db.models import (
+    EffortCache,
+    EffortObject,
+    Event,
+    Image,
+    Lease,
+    Mask,
+    Project,
+    Round,
+    utcnow,
 )
+from engine.flywheel.effort import DEFAULT_IDLE_S
+from engine.flywheel.effort_loader import load_effort
 
 log = logging.getLogger("dataengine.metrics")
 ARMS = ("prefill", "control")
@@ -92,8 +100,15 @@ FIGURES: dict[str, tuple[str, str, float]] = {
 }
 MASK_COLS = ("final", "from_proposal", "added", "shown", "accepted_as_is", "fixed")
 ADDED_COLS = ("added_seconds", "added_clicks", "added_timed")
-CACHED_COLS = (*MASK_COLS, "fixed_iou_sum", "seconds", *ADDED_COLS)  # effort_cache columns
-COLUMNS = ("one", *CACHED_COLS)
+CACHED_COLS = (*MASK_COLS, "fixed_iou_sum", "seconds", *ADDED_COLS, "imported_s")  # effort_cache
+COLUMNS = ("one", *CACHED_COLS, "released_s")
+NO_ROUND = 0  # ``Table.rounds`` value of work done while no round was open (rounds start at 1)
+NO_ROUND_NOTE = (
+    "{n} image(s) were worked while no round was open (the 'no round' row); rounds bind work "
+    "to a model version and a control arm: start one with `dataengine round start --project "
+    "{project} --control-fraction 0.2` (the first `dataengine prefill` / `dataengine up` opens "
+    "round 1 itself)."
+)
 
 
 @dataclass
@@ -126,8 +141,52 @@ def done_leases(project_id: int | None, image_id: int | None = None) -> Any:
     return q
 
 
-def _mask_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[int, ...]]:
-    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed) of ``ids``."""
+def worked_images(project_id: int | None, image_id: int | None = None) -> Any:
+    """Select (image_id, lease_id, round, arm) of every image with annotation work (an
+    ``annotate`` lease or any event) of one project and/or one image: the metrics' units.
+
+    ``lease_id``: the newest finished ``annotate`` lease (NULL: not finished; its seconds are
+    ``released_s``). ``round`` / ``arm``: that lease's, else the newest ``annotate`` lease's;
+    ``round`` NULL = work done while no round was open ("no round" row).
+    """
+    leases = (
+        select(
+            Lease.image_id,
+            func.max(case((Lease.completed_at.is_not(None), Lease.id))).label("done_id"),
+            func.max(Lease.id).label("any_id"),
+        )
+        .join(Image, Image.id == Lease.image_id)
+        .where(Lease.stage == "annotate")
+        .group_by(Lease.image_id)
+    )
+    scope = []
+    if project_id is not None:
+        scope.append(Image.project_id == project_id)
+    if image_id is not None:
+        scope.append(Image.id == image_id)
+    leases = leases.where(*scope).subquery("annotate_leases")
+    has_event = exists().where(Event.image_id == Image.id)
+    units = (
+        select(
+            Image.id.label("image_id"),
+            leases.c.done_id.label("lease_id"),
+            func.coalesce(leases.c.done_id, leases.c.any_id).label("group_lease"),
+        )
+        .outerjoin(leases, leases.c.image_id == Image.id)
+        .where(*scope, or_(leases.c.image_id.is_not(None), has_event))
+    )
+    u = units.subquery("units")
+    return (
+        select(u.c.image_id, u.c.lease_id, Round.number.label("round"),
+               func.coalesce(Lease.arm, "prefill").label("arm"))
+        .outerjoin(Lease, Lease.id == u.c.group_lease)
+        .outerjoin(Round, Round.id == Lease.round_id)
+    )  # fmt: skip
+
+
+def _mask_sums(session: Session, ids: list[int]) -> dict[int, tuple[int, ...]]:
+    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed) of ``ids``
+    (worked images: the caller's selection)."""
     accepted = Mask.status == "accepted"
     shown = and_(Mask.source == "model", Mask.confident == true())
     q = (
@@ -142,80 +201,10 @@ def _mask_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[i
             func.sum(case((and_(shown, accepted), 1), else_=0)),
             func.sum(case((and_(accepted, Mask.source == "model_edited"), 1), else_=0)),
         )
-        .join(done, done.c.image_id == Mask.image_id)
         .where(Mask.image_id.in_(ids))
         .group_by(Mask.image_id)
     )
     return {int(r[0]): tuple(int(v or 0) for v in r[1:]) for r in session.execute(q)}
-
-
-def _window_objects(
-    session: Session, done: Any, idle_s: float, image_ids: list[int]
-) -> list[tuple[int, float, float, int, int | None]]:
-    """Rows (image_id, gap_ms, object_ms, clicks, commit mask id | None), one per object span
-    (events between two object boundaries) of ``image_ids``, from one windowed pass."""
-    part = (Event.image_id, Event.session_id)
-    order = (Event.client_time, Event.seq)
-    base = (
-        select(
-            Event.image_id,
-            Event.session_id,
-            Event.kind,
-            Event.mask_id,
-            Event.client_time,
-            func.lag(Event.client_time).over(partition_by=part, order_by=order).label("prev_t"),
-            func.lag(Event.visible).over(partition_by=part, order_by=order).label("prev_vis"),
-            func.lag(Event.kind).over(partition_by=part, order_by=order).label("prev_kind"),
-            func.row_number().over(partition_by=part, order_by=order).label("rn"),
-            func.coalesce(
-                func.sum(case((Event.kind.in_(OBJECT_ENDS), 1), else_=0)).over(
-                    partition_by=part, order_by=order, rows=(None, -1)
-                ),
-                0,
-            ).label("grp"),
-        )
-        .join(done, done.c.image_id == Event.image_id)
-        .where(or_(Event.lease_id.is_(None), Event.lease_id == done.c.lease_id))
-        .where(Event.image_id.in_(image_ids))
-    ).subquery("b")
-    dt = base.c.client_time - base.c.prev_t
-    idle_ms = literal(float(idle_s) * 1000.0)
-    gap = case(
-        (base.c.prev_t.is_(None), 0.0),
-        (base.c.prev_vis == false(), 0.0),
-        (base.c.prev_kind == ek.SUBMIT, 0.0),
-        (base.c.kind.in_(CLOCK_RESTARTS), 0.0),
-        (dt > idle_ms, idle_ms),
-        (dt < 0, 0.0),
-        else_=dt,
-    )
-    lvl2 = select(
-        base.c.image_id,
-        base.c.session_id,
-        base.c.grp,
-        base.c.kind,
-        base.c.mask_id,
-        base.c.rn,
-        gap.label("g"),
-        func.min(case((base.c.kind.in_(OBJECT_STARTS), base.c.rn)))
-        .over(partition_by=(base.c.image_id, base.c.session_id, base.c.grp))
-        .label("first_start"),
-    ).subquery("l2")
-    objects = (
-        select(
-            lvl2.c.image_id,
-            func.sum(lvl2.c.g).label("g_ms"),
-            func.sum(case((lvl2.c.rn > lvl2.c.first_start, lvl2.c.g), else_=0.0)).label("obj_ms"),
-            func.sum(case((lvl2.c.kind.in_(CLICK_KINDS), 1), else_=0)).label("clicks"),
-            func.max(case((lvl2.c.kind == ek.OBJECT_COMMIT, lvl2.c.mask_id))).label("commit"),
-        )
-        .group_by(lvl2.c.image_id, lvl2.c.session_id, lvl2.c.grp)
-        .subquery("o")
-    )
-    return [
-        (int(r.image_id), float(r.g_ms or 0), float(r.obj_ms or 0), int(r.clicks or 0), r.commit)
-        for r in session.execute(select(objects))
-    ]
 
 
 def refresh_effort_cache(session: Session, done: Any, idle_s: float, chunk: int = 500) -> int:
@@ -237,8 +226,9 @@ def refresh_effort_cache(session: Session, done: Any, idle_s: float, chunk: int 
         session.scalars(
             select(done.c.image_id)
             .outerjoin(ec, ec.image_id == done.c.image_id)
-            .where(or_(ec.image_id.is_(None), ec.lease_id.is_(None), ec.lease_id != done.c.lease_id,
-                       ec.idle_s != idle_s, ec.masks_checked_at.is_(None)))
+            .where(or_(ec.image_id.is_(None), ec.lease_id.is_distinct_from(done.c.lease_id),
+                       ec.idle_s != idle_s, ec.masks_checked_at.is_(None),
+                       ec.imported_s.is_(None)))
         )
     )  # fmt: skip
     low_wm, oldest_check = session.execute(
@@ -309,13 +299,13 @@ def refresh_project_cache(
     ``project_metrics`` does this itself; call it ahead (after a bulk import, or from a job)
     so the next query finds a fresh cache. The caller commits.
     """
-    return refresh_effort_cache(session, done_leases(project_id).subquery("done"), idle_s)
+    return refresh_effort_cache(session, worked_images(project_id).subquery("done"), idle_s)
 
 
 def refresh_image_cache(session: Session, *, image_id: int, idle_s: float = DEFAULT_IDLE_S) -> int:
     """Derive one done image's cache rows (the task submit calls this, so metric queries in
     live use find every row fresh and never pay the derivation). The caller commits."""
-    return refresh_effort_cache(session, done_leases(None, image_id).subquery("done"), idle_s)
+    return refresh_effort_cache(session, worked_images(None, image_id).subquery("done"), idle_s)
 
 
 def _derive_chunk(
@@ -323,13 +313,13 @@ def _derive_chunk(
     top: int, now: dt.datetime,
 ) -> None:  # fmt: skip
     """Re-derive ``ids``: their objects from the event log, then every per-image sum."""
-    seconds: dict[int, float] = dict.fromkeys(ids, 0.0)
-    objects = []
-    for image_id, g_ms, obj_ms, clicks, commit in _window_objects(session, done, idle_s, ids):
-        seconds[image_id] += g_ms / 1000.0
-        if commit is not None:
-            objects.append({"image_id": image_id, "mask_id": int(commit),
-                            "seconds": obj_ms / 1000.0, "clicks": clicks})  # fmt: skip
+    effort = load_effort(session, image_ids=ids, idle_s=idle_s, keep_gaps=False)  # the one rule set
+    seconds = {i: effort.per_image.get(i, 0.0) for i in ids}
+    objects = [
+        {"image_id": me.image_id, "mask_id": me.mask_id, "seconds": me.cost_s,
+         "clicks": me.cost_clicks}
+        for me in effort.per_mask.values() if me.kind == "object" and me.image_id in seconds
+    ]  # fmt: skip
     commits = [o["mask_id"] for o in objects]
     edited = session.execute(
         select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle).where(
@@ -345,29 +335,29 @@ def _derive_chunk(
             session.execute(delete(EffortCache).where(EffortCache.image_id.in_(ids)))
             if objects:
                 session.execute(insert(EffortObject), objects)
-            masks = _mask_sums(session, done, ids)
-            added = _added_sums(session, done, ids)
-            fixed = _fixed_ious(session, done, ids)
+            masks = _mask_sums(session, ids)
+            added = _added_sums(session, ids)
+            fixed = _fixed_ious(session, ids)
             rows = []
             for i in ids:
                 row = dict(zip(MASK_COLS, masks.get(i, (0,) * len(MASK_COLS)), strict=True))
                 row.update(zip(ADDED_COLS, added.get(i, (0.0, 0, 0)), strict=True))
                 row.update(image_id=i, lease_id=leases[i], idle_s=idle_s, watermark=top,
                            seconds=seconds[i], computed_at=now, masks_checked_at=now,
-                           fixed_iou_sum=fixed.get(i, 0.0))  # fmt: skip
+                           fixed_iou_sum=fixed.get(i, 0.0),
+                           imported_s=effort.imported.get(i, 0.0))  # fmt: skip
                 rows.append(row)
             session.execute(insert(EffortCache), rows)
     except IntegrityError:  # another process refreshed the same images just now
         log.info("effort cache: concurrent refresh of %d images; keeping theirs", len(ids))
 
 
-def _added_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[float, int, int]]:
+def _added_sums(session: Session, ids: list[int]) -> dict[int, tuple[float, int, int]]:
     """image_id -> (added_seconds, added_clicks, added_timed) of final ``human`` masks of ``ids``
     with a derived object."""
     q = (
         select(EffortObject.image_id, func.sum(EffortObject.seconds),
                func.sum(EffortObject.clicks), func.count())
-        .join(done, done.c.image_id == EffortObject.image_id)
         .join(Mask, Mask.id == EffortObject.mask_id)
         .where(Mask.status == "accepted", Mask.source == "human",
                EffortObject.image_id.in_(ids))
@@ -405,7 +395,7 @@ def _root_ious(session: Session, finals: list[Any]) -> dict[int, tuple[int, floa
     return out
 
 
-def _fixed_ious(session: Session, done: Any, ids: list[int]) -> dict[int, float]:
+def _fixed_ious(session: Session, ids: list[int]) -> dict[int, float]:
     """image_id -> sum of IoU(final model_edited mask, the model proposal it began as), ``ids``.
 
     IoUs cached on ``effort_object.iou`` (set when the fix's commit event was derived) are
@@ -415,7 +405,6 @@ def _fixed_ious(session: Session, done: Any, ids: list[int]) -> dict[int, float]
     out: dict[int, float] = defaultdict(float)
     cached = (
         select(EffortObject.image_id, func.sum(EffortObject.iou))
-        .join(done, done.c.image_id == EffortObject.image_id)
         .join(Mask, Mask.id == EffortObject.mask_id)
         .where(final_fix, EffortObject.iou.is_not(None), EffortObject.image_id.in_(ids))
         .group_by(EffortObject.image_id)
@@ -426,9 +415,9 @@ def _fixed_ious(session: Session, done: Any, ids: list[int]) -> dict[int, float]
         EffortObject.mask_id == Mask.id, EffortObject.iou.is_not(None)
     )
     missing = session.execute(
-        select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle)
-        .join(done, done.c.image_id == Mask.image_id)
-        .where(final_fix, ~has_iou.exists(), Mask.image_id.in_(ids))
+        select(Mask.id, Mask.image_id, Mask.parent_id, Mask.rle).where(
+            final_fix, ~has_iou.exists(), Mask.image_id.in_(ids)
+        )
     ).all()
     for image_id, iou in _root_ious(session, missing).values():
         out[image_id] += iou
@@ -444,26 +433,36 @@ def _coco(rle: dict[str, Any]) -> dict[str, Any]:
 
 
 def per_image_table(session: Session, *, project_id: int, idle_s: float = DEFAULT_IDLE_S) -> Table:
-    """Per-image sums for every image done in the project's rounds (see the module table),
-    read from ``effort_cache`` after refreshing its stale rows."""
-    done = done_leases(project_id).subquery("done")
+    """Per-image sums for every image with annotation work in the project (see the module
+    table), read from ``effort_cache`` after refreshing its stale rows.
+
+    Finished images (``one`` = 1) carry every figure; an unfinished image (released, expired
+    or open lease) carries only ``released_s`` (its measured seconds) and ``imported_s``.
+    ``rounds`` is ``NO_ROUND`` (0) for work done while no round was open.
+    """
+    done = worked_images(project_id).subquery("done")
     refresh_effort_cache(session, done, idle_s)
     cache_cols = [getattr(EffortCache, c) for c in CACHED_COLS]
     rows = session.execute(
-        select(done.c.image_id, done.c.round, done.c.arm, *cache_cols).outerjoin(
-            EffortCache, EffortCache.image_id == done.c.image_id
-        )
+        select(done.c.image_id, done.c.round, done.c.arm, done.c.lease_id, *cache_cols)
+        .outerjoin(EffortCache, EffortCache.image_id == done.c.image_id)
+        .order_by(done.c.image_id)
     ).all()
     n = len(rows)
     image_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
-    rounds = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+    rounds = np.fromiter((r[1] or NO_ROUND for r in rows), dtype=np.int64, count=n)
     arms = np.asarray([r[2] for r in rows], dtype=object)
-    values = np.asarray([r[3:] for r in rows], dtype=np.float64).reshape(n, len(CACHED_COLS))
+    finished = np.fromiter((r[3] is not None for r in rows), dtype=bool, count=n)
+    values = np.asarray([r[4:] for r in rows], dtype=np.float64).reshape(n, len(CACHED_COLS))
     values = np.nan_to_num(values, nan=0.0)  # a row lost to a concurrent refresh: zeros
     cols = {c: np.zeros(n, dtype=np.float64) for c in COLUMNS}
-    cols["one"][:] = 1.0
     for j, c in enumerate(CACHED_COLS):
         cols[c] = np.ascontiguousarray(values[:, j])
+    cols["one"][finished] = 1.0
+    cols["released_s"][~finished] = cols["seconds"][~finished]
+    for c in COLUMNS:
+        if c not in ("one", "released_s", "imported_s"):
+            cols[c][~finished] = 0.0
     control = arms == "control"  # nothing is shown on control images, whatever exists
     cols["shown"][control] = 0.0
     cols["accepted_as_is"][control] = 0.0
@@ -490,18 +489,23 @@ def summarise(
 ) -> list[dict[str, Any]]:
     """One dict per (round, arm) with every figure as ``{"value", "lo", "hi", "num", "den"}``.
 
-    ``value`` is None where the denominator is 0. Intervals are percentile intervals of a
-    cluster bootstrap over images with ``np.random.default_rng([seed, round, arm])``.
+    ``round`` is None for work done while no round was open. Figures are over finished
+    images (``images_done``); ``released_s`` (seconds on images no lease finished) and
+    ``imported_s`` (Label Studio ``lead_time``) stand beside them, never mixed in. ``value`` is
+    None where the denominator is 0. Intervals are percentile intervals of a cluster
+    bootstrap over finished images with ``np.random.default_rng([seed, round, arm])``.
     """
     out = []
     names = list(FIGURES)
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    done = table.cols["one"] > 0
     for rnd in sorted(set(table.rounds.tolist())):
         for a, arm in enumerate(ARMS):
-            sel = (table.rounds == rnd) & (table.arms == arm)
-            n = int(sel.sum())
-            if n == 0:
+            group = (table.rounds == rnd) & (table.arms == arm)
+            if not group.any():
                 continue
+            sel = group & done
+            n = int(sel.sum())
             num = np.stack([table.cols[FIGURES[f][0]][sel] for f in names], axis=1)
             den = np.stack([table.cols[FIGURES[f][1]][sel] for f in names], axis=1)
             scale = np.asarray([FIGURES[f][2] for f in names])
@@ -519,12 +523,16 @@ def summarise(
                     else (None, None)
                 )
                 figures[name] = {"value": value, "lo": lo, "hi": hi, "num": tn, "den": td}
+            unfinished = group & ~done
             out.append({
-                "round": int(rnd), "arm": arm, "images_done": n,
+                "round": None if rnd == NO_ROUND else int(rnd), "arm": arm, "images_done": n,
                 "final_masks": int(table.cols["final"][sel].sum()),
                 "shown": int(table.cols["shown"][sel].sum()),
                 "added_masks": int(table.cols["added"][sel].sum()),
                 "active_seconds": float(table.cols["seconds"][sel].sum()),
+                "images_unfinished": int((unfinished & (table.cols["released_s"] > 0)).sum()),
+                "released_s": float(table.cols["released_s"][group].sum()),
+                "imported_s": float(table.cols["imported_s"][group].sum()),
                 "figures": figures,
             })  # fmt: skip
     return out
@@ -538,13 +546,27 @@ def project_metrics(
     reps: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Everything the CLI, the API and the report show: rounds (with model versions) + groups."""
+    """Everything the CLI, the API and the report show: rounds (with model versions), groups
+    (one per round x arm, ``round`` None = no round open) and ``notes`` (why a row is there or
+    missing, and what to do)."""
     rounds = session.execute(
         select(Round.number, Round.id, Round.model_version_id, Round.control_fraction, Round.seed,
                Round.started_at, Round.ended_at)
         .where(Round.project_id == project_id).order_by(Round.number)
     ).all()  # fmt: skip
     table = per_image_table(session, project_id=project_id, idle_s=idle_s)
+    groups = summarise(table, reps=reps, seed=seed)
+    notes = []
+    measured = (table.cols["one"] > 0) | (table.cols["released_s"] > 0)
+    no_round = int(((table.rounds == NO_ROUND) & measured).sum())
+    if no_round:
+        name = session.scalar(select(Project.name).where(Project.id == project_id))
+        notes.append(NO_ROUND_NOTE.format(n=no_round, project=name))
+    if not groups:
+        notes.append(
+            "no annotation work recorded yet: figures appear once images are "
+            "annotated in the browser (or simulated with scripts/simulate_flywheel.py)."
+        )
     return {
         "project_id": project_id,
         "idle_s": idle_s,
@@ -558,5 +580,6 @@ def project_metrics(
             }
             for r in rounds
         ],
-        "groups": summarise(table, reps=reps, seed=seed),
+        "groups": groups,
+        "notes": notes,
     }  # fmt: skip

@@ -54,6 +54,8 @@ LABELS = {
     "clicks_per_added_mask": "clicks / added mask",
     "fixed_iou": "IoU fixed vs final",
     "masks_per_annotator_hour": "masks / annotator-hour",
+    "released_s": "s on unfinished images",
+    "imported_s": "s imported (Label Studio)",
 }
 
 
@@ -71,7 +73,7 @@ def plot_png(metrics: dict[str, Any], figure: str, *, references: bool = True) -
             pts = [g for g in pts if g["figures"][figure]["value"] is not None]
             if not pts:
                 continue
-            xs = [g["round"] + offsets[arm] for g in pts]
+            xs = [_x(g["round"]) + offsets[arm] for g in pts]
             ys = [g["figures"][figure]["value"] for g in pts]
             lo = [y - (g["figures"][figure]["lo"] if g["figures"][figure]["lo"] is not None else y)
                   for g, y in zip(pts, ys, strict=True)]  # fmt: skip
@@ -86,9 +88,9 @@ def plot_png(metrics: dict[str, Any], figure: str, *, references: bool = True) -
                 ax.axhline(value, color="grey", linestyle="--", linewidth=0.8)
                 ax.annotate(label, xy=(0.01, value), xycoords=("axes fraction", "data"),
                             fontsize=7, color="dimgray", va="bottom")  # fmt: skip
-        rounds = sorted({g["round"] for g in metrics.get("groups", [])})
+        rounds = sorted({_x(g["round"]) for g in metrics.get("groups", [])})
         if rounds:
-            ax.set_xticks(rounds)
+            ax.set_xticks(rounds, [str(r) if r else "no round" for r in rounds])
             ax.set_xlim(min(rounds) - 0.5, max(rounds) + 0.5)
         if not plotted:
             ax.text(0.5, 0.5, "no data yet", transform=ax.transAxes, ha="center", color="grey")
@@ -106,6 +108,16 @@ def plot_png(metrics: dict[str, Any], figure: str, *, references: bool = True) -
         plt.close(fig)
 
 
+def _x(rnd: int | None) -> int:
+    """Plot position of a round: work done while no round was open sits at 0."""
+    return 0 if rnd is None else int(rnd)
+
+
+def round_name(rnd: int | None) -> str:
+    """``"no round"`` for work done while no round was open, else the round number."""
+    return "no round" if rnd is None else str(rnd)
+
+
 def _fmt(v: dict[str, Any]) -> str:
     if v["value"] is None:
         return "–"
@@ -115,16 +127,19 @@ def _fmt(v: dict[str, Any]) -> str:
 
 
 def table_html(metrics: dict[str, Any]) -> str:
-    """An HTML table: one row per round x arm, one column per figure (value [95% CI])."""
+    """An HTML table: one row per round x arm, one column per figure (value [95% CI]), then
+    the effort outside the figures (``released_s``, ``imported_s``)."""
     head = "".join(f"<th>{html.escape(LABELS[f])}</th>" for f in FIGURES)
     rows = []
     for g in metrics.get("groups", []):
         cells = "".join(f"<td>{_fmt(g['figures'][f])}</td>" for f in FIGURES)
         rows.append(
-            f"<tr><td>{g['round']}</td><td>{g['arm']}</td><td>{g['images_done']}</td>{cells}</tr>"
-        )
-    return (f"<table><thead><tr><th>round</th><th>arm</th><th>images</th>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
+            f"<tr><td>{round_name(g['round'])}</td><td>{g['arm']}</td><td>{g['images_done']}</td>"
+            f"{cells}<td>{g.get('released_s', 0.0):.1f}</td><td>{g.get('imported_s', 0.0):.1f}</td></tr>"
+        )  # fmt: skip
+    return (f"<table><thead><tr><th>round</th><th>arm</th><th>images</th>{head}"
+            f"<th>{html.escape(LABELS['released_s'])}</th><th>{html.escape(LABELS['imported_s'])}</th>"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
 
 def render_html(metrics: dict[str, Any], *, title: str, extra: dict[str, Any] | None = None) -> str:
@@ -139,6 +154,7 @@ def render_html(metrics: dict[str, Any], *, title: str, extra: dict[str, Any] | 
         f"{r['control_fraction']:.2f} (seed {r['seed']}), started {html.escape(r['started_at'])}</li>"
         for r in metrics.get("rounds", [])
     )
+    notes = "".join(f"<p><b>Note:</b> {html.escape(n)}</p>" for n in metrics.get("notes", []))
     extra_html = ""
     if extra:
         extra_html = "<h2>Notes</h2><ul>" + "".join(
@@ -160,7 +176,9 @@ figure {{ display: inline-block; margin: 0.5em; }}
 cluster bootstrap over images ({bs.get("reps")} resamples, seed {bs.get("seed")}).
 Dashed lines: SAM paper (Kirillov et al. 2023, section 4) reference values.</p>
 <h2>Rounds</h2><ul>{rounds}</ul>
-<h2>Figures per round and arm</h2>{table_html(metrics)}
+<h2>Figures per round and arm</h2>{notes}{table_html(metrics)}
+<p><small>Effort definitions (what counts, what is capped, released and imported effort):
+docs/effort.md.</small></p>
 <h2>Plots</h2>{"".join(imgs)}
 {extra_html}
 </body></html>

@@ -19,6 +19,7 @@ EXPORTERS: dict[str, str] = {
     "label-studio": "engine.interop.exporters.label_studio:export_label_studio",
     "hf-imagefolder": "engine.interop.exporters.hf_imagefolder:export_hf_imagefolder",
     "kohya": "engine.interop.exporters.kohya:export_kohya",
+    "events": "engine.interop.exporters.events:export_events",
 }
 
 
@@ -43,8 +44,14 @@ def export_command(
         "'all' (proposals with scores too).",
     ),
     boxes: bool = typer.Option(False, help="label-studio: add RectangleLabels boxes too."),
+    events_format: str = typer.Option(
+        "jsonl", "--events-format",
+        help="events: 'jsonl' or 'parquet' (events + per-image effort tables; docs/effort.md)."),
+    idle_seconds: float | None = typer.Option(
+        None, "--idle-seconds",
+        help="events: idle cap for the per-image effort table (default DATAENGINE_IDLE_SECONDS)."),
     as_json: JsonFlag = False,
-) -> None:
+) -> None:  # fmt: skip
     """Export a project. Written to a temporary folder and renamed: never partial."""
     from annotator_ui.settings import Settings
     from db.projects import get_project
@@ -52,8 +59,12 @@ def export_command(
     from engine.interop.exporters.atomic import record_export, write_atomically
 
     exporter = resolve(fmt)
-    factory = open_db(Settings())
-    options = {"include": include, "boxes": boxes}
+    settings = Settings()
+    factory = open_db(settings)
+    options: dict[str, object] = {"include": include, "boxes": boxes}
+    if fmt == "events":
+        options = {"events_format": events_format,
+                   "idle_seconds": idle_seconds if idle_seconds is not None else settings.idle_seconds}  # fmt: skip
     if out.exists():
         fail(f"{out} exists; choose a new --out folder (exports are never merged)")
     with domain_errors(), transaction(factory) as s:

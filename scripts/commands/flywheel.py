@@ -102,24 +102,36 @@ def round_list(
 
 
 def metrics_table(m: dict[str, Any], title: str) -> Table:
-    """One row per round x arm: value [95% CI] of every figure."""
+    """One row per round x arm: value [95% CI] of every figure, then the effort outside the
+    figures (seconds on unfinished images, imported seconds)."""
     from rich.table import Table
 
     from engine.flywheel.metrics import FIGURES
-    from engine.flywheel.report import LABELS
+    from engine.flywheel.report import LABELS, round_name
 
-    table = Table("round", "arm", "images", *[LABELS[f] for f in FIGURES], title=title)
+    extra = ("released_s", "imported_s")
+    table = Table("round", "arm", "images", *[LABELS[f] for f in (*FIGURES, *extra)], title=title)
     for g in m["groups"]:
         cells = []
         for f in FIGURES:
             v = g["figures"][f]
             cells.append("-" if v["value"] is None else
                          f"{v['value']:.3g}" + ("" if v["lo"] is None else f"\n[{v['lo']:.3g}, {v['hi']:.3g}]"))  # fmt: skip
-        table.add_row(str(g["round"]), g["arm"], str(g["images_done"]), *cells)
+        cells += [f"{g.get(f, 0.0):.1f}" for f in extra]
+        table.add_row(round_name(g["round"]), g["arm"], str(g["images_done"]), *cells)
     return table
 
 
-def _metrics(settings: Settings, project: str, reps: int, seed: int) -> tuple[str, dict[str, Any]]:
+IDLE_HELP = ("Idle cap in seconds: recompute every figure from the raw events with this cap "
+             "(default: DATAENGINE_IDLE_SECONDS; rules in docs/effort.md).")  # fmt: skip
+
+
+def _metrics(
+    settings: Settings, project: str, reps: int, seed: int, idle_seconds: float | None = None
+) -> tuple[str, dict[str, Any]]:
+    if idle_seconds is not None and not idle_seconds > 0:
+        fail(f"--idle-seconds must be positive, got {idle_seconds}")
+    idle_s = idle_seconds if idle_seconds is not None else settings.idle_seconds
     from db.projects import get_project
     from db.session import transaction
     from engine.flywheel.metrics import project_metrics
@@ -127,8 +139,7 @@ def _metrics(settings: Settings, project: str, reps: int, seed: int) -> tuple[st
     factory = open_db(settings)
     with domain_errors(), transaction(factory) as s:  # commits the refreshed effort cache
         p = get_project(s, name=project)
-        return p.name, project_metrics(s, project_id=p.id, idle_s=settings.idle_seconds,
-                                       reps=reps, seed=seed)  # fmt: skip
+        return p.name, project_metrics(s, project_id=p.id, idle_s=idle_s, reps=reps, seed=seed)
 
 
 def metrics(
@@ -136,15 +147,18 @@ def metrics(
     as_json: JsonFlag = False,
     reps: int = typer.Option(1000, "--reps", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    idle_seconds: float | None = typer.Option(None, "--idle-seconds", help=IDLE_HELP),
 ) -> None:
-    """Flywheel figures per round and arm with bootstrap 95% intervals."""
+    """Flywheel figures per round and arm with bootstrap 95% intervals (docs/effort.md)."""
     from annotator_ui.settings import Settings
 
-    name, m = _metrics(Settings(), project, reps, seed)
+    name, m = _metrics(Settings(), project, reps, seed, idle_seconds)
     if as_json:
         typer.echo(json.dumps(m, indent=2))
-    else:
-        console.print(metrics_table(m, f"flywheel metrics: {name} (idle cap {m['idle_s']} s)"))
+        return
+    console.print(metrics_table(m, f"flywheel metrics: {name} (idle cap {m['idle_s']} s)"))
+    for note in m["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
 
 
 def calibrate(
@@ -230,13 +244,14 @@ def report(
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
     reps: int = typer.Option(1000, "--reps", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    idle_seconds: float | None = typer.Option(None, "--idle-seconds", help=IDLE_HELP),
     as_json: JsonFlag = False,
 ) -> None:
     """Write a self-contained HTML report (PNG plots inlined) of the flywheel metrics."""
     from annotator_ui.settings import Settings
     from engine.flywheel.report import render_html
 
-    name, m = _metrics(Settings(), project, reps, seed)
+    name, m = _metrics(Settings(), project, reps, seed, idle_seconds)
     write_atomic(out, render_html(m, title=f"Data Engine flywheel report: {name}"))
     if as_json:
         print_json({"project": name, "out": str(out), "bytes": out.stat().st_size})

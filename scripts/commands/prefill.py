@@ -140,7 +140,7 @@ def _run_prefill(
 ) -> PrefillSummary:
     from db.models import ModelVersion
     from db.projects import get_project
-    from db.rounds import current_round
+    from db.rounds import current_round, ensure_first_round
     from db.session import transaction
     from engine.flywheel.prefill import ensure_model_version, prefill_project
 
@@ -176,6 +176,13 @@ def _run_prefill(
                     checkpoint_sha256=sha256 or settings.sam_checkpoint_sha256
                     if segmenter.name == "sam"
                     else None,
+                )
+        with transaction(factory) as s:
+            first = ensure_first_round(s, project_id=project_id, model_version_id=mv.id)
+            if first is not None:
+                console.print(
+                    f"round {first.number} opened (model version {mv.id}, no control arm); "
+                    f"start the next with `dataengine round start --project {project}`"
                 )
         console.print(
             f"backend [bold]{segmenter.name}[/] ({segmenter.model_key}), model version {mv.id}"

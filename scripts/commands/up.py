@@ -90,6 +90,7 @@ def up_command(
     from annotator_ui.settings import Settings
     from db.migrate import upgrade
     from db.projects import get_or_create_project
+    from db.rounds import ensure_first_round
     from db.session import transaction
 
     require_paths(list(paths or []), "file or folder")
@@ -115,6 +116,10 @@ def up_command(
         prefill_configured(settings, project)
     else:
         console.print("skipped (--no-prefill)")
+        with transaction(factory) as s:  # work is measured in a round from the start
+            p = get_or_create_project(s, name=project, labels=DEMO_LABELS)
+            if ensure_first_round(s, project_id=p.id, model_version_id=None) is not None:
+                console.print("round 1 opened (no model version, no control arm)")
 
     console.rule("4/4 serve")
     where = f"http://{settings.host}:{settings.port}"

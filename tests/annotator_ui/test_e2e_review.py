@@ -224,7 +224,7 @@ def test_annotator_reviews_prefill_in_chromium(shared_data: Path, tmp_path: Path
     it = iter(kinds)
     assert all(any(k == w for k in it) for w in want), kinds
     assert sum(k[0] == "prompt_click" for k in kinds) == 2
-    from engine.flywheel.effort import image_effort
+    from engine.flywheel.effort_loader import image_effort
 
     with factory() as s:
         effort = image_effort(s, image_id=image_id)

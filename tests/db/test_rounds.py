@@ -24,3 +24,16 @@ def test_rounds_and_arms(factory: sessionmaker[Session]) -> None:
         assert 0.22 < arms.count("control") / 4000 < 0.28
         with pytest.raises(InvalidInput):
             start_round(s, project_id=p.id, model_version_id=None, control_fraction=1.5)
+
+
+def test_first_round_opens_once(factory: sessionmaker[Session]) -> None:
+    from db.rounds import ensure_first_round
+
+    with factory() as s:
+        p = make_project(s)
+        r1 = ensure_first_round(s, project_id=p.id, model_version_id=None)
+        assert r1 is not None and (r1.number, r1.control_fraction, r1.ended_at) == (1, 0.0, None)
+        assert ensure_first_round(s, project_id=p.id, model_version_id=None) is None
+        r1.ended_at = r1.started_at  # closed rounds stay closed: no silent new round either
+        assert ensure_first_round(s, project_id=p.id, model_version_id=None) is None
+        assert current_round(s, project_id=p.id) is None

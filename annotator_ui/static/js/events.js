@@ -26,8 +26,12 @@ export class EventLog {
     this.backoff = 1000;
     this.retryTimer = null;
     this.acked = 0;
+    // Visibility events belong to the image on screen; after its submit (context cleared,
+    // see stop()) nothing is sent for it until the next image opens (docs/effort.md).
     document.addEventListener("visibilitychange", () => {
-      this.emit(K.VISIBILITY, { image_id: this.context.image_id, lease_id: this.context.lease_id, payload: { visible: !document.hidden } });
+      if (this.context.image_id != null) {
+        this.emit(K.VISIBILITY, { image_id: this.context.image_id, lease_id: this.context.lease_id, payload: { visible: !document.hidden } });
+      }
       if (document.hidden) this.flush();
     });
     window.addEventListener("pagehide", () => this.flush(true));
@@ -35,6 +39,9 @@ export class EventLog {
     this.context = {};
     if (this.pending.length) this.flush();
   }
+
+  // The image on screen was submitted: its clock is stopped, send nothing more for it.
+  stop() { this.context = {}; }
 
   load() {
     try { return JSON.parse(localStorage.getItem(STORE) || "[]"); } catch { return []; }

@@ -153,6 +153,7 @@ export class Review {
   }
 
   emit(kind, opts = {}) {
+    if (this.submitted) return null; // submit stopped this image's clock: nothing more for it
     return this.ev.emit(kind, { image_id: this.image.id, lease_id: this.task.lease_id, ...opts });
   }
 
@@ -568,6 +569,7 @@ export class Review {
       const r = await api("POST", `/api/tasks/${this.task.lease_id}/submit`, { ops: [] });
       this.emit(K.SUBMIT, { t, payload: { counts: r.counts } });
       this.submitted = true;
+      this.ev.stop();
       this.ev.flush();
       this.$("#next").disabled = false;
       this.$("#submit").disabled = true;

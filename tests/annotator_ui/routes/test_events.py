@@ -172,3 +172,40 @@ def test_the_same_batch_posted_concurrently_is_stored_once(web: Web) -> None:
     assert all(o["acknowledged"] == [e["uuid"] for e in events] for o in outs)
     with web.factory() as s:
         assert s.scalar(select(func.count()).select_from(Event)) == 300
+
+
+def test_effort_and_metrics_agree_over_http_with_any_idle_cap(web: Web) -> None:
+    """A task done through the API with tab switches after its submit: /effort and
+    /api/metrics give the same seconds for every idle cap; nothing after submit counts."""
+    with transaction(web.factory) as s:
+        p = make_project(s)
+        im = make_image(s, project=p)
+        m = make_mask(s, image=im, confident=True)
+        pid, name, mid = p.id, p.name, m.id
+    ann, rev = web.as_("annotator"), web.as_("reviewer")
+    task = web.client.post("/api/tasks/next", json={"project_id": pid}, headers=ann).json()
+    image_id, lease_id = task["image"]["id"], task["lease_id"]
+    events = batch(image_id, lease_id, mid)  # 9 s up to its submit at 9100 ms
+    for i, (t, visible) in enumerate([(60000, False), (90000, True), (91000, False)]):
+        events.append({**events[0], "uuid": str(uuid.uuid4()), "seq": 6 + i, "client_time": t,
+                       "kind": ek.VISIBILITY, "visible": visible})  # fmt: skip
+    events[2]["client_time"] = 42100.0  # a 40 s gap before the select: capped
+    for e in events[3:6]:
+        e["client_time"] += 40000.0
+    assert web.client.post("/api/events", json={"events": events}, headers=ann).is_success
+    assert web.client.post(
+        f"/api/tasks/{lease_id}/submit", json={"ops": []}, headers=ann
+    ).is_success
+    for idle, want in ((None, 37.0), (5.0, 12.0), (100.0, 49.0)):
+        q = {} if idle is None else {"idle_seconds": idle}
+        eff = web.client.get(f"/api/images/{image_id}/effort", params=q, headers=rev).json()
+        met = web.client.get("/api/metrics", params={"project": name, "reps": 20, **q},
+                             headers=rev).json()  # fmt: skip
+        assert eff["per_image"] == {str(image_id): pytest.approx(want)}, idle
+        (group,) = met["groups"]
+        assert group["active_seconds"] == pytest.approx(want) and group["round"] is None
+        assert met["notes"] and "dataengine round start" in met["notes"][0]
+    for bad in ("0", "-3", "abc"):
+        for url in (f"/api/images/{image_id}/effort", "/api/metrics"):
+            r = web.client.get(url, params={"project": name, "idle_seconds": bad}, headers=rev)
+            assert r.status_code == 422 and "Traceback" not in r.text, (url, bad)

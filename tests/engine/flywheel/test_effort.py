@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import Event
 from db.session import transaction
 from engine.flywheel import events as ek
-from engine.flywheel.effort import derive_effort, image_effort
+from engine.flywheel.effort import derive_effort
+from engine.flywheel.effort_loader import image_effort
 from tests.factories import make_image, make_project, make_user
 
 
@@ -135,3 +136,49 @@ def test_image_effort_reads_the_database(factory: sessionmaker[Session]) -> None
         image_id = image.id
     with factory() as s:
         assert image_effort(s, image_id=image_id).per_image == {image_id: 4.0}
+
+
+def test_clock_stays_stopped_after_submit_whatever_follows() -> None:
+    ev = stream(
+        (0, ek.IMAGE_OPEN),
+        (2000, ek.SUBMIT),
+        (3000, ek.VISIBILITY, None, False),
+        (33000, ek.VISIBILITY, None, True),
+        (40000, ek.MASK_SELECT),
+        (41000, ek.SESSION_START),
+        (42500, ek.MASK_SELECT),
+    )
+    eff = derive_effort(ev)
+    assert eff.per_image == {1: 3.5}
+    assert [g.reason for g in eff.gaps] == [
+        "counted", "after_submit", "after_submit", "after_submit", "clock_restart", "counted",
+    ]  # fmt: skip
+
+
+def test_cost_follows_the_mask_tables_parent_links() -> None:
+    ev = stream(
+        (0, ek.IMAGE_OPEN),
+        (1000, ek.PROMPT_CLICK),
+        (4000, ek.OBJECT_COMMIT, 10, True, {"parent_id": None}),  # 3 s, 1 click
+        (5000, ek.FIX_START, 10),
+        (7000, ek.PROMPT_BOX),
+        (8000, ek.OBJECT_COMMIT, 11, True, {}),  # 3 s, 1 prompt; parent only in the table
+        (9000, ek.FIX_START, 11),
+        (10000, ek.BRUSH),
+        (10500, ek.OBJECT_COMMIT, 12, True, {"parent_id": 11}),  # 1.5 s, 0 clicks
+    )
+    eff = derive_effort(ev, parents={12: 11, 11: 10, 10: None})
+    assert [(eff.per_mask[m].cost_s, eff.per_mask[m].cost_clicks) for m in (10, 11, 12)] == [
+        (3.0, 1), (6.0, 2), (7.5, 2),
+    ]  # fmt: skip
+    without_table = derive_effort(ev).per_mask
+    assert without_table[11].cost_s == 3.0  # no link in the payload nor a table: own time only
+    assert without_table[12].cost_s == 4.5
+
+
+def test_imported_lead_time_is_not_timed() -> None:
+    ev = stream((0, ek.IMAGE_OPEN), (2000, ek.SUBMIT))
+    ev.append({"session_id": "s", "seq": 9, "client_time": 1000, "kind": ek.IMPORT_LEAD_TIME,
+               "image_id": 1, "payload": {"seconds": 90.0}})  # fmt: skip
+    eff = derive_effort(ev)
+    assert (eff.per_image, eff.imported) == ({1: 2.0}, {1: 90.0})

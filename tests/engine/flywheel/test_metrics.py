@@ -135,7 +135,7 @@ def build(factory: sessionmaker[Session]) -> dict[str, Any]:
         ev(11000, ek.OBJECT_COMMIT, h4.id)  # 1 -> H4 1 s, 1 click
         ev(12000, ek.SUBMIT)  # 1 -> C: 12 s
 
-        # Image D: not done, its events never count.
+        # Image D: not done: its 9 s are released_s, outside every figure.
         _mask(s, d, (0, 0, 10, 10), status="accepted", **model)
         ev = Log(s, u.id, d.id, ld.id)
         ev(0, ek.IMAGE_OPEN)
@@ -191,6 +191,7 @@ def test_every_figure_exact(factory: sessionmaker[Session]) -> None:
         "masks_per_annotator_hour": 5 / 55.5 * 3600,
     }
     assert pre["active_seconds"] == 55.5
+    assert (pre["released_s"], pre["images_unfinished"], pre["imported_s"]) == (9.0, 1, 0.0)
 
     ctl = g[(1, "control")]
     assert ctl["images_done"] == 1
@@ -236,7 +237,7 @@ def test_idle_limit_recomputes_from_raw_events(factory: sessionmaker[Session]) -
     assert pre["active_seconds"] == 55.5 - 20.0  # A's 51.5 s gap now caps at 10 s
 
 
-def test_sql_agrees_with_python_derivation(factory: sessionmaker[Session]) -> None:
+def test_derivation_matches_the_hand_computed_log(factory: sessionmaker[Session]) -> None:
     ids = build(factory)
     with factory() as s:
         events = [

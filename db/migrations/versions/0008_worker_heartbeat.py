@@ -1,7 +1,7 @@
 """worker heartbeat: last-seen time and counts of each pre-fill worker (served at /metrics)
 
-Revision ID: 0007_worker_heartbeat
-Revises: 0006_metrics_cache
+Revision ID: 0008_worker_heartbeat
+Revises: 0007_effort_definition
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 import db.models
 
-revision: str = "0007_worker_heartbeat"
-down_revision: str | Sequence[str] | None = "0006_metrics_cache"
+revision: str = "0008_worker_heartbeat"
+down_revision: str | Sequence[str] | None = "0007_effort_definition"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
