@@ -37,6 +37,13 @@ class Settings(BaseSettings):
         description="Images with more pixels than this are rejected before decoding.",
     )
 
+    mask_payload_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description="Largest mask payload accepted (characters of a compressed RLE, bytes of a "
+        "brush RLE or PNG; half as many runs or polygon coordinates); larger ones get 422.",
+    )
+
     # Segmentation
     backend: Literal["classical", "sam"] = Field(
         default="classical", description="Segmentation backend used by the app and pre-fill."
