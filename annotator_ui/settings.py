@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     )
 
     mask_payload_max_bytes: int = Field(
-        default=8 * 1024 * 1024,
+        default=1024 * 1024,
         gt=0,
         description="Largest mask payload accepted (characters of a compressed RLE, bytes of a "
         "brush RLE or PNG; half as many runs or polygon coordinates); larger ones get 422.",

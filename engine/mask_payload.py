@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_BYTES = 1024 * 1024
 """Default bound on one mask payload: characters of a compressed RLE string, bytes of a brush
 RLE or PNG, and half the number of runs / polygon coordinates (each costs >= 2 JSON bytes)."""
 
@@ -91,27 +91,31 @@ def parse_coco_counts(counts: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> np.
         raw = counts.encode("ascii")
     except UnicodeEncodeError as err:
         raise MaskPayloadError("RLE counts string has non-ASCII characters") from err
-    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
-    if c.min() < 0 or c.max() > 63:
+    c = np.frombuffer(raw, dtype=np.uint8)
+    if c.min() < 48 or c.max() > 48 + 63:
         raise MaskPayloadError("RLE counts string has characters outside '0'..'o'")
+    c = c - np.uint8(48)  # 0..63, one byte per character
     more = (c & 0x20) != 0
     if more[-1]:
         raise MaskPayloadError("RLE counts string ends inside a run (truncated)")
-    ends = np.flatnonzero(~more)
-    starts = np.concatenate(([0], ends[:-1] + 1))
+    ends = np.flatnonzero(~more).astype(np.int32 if len(c) < 2**31 else np.int64)
+    del more, raw
+    starts = np.empty_like(ends)
+    starts[0], starts[1:] = 0, ends[:-1] + 1
     groups = ends - starts + 1
-    if groups.max() > 7:
+    if int(groups.max()) > 7:
         raise MaskPayloadError("RLE counts string has a run longer than 7 characters")
-    k = np.arange(len(c)) - np.repeat(starts, groups)
-    x = np.add.reduceat((c & 0x1F) << (5 * k), starts)
-    negative = (c[ends] & 0x10) != 0
-    x = np.where(negative, x - (np.int64(1) << (5 * groups)), x)
-    runs = x.copy()
-    if len(runs) > 3:  # run m > 2 is stored relative to run m - 2
-        runs[3::2] = runs[1] + np.cumsum(x[3::2])
-        if len(runs) > 4:
-            runs[4::2] = runs[2] + np.cumsum(x[4::2])
-    return runs
+    x = (c[starts] & 0x1F).astype(np.int64)
+    for j in range(1, int(groups.max())):  # the j-th 5-bit group of every run that has one
+        has = np.flatnonzero(groups > j).astype(starts.dtype)
+        x[has] |= (c[starts[has] + j] & 0x1F).astype(np.int64) << (5 * j)
+    negative = np.flatnonzero(c[ends] & 0x10)
+    x[negative] -= np.int64(1) << (5 * groups[negative]).astype(np.int64)
+    if len(x) > 3:  # run m > 2 is stored relative to run m - 2
+        x[3::2] = x[1] + np.cumsum(x[3::2])
+        if len(x) > 4:
+            x[4::2] = x[2] + np.cumsum(x[4::2])
+    return x
 
 
 def check_coco_rle(
