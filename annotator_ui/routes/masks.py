@@ -48,7 +48,7 @@ from annotator_ui.schemas import (
 )
 from db import leases
 from db import masks as dbm
-from db.errors import InvalidInput, LeaseLost
+from db.errors import Conflict, InvalidInput, LeaseLost
 from db.images import get_image
 from db.models import Mask, User
 from engine.masks import decode_rle, encode_rle, rle_area, rle_bbox
@@ -134,11 +134,12 @@ def _store_once(
     parent_id: int | None,
 ) -> MaskOut:
     """Run ``create()`` and commit; when a concurrent request with the same key won the race
-    (unique ``(author_id, client_key)``), answer with its mask instead."""
+    (unique ``(author_id, client_key)``, or its fix bumped the version we were checking),
+    answer with its mask instead."""
     try:
         mask = create()
         session.commit()
-    except IntegrityError:
+    except (IntegrityError, Conflict):
         session.rollback()
         prior = dbm.find_by_client_key(session, user_id=user.id, client_key=key) if key else None
         if prior is None:
