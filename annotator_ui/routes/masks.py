@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -129,7 +130,7 @@ def _store_once(
     *,
     user: User,
     key: str | None,
-    create: Any,
+    create: Callable[[], Mask],
     image_id: int,
     parent_id: int | None,
 ) -> MaskOut:
