@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from annotator_ui.settings import Settings
@@ -34,6 +34,18 @@ def get_segmenter(request: Request) -> Any:
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="A fresh id per logical action (e.g. a UUID), sent again unchanged on a "
+        "retry: a retry returns the first result (same mask id and body) instead of a second "
+        "mask. Unique per user; letters, digits and . _ : - only, at most 64.",
+    ),
+]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SegmenterDep = Annotated[Any, Depends(get_segmenter)]
 

@@ -157,7 +157,7 @@ class MaskOp(BaseModel):
     version: int | None = None
     rle: RLE | None = None
     label: str | None = None
-    score: float | None = None
+    score: float | None = Field(default=None, allow_inf_nan=False, description="Finite.")
     key: str | None = Field(default=None, max_length=64, description="Client id of a new mask.")
 
 
@@ -242,9 +242,9 @@ class RevertIn(VersionIn):
 
 
 class NewMaskIn(BaseModel):
-    rle: RLE
+    rle: RLE = Field(description="COCO RLE of the image's [height, width]; runs sum to h*w.")
     label: str | None = None
-    score: float | None = None
+    score: float | None = Field(default=None, allow_inf_nan=False, description="Finite.")
     lease_id: int | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 

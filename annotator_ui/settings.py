@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         "small to segment.",
     )
 
+    mask_payload_max_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest mask payload accepted (characters of a compressed RLE, bytes of a "
+        "brush RLE or PNG; half as many runs or polygon coordinates); larger ones get 422.",
+    )
+
     # Segmentation
     backend: Literal["classical", "sam"] = Field(
         default="classical", description="Segmentation backend used by the app and pre-fill."

@@ -140,9 +140,18 @@ def get_lease(session: Session, *, lease_id: int) -> Lease:
     return lease
 
 
-def own_lease(session: Session, *, lease_id: int, user_id: int) -> Lease:
-    """The lease, if it belongs to ``user_id`` (PermissionDenied otherwise)."""
-    lease = get_lease(session, lease_id=lease_id)
+def own_lease(session: Session, *, lease_id: int, user_id: int, lock: bool = False) -> Lease:
+    """The lease, if it belongs to ``user_id`` (PermissionDenied otherwise).
+
+    ``lock``: read it ``FOR UPDATE`` (PostgreSQL; SQLite transactions already hold the write
+    lock), so two submits of one lease run one after the other.
+    """
+    if lock:
+        lease = session.get(Lease, lease_id, with_for_update=True, populate_existing=True)
+        if lease is None:
+            raise NotFound(f"no lease with id {lease_id}")
+    else:
+        lease = get_lease(session, lease_id=lease_id)
     if lease.user_id != user_id:
         raise PermissionDenied("this lease belongs to someone else")
     return lease
@@ -211,6 +220,34 @@ def complete(session: Session, *, lease: Lease, now: dt.datetime | None = None) 
     lease.draft = None
     session.flush()
     return lease
+
+
+def submitted_result(
+    session: Session, *, lease: Lease, request_sha256: str
+) -> dict[str, Any] | None:
+    """For a retried submit: the stored answer of this done lease, if the request is the same.
+
+    None while the lease is not done (or was done before answers were stored); Conflict when
+    it was submitted with a different request (``request_sha256`` of the submit body).
+    """
+    if lease.completed_at is None or not lease.submit_result:
+        return None
+    stored = lease.submit_result
+    if stored.get("request_sha256") != request_sha256:
+        raise Conflict(
+            f"lease {lease.id} was already submitted with different content; "
+            "ask for the next image with POST /api/tasks/next"
+        )
+    response = stored.get("response")
+    return dict(response) if isinstance(response, dict) else None
+
+
+def store_submit_result(
+    session: Session, *, lease: Lease, request_sha256: str, response: dict[str, Any]
+) -> None:
+    """Keep a submit's answer (JSON) on its lease, replayed by ``submitted_result``."""
+    lease.submit_result = {"request_sha256": request_sha256, "response": response}
+    session.flush()
 
 
 def save_draft(session: Session, *, lease_id: int, draft: dict[str, Any]) -> None:

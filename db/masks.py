@@ -9,6 +9,7 @@ becomes ``superseded``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,21 @@ def get_mask(session: Session, *, mask_id: int) -> Mask:
     if mask is None:
         raise NotFound(f"no mask with id {mask_id}")
     return mask
+
+
+def find_by_client_key(session: Session, *, user_id: int, client_key: str) -> Mask | None:
+    """The mask this user created with this ``Idempotency-Key`` (add or fix), if any."""
+    return session.scalars(
+        select(Mask).where(Mask.author_id == user_id, Mask.client_key == client_key)
+    ).first()
+
+
+def _finite_score(score: float | None) -> float | None:
+    if score is None:
+        return None
+    if not math.isfinite(float(score)):
+        raise InvalidInput(f"score must be a finite number, got {score}")
+    return float(score)
 
 
 def _check(mask: Mask, version: int | None, image_id: int | None = None) -> None:
@@ -161,10 +177,13 @@ def add(
     source: str = "human",
     parent_id: int | None = None,
     meta: dict[str, Any] | None = None,
+    client_key: str | None = None,
 ) -> Mask:
     """Add an accepted mask drawn by a person (``source`` human or model_edited).
 
     ``shape``: ``{"rle": RLE, "bbox": XYWH, "area": int}`` (see ``_geometry``).
+    ``client_key``: the request's ``Idempotency-Key``; unique per author (a second row with
+    the same key raises IntegrityError at flush: the caller returns the first one).
     """
     clean, bbox, area = _geometry(session, image_id=image_id, shape=shape)
     mask = Mask(
@@ -175,10 +194,11 @@ def add(
         label=check_label(session, image_id=image_id, label=label),
         source=source,
         status="accepted",
-        predicted_iou=score,
+        predicted_iou=_finite_score(score),
         parent_id=parent_id,
         author_id=user_id,
         meta=dict(meta or {}),
+        client_key=client_key,
     )
     session.add(mask)
     session.flush()
@@ -195,8 +215,12 @@ def fix(
     label: str | None = None,
     score: float | None = None,
     meta: dict[str, Any] | None = None,
+    client_key: str | None = None,
 ) -> Mask:
-    """Replace a mask by a corrected one: new ``model_edited`` row, old one ``superseded``."""
+    """Replace a mask by a corrected one: new ``model_edited`` row, old one ``superseded``.
+
+    ``client_key`` as for ``add`` (stored on the new row).
+    """
     old = get_mask(session, mask_id=mask_id)
     _check(old, version)
     if old.status not in ("proposed", "accepted"):
@@ -211,6 +235,7 @@ def fix(
         source="model_edited" if old.source != "human" else "human",
         parent_id=old.id,
         meta=meta,
+        client_key=client_key,
     )
     new.model_version_id = old.model_version_id
     new.round_id = old.round_id

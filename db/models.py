@@ -191,6 +191,8 @@ class Mask(Base):
         Index("ix_mask_image_status", "image_id", "status"),
         Index("ix_mask_model_version", "model_version_id"),
         Index("ix_mask_updated_at", "updated_at"),  # engine.flywheel.metrics: masks changed since
+        # a retried add/fix (same Idempotency-Key from the same person) returns the first mask
+        UniqueConstraint("author_id", "client_key", name="uq_mask_author_client_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -213,6 +215,7 @@ class Mask(Base):
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     version: Mapped[int] = mapped_column(Integer, default=1)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    client_key: Mapped[str | None] = mapped_column(String(64))  # Idempotency-Key of its add/fix
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -234,6 +237,8 @@ class Lease(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     completed_at: Mapped[dt.datetime | None] = mapped_column()
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the submit's answer (and request hash), replayed to a retry of the same submit
+    submit_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Event(Base):

@@ -12,14 +12,28 @@ import io
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from annotator_ui.deps import AnnotatorUser, CurrentUser, SegmenterDep, SessionDep
-from annotator_ui.routes.tasks import commit_then_raise, ensure_can_read, ensure_can_write
+from annotator_ui.deps import (
+    AnnotatorUser,
+    CurrentUser,
+    IdempotencyKey,
+    SegmenterDep,
+    SessionDep,
+    SettingsDep,
+)
+from annotator_ui.routes.tasks import (
+    commit_then_raise,
+    ensure_can_read,
+    ensure_can_write,
+    mask_shape,
+)
 from annotator_ui.schemas import (
     AcceptIn,
     DecodeIn,
@@ -34,11 +48,11 @@ from annotator_ui.schemas import (
 )
 from db import leases
 from db import masks as dbm
-from db.errors import InvalidInput, LeaseLost, NotFound
-from db.images import require_ok
-from db.models import User
+from db.errors import Conflict, InvalidInput, LeaseLost, NotFound
+from db.images import get_image, require_ok
+from db.models import Mask, User
 from engine.lru import LRU
-from engine.masks import decode_rle, encode_rle, mask_bbox, rle_area, rle_bbox
+from engine.masks import decode_rle, encode_rle, rle_area, rle_bbox
 from engine.segment.protocol import PromptError, validate_prompt
 
 router = APIRouter(tags=["masks"])
@@ -96,12 +110,38 @@ def _write(
         commit_then_raise(session, err)
 
 
-def _shape(rle: dict[str, Any]) -> dict[str, Any]:
+def _replay(mask: Mask, *, image_id: int, parent_id: int | None, key: str) -> MaskOut:
+    """The mask a retried add/fix created the first time (same key from the same user)."""
+    if mask.image_id != image_id or mask.parent_id != parent_id:
+        raise InvalidInput(
+            f"Idempotency-Key {key!r} was already used for another change (mask {mask.id}); "
+            "send a fresh key for each new action"
+        )
+    return MaskOut.of(mask)
+
+
+def _store_once(
+    session: Session,
+    *,
+    user: User,
+    key: str | None,
+    create: Callable[[], Mask],
+    image_id: int,
+    parent_id: int | None,
+) -> MaskOut:
+    """Run ``create()`` and commit; when a concurrent request with the same key won the race
+    (unique ``(author_id, client_key)``, or its fix bumped the version we were checking),
+    answer with its mask instead."""
     try:
-        arr = decode_rle(rle)
-    except ValueError as err:
-        raise InvalidInput(f"mask is not a valid COCO RLE: {err}") from err
-    return {"rle": encode_rle(arr), "bbox": mask_bbox(arr), "area": int(arr.sum())}
+        mask = create()
+        session.commit()
+    except (IntegrityError, Conflict):
+        session.rollback()
+        prior = dbm.find_by_client_key(session, user_id=user.id, client_key=key) if key else None
+        if prior is None:
+            raise
+        return _replay(prior, image_id=image_id, parent_id=parent_id, key=str(key))
+    return MaskOut.of(mask)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -180,41 +220,91 @@ def accept_all_confident(
 
 
 @router.post("/api/images/{image_id}/masks")
-def add_mask(image_id: int, body: NewMaskIn, session: SessionDep, user: AnnotatorUser) -> MaskOut:
-    """Add an object drawn by a person (source ``human``, status ``accepted``)."""
+def add_mask(
+    image_id: int,
+    body: NewMaskIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: AnnotatorUser,
+    key: IdempotencyKey = None,
+) -> MaskOut:
+    """Add an object drawn by a person (source ``human``, status ``accepted``).
+
+    ``rle``: COCO RLE of the image's ``[height, width]`` (422 otherwise, before decoding).
+    With an ``Idempotency-Key`` header, a retry returns the first answer (same mask).
+    """
+    if key and (prior := dbm.find_by_client_key(session, user_id=user.id, client_key=key)):
+        return _replay(prior, image_id=image_id, parent_id=None, key=key)
+    image = get_image(session, image_id=image_id)
+    shape = mask_shape(
+        body.rle.model_dump(),
+        height=image.height,
+        width=image.width,
+        max_bytes=settings.mask_payload_max_bytes,
+    )
     change = {"op": "add", **body.model_dump(mode="json")}
     _write(session, user, image_id, body.lease_id, change)
-    mask = dbm.add(
-        session,
-        image_id=image_id,
-        shape=_shape(body.rle.model_dump()),
-        user_id=user.id,
-        label=body.label,
-        score=body.score,
-        meta=body.meta,
+
+    def create() -> Mask:
+        return dbm.add(
+            session,
+            image_id=image_id,
+            shape=shape,
+            user_id=user.id,
+            label=body.label,
+            score=body.score,
+            meta=body.meta,
+            client_key=key,
+        )
+
+    return _store_once(
+        session, user=user, key=key, create=create, image_id=image_id, parent_id=None
     )
-    session.commit()
-    return MaskOut.of(mask)
 
 
 @router.post("/api/masks/{mask_id}/fix")
-def fix_mask(mask_id: int, body: FixIn, session: SessionDep, user: AnnotatorUser) -> MaskOut:
-    """Replace a mask by a corrected one (``model_edited``, parent = the old, now superseded)."""
+def fix_mask(
+    mask_id: int,
+    body: FixIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: AnnotatorUser,
+    key: IdempotencyKey = None,
+) -> MaskOut:
+    """Replace a mask by a corrected one (``model_edited``, parent = the old, now superseded).
+
+    ``rle`` as for adding; with an ``Idempotency-Key`` a retry returns the first new mask.
+    """
     old = dbm.get_mask(session, mask_id=mask_id)
-    change = {"op": "fix", "mask_id": mask_id, **body.model_dump(mode="json")}
-    _write(session, user, old.image_id, body.lease_id, change)
-    mask = dbm.fix(
-        session,
-        mask_id=mask_id,
-        version=body.version,
-        shape=_shape(body.rle.model_dump()),
-        user_id=user.id,
-        label=body.label,
-        score=body.score,
-        meta=body.meta,
+    image_id = old.image_id
+    if key and (prior := dbm.find_by_client_key(session, user_id=user.id, client_key=key)):
+        return _replay(prior, image_id=image_id, parent_id=mask_id, key=key)
+    image = get_image(session, image_id=image_id)
+    shape = mask_shape(
+        body.rle.model_dump(),
+        height=image.height,
+        width=image.width,
+        max_bytes=settings.mask_payload_max_bytes,
     )
-    session.commit()
-    return MaskOut.of(mask)
+    change = {"op": "fix", "mask_id": mask_id, **body.model_dump(mode="json")}
+    _write(session, user, image_id, body.lease_id, change)
+
+    def create() -> Mask:
+        return dbm.fix(
+            session,
+            mask_id=mask_id,
+            version=body.version,
+            shape=shape,
+            user_id=user.id,
+            label=body.label,
+            score=body.score,
+            meta=body.meta,
+            client_key=key,
+        )
+
+    return _store_once(
+        session, user=user, key=key, create=create, image_id=image_id, parent_id=mask_id
+    )
 
 
 @router.patch("/api/masks/{mask_id}")

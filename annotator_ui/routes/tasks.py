@@ -10,7 +10,9 @@ Access rules (also used by ``routes.masks``):
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -226,17 +228,29 @@ def heartbeat(
     return _task(session, lease, settings.lease_minutes)
 
 
-def _shape(op: dict[str, Any]) -> dict[str, Any]:
-    """Add bbox and area to an op carrying an RLE (decoded here, full resolution)."""
-    if not op.get("rle"):
-        return op
-    from engine.masks import decode_rle, encode_rle, mask_bbox
+def mask_shape(rle: Any, *, height: Any, width: Any, max_bytes: int) -> dict[str, Any]:
+    """A client's COCO RLE -> ``{"rle", "bbox", "area"}`` for ``db.masks``; 422 when bad.
+
+    The RLE is checked against the image's (height, width) by ``engine.mask_payload``
+    *before* it is decoded (size, runs >= 0 summing to h*w, length <= ``max_bytes``).
+    """
+    from engine.mask_payload import rle_shape
 
     try:
-        arr = decode_rle(op["rle"])
+        return rle_shape(rle, height=height, width=width, max_bytes=max_bytes)
     except ValueError as err:
-        raise InvalidInput(f"mask is not a valid COCO RLE: {err}") from err
-    return {**op, "rle": encode_rle(arr), "bbox": mask_bbox(arr), "area": int(arr.sum())}
+        raise InvalidInput(f"mask rejected: {err}") from err
+
+
+def _op_shape(op: dict[str, Any], image: Image, max_bytes: int) -> dict[str, Any]:
+    """Add bbox and area to an op carrying an RLE (checked, then decoded at full resolution)."""
+    if not op.get("rle"):
+        return op
+    try:
+        shape = mask_shape(op["rle"], height=image.height, width=image.width, max_bytes=max_bytes)
+    except InvalidInput as err:
+        raise InvalidInput(f"operation {op.get('op')}: {err}") from err
+    return {**op, **shape}
 
 
 def _warm_metrics(session: Session, *, image_id: int, idle_s: float) -> None:
@@ -255,26 +269,48 @@ def _warm_metrics(session: Session, *, image_id: int, idle_s: float) -> None:
         log.warning("metrics cache for image %s not refreshed: %s", image_id, err)
 
 
+MASK_OP_ROLES = STAGE_ROLES["annotate"]
+
+
+def _request_sha256(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
 @router.post("/api/tasks/{lease_id}/submit")
 def submit(
     lease_id: int, body: SubmitIn, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> SubmitOut:
     """Apply any pending ops and finish the image.
 
-    409 when the lease was lost (expired or released) or a mask changed meanwhile; the
-    submitted work is then kept as the lease's draft and nothing is lost.
+    Mask ops are taken only on an ``annotate`` lease from annotators, reviewers and admins
+    (403 otherwise, nothing changed). 409 when the lease was lost (expired or released) or
+    a mask changed meanwhile; the submitted work is then kept as the lease's draft and
+    nothing is lost. Submitting the same body again on a submitted lease (a retry whose
+    answer was lost) returns the first answer; a different body gets 409.
     """
     payload = body.model_dump(mode="json")
+    lease = leases.own_lease(session, lease_id=lease_id, user_id=user.id, lock=True)
+    if payload["ops"] and (lease.stage != "annotate" or user.role not in MASK_OP_ROLES):
+        raise PermissionDenied(
+            f"mask operations are taken only on annotate leases from "
+            f"{', '.join(MASK_OP_ROLES)}; this is a {lease.stage!r} lease and you are "
+            f"{user.role!r}: submit it without ops"
+        )
+    request_sha256 = _request_sha256(payload)
+    replay = leases.submitted_result(session, lease=lease, request_sha256=request_sha256)
+    if replay is not None:
+        return SubmitOut.model_validate(replay)
     try:
         lease = leases.check_live(session, lease_id=lease_id, user_id=user.id, draft=payload)
     except LeaseLost as err:
         commit_then_raise(session, err)
+    image = get_image(session, image_id=lease.image_id)
     try:
         result = apply_ops(
             session,
             image_id=lease.image_id,
             user_id=user.id,
-            ops=[_shape(op) for op in payload["ops"]],
+            ops=[_op_shape(op, image, settings.mask_payload_max_bytes) for op in payload["ops"]],
         )
     except (Conflict, InvalidInput, NotFound) as err:
         session.rollback()
@@ -282,8 +318,6 @@ def submit(
         session.commit()
         raise type(err)(f"{err} (your submission was kept as a draft on lease {lease_id})") from err
     leases.complete(session, lease=lease)
-    session.commit()
-    _warm_metrics(session, image_id=lease.image_id, idle_s=settings.idle_seconds)
     counts = dict(
         session.execute(
             select(Mask.status, func.count())
@@ -291,13 +325,19 @@ def submit(
             .group_by(Mask.status)
         ).all()
     )
-    return SubmitOut(
+    out = SubmitOut(
         lease_id=lease.id,
         image_id=lease.image_id,
         completed_at=lease.completed_at,
         created=result["created"],
         counts=counts,
     )
+    leases.store_submit_result(
+        session, lease=lease, request_sha256=request_sha256, response=out.model_dump(mode="json")
+    )
+    session.commit()
+    _warm_metrics(session, image_id=lease.image_id, idle_s=settings.idle_seconds)
+    return out
 
 
 @router.post("/api/tasks/{lease_id}/release")

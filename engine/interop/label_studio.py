@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Image
+from engine.mask_payload import check_brush_rle, check_polygons
 from engine.masks import polygons_to_mask
 
 UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
@@ -49,13 +50,14 @@ def mask_to_brush(mask: np.ndarray) -> list[int]:
 
 
 def brush_to_mask(rle: Any, height: int, width: int) -> np.ndarray:
-    """Label Studio brush RLE -> HW bool mask (alpha > 0), via the SDK's decoder."""
-    if not isinstance(rle, list | bytes) or not rle:
-        raise ValueError("brush 'rle' must be a non-empty list of byte values")
-    if isinstance(rle, list) and not all(isinstance(v, int) and 0 <= v < 256 for v in rle):
-        raise ValueError("brush 'rle' values must be integers 0..255")
+    """Label Studio brush RLE -> HW bool mask (alpha > 0), via the SDK's decoder.
+
+    The header is checked first (``engine.mask_payload.check_brush_rle``: it must declare
+    ``height * width * 4`` values), so a small payload never allocates a huge bitmap.
+    """
+    data = check_brush_rle(rle, height=height, width=width)
     try:
-        flat = _brush().decode_rle(bytes(rle))
+        flat = _brush().decode_rle(data)
     except (ValueError, IndexError) as err:
         raise ValueError(f"brush RLE does not decode: {err}") from err
     if flat.size != height * width * 4:
@@ -140,8 +142,11 @@ def region_to_mask(
             if not (math.isfinite(px) and math.isfinite(py)):
                 raise ValueError("polygon point is not finite")
             poly += [px * width / 100, py * height / 100]
-        return polygons_to_mask([poly], height, width), label
-    return polygons_to_mask([rectangle_polygon(value, height, width)], height, width), label
+        return polygons_to_mask(
+            check_polygons([poly], height=height, width=width), height, width
+        ), label
+    rect = check_polygons([rectangle_polygon(value, height, width)], height=height, width=width)
+    return polygons_to_mask(rect, height, width), label
 
 
 @dataclass

@@ -8,13 +8,33 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, url, body) {
+const RETRY_STATUS = new Set([502, 503, 504]);
+const RETRY_DELAYS_MS = [300, 1000, 3000];
+
+// api(method, url, body, { idempotencyKey, retries }):
+// - idempotencyKey: sent as the Idempotency-Key header (mask add / fix). The server answers
+//   a repeat of the same key with the first result, so a request whose answer was lost
+//   (network error, gateway timeout) is sent again, with the same key, up to `retries` times.
+// - retries: how often to resend after a network error or a 502/503/504 (default: 2 with a
+//   key, 0 without one; pass it for requests that are safe to repeat, like a submit).
+export async function api(method, url, body, { idempotencyKey = null, retries = null } = {}) {
   const opts = { method, credentials: "same-origin", headers: {} };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
   }
-  const res = await fetch(url, opts);
+  if (idempotencyKey) opts.headers["Idempotency-Key"] = idempotencyKey;
+  const tries = 1 + (retries ?? (idempotencyKey ? 2 : 0));
+  let res;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      res = await fetch(url, opts);
+      if (!RETRY_STATUS.has(res.status) || attempt + 1 >= tries) break;
+    } catch (err) {
+      if (attempt + 1 >= tries) throw new ApiError(0, `network error: ${err.message}`);
+    }
+    await new Promise((done) => setTimeout(done, RETRY_DELAYS_MS[Math.min(attempt, 2)]));
+  }
   const text = await res.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }

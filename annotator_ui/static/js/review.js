@@ -5,7 +5,7 @@
 // frame); "screen" = canvas pixels. Masks stay exact at full resolution (bit crops) and
 // are drawn scaled.
 
-import { api, ApiError } from "./api.js";
+import { api, ApiError, uuid4 } from "./api.js";
 import { K } from "./events.js";
 import { esc } from "./html.js";
 import {
@@ -430,16 +430,20 @@ export class Review {
     if (!d.crop.w || cropArea(d.crop) === 0) { this.msg("nothing to commit: the mask is empty"); return; }
     const rle = encodeCrop(d.crop, this.H, this.W);
     const label = d.label || this.currentLabel || null;
+    // one key per object: a retry (automatic, or Enter again after an error) reuses it, so
+    // the server answers with the mask it already made instead of adding a second one
+    d.idempotencyKey = d.idempotencyKey || uuid4();
+    const keyed = { idempotencyKey: d.idempotencyKey };
     await this.run(async () => {
       let m;
       if (d.target === "fix") {
         const old = this.masks.get(d.fixOf);
         const prev = old.data.status;
-        m = await api("POST", `/api/masks/${d.fixOf}/fix`, { version: old.data.version, rle, label, score: d.score, lease_id: this.task.lease_id });
+        m = await api("POST", `/api/masks/${d.fixOf}/fix`, { version: old.data.version, rle, label, score: d.score, lease_id: this.task.lease_id }, keyed);
         old.data.status = "superseded"; old.data.version += 1;
         this.pushUndo({ kind: "fix", id: m.id, old: d.fixOf, prev });
       } else {
-        m = await api("POST", `/api/images/${this.image.id}/masks`, { rle, label, score: d.score, lease_id: this.task.lease_id });
+        m = await api("POST", `/api/images/${this.image.id}/masks`, { rle, label, score: d.score, lease_id: this.task.lease_id }, keyed);
         this.pushUndo({ kind: "add", id: m.id });
       }
       this.putMask(m, d.crop);
@@ -566,7 +570,8 @@ export class Review {
     if (this.draft) { this.msg("finish the object first: Enter commits, Esc cancels"); return; }
     const t = performance.now();
     await this.run(async () => {
-      const r = await api("POST", `/api/tasks/${this.task.lease_id}/submit`, { ops: [] });
+      // a repeated submit of the same body returns the first answer: safe to retry
+      const r = await api("POST", `/api/tasks/${this.task.lease_id}/submit`, { ops: [] }, { retries: 2 });
       this.emit(K.SUBMIT, { t, payload: { counts: r.counts } });
       this.submitted = true;
       this.ev.stop();

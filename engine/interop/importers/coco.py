@@ -8,7 +8,6 @@ gives the same pixels. ``iscrowd`` is kept in ``mask.meta["iscrowd"]``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,39 +22,21 @@ from engine.interop.importers.common import (
     LabelPolicy,
     add_mask,
 )
+from engine.mask_payload import check_coco_rle, check_polygons
 from engine.masks import decode_rle, encode_rle, polygons_to_mask
 
 
 def segmentation_to_mask(segm: Any, height: int, width: int) -> np.ndarray:
     """COCO ``segmentation`` (polygon list, or RLE with str/list counts) -> HW bool mask.
 
-    Raises ValueError naming what is wrong (odd coordinates, <3 points, wrong RLE size ...).
+    Checked before decoding by ``engine.mask_payload`` (RLE size = the image's, runs >= 0
+    summing to h*w; polygons finite, near the image, bounded outline). Raises ValueError
+    naming what is wrong (odd coordinates, <3 points, wrong RLE size ...).
     """
     if isinstance(segm, list):
-        if not segm:
-            raise ValueError("empty polygon list")
-        polys: list[list[float]] = []
-        for poly in segm:
-            if not isinstance(poly, list) or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in poly
-            ):
-                raise ValueError("a polygon must be a flat list of numbers [x0, y0, x1, y1, ...]")
-            if len(poly) % 2 or len(poly) < 6:
-                raise ValueError(f"a polygon needs an even count of >= 6 numbers, got {len(poly)}")
-            if not all(math.isfinite(v) for v in poly):
-                raise ValueError("polygon has NaN or infinite coordinates")
-            polys.append([float(v) for v in poly])
-        return polygons_to_mask(polys, height, width)
+        return polygons_to_mask(check_polygons(segm, height=height, width=width), height, width)
     if isinstance(segm, dict):
-        size = segm.get("size")
-        if not isinstance(size, list) or [int(v) for v in size] != [height, width]:
-            raise ValueError(f"RLE size {size} differs from the image's [h, w] = {[height, width]}")
-        counts = segm.get("counts")
-        if isinstance(counts, list) and sum(int(c) for c in counts) != height * width:
-            raise ValueError("uncompressed RLE counts do not sum to h*w")
-        if not isinstance(counts, list | str):
-            raise ValueError("RLE counts must be a list or a string")
-        return decode_rle({"size": [height, width], "counts": counts})
+        return decode_rle(check_coco_rle(segm, height=height, width=width))
     raise ValueError(f"segmentation must be polygons or RLE, got {type(segm).__name__}")
 
 

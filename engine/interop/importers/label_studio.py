@@ -38,6 +38,7 @@ from engine.interop.importers.common import (
     service_user,
 )
 from engine.interop.label_studio import find_task_image, region_to_mask, task_image_name
+from engine.mask_payload import MaskPayloadError, check_score
 from engine.masks import mask_bbox
 
 NAMESPACE = uuid.UUID("8a3c1f0e-5d2b-4e6f-9a7c-1b2d3e4f5a6b")
@@ -180,7 +181,12 @@ def _record_prediction(
         if label is not None and (reason := labels.check(label)):
             outcome.skip(f"{where} region {res.get('id')}", reason)
             continue
-        score = res.get("score", prediction.get("score"))
+        try:
+            raw = res.get("score", prediction.get("score"))
+            score = check_score(raw if isinstance(raw, int | float) else None)
+        except MaskPayloadError as err:
+            outcome.skip(f"{where} region {res.get('id')}", str(err))
+            continue
         row = add_mask(
             session,
             image=image,
@@ -188,7 +194,7 @@ def _record_prediction(
             label=label,
             source="model",
             status="proposed",
-            predicted_iou=float(score) if isinstance(score, int | float) else None,
+            predicted_iou=score,
             meta={
                 "label_studio": {
                     "task_id": task.get("id"),

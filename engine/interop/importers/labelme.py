@@ -34,6 +34,7 @@ from engine.interop.importers.common import (
     LabelPolicy,
     add_mask,
 )
+from engine.mask_payload import DEFAULT_MAX_BYTES, check_coco_rle, check_png, check_points
 from engine.masks import decode_rle, encode_rle
 
 IGNORE = "__ignore__"
@@ -59,19 +60,24 @@ def _points(shape: dict[str, Any]) -> list[tuple[float, float]]:
 def shape_to_mask(shape: dict[str, Any], height: int, width: int) -> np.ndarray:
     """One labelme shape -> HW bool mask (pixels). Raises ValueError for a malformed shape."""
     kind = shape.get("shape_type") or "polygon"
-    xy = _points(shape)
+    xy = check_points(_points(shape), height=height, width=width)
     if kind == "mask":
         if len(xy) != 2 or not isinstance(shape.get("mask"), str):
             raise ValueError("a mask shape needs 2 points and a base64 PNG 'mask'")
+        (x1, y1), (x2, y2) = [(int(x), int(y)) for x, y in xy]
+        if x2 < x1 or y2 < y1:
+            raise ValueError("a mask shape's points must be its box's top-left and bottom-right")
+        if len(shape["mask"]) > DEFAULT_MAX_BYTES * 4 // 3 + 4:
+            raise ValueError(f"mask PNG is larger than {DEFAULT_MAX_BYTES} bytes")
         try:
-            data = io.BytesIO(base64.b64decode(shape["mask"], validate=True))
-            with open_image(data, formats=("PNG",)) as png:  # checked: no bombs from JSON
+            data = base64.b64decode(shape["mask"], validate=True)
+            check_png(data, height=y2 - y1 + 1, width=x2 - x1 + 1)  # header, before decoding
+            with open_image(io.BytesIO(data), formats=("PNG",)) as png:  # checked: no bombs
                 patch = np.asarray(png).astype(bool)
         except (ValueError, OSError) as err:  # ImageRejected is a ValueError
-            raise ValueError(f"mask is not a base64 PNG: {err}") from err
+            raise ValueError(f"mask is not a base64 PNG of its box: {err}") from err
         if patch.ndim == 3:
             patch = patch.any(axis=2)
-        (x1, y1), (x2, y2) = [(int(x), int(y)) for x, y in xy]
         if (y2 - y1 + 1, x2 - x1 + 1) != patch.shape:
             raise ValueError(
                 f"mask PNG is {patch.shape[::-1]} but its box is {x2 - x1 + 1}x{y2 - y1 + 1}"
@@ -171,7 +177,7 @@ def import_document(
     if ignore.any():
         meta = dict(image.meta or {})
         if "ignore_rle" in meta:
-            ignore |= decode_rle(meta["ignore_rle"])
+            ignore |= decode_rle(check_coco_rle(meta["ignore_rle"], height=h, width=w))
         meta["ignore_rle"] = encode_rle(ignore)
         image.meta = meta
     for key, mask in instances.items():
