@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -34,8 +34,8 @@ from annotator_ui.schemas import (
 from db import leases
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
 from db.images import get_image
-from db.masks import apply_ops
-from db.models import Image, Lease, Mask, User, utcnow
+from db.masks import apply_ops, shown_status_counts
+from db.models import Image, Lease, User, utcnow
 from db.projects import get_project, list_projects
 
 log = logging.getLogger(__name__)
@@ -284,12 +284,8 @@ def submit(
     leases.complete(session, lease=lease)
     session.commit()
     _warm_metrics(session, image_id=lease.image_id, idle_s=settings.idle_seconds)
-    counts = dict(
-        session.execute(
-            select(Mask.status, func.count())
-            .where(Mask.image_id == lease.image_id)
-            .group_by(Mask.status)
-        ).all()
+    counts = shown_status_counts(
+        session, image_id=lease.image_id, lease_id=lease.id, arm=lease.arm
     )
     return SubmitOut(
         lease_id=lease.id,

@@ -9,10 +9,11 @@ round x arm group) gives every interval:
 figure                            numerator / denominator (summed over images)
 ================================  =====================================================
 final_masks_per_image             accepted masks / images
-prefill_precision                 confident ``model`` proposals still ``accepted`` (as
-                                  is) / confident proposals shown (prefill arm only)
-prefill_contribution              accepted masks with source model|model_edited /
-                                  accepted masks
+prefill_precision                 shown ``model`` proposals still ``accepted`` (as is) /
+                                  proposals shown (prefill arm only; shown = confident,
+                                  or revealed: ``shown_to_annotator``)
+prefill_contribution              accepted shown proposals + accepted model_edited
+                                  masks / accepted masks
 seconds_per_image                 active seconds / images
 seconds_per_final_mask            active seconds / accepted masks
 seconds_per_added_mask            seconds of timed ``human`` accepted masks / their number
@@ -126,16 +127,37 @@ def done_leases(project_id: int | None, image_id: int | None = None) -> Any:
     return q
 
 
+def shown_to_annotator(done: Any) -> Any:
+    """SQL condition on ``Mask`` (joined with the ``done`` leases): a ``model`` proposal the
+    annotator was shown. Confident proposals are pre-filled; the less confident ones count only
+    on images where the annotator revealed them (a ``reveal_less_confident`` event under the
+    image's done lease, or without a lease). The control arm shows nothing: its figures are
+    zeroed in ``per_image_table``."""
+    revealed = (
+        select(Event.id)
+        .where(
+            Event.image_id == Mask.image_id,
+            Event.kind == ek.REVEAL_LESS_CONFIDENT,
+            or_(Event.lease_id.is_(None), Event.lease_id == done.c.lease_id),
+        )
+        .exists()
+    )
+    return and_(Mask.source == "model", or_(Mask.confident == true(), revealed))
+
+
 def _mask_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[int, ...]]:
-    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed) of ``ids``."""
+    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed) of ``ids``.
+
+    ``from_proposal`` counts accepted ``model_edited`` masks and accepted proposals that were
+    shown (``shown_to_annotator``)."""
     accepted = Mask.status == "accepted"
-    shown = and_(Mask.source == "model", Mask.confident == true())
+    shown = shown_to_annotator(done)
     q = (
         select(
             Mask.image_id,
             func.sum(case((accepted, 1), else_=0)),
             func.sum(
-                case((and_(accepted, Mask.source.in_(("model", "model_edited"))), 1), else_=0)
+                case((and_(accepted, or_(Mask.source == "model_edited", shown)), 1), else_=0)
             ),
             func.sum(case((and_(accepted, Mask.source == "human"), 1), else_=0)),
             func.sum(case((shown, 1), else_=0)),
