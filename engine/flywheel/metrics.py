@@ -156,9 +156,7 @@ def _mask_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[i
         select(
             Mask.image_id,
             func.sum(case((accepted, 1), else_=0)),
-            func.sum(
-                case((and_(accepted, or_(Mask.source == "model_edited", shown)), 1), else_=0)
-            ),
+            func.sum(case((and_(accepted, or_(Mask.source == "model_edited", shown)), 1), else_=0)),
             func.sum(case((and_(accepted, Mask.source == "human"), 1), else_=0)),
             func.sum(case((shown, 1), else_=0)),
             func.sum(case((and_(shown, accepted), 1), else_=0)),
