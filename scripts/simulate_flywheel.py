@@ -191,6 +191,7 @@ class Annotator:
                  jitter: float = 0.0, seed: int = 0) -> None:  # fmt: skip
         self.c, self.costs, self.policy = client, costs, policy
         self.jitter, self.rng = jitter, np.random.default_rng([seed, 7])
+        self.expected_ms = 0.0
         self.h = {"Authorization": f"Bearer {token}"}
         self.session_id = f"{SIM_PREFIX}{uuid.uuid4().hex[:16]}"
         self.t_ms, self.seq = 0.0, 0
@@ -205,6 +206,7 @@ class Annotator:
 
     def event(self, kind: str, cost: float, image_id: int, lease_id: int,
               mask_id: int | None = None, **payload: Any) -> None:  # fmt: skip
+        self.expected_ms += cost * 1000.0  # the cost model's mean, before the noise
         if self.jitter and cost:  # mean-preserving log-normal noise on each action's time
             cost *= float(self.rng.lognormal(-(self.jitter**2) / 2, self.jitter))
         self.t_ms += cost * 1000.0
@@ -269,7 +271,7 @@ class Annotator:
             self.event(kind, cost, image_id, lease_id, mask_id, **payload)
 
         ev(ek.IMAGE_OPEN, 0.0, arm=task["arm"])
-        t_open = self.t_ms
+        t_open, e_open = self.t_ms, self.expected_ms
         masks = self._call("GET", f"/api/images/{image_id}/masks")["masks"]
         shown = [m for m in masks if m["status"] == "proposed"]
         gt = [g for g in gt if g.mask.sum() >= max(p.min_area, 1)]
@@ -325,6 +327,7 @@ class Annotator:
             stats["add_clicks"] += n
         ev(ek.SUBMIT, c.submit)
         stats["ledger_ms"] = self.t_ms - t_open  # the simulated person's own clock
+        stats["expected_ms"] = self.expected_ms - e_open  # its cost model's mean
         stats["prefill_arm"] = int(task["arm"] == "prefill")
         self.flush()
         self._call("POST", f"/api/tasks/{lease_id}/submit", json={"ops": []})
