@@ -503,11 +503,11 @@ export class Review {
       for (const m of fresh) this.putMask(m);
       this.revealed = true;
       this.$("#reveal").disabled = true;
-      this.emit(K.REVEAL_LESS_CONFIDENT, { t, payload: { mask_ids: fresh.map((m) => m.id) } });
-      await this.ev.drain(5000);
       if (this.selected == null) this.selectNextProposal();
-      this.msg(`${fresh.length} less confident proposal(s) shown`);
       this.updateList(); this.draw();
+      this.emit(K.REVEAL_LESS_CONFIDENT, { t, payload: { mask_ids: fresh.map((m) => m.id) } });
+      const sent = await this.ev.drain(5000);
+      this.msg(`${fresh.length} less confident proposal(s) shown${sent ? "" : " (the reveal event is not saved yet; it is retried)"}`);
     });
   }
 
