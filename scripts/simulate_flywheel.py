@@ -28,6 +28,16 @@ These are assumptions, not measurements of this tool; fit them on real sessions 
 them. The first click of an added object includes finding it (``click`` + ``open``/2).
 
     .venv/bin/python scripts/simulate_flywheel.py --dataset tiny-coco --rounds 2 --out var/sim
+
+The instrument check (``--proposer synthetic``): proposals are built from the ground truth with
+injected precision, recall, boundary noise and score correlation
+(``engine.flywheel.synthetic``), stored by the real ``prefill_project``, reviewed over the real
+API and measured by the real metrics; ``--check-table`` runs three settings and prints injected
+vs measured (``scripts/sim_instrument.py``), ``--power`` the images per arm needed to detect
+``--power-delta`` in seconds per mask (``engine.flywheel.power``). See docs/simulation.md.
+
+    .venv/bin/python scripts/simulate_flywheel.py --check-table --synthetic-images 60 \
+        --time-jitter 0.3 --quiet --power --out var/instrument
 """
 
 from __future__ import annotations

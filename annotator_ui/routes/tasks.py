@@ -284,9 +284,7 @@ def submit(
     leases.complete(session, lease=lease)
     session.commit()
     _warm_metrics(session, image_id=lease.image_id, idle_s=settings.idle_seconds)
-    counts = shown_status_counts(
-        session, image_id=lease.image_id, lease_id=lease.id, arm=lease.arm
-    )
+    counts = shown_status_counts(session, image_id=lease.image_id, lease_id=lease.id, arm=lease.arm)
     return SubmitOut(
         lease_id=lease.id,
         image_id=lease.image_id,
