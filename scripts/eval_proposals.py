@@ -7,9 +7,9 @@ match every proposal against the ground-truth instances by mask IoU. A proposal 
 
 Printed:
 
-- the sweep table: for each candidate predicted-IoU threshold, the confident rule
-  (``engine.flywheel.prefill.ConfidentRule`` with that threshold, ``--stability-thresh``,
-  its area limits and box NMS) -> confident proposals per image, their precision (share
+- the sweep table: for each candidate stability threshold (``--stability-thresh``, a comma
+  list) and predicted-IoU threshold, the confident rule
+  (``engine.flywheel.prefill.ConfidentRule`` with those thresholds, its area limits and box NMS) -> confident proposals per image, their precision (share
   correct) with a Wilson 95 % interval, the share with IoU >= 0.85 (accepted as is by the
   simulator), and on the sample photos (``../shared/data/samples``, no ground truth) the
   confident count per photo (min / median) and how many photos get >= ``--several``;
@@ -150,21 +150,21 @@ def sweep(
     photos: list[Scored],
     thresholds: list[float],
     *,
-    stability: float,
+    stability: list[float],
     correct_iou: float,
     several: int,
 ) -> list[dict[str, Any]]:
-    """One row per threshold (see the module docstring)."""
+    """One row per (stability, predicted-IoU) threshold pair (see the module docstring)."""
     rows = []
-    for t in thresholds:
-        rule = ConfidentRule(pred_iou_thresh=t, stability_thresh=stability)
+    for st, t in ((st, t) for st in stability for t in thresholds):
+        rule = ConfidentRule(pred_iou_thresh=t, stability_thresh=st)
         conf = [rule.apply(s.light, s.size) for s in gt]
         best = np.concatenate([s.best[c] for s, c in zip(gt, conf, strict=True)])
         k, n = int((best >= correct_iou).sum()), len(best)
         lo, hi = wilson(k, n)
         per_photo = [int(rule.apply(s.light, s.size).sum()) for s in photos]
         rows.append({
-            "pred_iou_thresh": t, "confident": n, "confident/image": n / max(len(gt), 1),
+            "stability_thresh": st, "pred_iou_thresh": t, "confident": n, "confident/image": n / max(len(gt), 1),
             "precision": k / n if n else float("nan"), "precision_lo": lo, "precision_hi": hi,
             "accepted_as_is": float((best >= 0.85).mean()) if n else float("nan"),
             "per_photo": dict(zip([s.name for s in photos], per_photo, strict=True)),
@@ -177,20 +177,25 @@ def sweep(
 
 def pick(rows: list[dict[str, Any]], n_photos: int, share: float) -> dict[str, Any] | None:
     """The row with the highest precision among those where at least ``share`` of the
-    photos get several confident masks (ties: the lower threshold, more masks shown)."""
+    photos get several confident masks (ties: the lower threshold, more masks shown, then the
+    higher stability threshold)."""
     ok = [r for r in rows if r["confident"] and r["photos_with_several"] >= share * n_photos]
-    return max(ok, key=lambda r: (r["precision"], -r["pred_iou_thresh"]), default=None)
+    return max(
+        ok,
+        key=lambda r: (r["precision"], -r["pred_iou_thresh"], r["stability_thresh"]),
+        default=None,
+    )
 
 
 def print_table(rows: list[dict[str, Any]], n_images: int, n_photos: int, several: int) -> None:
     print(f"\nconfident rule sweep: {n_images} images with ground truth, {n_photos} sample photos")
-    print(f"{'pred_iou>=':>10} {'conf/img':>8} {'precision [95% CI]':>24} {'IoU>=.85':>8} "
+    print(f"{'stab>=':>6} {'pred_iou>=':>10} {'conf/img':>8} {'precision [95% CI]':>24} {'IoU>=.85':>8} "
           f"{'photo min':>9} {'median':>6} {f'photos>={several}':>10}")  # fmt: skip
     for r in rows:
         prec = (f"{r['precision']:.3f} [{r['precision_lo']:.3f},{r['precision_hi']:.3f}]"
                 if r["confident"] else "-")  # fmt: skip
         acc = f"{r['accepted_as_is']:.3f}" if r["confident"] else "-"
-        print(f"{r['pred_iou_thresh']:>10.2f} {r['confident/image']:>8.2f} {prec:>24} {acc:>8} "
+        print(f"{r['stability_thresh']:>6.2f} {r['pred_iou_thresh']:>10.2f} {r['confident/image']:>8.2f} {prec:>24} {acc:>8} "
               f"{r['photo_min']:>9} {r['photo_median']:>6.1f} "
               f"{r['photos_with_several']:>6}/{n_photos}")  # fmt: skip
 
@@ -204,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--limit", type=int, default=None, help="Use only the first N GT images.")
     ap.add_argument("--thresholds", default=DEFAULT_THRESHOLDS,
                     help="Comma list of candidate predicted-IoU thresholds.")  # fmt: skip
-    ap.add_argument("--stability-thresh", type=float, default=0.95,
-                    help="Confident rule: stability threshold (kept fixed in the sweep).")  # fmt: skip
+    ap.add_argument("--stability-thresh", default="0.95",
+                    help="Comma list of candidate stability thresholds.")  # fmt: skip
     ap.add_argument("--correct-iou", type=float, default=0.5,
                     help="A proposal is correct at this IoU with some ground truth.")  # fmt: skip
     ap.add_argument("--several", type=int, default=3,
@@ -222,8 +227,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     try:
         thresholds = [float(v) for v in args.thresholds.split(",") if v.strip()]
+        stabilities = [float(v) for v in args.stability_thresh.split(",") if v.strip()]
     except ValueError as err:
-        raise SystemExit(f"--thresholds must be numbers separated by commas: {err}") from err
+        raise SystemExit(
+            f"--thresholds / --stability-thresh must be numbers separated by commas: {err}"
+        ) from err
     if not args.data_root.is_dir():
         raise SystemExit(f"shared data not found at {args.data_root} (set --data-root)")
     items = load_ground_truth([d.strip() for d in args.datasets.split(",") if d.strip()],
@@ -235,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gt = score_images(seg, items, "ground truth")
     secs = (time.perf_counter() - t0) / max(len(items), 1)
     ph = score_images(seg, [(p, []) for p in photos], "sample photos")
-    rows = sweep(gt, ph, thresholds, stability=args.stability_thresh,
+    rows = sweep(gt, ph, thresholds, stability=stabilities,
                  correct_iou=args.correct_iou, several=args.several)  # fmt: skip
     best_p = np.concatenate([s.best for s in gt])
     best_g = np.concatenate([s.best_gt for s in gt])
@@ -258,7 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if chosen is None:
             print("\nno threshold gives several confident masks on enough photos")
         else:
-            print(f"\npicked pred_iou_thresh {chosen['pred_iou_thresh']:.2f}: precision "
+            print(f"\npicked pred_iou_thresh {chosen['pred_iou_thresh']:.2f}, stability_thresh "
+                  f"{chosen['stability_thresh']:.2f}: precision "
                   f"{chosen['precision']:.3f} [{chosen['precision_lo']:.3f}, "
                   f"{chosen['precision_hi']:.3f}] (IoU >= {args.correct_iou}); confident per "
                   f"photo: {chosen['per_photo']}")  # fmt: skip
