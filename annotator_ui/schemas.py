@@ -171,7 +171,11 @@ class SubmitOut(BaseModel):
     image_id: int
     completed_at: dt.datetime
     created: dict[str, int] = Field(default_factory=dict)
-    counts: dict[str, int] = Field(default_factory=dict, description="Masks by status now.")
+    counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="Masks by status now, counting only what the annotator was shown (hidden "
+        "less confident proposals and the control arm's proposals are left out).",
+    )
 
 
 # --- masks ----------------------------------------------------------------------------------

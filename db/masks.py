@@ -13,13 +13,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from db.errors import Conflict, InvalidInput, NotFound
-from db.models import Image, Mask, Project, utcnow
+from db.models import Event, Image, Mask, Project, utcnow
 
 OPS = ("accept", "reject", "fix", "add", "relabel", "delete")
+REVEAL_KIND = "reveal_less_confident"  # engine.flywheel.events.REVEAL_LESS_CONFIDENT
 
 
 def list_masks(
@@ -46,6 +47,37 @@ def list_masks(
             continue
         out.append(m)
     return sorted(out, key=lambda m: -m.area)
+
+
+def revealed(session: Session, *, image_id: int, lease_id: int | None) -> bool:
+    """Whether the annotator revealed the image's less confident proposals: a
+    ``reveal_less_confident`` event on the image under ``lease_id`` (or without a lease)."""
+    q = select(Event.id).where(Event.image_id == image_id, Event.kind == REVEAL_KIND)
+    q = q.where(or_(Event.lease_id.is_(None), Event.lease_id == lease_id))
+    return session.scalar(q.limit(1)) is not None
+
+
+def shown_status_counts(
+    session: Session, *, image_id: int, lease_id: int | None, arm: str
+) -> dict[str, int]:
+    """Masks of the image by status, counting only what the annotator was shown.
+
+    Proposals still ``proposed`` count when the arm is ``prefill`` and they are confident, or
+    the less confident ones were revealed (``revealed``); in the control arm none does.
+    Decided masks (accepted, rejected, superseded) were seen by definition.
+    """
+    rows = session.execute(
+        select(Mask.status, Mask.confident, func.count())
+        .where(Mask.image_id == image_id)
+        .group_by(Mask.status, Mask.confident)
+    ).all()
+    show_all = arm == "prefill" and revealed(session, image_id=image_id, lease_id=lease_id)
+    counts: dict[str, int] = {}
+    for status, confident, n in rows:
+        if status == "proposed" and (arm != "prefill" or not (confident or show_all)):
+            continue
+        counts[status] = counts.get(status, 0) + int(n)
+    return counts
 
 
 def get_mask(session: Session, *, mask_id: int) -> Mask:

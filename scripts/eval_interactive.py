@@ -9,7 +9,12 @@ mIoU@1/3/5 are exact), feeding the previous logits back. Reports NoC@85, NoC@90
 
 Datasets: ``grabcut`` (masks/*.bmp, 128 = ignored boundary band), ``coco-mval``
 (masks/*.png 0/255), a COCO instances JSON (every non-crowd instance; images found
-next to the annotations folder), or a folder with images/ + masks/ (128 ignored).
+next to the annotations folder), or a folder with images/ + masks/: binary masks (0/255,
+128 ignored) or palette / id masks (DAVIS style: 0 background, 1..254 instance ids, 255 void,
+ignored in IoU), evaluated per instance or merged (``--instances``). Berkeley's
+``masks/NNNNa.png`` and ``NNNNb.png`` are two objects of ``images/NNNN.jpg``. A ground truth
+that decodes empty stops the run with a one-line reason (exit status 1): it would otherwise
+score as a perfect object.
 
     .venv/bin/python scripts/eval_interactive.py --dataset grabcut --backend classical
 """
@@ -38,30 +43,94 @@ NAMED = {"grabcut": "grabcut", "coco-mval": "coco-mval"}
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+Object = tuple[str, np.ndarray, np.ndarray | None]  # (name, gt HW bool, ignore HW bool | None)
+INSTANCE_MODES = ("per-instance", "merged")
+
+
 @dataclass
 class Item:
     """One image and its objects: (name, gt HW bool, ignore HW bool | None)."""
 
     image_path: Path
-    objects: list[tuple[str, np.ndarray, np.ndarray | None]]
+    objects: list[Object]
 
 
-def _folder_items(root: Path) -> Iterator[Item]:
-    """images/<stem>.* + masks/<stem>.*: one object per mask; 128 = ignore."""
+class EmptyGroundTruth(SystemExit):
+    """A ground-truth mask decodes to no object pixels: evaluating it would score a
+    meaningless NoC, so the run stops with a one-line reason (exit status 1)."""
+
+
+def read_mask(path: Path) -> tuple[np.ndarray, str]:
+    """A ground-truth PNG/BMP -> (HW uint8, kind).
+
+    kind ``binary``: 8-bit 0 background, 255 (> 128) object, 128 ignored boundary band
+    (GrabCut, COCO-MVal, Berkeley). kind ``ids``: a palette PNG (mode ``P``, DAVIS style) or a
+    grey image with other values: 0 background, 1..254 instance ids, 255 void (ignored).
+    """
+    with open_image(path) as im:  # the checked open: allowlisted formats, pixel limit
+        if im.mode == "P":
+            return np.asarray(im), "ids"
+        m = np.asarray(im.convert("L") if im.mode not in ("L", "1") else im)
+    if m.dtype == bool:
+        m = m.astype(np.uint8) * 255
+    if set(np.unique(m).tolist()) <= {0, 128, 255}:
+        return m, "binary"
+    return m, "ids"
+
+
+def mask_objects(path: Path, instances: str = "per-instance") -> list[Object]:
+    """The objects of one ground-truth mask file: [(name, gt HW bool, ignore HW bool | None)].
+
+    ``instances``: ``per-instance`` (one object per instance id) or ``merged`` (all ids as one
+    foreground object, the RITM protocol for DAVIS). Void (255 in id masks, 128 in binary
+    ones) is ignored in IoU. Raises ``EmptyGroundTruth`` when no object pixel is left.
+    """
+    m, kind = read_mask(path)
+    if kind == "binary":
+        ignore = m == 128
+        objects = [(path.stem, m > 128, ignore)]
+    else:
+        ignore = m == 255
+        ids = [int(v) for v in np.unique(m) if v not in (0, 255)]
+        if instances == "merged":
+            objects = [(path.stem, (m > 0) & ~ignore, ignore)]
+        else:
+            objects = [(f"{path.stem}:{v}", m == v, ignore) for v in ids]
+    objects = [(n, gt, ig if ig.any() else None) for n, gt, ig in objects]
+    if not any(gt.any() for _, gt, _ in objects):
+        void = " (every pixel is void)" if ignore.all() else ""
+        raise EmptyGroundTruth(
+            f"{path}: the ground truth decodes empty{void}; fix or remove this mask "
+            "(0 = background, 255 = void in palette masks, 128 = ignore in binary ones)"
+        )
+    return [o for o in objects if o[1].any()]
+
+
+def _image_for(stem: str, images: dict[str, Path]) -> Path | None:
+    """The image of a mask stem: same stem, or Berkeley's ``NNNNa`` / ``NNNNb`` -> ``NNNN``."""
+    if stem in images:
+        return images[stem]
+    if len(stem) > 1 and stem[-1].isalpha() and stem[-1].islower() and stem[:-1] in images:
+        return images[stem[:-1]]
+    return None
+
+
+def _folder_items(root: Path, instances: str = "per-instance") -> Iterator[Item]:
+    """images/<stem>.* + masks/<stem>[a|b].*: objects per ``mask_objects``, grouped by image."""
     if not (root / "images").is_dir() or not (root / "masks").is_dir():
         raise SystemExit(f"{root} must contain images/ and masks/ folders")
     images = {p.stem: p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    grouped: dict[Path, list[Object]] = {}
     for mask_path in sorted((root / "masks").iterdir()):
-        img = images.get(mask_path.stem)
+        if mask_path.suffix.lower() not in IMAGE_EXTS:
+            continue
+        img = _image_for(mask_path.stem, images)
         if img is None:
             print(f"skipping {mask_path.name}: no image with that stem", file=sys.stderr)
             continue
-        with open_image(mask_path) as mask_img:
-            m = np.asarray(mask_img)
-        if m.ndim == 3:
-            m = m[..., 0]
-        ignore = m == 128
-        yield Item(img, [(mask_path.stem, m > 128, ignore if ignore.any() else None)])
+        grouped.setdefault(img, []).extend(mask_objects(mask_path, instances))
+    for img in sorted(grouped):
+        yield Item(img, grouped[img])
 
 
 def _coco_items(path: Path) -> Iterator[Item]:
@@ -90,18 +159,23 @@ def _coco_items(path: Path) -> Iterator[Item]:
             yield Item(img, objects)
 
 
-def load_dataset(name: str, data_root: Path = DATA_ROOT) -> list[Item]:
-    """grabcut | coco-mval | COCO JSON path | folder path -> items."""
+def load_dataset(
+    name: str, data_root: Path = DATA_ROOT, instances: str = "per-instance"
+) -> list[Item]:
+    """grabcut | coco-mval | COCO JSON path | folder path -> items (``instances``: how
+    palette / id masks become objects, see ``mask_objects``)."""
+    if instances not in INSTANCE_MODES:
+        raise SystemExit(f"--instances must be one of {', '.join(INSTANCE_MODES)}")
     if name in NAMED:
         root = data_root / NAMED[name]
         if not root.is_dir():
             raise SystemExit(f"dataset folder {root} not found (set --data-root)")
-        return list(_folder_items(root))
+        return list(_folder_items(root, instances))
     path = Path(name)
     if path.suffix == ".json" and path.is_file():
         return list(_coco_items(path))
     if path.is_dir():
-        return list(_folder_items(path))
+        return list(_folder_items(path, instances))
     raise SystemExit(f"unknown dataset {name!r}: use grabcut, coco-mval, a COCO JSON or a folder")
 
 
@@ -200,6 +274,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--model", default="vit_t", help="SAM model type: vit_t | vit_b | vit_l | vit_h"
     )
+    ap.add_argument(
+        "--instances",
+        default="per-instance",
+        choices=INSTANCE_MODES,
+        help="palette / id masks: one object per instance id (per-instance) or all ids as one "
+        "foreground (merged, the RITM protocol for DAVIS); 255 is void either way",
+    )
     ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     ap.add_argument("--max-clicks", type=int, default=20, help="clicks per object (protocol: 20)")
     ap.add_argument(
@@ -210,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     args = ap.parse_args(argv)
-    items = load_dataset(args.dataset, args.data_root)[: args.limit]
+    items = load_dataset(args.dataset, args.data_root, args.instances)[: args.limit]
     seg = build(args.backend, args.checkpoint, args.model)
     result = evaluate(seg, items, args.max_clicks, args.quiet)
     result["config"] = {

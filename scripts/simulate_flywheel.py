@@ -28,6 +28,16 @@ These are assumptions, not measurements of this tool; fit them on real sessions 
 them. The first click of an added object includes finding it (``click`` + ``open``/2).
 
     .venv/bin/python scripts/simulate_flywheel.py --dataset tiny-coco --rounds 2 --out var/sim
+
+The instrument check (``--proposer synthetic``): proposals are built from the ground truth with
+injected precision, recall, boundary noise and score correlation
+(``engine.flywheel.synthetic``), stored by the real ``prefill_project``, reviewed over the real
+API and measured by the real metrics; ``--check-table`` runs three settings and prints injected
+vs measured (``scripts/sim_instrument.py``), ``--power`` the images per arm needed to detect
+``--power-delta`` in seconds per mask (``engine.flywheel.power``). See docs/simulation.md.
+
+    .venv/bin/python scripts/simulate_flywheel.py --check-table --synthetic-images 60 \
+        --time-jitter 0.3 --quiet --power --out var/instrument
 """
 
 from __future__ import annotations
@@ -62,13 +72,17 @@ from engine.flywheel import events as ek
 from engine.flywheel.calibration_project import calibrate_project
 from engine.flywheel.clicker import next_click
 from engine.flywheel.effort import derive_effort
-from engine.flywheel.metrics import project_metrics
+from engine.flywheel.metrics import per_image_table, project_metrics
+from engine.flywheel.power import power_analysis
 from engine.flywheel.prefill import ConfidentRule, ensure_model_version, prefill_project
 from engine.flywheel.report import render_html
-from engine.imageio import open_image
+from engine.flywheel.synthetic import ProposalSpec, SyntheticProposer
+from engine.imageio import load_rgb, open_image
 from engine.ingest import ingest
 from engine.interop.importers.coco import segmentation_to_mask
 from engine.masks import decode_rle, encode_rle, mask_iou
+from engine.segment.registry import image_key
+from scripts.sim_instrument import format_instrument, format_power, instrument_rows, write_scenes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIM_PREFIX = "sim-"
@@ -185,8 +199,11 @@ def load_dataset(spec: str, images_dir: Path | None) -> dict[Path, list[Instance
 class Annotator:
     """One simulated person working through the queue over HTTP."""
 
-    def __init__(self, client: Any, token: str, costs: Costs, policy: Policy) -> None:
+    def __init__(self, client: Any, token: str, costs: Costs, policy: Policy,
+                 jitter: float = 0.0, seed: int = 0) -> None:  # fmt: skip
         self.c, self.costs, self.policy = client, costs, policy
+        self.jitter, self.rng = jitter, np.random.default_rng([seed, 7])
+        self.expected_ms = 0.0
         self.h = {"Authorization": f"Bearer {token}"}
         self.session_id = f"{SIM_PREFIX}{uuid.uuid4().hex[:16]}"
         self.t_ms, self.seq = 0.0, 0
@@ -201,6 +218,9 @@ class Annotator:
 
     def event(self, kind: str, cost: float, image_id: int, lease_id: int,
               mask_id: int | None = None, **payload: Any) -> None:  # fmt: skip
+        self.expected_ms += cost * 1000.0  # the cost model's mean, before the noise
+        if self.jitter and cost:  # mean-preserving log-normal noise on each action's time
+            cost *= float(self.rng.lognormal(-(self.jitter**2) / 2, self.jitter))
         self.t_ms += cost * 1000.0
         self.seq += 1
         self.buffer.append({
@@ -263,6 +283,7 @@ class Annotator:
             self.event(kind, cost, image_id, lease_id, mask_id, **payload)
 
         ev(ek.IMAGE_OPEN, 0.0, arm=task["arm"])
+        t_open, e_open = self.t_ms, self.expected_ms
         masks = self._call("GET", f"/api/images/{image_id}/masks")["masks"]
         shown = [m for m in masks if m["status"] == "proposed"]
         gt = [g for g in gt if g.mask.sum() >= max(p.min_area, 1)]
@@ -317,6 +338,9 @@ class Annotator:
             stats["added"] += 1
             stats["add_clicks"] += n
         ev(ek.SUBMIT, c.submit)
+        stats["ledger_ms"] = self.t_ms - t_open  # the simulated person's own clock
+        stats["expected_ms"] = self.expected_ms - e_open  # its cost model's mean
+        stats["prefill_arm"] = int(task["arm"] == "prefill")
         self.flush()
         self._call("POST", f"/api/tasks/{lease_id}/submit", json={"ops": []})
         self.t_ms += 5000.0  # next image loads; gaps ending at image_open never count
@@ -373,7 +397,12 @@ def fit_costs(factory: Any, idle_s: float, min_samples: int = 5) -> tuple[Costs,
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    dataset = load_dataset(args.dataset, args.images_dir)
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="sim-flywheel-"))
+    if args.dataset == "synthetic":
+        folder = write_scenes(data_dir / "synthetic", args.synthetic_images, args.seed)
+        dataset = load_mask_folder(folder)
+    else:
+        dataset = load_dataset(args.dataset, args.images_dir)
     paths = sorted(dataset)
     if args.max_images:
         paths = paths[: args.max_images]
@@ -381,7 +410,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sys.exit("the dataset has no images with ground truth")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="sim-flywheel-"))
     url = args.database_url or f"sqlite:///{(data_dir / 'sim.db').resolve()}"
     upgrade(url)
     settings = Settings(database_url=url, data_dir=data_dir, _env_file=None)  # type: ignore[call-arg]
@@ -390,6 +418,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from engine.segment.registry import build_segmenter, with_cache
 
     seg = with_cache(build_segmenter(args.backend), None, 64)
+    # Round 1's "confident" rule: the backend's fixed thresholds (engine.segment.registry
+    # DEFAULT_RULES); calibrated versions replace the threshold test, area and NMS rules stay.
+    # The synthetic proposer shows exactly the proposals it generated as shown.
+    proposer: Any = seg
+    spec = None
+    if args.proposer == "synthetic":
+        spec = ProposalSpec(precision=args.precision, recall=args.recall,
+                            noise_px=args.boundary_noise, rho=args.score_corr,
+                            hidden=args.hidden_proposals)  # fmt: skip
+        truth = {image_key(load_rgb(p)): [i.mask for i in dataset[p]] for p in paths}
+        proposer = SyntheticProposer(seg, truth, spec, seed=args.seed)
+        rule = spec.rule()
+    else:
+        rule = ConfidentRule.for_backend(seg.name, pred_iou_thresh=args.pred_iou_thresh,
+                                         stability_thresh=args.stability_thresh)  # fmt: skip
     costs, used = fit_costs(factory, settings.idle_seconds) if args.fit_from_db else (Costs(), {})
     labels = sorted({i.label for p in paths for i in dataset[p]})
     project_name = args.project or f"sim-{Path(args.dataset).stem}-{uuid.uuid4().hex[:6]}"
@@ -398,15 +441,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         user = create_user(s, name=f"sim-annotator-{uuid.uuid4().hex[:6]}", role="annotator",
                            password=uuid.uuid4().hex)  # fmt: skip
         token = issue_token(s, user=user, kind="api", hours=24)
-        mv_id = ensure_model_version(s, segmenter=seg).id
+        mv_id = ensure_model_version(s, segmenter=proposer).id
         project_id = project.id
     chunks = np.array_split(np.arange(len(paths)), args.rounds)
-    # Round 1's "confident" rule: fixed thresholds (the SAM paper's 0.88 / 0.95 by default);
-    # calibrated versions replace the threshold test, the area and NMS rules stay.
-    rule = ConfidentRule(
-        pred_iou_thresh=args.pred_iou_thresh, stability_thresh=args.stability_thresh
-    )
     rounds_log = []
+    per_image: list[dict[str, Any]] = []
     app = create_app(settings, segmenter=seg)
     from fastapi.testclient import TestClient
 
@@ -427,9 +466,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
             gt_by_uri = {str(p.absolute()): dataset[p] for p in new_paths}
             ids = [uris[u] for u in gt_by_uri if u in uris]
-            pf = prefill_project(factory, project_id=project_id, segmenter=seg,
+            pf = prefill_project(factory, project_id=project_id, segmenter=proposer,
                                  model_version_id=mv_id, image_ids=ids, rule=rule)  # fmt: skip
-            ann = Annotator(client, token, costs, Policy(min_area=args.min_area))
+            ann = Annotator(client, token, costs, Policy(min_area=args.min_area),
+                            jitter=args.time_jitter, seed=args.seed + r)  # fmt: skip
             totals: dict[str, int] = defaultdict(int)
 
             def tally(
@@ -437,7 +477,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ) -> None:
                 for k, v in stats.items():
                     totals[k] += v
-                print(f"  round {r}: image {_image_id} {dict(stats)}", flush=True)
+                per_image.append({"image_id": _image_id, "round": r, **stats})
+                if not args.quiet:
+                    print(f"  round {r}: image {_image_id} {dict(stats)}", flush=True)
 
             n_done = ann.work(
                 project_id, {uris[u]: g for u, g in gt_by_uri.items() if u in uris}, on_image=tally
@@ -455,15 +497,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         entry["calibration"] = child.calibration
                 except InvalidInput as err:
                     entry["calibration_error"] = str(err)
-                    print(f"  calibration skipped: {err}", flush=True)
+                    if not args.quiet:
+                        print(f"  calibration skipped: {err}", flush=True)
             rounds_log.append(entry)
     with factory() as s:
         metrics = project_metrics(s, project_id=project_id, idle_s=settings.idle_seconds,
                                   reps=args.reps, seed=args.seed)  # fmt: skip
+        table_rows = per_image_table(s, project_id=project_id, idle_s=settings.idle_seconds)
+        s.commit()
     engine.dispose()
+    prefill = table_rows.arms == "prefill"
+    measured_rows = {"seconds": table_rows.cols["seconds"][prefill].tolist(),
+                     "final": table_rows.cols["final"][prefill].tolist()}  # fmt: skip
     result = {"dataset": args.dataset, "project": project_name, "database_url": url,
               "costs": asdict(costs), "costs_fitted_from": used, "policy": asdict(Policy(min_area=args.min_area)),
-              "rounds": rounds_log, "metrics": metrics}  # fmt: skip
+              "rounds": rounds_log, "metrics": metrics, "per_image": per_image,
+              "per_image_measured_prefill": measured_rows,
+              "proposer": {"kind": args.proposer, **(asdict(spec) if spec else {})}}  # fmt: skip
+    if spec is not None:
+        result["instrument"] = instrument_rows(result, spec, proposer)
     (out_dir / "simulation.json").write_text(json.dumps(result, indent=2, default=str))
     page = render_html(metrics, title=f"Simulated flywheel: {args.dataset}",
                        extra={"cost model (s)": asdict(costs), "rounds": [
@@ -503,7 +555,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--dataset", default="tiny-coco",
                     help="tiny-coco (../shared/data), a COCO instances JSON (with --images-dir), "
-                         "or a folder with images and masks/<stem>.png")  # fmt: skip
+                         "a folder with images and masks/<stem>.png, or synthetic (generated "
+                         "flat-coloured scenes, see --synthetic-images)")  # fmt: skip
+    ap.add_argument("--synthetic-images", type=int, default=40,
+                    help="Images generated for --dataset synthetic.")  # fmt: skip
+    ap.add_argument("--proposer", choices=("model", "synthetic"), default="model",
+                    help="model: the backend's own proposals; synthetic: proposals built from "
+                         "the ground truth with --precision/--recall/--boundary-noise/"
+                         "--score-corr (engine/flywheel/synthetic.py), to check that the "
+                         "metrics recover the injected values.")  # fmt: skip
+    ap.add_argument("--precision", type=float, default=0.9,
+                    help="Synthetic proposer: share of shown proposals that are correct.")  # fmt: skip
+    ap.add_argument("--recall", type=float, default=0.7,
+                    help="Synthetic proposer: share of objects with a correct proposal.")  # fmt: skip
+    ap.add_argument("--boundary-noise", type=int, default=2,
+                    help="Synthetic proposer: px of dilation/erosion/shift on correct proposals "
+                         "(their IoU stays >= 0.86).")  # fmt: skip
+    ap.add_argument("--score-corr", type=float, default=0.6,
+                    help="Synthetic proposer: correlation of the latent predicted-IoU score with "
+                         "the true IoU.")  # fmt: skip
+    ap.add_argument("--hidden-proposals", type=int, default=2,
+                    help="Synthetic proposer: wrong, less confident proposals per image (stored, "
+                         "hidden, never revealed).")  # fmt: skip
+    ap.add_argument("--time-jitter", type=float, default=0.0,
+                    help="Log-normal sd of each simulated action's time (0: the fixed cost "
+                         "model; the synthetic checks use 0.3).")  # fmt: skip
+    ap.add_argument("--check-table", action="store_true",
+                    help="Run the synthetic proposer at precision/recall 0.9/0.7, 0.6/0.5 and "
+                         "0.3/0.2 (one round each, no control arm) and print injected vs "
+                         "measured.")  # fmt: skip
+    ap.add_argument("--power", action="store_true",
+                    help="Report images per arm to detect --power-delta in seconds per final "
+                         "mask at 80%% power (analytic, checked by simulation).")  # fmt: skip
+    ap.add_argument("--power-delta", type=float, default=0.1,
+                    help="Relative change in seconds per final mask to detect (0.1 = 10%%).")  # fmt: skip
+    ap.add_argument("--quiet", action="store_true", help="No per-image lines.")
     ap.add_argument("--images-dir", type=Path, default=None, help="Images of a COCO JSON dataset.")
     ap.add_argument("--rounds", type=int, default=2, help="Rounds; the images are split evenly.")
     ap.add_argument("--max-images", type=int, default=None, help="Use at most this many images.")
@@ -511,9 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--control-fraction", type=float, default=0.2, help="Control-arm fraction.")
     ap.add_argument("--target-precision", type=float, default=0.9, help="Calibration target.")
     ap.add_argument("--pred-iou-thresh", type=float, default=None,
-                    help="Uncalibrated confident rule: predicted IoU threshold (default: 0.88 for "
-                         "sam, 0.65 for classical, whose heuristic scores never reach 0.88)")  # fmt: skip
-    ap.add_argument("--stability-thresh", type=float, default=0.95,
+                    help="Uncalibrated confident rule: predicted IoU threshold (default: the "
+                         "backend's, engine/segment/registry.py DEFAULT_RULES)")  # fmt: skip
+    ap.add_argument("--stability-thresh", type=float, default=None,
                     help="Uncalibrated confident rule: stability threshold.")  # fmt: skip
     ap.add_argument(
         "--min-area", type=int, default=0, help="Ignore GT instances below this many px."
@@ -531,13 +617,59 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+SETTINGS = ((0.9, 0.7), (0.6, 0.5), (0.3, 0.2))
+
+
+def _power(result: dict[str, Any], args: argparse.Namespace) -> str:
+    rows = result["per_image_measured_prefill"]
+    res = power_analysis(np.asarray(rows["seconds"]), np.asarray(rows["final"]),
+                         delta=args.power_delta, seed=args.seed)  # fmt: skip
+    result["power"] = asdict(res)
+    return format_power(res, result["proposer"].get("kind", "model") if "instrument" not in
+                        result else result["instrument"]["spec"])  # fmt: skip
+
+
+def check_table(args: argparse.Namespace) -> dict[str, Any]:
+    """The synthetic proposer at each of ``SETTINGS``: one round, prefill arm only."""
+    checks, results = [], []
+    for k, (p, r) in enumerate(SETTINGS):
+        sub = argparse.Namespace(**{**vars(args), "precision": p, "recall": r, "rounds": 1,
+                                    "control_fraction": 0.0, "proposer": "synthetic",
+                                    "out": str(Path(args.out) / f"p{p}-r{r}"),
+                                    "data_dir": str(Path(args.data_dir) / f"s{k}")
+                                    if args.data_dir else None,
+                                    "database_url": None})  # fmt: skip
+        res = run(sub)
+        checks.append(res["instrument"])
+        results.append(res)
+    out: dict[str, Any] = {"checks": checks}
+    print()
+    print(format_instrument(checks))
+    if args.power:
+        print()
+        print(_power(results[0], args))
+        out["power"] = results[0]["power"]
+    (Path(args.out)).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "instrument.json").write_text(json.dumps(out, indent=1, default=str))
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    if args.pred_iou_thresh is None:
-        args.pred_iou_thresh = 0.65 if args.backend == "classical" else 0.88
+    if args.check_table:
+        if args.dataset == "tiny-coco":
+            args.dataset = "synthetic"
+        return check_table(args)
     result = run(args)
     print()
     print(table(result))
+    if "instrument" in result:
+        print()
+        print(format_instrument([result["instrument"]]))
+    if args.power:
+        print()
+        print(_power(result, args))
+    (Path(args.out) / "simulation.json").write_text(json.dumps(result, indent=2, default=str))
     print(f"\nwrote {Path(args.out) / 'simulation.json'} and {Path(args.out) / 'report.html'}")
     return result
 

@@ -3,7 +3,7 @@
 Every change carries the mask ``version`` the client saw (409 if it changed since).
 Annotators change masks only under a live lease (``routes.tasks.ensure_can_write``).
 Proposals are listed only in the ``prefill`` arm, and only ``confident`` ones unless
-``all_proposals=true``.
+``include=less_confident``.
 """
 
 from __future__ import annotations
@@ -147,22 +147,36 @@ def _store_once(
 # --- reading ---------------------------------------------------------------------------------
 
 
+INCLUDE_VALUES = ("less_confident",)
+
+
 @router.get("/api/images/{image_id}/masks")
 def list_masks(
     image_id: int,
     session: SessionDep,
     user: CurrentUser,
+    include: str | None = None,
     all_proposals: bool = False,
     history: bool = False,
 ) -> MasksOut:
-    """Accepted masks and, in the prefill arm, confident proposals (all with ``all_proposals``)."""
+    """Accepted masks and, in the prefill arm, confident proposals.
+
+    ``include=less_confident`` also lists the proposals the confident rule hid (the review
+    canvas asks for them when the annotator reveals them, and logs a
+    ``reveal_less_confident`` event so that the metrics count them as shown);
+    ``all_proposals=true`` is the older spelling of the same.
+    """
+    if include is not None and include not in INCLUDE_VALUES:
+        raise InvalidInput(
+            f"include={include!r} is not known; use include=less_confident or leave it out"
+        )
     ensure_can_read(session, user=user, image_id=image_id)
     arm = leases.arm_of(session, image_id=image_id, user_id=user.id)
     rows = dbm.list_masks(
         session,
         image_id=image_id,
         proposals=arm == "prefill",
-        all_proposals=all_proposals,
+        all_proposals=all_proposals or include == "less_confident",
         history=history,
     )
     return MasksOut(image_id=image_id, arm=arm, masks=_masks_out(session, rows))

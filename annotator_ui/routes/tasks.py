@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -36,8 +36,8 @@ from annotator_ui.schemas import (
 from db import leases
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
 from db.images import get_image, require_ok
-from db.masks import apply_ops
-from db.models import Image, Lease, Mask, User, utcnow
+from db.masks import apply_ops, shown_status_counts
+from db.models import Image, Lease, User, utcnow
 from db.projects import get_project, list_projects
 
 log = logging.getLogger(__name__)
@@ -318,13 +318,7 @@ def submit(
         session.commit()
         raise type(err)(f"{err} (your submission was kept as a draft on lease {lease_id})") from err
     leases.complete(session, lease=lease)
-    counts = dict(
-        session.execute(
-            select(Mask.status, func.count())
-            .where(Mask.image_id == lease.image_id)
-            .group_by(Mask.status)
-        ).all()
-    )
+    counts = shown_status_counts(session, image_id=lease.image_id, lease_id=lease.id, arm=lease.arm)
     out = SubmitOut(
         lease_id=lease.id,
         image_id=lease.image_id,

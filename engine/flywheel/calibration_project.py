@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidInput, NotFound
-from db.models import Image, Mask, ModelVersion
+from db.models import Event, Image, Mask, ModelVersion
 from db.rounds import current_round
+from engine.flywheel import events as ek
 from engine.flywheel.calibration import DEFAULT_FEATURES, feature_matrix, fit_calibration
 from engine.flywheel.metrics import done_leases, per_image_table
 from engine.masks import rle_iou
@@ -33,7 +34,7 @@ class TrainingSet:
     x: np.ndarray  # (N, F) float64 features
     y: np.ndarray  # (N,) int: accepted as-is (or, unshown, implied by the final masks)
     kept: np.ndarray  # (N,) int: became a final mask: accepted or fixed (unshown: implied)
-    shown: np.ndarray  # (N,) bool: confident and on a pre-fill-arm image
+    shown: np.ndarray  # (N,) bool: on a pre-fill-arm image, confident or revealed
     image_id: np.ndarray  # (N,) int
     prefill: np.ndarray  # (N,) bool: on a pre-fill-arm image
     names: list[str]
@@ -58,7 +59,8 @@ def training_set(
 ) -> TrainingSet:
     """Every proposal of ``parent``'s weights on finished images of the project.
 
-    Shown proposals (confident, prefill arm) carry the annotator's decision: ``accepted``
+    Shown proposals (prefill arm: confident, or less confident on an image where the annotator
+    revealed them, a ``reveal_less_confident`` event) carry the annotator's decision: ``accepted``
     -> y 1, anything else (rejected, fixed, left) -> 0; kept 1 when accepted or fixed
     (``superseded`` by the annotator's edit). Proposals nobody saw (not confident, or on
     control-arm images) are labelled by what the annotator drew instead: y 1 when the
@@ -95,8 +97,17 @@ def training_set(
         return TrainingSet(np.zeros((0, len(names))), none, none, none.astype(bool), none,
                            none.astype(bool), names)  # fmt: skip
     image_id = np.array([r.image_id for r in rows], dtype=np.int64)
+    revealed = set(
+        session.scalars(
+            select(Event.image_id)
+            .join(leases, and_(leases.c.image_id == Event.image_id,
+                               or_(Event.lease_id.is_(None), Event.lease_id == leases.c.lease_id)))
+            .where(Event.kind == ek.REVEAL_LESS_CONFIDENT)
+        )
+    )  # fmt: skip
     prefill = np.array([r.arm == "prefill" for r in rows], dtype=bool)
-    shown = np.array([bool(r.confident) for r in rows], dtype=bool) & prefill
+    shown = np.array([bool(r.confident) or r.image_id in revealed for r in rows], dtype=bool)
+    shown &= prefill
     y = np.zeros(n, dtype=np.int64)
     kept = np.zeros(n, dtype=np.int64)
     finals: dict[int, list[Any]] = {int(i): [] for i in np.unique(image_id)}

@@ -20,6 +20,9 @@ MASK_ACCEPT = "mask_accept"
 MASK_REJECT = "mask_reject"
 ACCEPT_ALL_CONFIDENT = "accept_all_confident"  # payload: {"mask_ids": [...]}
 FIX_START = "fix_start"  # start refining a proposal; payload: {"mask_id": int}
+# the annotator revealed the image's less confident proposals (hidden by the confident rule);
+# from then on every proposal of the image counts as shown. payload: {"mask_ids": [...]}
+REVEAL_LESS_CONFIDENT = "reveal_less_confident"
 
 # adding / fixing objects
 PROMPT_CLICK = (
@@ -46,6 +49,7 @@ ALL_KINDS = (
     MASK_REJECT,
     ACCEPT_ALL_CONFIDENT,
     FIX_START,
+    REVEAL_LESS_CONFIDENT,
     PROMPT_CLICK,
     PROMPT_BOX,
     BRUSH,

@@ -12,10 +12,11 @@ figure. Every figure is a ratio of per-image sums over images done, so one boots
 figure                            numerator / denominator (summed over images)
 ================================  =====================================================
 final_masks_per_image             accepted masks / images
-prefill_precision                 confident ``model`` proposals still ``accepted`` (as
-                                  is) / confident proposals shown (prefill arm only)
-prefill_contribution              accepted masks with source model|model_edited /
-                                  accepted masks
+prefill_precision                 shown ``model`` proposals still ``accepted`` (as is) /
+                                  proposals shown (prefill arm only; shown = confident,
+                                  or revealed: ``shown_to_annotator``)
+prefill_contribution              accepted shown proposals + accepted model_edited
+                                  masks / accepted masks
 seconds_per_image                 active seconds / images
 seconds_per_final_mask            active seconds / accepted masks
 seconds_per_added_mask            cost (creation + every fix, ``effort.py``) of timed
@@ -79,6 +80,7 @@ from db.models import (
     Round,
     utcnow,
 )
+from engine.flywheel import events as ek
 from engine.flywheel.effort import DEFAULT_IDLE_S
 from engine.flywheel.effort_loader import load_effort
 
@@ -184,23 +186,42 @@ def worked_images(project_id: int | None, image_id: int | None = None) -> Any:
     )  # fmt: skip
 
 
-def _mask_sums(session: Session, ids: list[int]) -> dict[int, tuple[int, ...]]:
-    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed) of ``ids``
-    (worked images: the caller's selection)."""
+def shown_to_annotator(done: Any) -> Any:
+    """SQL condition on ``Mask`` (joined with the ``done`` leases): a ``model`` proposal the
+    annotator was shown. Confident proposals are pre-filled; the less confident ones count only
+    on images where the annotator revealed them (a ``reveal_less_confident`` event under the
+    image's done lease, or without a lease). The control arm shows nothing: its figures are
+    zeroed in ``per_image_table``."""
+    revealed = (
+        select(Event.id)
+        .where(
+            Event.image_id == Mask.image_id,
+            Event.kind == ek.REVEAL_LESS_CONFIDENT,
+            or_(Event.lease_id.is_(None), Event.lease_id == done.c.lease_id),
+        )
+        .exists()
+    )
+    return and_(Mask.source == "model", or_(Mask.confident == true(), revealed))
+
+
+def _mask_sums(session: Session, done: Any, ids: list[int]) -> dict[int, tuple[int, ...]]:
+    """image_id -> (final, from_proposal, added, shown, accepted_as_is, fixed) of ``ids``.
+
+    ``from_proposal`` counts accepted ``model_edited`` masks and accepted proposals that were
+    shown (``shown_to_annotator``)."""
     accepted = Mask.status == "accepted"
-    shown = and_(Mask.source == "model", Mask.confident == true())
+    shown = shown_to_annotator(done)
     q = (
         select(
             Mask.image_id,
             func.sum(case((accepted, 1), else_=0)),
-            func.sum(
-                case((and_(accepted, Mask.source.in_(("model", "model_edited"))), 1), else_=0)
-            ),
+            func.sum(case((and_(accepted, or_(Mask.source == "model_edited", shown)), 1), else_=0)),
             func.sum(case((and_(accepted, Mask.source == "human"), 1), else_=0)),
             func.sum(case((shown, 1), else_=0)),
             func.sum(case((and_(shown, accepted), 1), else_=0)),
             func.sum(case((and_(accepted, Mask.source == "model_edited"), 1), else_=0)),
         )
+        .join(done, done.c.image_id == Mask.image_id)
         .where(Mask.image_id.in_(ids))
         .group_by(Mask.image_id)
     )
@@ -335,7 +356,7 @@ def _derive_chunk(
             session.execute(delete(EffortCache).where(EffortCache.image_id.in_(ids)))
             if objects:
                 session.execute(insert(EffortObject), objects)
-            masks = _mask_sums(session, ids)
+            masks = _mask_sums(session, done, ids)
             added = _added_sums(session, ids)
             fixed = _fixed_ious(session, ids)
             rows = []

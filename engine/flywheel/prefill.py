@@ -2,10 +2,21 @@
 
 Every proposal is stored (``mask`` rows: source ``model``, status ``proposed``, COCO RLE,
 XYWH bbox, area, predicted IoU, stability, point_coords, crop_box); the ``confident``
-flag marks the ones the annotator sees pre-filled. ``ConfidentRule`` is SAM's rule
-(predicted IoU >= 0.88, stability >= 0.95, box NMS 0.7, plus area limits); once the model
-version has a ``calibration``, ``engine.flywheel.calibration.score_proposals`` decides instead and
-its probability is stored as ``calibrated_confidence``.
+flag marks the ones the annotator sees pre-filled. The others stay hidden ("less confident")
+until the annotator reveals them (``GET /api/images/{id}/masks?include=less_confident``,
+logged as a ``reveal_less_confident`` event); summaries count only what was shown.
+
+``ConfidentRule.for_backend`` gives each backend's rule on its own score scale
+(``engine.segment.registry.DEFAULT_RULES``): SAM's predicted IoU >= 0.88 and stability >=
+0.95; the classical backend's predicted IoU >= 0.68 and stability >= 0.95 (its scores top
+out near 0.7-0.8). Measured with ``scripts/eval_proposals.py --pick`` on the shared ground
+truth (103 images: tiny-coco, coco-panoptic-sample, penn-fudan-sample): precision 0.12
+[0.08, 0.17] at IoU >= 0.5 (2.0 confident masks an image), the highest of the thresholds that
+still give >= 3 confident masks on most sample photos (6 of 9: astronaut 4, cars 3, dog 4,
+dog1 0, dog2 0, dogs 3, groceries 0, person1 8, truck 9); docs/prefill.md has the table.
+Box NMS 0.7 and area limits for both. Once the model
+version has a ``calibration``, ``engine.flywheel.calibration.score_proposals`` decides instead
+and its probability is stored as ``calibrated_confidence``.
 
 Idempotent and resumable: each image's masks and its ``prefill`` row are written in one
 transaction, and images that already have a ``prefill`` row for the model version are
@@ -124,6 +135,20 @@ class ConfidentRule:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def for_backend(cls, backend: str, **overrides: Any) -> ConfidentRule:
+        """The backend's default rule (``engine.segment.registry.DEFAULT_RULES``: thresholds on
+        that backend's own score scale), with ``overrides`` (fields of this class; None values
+        are ignored) applied on top."""
+        from engine.segment.registry import default_rule_params
+
+        unknown = set(overrides) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InvalidInput(f"unknown confident-rule field(s): {', '.join(sorted(unknown))}")
+        params: dict[str, Any] = default_rule_params(backend)
+        params.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**params)
 
     def apply(
         self,
@@ -346,12 +371,12 @@ def prefill_project(
     """Pre-fill every ok image of the project that has no prefill row for the model version.
 
     model_version_id None: the current round's model version, else ``ensure_model_version``.
-    limit: at most this many images processed. retry_failed: forget failed prefill rows
+    rule None: ``ConfidentRule.for_backend(segmenter.name)``. limit: at most this many images processed. retry_failed: forget failed prefill rows
     first. on_total(n pending); on_image(image_id, outcome, info) with outcome
     ``done`` | ``failed`` | ``skipped`` and info ``{"proposals", "confident", "seconds",
     "reason"}``. max_pixels: the decode limit (``Settings.max_image_pixels``).
     """
-    rule = rule or ConfidentRule()
+    rule = rule or ConfidentRule.for_backend(segmenter.name)
     with transaction(factory) as s:
         if s.get(Project, project_id) is None:
             raise NotFound(f"no project with id {project_id}")

@@ -242,13 +242,21 @@ def prefill_command(
         None, "--model-version", help="Pre-fill as this model version id (uses its calibration)."
     ),
     limit: int | None = typer.Option(None, help="Process at most this many images."),
-    pred_iou: float = typer.Option(0.88, help="Confident: predicted IoU at least this."),
-    stability: float = typer.Option(0.95, help="Confident: stability score at least this."),
-    nms: float = typer.Option(0.7, help="Box NMS IoU threshold among confident proposals."),
-    max_area_frac: float = typer.Option(
-        0.95, help="Not confident when covering at least this fraction of the image."
+    pred_iou: float | None = typer.Option(
+        None,
+        help="Confident: predicted IoU at least this (default: the backend's, 0.88 for sam, "
+        "see engine/segment/registry.py DEFAULT_RULES for classical).",
     ),
-    min_area: int = typer.Option(100, help="Not confident below this many pixels."),
+    stability: float | None = typer.Option(
+        None, help="Confident: stability score at least this (default: the backend's)."
+    ),
+    nms: float | None = typer.Option(
+        None, help="Box NMS IoU threshold among confident proposals (default 0.7)."
+    ),
+    max_area_frac: float | None = typer.Option(
+        None, help="Not confident when covering at least this fraction of the image (0.95)."
+    ),
+    min_area: int | None = typer.Option(None, help="Not confident below this many pixels (100)."),
     retry_failed: bool = typer.Option(False, help="Retry images whose pre-fill failed before."),
     as_json: JsonFlag = False,
 ) -> None:
@@ -261,13 +269,16 @@ def prefill_command(
 
     settings = Settings()
     with domain_errors():
-        rule = ConfidentRule(
-            pred_iou_thresh=pred_iou,
-            stability_thresh=stability,
-            nms_thresh=nms,
-            max_area_frac=max_area_frac,
-            min_area=min_area,
-        )
+        overrides = {
+            "pred_iou_thresh": pred_iou,
+            "stability_thresh": stability,
+            "nms_thresh": nms,
+            "max_area_frac": max_area_frac,
+            "min_area": min_area,
+        }
+        rule = None  # the segmenter's own default (ConfidentRule.for_backend)
+        if any(v is not None for v in overrides.values()):
+            rule = ConfidentRule.for_backend(backend or settings.backend, **overrides)
     with json_output(as_json):
         summary = run_prefill(
             settings,

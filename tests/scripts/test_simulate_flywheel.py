@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
@@ -76,3 +77,63 @@ def test_every_flag_has_help() -> None:
     parser = build_parser()
     for action in parser._actions:
         assert action.help, action.dest
+
+
+def test_synthetic_proposer_is_recovered_through_the_api(db_url: str, tmp_path: Path) -> None:
+    """Injected precision / contribution / seconds per mask come back out of the real
+    pre-fill storage, API, event log and metrics (a tiny run; the full table is the script's)."""
+    out = tmp_path / "out"
+    result = main(["--dataset", "synthetic", "--synthetic-images", "6", "--proposer",
+                   "synthetic", "--precision", "0.8", "--recall", "0.6", "--rounds", "1",
+                   "--control-fraction", "0", "--database-url", db_url, "--data-dir",
+                   str(tmp_path / "var"), "--reps", "200", "--time-jitter", "0.3", "--quiet",
+                   "--power", "--out", str(out)])  # fmt: skip
+    inst = result["instrument"]
+    rows = {r["figure"]: r for r in inst["rows"]}
+    assert inst["images"] == 6 and inst["hidden_stored"] == 12
+    for name in ("precision", "contribution", "s/final mask"):
+        r = rows[name]
+        # the metrics see exactly what the simulated person did and spent ...
+        assert r["value"] == pytest.approx(r["realised"], abs=1e-9), name
+        # ... and the injected value lies in the measured interval
+        assert r["inside"] and r["lo"] <= r["injected"] <= r["hi"], r
+    stats = [i for i in result["per_image"] if i["prefill_arm"]]
+    shown = sum(i.get("accepted", 0) + i.get("rejected", 0) + i.get("fixed", 0) for i in stats)
+    (group,) = result["metrics"]["groups"]
+    assert group["shown"] == shown > 0  # the hidden proposals never counted
+    assert result["power"]["images_per_arm"] >= 2
+    assert 0.0 < result["power"]["simulated_power"] <= 1.0
+
+    engine = make_engine(db_url)
+    try:
+        with make_session_factory(engine)() as s:
+            masks = s.scalars(select(Mask).where(Mask.source == "model")).all()
+            hidden = [m for m in masks if not m.confident]
+            assert len(hidden) == 12 and all(m.status == "proposed" for m in hidden)
+            assert all(m.status != "proposed" for m in masks if m.confident)  # all decided
+            kinds = {e.kind for e in s.scalars(select(Event)).all()}
+            assert "reveal_less_confident" not in kinds
+    finally:
+        engine.dispose()
+
+
+def test_injected_values_outside_the_interval_are_reported(tmp_path: Path) -> None:
+    """The check can fail: a proposer claiming the wrong precision is flagged."""
+    from engine.flywheel.synthetic import ProposalSpec, SyntheticProposer
+    from scripts.sim_instrument import instrument_rows
+
+    result = {
+        "per_image": [{"round": 1, "prefill_arm": 1, "accepted": 9, "rejected": 1,
+                       "added": 3, "ledger_ms": 26000.0, "expected_ms": 24000.0}],
+        "metrics": {"groups": [{"round": 1, "arm": "prefill", "figures": {
+            "prefill_precision": {"value": 0.9, "lo": 0.8, "hi": 1.0},
+            "prefill_contribution": {"value": 0.75, "lo": 0.6, "hi": 0.9},
+            "seconds_per_final_mask": {"value": 2.0, "lo": 1.5, "hi": 2.5}}}]},
+    }  # fmt: skip
+    spec = ProposalSpec(precision=0.3, recall=0.7)
+    proposer = SyntheticProposer(None, {}, spec)  # type: ignore[arg-type]
+    rows = {r["figure"]: r for r in instrument_rows(result, spec, proposer)["rows"]}
+    assert not rows["precision"]["inside"]
+    assert rows["contribution"]["inside"] and rows["s/final mask"]["inside"]
+    assert rows["s/final mask"]["injected"] == pytest.approx(24.0 / 12)
+    assert rows["s/final mask"]["realised"] == pytest.approx(26.0 / 12)

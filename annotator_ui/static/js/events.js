@@ -12,6 +12,7 @@ export const K = {
   FIX_START: "fix_start", PROMPT_CLICK: "prompt_click", PROMPT_BOX: "prompt_box",
   BRUSH: "brush", OBJECT_COMMIT: "object_commit", OBJECT_CANCEL: "object_cancel",
   LABEL_SET: "label_set", UNDO: "undo", REDO: "redo", SUBMIT: "submit",
+  REVEAL_LESS_CONFIDENT: "reveal_less_confident",
 };
 
 const STORE = "dataengine.pending_events.v1";

@@ -16,6 +16,7 @@ export const KEYS = [
   ["A", "accept the selected proposal"],
   ["X", "reject the selected proposal (or withdraw an accepted mask)"],
   ["Shift+A", "accept every confident proposal"],
+  ["M", "show the less confident proposals too (hidden by the confident rule)"],
   ["F", "fix the selected mask: further clicks refine it (mask_input)"],
   ["Left click", "select a mask, or add a positive point (starts a new object)"],
   ["Right click / Alt+click", "add a negative point"],
@@ -79,6 +80,7 @@ export class Review {
           <div id="msg"></div>
           <div><button id="submit" class="primary" type="button">Submit (Ctrl+Enter)</button>
                <button id="next" type="button" disabled>Next (N)</button>
+               <button id="reveal" type="button" title="show the proposals the model is less sure of">Less confident (M)</button>
                <button id="helpbtn" type="button">?</button></div>
         </aside>
       </div>`;
@@ -88,6 +90,7 @@ export class Review {
     this.$("#submit").onclick = () => this.submit();
     this.$("#next").onclick = () => this.next();
     this.$("#helpbtn").onclick = () => this.toggleHelp();
+    this.$("#reveal").onclick = () => this.reveal();
     this.$("#label").addEventListener("keydown", (e) => {
       if (e.key === "Enter") { e.preventDefault(); this.applyLabel(this.$("#label").value.trim()); this.canvas.focus(); }
       if (e.key === "Escape") { e.preventDefault(); this.canvas.focus(); }
@@ -123,6 +126,8 @@ export class Review {
     this.$("#taxonomy").innerHTML = this.labels.map((l) => `<option value="${esc(l)}">`).join("");
     this.$("#toplabels").innerHTML = this.labels.slice(0, 9).map((l, i) => `<span>${i + 1} ${esc(l)}</span>`).join("");
     this.$("#imginfo").textContent = `image ${this.image.id} · ${this.W}×${this.H} · ${task.arm}`;
+    this.revealed = false;
+    this.$("#reveal").hidden = task.arm !== "prefill";
     const blob = await (await fetch(task.image.file_url, { credentials: "same-origin" })).blob();
     this.bitmap = await createImageBitmap(blob);
     const data = await api("GET", `/api/images/${this.image.id}/masks`);
@@ -492,6 +497,26 @@ export class Review {
     });
   }
 
+  // Show the proposals the confident rule hid. The event (sent at once) tells the server
+  // they were shown: from now on the metrics and the submit summary count them.
+  async reveal() {
+    if (this.task.arm !== "prefill") { this.msg("the control arm has no proposals"); return; }
+    if (this.revealed) { this.msg("the less confident proposals are already shown"); return; }
+    const t = performance.now();
+    await this.run(async () => {
+      const data = await api("GET", `/api/images/${this.image.id}/masks?include=less_confident`);
+      const fresh = data.masks.filter((m) => !this.masks.has(m.id));
+      for (const m of fresh) this.putMask(m);
+      this.revealed = true;
+      this.$("#reveal").disabled = true;
+      if (this.selected == null) this.selectNextProposal();
+      this.updateList(); this.draw();
+      this.emit(K.REVEAL_LESS_CONFIDENT, { t, payload: { mask_ids: fresh.map((m) => m.id) } });
+      const sent = await this.ev.drain(5000);
+      this.msg(`${fresh.length} less confident proposal(s) shown${sent ? "" : " (the reveal event is not saved yet; it is retried)"}`);
+    });
+  }
+
   async applyLabel(label) {
     if (!label) return;
     if (this.labels.length && !this.labels.includes(label)) { this.msg(`"${label}" is not in the taxonomy`); return; }
@@ -619,6 +644,7 @@ export class Review {
     }
     if (k === "Enter") { handled(); this.commit(); return; }
     if (k === "A" && e.shiftKey) { handled(); this.acceptAll(); return; }
+    if (k === "m" || k === "M") { handled(); this.reveal(); return; }
     if (k === "a") { handled(); this.decide("accept"); return; }
     if (k === "x" || k === "X") { handled(); this.decide("reject"); return; }
     if (k === "f" || k === "F") {

@@ -120,7 +120,8 @@ def test_submit_applies_ops_all_or_nothing(web: Web) -> None:
     ops[2]["version"] = 1
     r = c.post(f"/api/tasks/{task['lease_id']}/submit", json={"ops": ops}, headers=ann)
     assert r.status_code == 200, r.text
-    assert r.json()["counts"] == {"accepted": 2, "rejected": 1, "proposed": 1}
+    # the less confident proposal was never shown: the summary leaves it out
+    assert r.json()["counts"] == {"accepted": 2, "rejected": 1}
     assert set(r.json()["created"]) == {"k1"}
     # the image is done: nobody gets it again, and the lease cannot be submitted twice
     assert (
@@ -129,6 +130,29 @@ def test_submit_applies_ops_all_or_nothing(web: Web) -> None:
     )
     r = c.post(f"/api/tasks/{task['lease_id']}/submit", json={"ops": []}, headers=ann)
     assert r.status_code == 409
+
+
+def test_less_confident_revealed_on_demand_and_counted_once_shown(web: Web) -> None:
+    ids = setup_image(web)
+    c, ann = web.client, web.as_("annotator")
+    task = c.post("/api/tasks/next", json={"project_id": ids["project"]}, headers=ann).json()
+    url = f"/api/images/{ids['image']}/masks"
+    assert {m["id"] for m in c.get(url, headers=ann).json()["masks"]} == {ids["sure"], ids["also"]}
+    revealed = c.get(f"{url}?include=less_confident", headers=ann).json()["masks"]
+    assert {m["id"] for m in revealed} == {ids["sure"], ids["also"], ids["unsure"]}
+    assert {m["id"]: m["confident"] for m in revealed}[ids["unsure"]] is False
+    r = c.get(f"{url}?include=everything", headers=ann)
+    assert r.status_code == 422 and "include=less_confident" in r.json()["detail"]
+    # the client logs the reveal; from then on the hidden proposal was shown
+    event = {"uuid": "reveal-0001", "session_id": "s1", "seq": 1, "client_time": 10.0,
+             "kind": "reveal_less_confident", "image_id": ids["image"],
+             "lease_id": task["lease_id"], "payload": {"mask_ids": [ids["unsure"]]}}  # fmt: skip
+    r = c.post("/api/events", json={"events": [event]}, headers=ann)
+    assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+    ops = [{"op": "accept", "mask_id": ids["sure"], "version": 1}]
+    r = c.post(f"/api/tasks/{task['lease_id']}/submit", json={"ops": ops}, headers=ann)
+    assert r.status_code == 200, r.text
+    assert r.json()["counts"] == {"accepted": 1, "proposed": 2}  # "also" and "unsure"
 
 
 @pytest.fixture

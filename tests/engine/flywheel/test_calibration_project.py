@@ -69,3 +69,35 @@ def test_calibrate_project_registers_a_child_version(factory: sessionmaker[Sessi
         again = calibrate_project(s, project_id=project_id, model_version_id=child_id)
         assert again.parent_id == mv_id
         assert again.calibration["coef"] == pytest.approx(child.calibration["coef"])
+
+
+def test_revealed_proposals_are_labelled_by_the_decision(factory: sessionmaker[Session]) -> None:
+    """A less confident proposal the annotator revealed and rejected is a shown negative,
+    even where the final masks would have implied an accept."""
+    from db.models import Event
+    from engine.flywheel.calibration_project import training_set
+
+    with transaction(factory) as s:
+        p, u = make_project(s), make_user(s)
+        mv = make_model_version(s, params={"model_key": "classical-v1"})
+        rnd = Round(project_id=p.id, number=1, model_version_id=mv.id)
+        s.add(rnd)
+        s.flush()
+        seen, unseen = (make_image(s, project=p, width=64, height=48) for _ in range(2))
+        for img in (seen, unseen):
+            lease = Lease(image_id=img.id, user_id=u.id, stage="annotate", round_id=rnd.id,
+                          arm="prefill", expires_at=utcnow(), completed_at=utcnow())  # fmt: skip
+            s.add(lease)
+            s.flush()
+            make_mask(s, image=img, source="model", confident=False, model_version_id=mv.id,
+                      status="rejected" if img is seen else "proposed",
+                      predicted_iou=0.4, stability=0.9)  # fmt: skip
+            make_mask(s, image=img, source="human", status="accepted")  # the same box
+            if img is seen:
+                s.add(Event(uuid=f"rv-{img.id}", user_id=u.id, image_id=img.id,
+                            lease_id=lease.id, session_id="s", seq=1,
+                            kind="reveal_less_confident", payload={}, client_time=0.0))  # fmt: skip
+        s.flush()
+        ts = training_set(s, project_id=p.id, parent=mv)
+        assert ts.shown.tolist() == [True, False]  # revealed on the first image only
+        assert ts.y.tolist() == [0, 1]  # the rejection wins; the unseen one is implied

@@ -307,3 +307,59 @@ def test_cache_follows_mask_edits_long_after_its_derivation(
     with transaction(factory) as s:  # the check moved on: no mask edit left to find
         checked = s.scalars(select(EffortCache.masks_checked_at)).all()
     assert min(checked) > hour_ago
+
+
+def test_less_confident_proposals_count_only_once_revealed(factory: sessionmaker[Session]) -> None:
+    """Pre-fill precision and contribution count what the annotator was shown: confident
+    proposals, plus the less confident ones only on an image where they were revealed."""
+    with transaction(factory) as s:
+        p = make_project(s)
+        u = make_user(s)
+        mv = make_model_version(s)
+        rnd = Round(project_id=p.id, number=1, model_version_id=mv.id, control_fraction=0.0)
+        s.add(rnd)
+        s.flush()
+        a, b = (make_image(s, project=p, width=W, height=H) for _ in range(2))
+        la, lb = _lease(s, a, u, rnd, "prefill"), _lease(s, b, u, rnd, "prefill")
+        sure = {"source": "model", "model_version_id": mv.id, "confident": True}
+        unsure = {"source": "model", "model_version_id": mv.id, "confident": False}
+        # A: never revealed; one confident accepted, two hidden proposals, one added object
+        a1 = _mask(s, a, (0, 0, 10, 10), status="accepted", **sure)
+        _mask(s, a, (20, 0, 30, 10), status="proposed", **unsure)
+        _mask(s, a, (20, 20, 30, 30), status="proposed", **unsure)
+        _mask(s, a, (40, 20, 60, 40), status="accepted", source="human")
+        ev = Log(s, u.id, a.id, la.id)
+        ev(0, ek.IMAGE_OPEN)
+        ev(2000, ek.MASK_ACCEPT, a1.id)
+        ev(3000, ek.SUBMIT)
+        # B: revealed; confident accepted, one revealed accepted, one revealed rejected
+        b1 = _mask(s, b, (0, 0, 10, 10), status="accepted", **sure)
+        b2 = _mask(s, b, (20, 0, 30, 10), status="accepted", **unsure)
+        b3 = _mask(s, b, (20, 20, 30, 30), status="rejected", **unsure)
+        ev = Log(s, u.id, b.id, lb.id)
+        ev(0, ek.IMAGE_OPEN)
+        ev(1000, ek.MASK_ACCEPT, b1.id)
+        ev(2000, ek.REVEAL_LESS_CONFIDENT, mask_ids=[b2.id, b3.id])
+        ev(3000, ek.MASK_ACCEPT, b2.id)
+        ev(4000, ek.MASK_REJECT, b3.id)
+        ev(5000, ek.SUBMIT)
+        project_id, a_id, round_id = p.id, a.id, rnd.id
+    with factory() as s:
+        g = _groups(project_metrics(s, project_id=project_id, reps=50))[(1, "prefill")]
+    assert g["shown"] == 1 + 3
+    prec = g["figures"]["prefill_precision"]
+    assert (prec["num"], prec["den"]) == (3, 4)  # a1, b1, b2 accepted of a1, b1, b2, b3
+    contrib = g["figures"]["prefill_contribution"]
+    assert (contrib["num"], contrib["den"]) == (3, 4)  # the human mask is the fourth
+
+    # a reveal under another lease of the image (someone else's session) does not count
+    with transaction(factory) as s:
+        other = make_user(s, name="other")
+        stale = Lease(image_id=a_id, user_id=other.id, stage="annotate", round_id=round_id,
+                      arm="prefill", expires_at=utcnow())  # fmt: skip
+        s.add(stale)
+        s.flush()
+        Log(s, other.id, a_id, stale.id)(0, ek.REVEAL_LESS_CONFIDENT)
+    with factory() as s:
+        g = _groups(project_metrics(s, project_id=project_id, reps=50))[(1, "prefill")]
+    assert g["figures"]["prefill_precision"]["den"] == 4

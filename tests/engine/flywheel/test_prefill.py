@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput
+from db.masks import list_masks
 from db.models import Image, Mask, ModelVersion, Prefill, Project
 from db.rounds import start_round
 from db.session import make_engine, make_session_factory, transaction
@@ -28,7 +29,7 @@ from engine.ingest import ingest
 from engine.masks import decode_rle, mask_bbox
 from engine.segment.embedding_cache import roundtrip
 from engine.segment.protocol import DecodeResult, Embedding, Proposal
-from engine.segment.registry import with_cache
+from engine.segment.registry import DEFAULT_RULES, with_cache
 from tests.factories import make_image, make_model_version
 
 REPO = Path(__file__).resolve().parents[3]
@@ -492,3 +493,65 @@ def test_sigkill_mid_run_then_resume(
             assert len(set(rles)) == len(rles), "no duplicated masks"
         assert len(set(s.scalars(select(Prefill.model_version_id)))) == 1
     engine.dispose()
+
+
+# --- the per-backend default rule and the less confident proposals ------------------------
+
+
+def test_each_backend_has_its_own_default_rule() -> None:
+    sam = ConfidentRule.for_backend("sam")
+    assert (sam.pred_iou_thresh, sam.stability_thresh) == (0.88, 0.95)
+    classical = ConfidentRule.for_backend("classical")
+    params = DEFAULT_RULES["classical"]
+    assert classical.pred_iou_thresh == params["pred_iou_thresh"] < 0.88  # its own scale
+    assert classical.stability_thresh == params["stability_thresh"]
+    assert (classical.nms_thresh, classical.min_area) == (0.7, 100)  # shared parts
+    tuned = ConfidentRule.for_backend("classical", pred_iou_thresh=0.5, min_area=None)
+    assert (tuned.pred_iou_thresh, tuned.min_area) == (0.5, 100)
+    assert ConfidentRule.for_backend("something-new") == ConfidentRule()
+    with pytest.raises(InvalidInput, match="unknown confident-rule field"):
+        ConfidentRule.for_backend("sam", pred_iou=0.5)
+
+
+class ScaledSegmenter(FakeSegmenter):
+    """FakeSegmenter named ``classical`` with its scores shifted down onto the classical
+    scale: SAM's 0.88 lands on the classical default threshold."""
+
+    name = "classical"
+
+    def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
+        shift = 0.88 - DEFAULT_RULES["classical"]["pred_iou_thresh"]
+        out = super().propose(image, embedding)
+        for p in out:
+            p.predicted_iou -= shift
+        return out
+
+
+def test_prefill_without_a_rule_uses_the_backends_and_keeps_the_rest_hidden(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        PILImage.fromarray(rng.integers(0, 255, (40 + i, 56, 3), dtype=np.uint8)).save(
+            folder / f"p{i}.png"
+        )
+    assert ingest(factory, project="scaled", paths=[folder]).added == 2
+    with factory() as s:
+        project_id = s.scalar(select(Project.id).where(Project.name == "scaled"))
+    seg = ScaledSegmenter(key="scaled:v1")
+    summary = prefill_project(factory, project_id=project_id, segmenter=seg, model_version_id=None)
+    # SAM's 0.88 would keep nothing on this scale; the classical default keeps the same
+    # proposals as 0.88 does on SAM's scale
+    assert summary.done == 2 and summary.proposals == 12
+    assert summary.confident == 2 * sum(EXPECTED_CONFIDENT)
+    with factory() as s:
+        rows = s.scalars(select(Mask).order_by(Mask.id)).all()
+        assert len(rows) == 12 and all(m.status == "proposed" for m in rows)
+        assert [m.confident for m in rows[:6]] == EXPECTED_CONFIDENT
+        hidden = [m for m in rows if not m.confident]
+        assert len(hidden) == 8  # stored for the reveal and for calibration, not shown
+        listed = list_masks(s, image_id=rows[0].image_id)
+        assert {m.id for m in listed} == {m.id for m in rows[:6] if m.confident}
+        assert len(list_masks(s, image_id=rows[0].image_id, all_proposals=True)) == 6
