@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput, NotFound
 from db.models import Image, Mask, ModelVersion, Prefill, Project
-from db.rounds import current_round
+from db.rounds import current_round, ensure_first_round
 from db.session import transaction
 from engine.imageio import DEFAULT_MAX_PIXELS, load_rgb
 from engine.masks import encode_rle_batch
@@ -372,6 +372,7 @@ def prefill_project(
 
     model_version_id None: the current round's model version, else ``ensure_model_version``.
     rule None: ``ConfidentRule.for_backend(segmenter.name)``. limit: at most this many images processed. retry_failed: forget failed prefill rows
+    A project that never had a round gets round 1 (this model version, no control arm).
     first. on_total(n pending); on_image(image_id, outcome, info) with outcome
     ``done`` | ``failed`` | ``skipped`` and info ``{"proposals", "confident", "seconds",
     "reason"}``. max_pixels: the decode limit (``Settings.max_image_pixels``).
@@ -393,6 +394,9 @@ def prefill_project(
             mv = found
         _check_model_version(mv, segmenter)
         mv_id, calibration = mv.id, mv.calibration
+        if rnd is None:  # the first pre-fill opens round 1: no work outside a round by default
+            first = ensure_first_round(s, project_id=project_id, model_version_id=mv_id)
+            round_id = first.id if first is not None else None
         if calibration:
             _check_calibration(calibration, mv_id)
         if retry_failed:
