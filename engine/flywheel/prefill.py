@@ -371,9 +371,9 @@ def prefill_project(
     """Pre-fill every ok image of the project that has no prefill row for the model version.
 
     model_version_id None: the current round's model version, else ``ensure_model_version``.
-    rule None: ``ConfidentRule.for_backend(segmenter.name)``. limit: at most this many images processed. retry_failed: forget failed prefill rows
-    A project that never had a round gets round 1 (this model version, no control arm).
-    first. on_total(n pending); on_image(image_id, outcome, info) with outcome
+    rule None: ``ConfidentRule.for_backend(segmenter.name)``. limit: at most this many
+    images processed. retry_failed: forget failed prefill rows first. A project that never
+    had a round gets round 1 (this model version, no control arm). on_total(n pending); on_image(image_id, outcome, info) with outcome
     ``done`` | ``failed`` | ``skipped`` and info ``{"proposals", "confident", "seconds",
     "reason"}``. max_pixels: the decode limit (``Settings.max_image_pixels``).
     """
