@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from annotator_ui.settings import Settings
 from db.migrate import upgrade
-from db.models import User
+from db.models import User, name_key
 from db.projects import get_or_create_project
 from db.session import transaction
-from db.users import create_user, hash_password
+from db.users import create_user, set_password
 from scripts.commands.common import console, open_db
 from scripts.commands.ingest import print_summary, run_ingest
 
@@ -60,13 +60,13 @@ def sample_paths() -> list[Path]:
 def ensure_admin(factory: sessionmaker[Session], name: str, password: str | None) -> str | None:
     """Create the admin (or reset its password when one is given); returns a new password."""
     with transaction(factory) as s:
-        user = s.scalar(select(User).where(User.name == name))
+        user = s.scalar(select(User).where(User.name_key == name_key(name)))
         if user is None:
             pw = password or secrets.token_urlsafe(12)
             create_user(s, name=name, role="admin", password=pw)
             return pw
         if password:
-            user.password_hash = hash_password(password)
+            set_password(s, user=user, password=password)
             return password
     return None
 

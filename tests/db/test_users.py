@@ -11,12 +11,12 @@ from db.users import authenticate, create_user, issue_token, revoke_token, user_
 
 def test_password_and_tokens(factory: sessionmaker[Session]) -> None:
     with factory() as s:
-        u = create_user(s, name="ann", role="annotator", password="longenough")
+        u = create_user(s, name="ann", role="annotator", password="long-enough-pw")
         s.commit()
         assert u.password_hash.startswith("$argon2")
-        assert authenticate(s, name="ann", password="longenough") is u
+        assert authenticate(s, name="ann", password="long-enough-pw") is u
         assert authenticate(s, name="ann", password="wrong-one") is None
-        assert authenticate(s, name="nobody", password="longenough") is None
+        assert authenticate(s, name="nobody", password="long-enough-pw") is None
         token = issue_token(s, user=u, kind="session", hours=1)
         assert user_for_token(s, token=token) is u
         assert user_for_token(s, token=token + "x") is None
@@ -28,10 +28,10 @@ def test_password_and_tokens(factory: sessionmaker[Session]) -> None:
 
 def test_user_errors(factory: sessionmaker[Session]) -> None:
     with factory() as s:
-        create_user(s, name="ann", role="annotator", password="longenough")
+        create_user(s, name="ann", role="annotator", password="long-enough-pw")
         with pytest.raises(Conflict):
-            create_user(s, name="ann", role="admin", password="longenough")
+            create_user(s, name="ann", role="admin", password="long-enough-pw")
         with pytest.raises(InvalidInput, match="unknown role"):
-            create_user(s, name="bob", role="king", password="longenough")
+            create_user(s, name="bob", role="king", password="long-enough-pw")
         with pytest.raises(InvalidInput, match="8 characters"):
             create_user(s, name="bob", role="admin", password="short")

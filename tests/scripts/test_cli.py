@@ -65,11 +65,11 @@ def test_upgrade_then_ingest_and_users(env: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "added" in result.output and "rejected: not an image" in result.output
     result = runner.invoke(
-        app, ["user", "add", "ann", "--role", "annotator", "--password", "12345678"]
+        app, ["user", "add", "ann", "--role", "annotator", "--password", "ann-secret-pw-7"]
     )
     assert result.exit_code == 0, result.output
     result = runner.invoke(
-        app, ["user", "add", "ann", "--role", "annotator", "--password", "12345678"]
+        app, ["user", "add", "ann", "--role", "annotator", "--password", "ann-secret-pw-7"]
     )
     assert result.exit_code == 1 and "already exists" in result.output
     result = runner.invoke(app, ["user", "add", "x", "--role", "boss"])
