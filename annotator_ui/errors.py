@@ -55,6 +55,27 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def error_schema_as_json(app: FastAPI) -> None:
+    """Make ``app.openapi()`` declare every error as ``application/json`` ``ErrorOut``, also
+    on routes whose success response is HTML or an image (FastAPI would reuse that type)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        ref = {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
+        for ops in spec.get("paths", {}).values():
+            for op in ops.values():
+                for code, resp in op.get("responses", {}).items():
+                    if code.isdigit() and int(code) in _WHAT:
+                        resp["content"] = {"application/json": ref}
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def error_response(
     status: int, detail: str | list[dict[str, Any]], headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -83,6 +104,7 @@ def _out_of_range(err: BaseException) -> bool:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every error into an ``ErrorOut`` body."""
+    error_schema_as_json(app)
 
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, err: DomainError) -> JSONResponse:

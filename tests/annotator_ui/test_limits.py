@@ -36,7 +36,9 @@ def web(db_url: str, tmp_path: Path) -> Iterator[Web]:
 
 def project(web: Web, **body: Any) -> dict[str, Any]:
     r = web.client.post(
-        "/api/admin/projects", json={"name": "p", "labels": ["dog"], **body}, headers=web.as_("admin")
+        "/api/admin/projects",
+        json={"name": "p", "labels": ["dog"], **body},
+        headers=web.as_("admin"),
     )
     assert r.status_code == 201, r.text
     return r.json()
@@ -172,7 +174,9 @@ def test_project_settings_are_validated(web: Web) -> None:
         {"curation": "everything"},
         {"licenses": "MIT"},
     ):
-        r = web.client.patch(f"/api/admin/projects/{p['id']}", json={"settings": bad}, headers=admin)
+        r = web.client.patch(
+            f"/api/admin/projects/{p['id']}", json={"settings": bad}, headers=admin
+        )
         assert r.status_code == 422, (bad, r.text)
         assert isinstance(r.json()["detail"], list)
     r = web.client.post(

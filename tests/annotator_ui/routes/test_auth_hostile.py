@@ -85,9 +85,7 @@ def test_unknown_and_case_variant_names_share_the_account_counter(
 
 
 def test_guessing_from_one_address_across_accounts(db_url: str, tmp_path: Path) -> None:
-    with start_web(
-        db_url, tmp_path, segmenter=NoModel(), login_free_failures_address=4
-    ) as web:
+    with start_web(db_url, tmp_path, segmenter=NoModel(), login_free_failures_address=4) as web:
         codes = [login(web, f"user{i}", "wrong-guess").status_code for i in range(6)]
         assert codes == [401] * 4 + [429] * 2
         assert login(web, "admin1", PASSWORD).status_code == 429  # same address
