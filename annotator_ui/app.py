@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from annotator_ui.errors import ERROR_RESPONSES, install_error_handlers
+from annotator_ui.login_guard import LoginGuard
 from annotator_ui.request_guard import RequestGuard
 from annotator_ui.settings import Settings
 from db.migrate import check_up_to_date
@@ -86,7 +87,13 @@ def create_app(settings: Settings | None = None, *, segmenter: Any = None) -> Fa
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.startup_hooks = []
+    guard = LoginGuard(
+        max_concurrent=settings.max_concurrent_password_checks,
+        max_waiting=settings.max_waiting_password_checks,
+        nice=settings.password_check_nice,
+    )
+    app.state.login_guard = guard
+    app.state.startup_hooks = [lambda _app: guard.close]  # close() runs at shutdown
     install_error_handlers(app)
     app.add_middleware(
         RequestGuard, max_bytes=settings.max_request_bytes, max_depth=settings.max_json_depth

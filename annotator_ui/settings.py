@@ -104,6 +104,13 @@ class Settings(BaseSettings):
         description="argon2 verifications running at once per process (0 = no bound); further "
         "logins wait in the event loop, not on a worker thread.",
     )
+    password_check_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Lower the CPU priority of password-check threads by this (Linux nice, "
+        "per thread): a login flood yields the CPU to other users' requests. 0 = unchanged.",
+    )
     max_waiting_password_checks: int = Field(
         default=8,
         ge=0,

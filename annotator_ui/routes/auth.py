@@ -65,16 +65,8 @@ class PasswordIn(BaseModel):
 
 
 def get_login_guard(request: Request) -> LoginGuard:
-    """The app's LoginGuard, made on first use from the settings."""
-    guard = getattr(request.app.state, "login_guard", None)
-    if guard is None:
-        settings: Settings = request.app.state.settings
-        guard = LoginGuard(
-            max_concurrent=settings.max_concurrent_password_checks,
-            max_waiting=settings.max_waiting_password_checks,
-        )
-        request.app.state.login_guard = guard
-    return guard
+    """The app's LoginGuard (made in ``create_app`` from the settings)."""
+    return request.app.state.login_guard
 
 
 LoginGuardDep = Annotated[LoginGuard, Depends(get_login_guard)]
@@ -152,6 +144,8 @@ async def login(
     address = request.client.host if request.client else "unknown"
     keys = _keys(settings, body.name, address)
     key_names = [k for k, _ in keys]
+    if guard.busy():  # refused before it costs a database write or a hash
+        raise too_many(1.0)
     if settings.login_throttle:
         known = guard.locked_for(key_names)
         if known > 0:
