@@ -97,17 +97,19 @@ def _keys(settings: Settings, name: str, address: str) -> list[tuple[str, thrott
 
 def _reserve(
     factory: sessionmaker[Session], keys: list[tuple[str, throttle.Backoff]], name: str
-) -> tuple[float, float, User | None]:
-    """(retry_after, seconds of the lock this attempt set, the user) in one transaction."""
+) -> tuple[dict[str, float], float, User | None]:
+    """({locked key: seconds left} when refused, seconds of the lock this attempt set on the
+    account, the user), in one transaction."""
     with transaction(factory) as s:
         wait, lock = throttle.reserve_attempt(s, keys=keys)
         if wait > 0:
-            return wait, 0.0, None
+            locked = {k: throttle.locked_for(s, keys=[k]) for k, _ in keys}
+            return {k: w for k, w in locked.items() if w > 0} or {keys[0][0]: wait}, 0.0, None
         user = find_login(s, name=name)
         if user is not None:
             s.expunge(user)
         left = (lock - utcnow()).total_seconds() if lock is not None else 0.0
-        return 0.0, left, user
+        return {}, left, user
 
 
 def _open_session(
@@ -150,10 +152,11 @@ async def login(
         known = guard.locked_for(key_names)
         if known > 0:
             raise too_many(known)
-        wait, lock, user = await run_in_threadpool(_reserve, factory, keys, body.name)
-        if wait > 0:
-            guard.remember_lock(key_names, wait)
-            raise too_many(wait)
+        locked, lock, user = await run_in_threadpool(_reserve, factory, keys, body.name)
+        if locked:
+            for key, seconds in locked.items():  # only the locked keys: not a whole address
+                guard.remember_lock([key], seconds)
+            raise too_many(max(locked.values()))
         if lock > 0:
             guard.remember_lock(key_names[:1], lock)
     else:

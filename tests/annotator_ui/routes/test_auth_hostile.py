@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from annotator_ui.app import create_app
 from annotator_ui.routes import auth as auth_routes
 from db.models import LoginThrottle
 from tests.factories import PASSWORD
-from tests.webapp import NoModel, Web, start_web
+from tests.webapp import NoModel, Web, settings_for, start_web
 
 
 @pytest.fixture
@@ -182,3 +184,19 @@ def test_nul_bytes_in_login_are_422(web: Web) -> None:
     ):
         r = web.client.post("/api/auth/login", json=body)
         assert r.status_code == 422 and "NUL" in r.json()["detail"]
+
+
+def test_throttle_is_shared_by_app_processes(web: Web, db_url: str, tmp_path: Path) -> None:
+    """A second app on the same database (another process in production) sees the lock;
+    a lock on one account does not refuse other accounts from the same address."""
+    for i in range(3):
+        assert login(web, "annotator1", f"guess-{i}").status_code == 401
+    other = create_app(
+        settings_for(db_url, tmp_path / "second", login_free_failures_account=3),
+        segmenter=NoModel(),
+    )
+    with TestClient(other) as second:
+        r = second.post("/api/auth/login", json={"name": "annotator1", "password": PASSWORD})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        r = second.post("/api/auth/login", json={"name": "curator1", "password": PASSWORD})
+        assert r.status_code == 200
