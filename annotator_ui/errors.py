@@ -42,7 +42,7 @@ class ErrorOut(BaseModel):
 
 
 _WHAT = {
-    401: "Not logged in (send the session cookie or Authorization: Bearer <token>).",
+    401: "Not logged in (send the session cookie or an Authorization: Bearer token).",
     403: "Logged in, but your role may not do this, or the item is not yours.",
     404: "No such item (or an id out of range).",
     409: "Conflict with the current state (taken name, changed version, lost lease).",
