@@ -9,19 +9,23 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+import fastapi_offline
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from annotator_ui import observability
+from annotator_ui.errors import ERROR_RESPONSES, install_error_handlers
+from annotator_ui.login_guard import LoginGuard
+from annotator_ui.request_guard import RequestGuard
 from annotator_ui.settings import Settings, check_binding
-from db.errors import DomainError
 from db.migrate import check_up_to_date
 from db.session import make_engine, make_session_factory
 
 log = logging.getLogger("dataengine.app")
 STATIC = Path(__file__).parent / "static"
+# Swagger UI and ReDoc bundles shipped by the fastapi-offline package (no CDN).
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 
 # Router modules under annotator_ui.routes, in the order they are mounted.
 ROUTERS = [
@@ -79,37 +83,43 @@ def create_app(settings: Settings | None = None, *, segmenter: Any = None) -> Fa
         title="Data Engine",
         version="0.1.0",
         lifespan=lifespan,
-        description="Annotation, effort accounting, flywheel metrics and curation.",
+        description="Annotation, effort accounting, flywheel metrics and curation. "
+        'Every error body is ErrorOut: {"detail": message} (422: a list of field errors).',
+        docs_url=None,  # served below from the app's own origin, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
-    app.state.startup_hooks = []
-
-    @app.exception_handler(DomainError)
-    async def domain_error(_request: Request, err: DomainError) -> JSONResponse:
-        return JSONResponse(status_code=err.status_code, content={"detail": str(err)})
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, err: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in err.errors()
-        ]
-        return JSONResponse(status_code=422, content={"detail": errors})
-
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, err: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=err)
-        return JSONResponse(status_code=500, content={"detail": "internal server error"})
+    guard = LoginGuard(
+        max_concurrent=settings.max_concurrent_password_checks,
+        max_waiting=settings.max_waiting_password_checks,
+        nice=settings.password_check_nice,
+    )
+    app.state.login_guard = guard
+    app.state.startup_hooks = [lambda _app: guard.close]  # close() runs at shutdown
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestGuard, max_bytes=settings.max_request_bytes, max_depth=settings.max_json_depth
+    )
 
     for name in ROUTERS:
         module = importlib.import_module(f"annotator_ui.routes.{name}")
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(app)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     observability.install(app)  # X-Request-ID, request metrics (routes: routes/health.py)
+    app.mount("/apidocs-assets", StaticFiles(directory=DOCS_ASSETS), name="apidocs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> FileResponse:
+        """Swagger UI from the app's own origin (works offline; the page has no inline script)."""
+        return FileResponse(STATIC / "apidocs" / "swagger.html")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> FileResponse:
+        return FileResponse(STATIC / "apidocs" / "redoc.html")
 
     @app.get("/", include_in_schema=False)
     def index() -> Any:

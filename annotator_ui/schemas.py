@@ -12,11 +12,16 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from db.models import Image, Lease, Mask, Project, User
 
 Role = Literal["annotator", "curator", "reviewer", "admin"]
+
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID, description="A row id (1 .. 2**63-1).")]
+"""Path / body id. Above the column range of the current database it is a 404 (see
+``annotator_ui.errors``), never a 500."""
 
 
 class RLE(BaseModel):
@@ -27,16 +32,49 @@ class RLE(BaseModel):
 # --- projects and users ------------------------------------------------------------------
 
 
+class CurationSettings(BaseModel):
+    """``project.settings["curation"]``: read by the curation queues and exports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overlap_fraction: float | None = Field(
+        default=None, ge=0.0, le=1.0, allow_inf_nan=False, description="Shown to two curators."
+    )
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="Overlap sampling.")
+    idle_seconds: float | None = Field(
+        default=None, gt=0, le=3600, allow_inf_nan=False, description="Gap cap for effort."
+    )
+    rules: dict[str, Any] | None = Field(default=None, description="Auto-stage rules (curate).")
+    ranker: dict[str, Any] | None = Field(default=None, description="Trained queue ranker.")
+
+
+class ProjectSettings(BaseModel):
+    """A project's settings. Known keys are checked; other keys are kept as given (JSON)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    curation: CurationSettings | None = None
+    licenses: list[dict[str, Any]] | None = Field(default=None, description="COCO licenses.")
+    imports: list[dict[str, Any]] | None = Field(default=None, description="Import records.")
+
+    def as_json(self) -> dict[str, Any]:
+        """The settings to store, without unset known keys."""
+        out = self.model_dump(exclude_none=True)
+        if self.curation is not None:
+            out["curation"] = self.curation.model_dump(exclude_none=True)
+        return out
+
+
 class ProjectIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     labels: list[str] = Field(default_factory=list, description="The label taxonomy, in order.")
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: ProjectSettings = Field(default_factory=ProjectSettings)
 
 
 class ProjectPatch(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     labels: list[str] | None = None
-    settings: dict[str, Any] | None = None
+    settings: ProjectSettings | None = None
 
 
 class ProjectOut(BaseModel):
@@ -60,12 +98,17 @@ class ProjectOut(BaseModel):
 
 
 class UserIn(BaseModel):
+    """A new user. The name is NFKC-normalised and unique ignoring case; the password must
+    pass the policy (``db.users.check_password``), else 422 with the reason."""
+
     name: str = Field(min_length=1, max_length=100)
     role: Role
     password: str = Field(min_length=8, max_length=1000)
 
 
 class UserPatch(BaseModel):
+    """``password`` resets it (policy checked) and revokes every session and token."""
+
     role: Role | None = None
     active: bool | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1000)
@@ -146,7 +189,10 @@ class TaskOut(BaseModel):
 
 
 class HeartbeatIn(BaseModel):
-    draft: dict[str, Any] | None = Field(default=None, description="Unsaved work to keep.")
+    draft: dict[str, Any] | None = Field(
+        default=None,
+        description="Unsaved work to keep; at most the max_draft_bytes setting as JSON (413).",
+    )
 
 
 class MaskOp(BaseModel):

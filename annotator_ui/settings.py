@@ -134,6 +134,63 @@ class Settings(BaseSettings):
         default="INFO", description="Lowest level logged by `dataengine serve` and the worker."
     )
 
+    # Accounts and HTTP hardening
+    max_token_hours: float = Field(
+        default=24 * 90,
+        gt=0,
+        le=24 * 366 * 10,
+        description="Longest lifetime of an API token (POST /api/auth/tokens, user token).",
+    )
+    login_throttle: bool = Field(
+        default=True,
+        description="Refuse logins (429 + Retry-After) after repeated failures per account and "
+        "per client address, with exponential back-off. Counters live in the database, so "
+        "every app process shares them.",
+    )
+    login_free_failures_account: int = Field(
+        default=5, ge=1, description="Failed logins per account before back-off starts."
+    )
+    login_free_failures_address: int = Field(
+        default=20, ge=1, description="Failed logins per client address before back-off starts."
+    )
+    login_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="First back-off; it doubles with every further failure."
+    )
+    login_backoff_max_seconds: float = Field(
+        default=900.0, gt=0, description="Longest back-off after repeated failures."
+    )
+    max_concurrent_password_checks: int = Field(
+        default=1,
+        ge=0,
+        description="argon2 verifications running at once per process (0 = no bound); further "
+        "logins wait in the event loop, not on a worker thread.",
+    )
+    password_check_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Lower the CPU priority of password-check threads by this (Linux nice, "
+        "per thread): a login flood yields the CPU to other users' requests. 0 = unchanged.",
+    )
+    max_waiting_password_checks: int = Field(
+        default=8,
+        ge=0,
+        description="Logins allowed to wait for a verification slot; more get 429 at once.",
+    )
+    max_request_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body; larger ones get 413 (checked while streaming).",
+    )
+    max_json_depth: int = Field(
+        default=32, ge=2, description="Deepest nesting of arrays/objects in a JSON body (422)."
+    )
+    max_draft_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest task draft (heartbeat ``draft`` as JSON); larger ones get 413.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file inside ``data_dir``."""

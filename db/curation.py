@@ -41,8 +41,16 @@ DEFAULTS: dict[str, Any] = {"overlap_fraction": 0.1, "seed": 0, "idle_seconds": 
 
 
 def curation_settings(project: Project) -> dict[str, Any]:
-    """The project's curation settings with defaults filled in."""
-    return {**DEFAULTS, **(project.settings or {}).get("curation", {})}
+    """The project's curation settings with defaults filled in; a stored value of the wrong
+    type (written before settings were validated) falls back to its default."""
+    stored = (project.settings or {}).get("curation", {})
+    cfg = {**DEFAULTS, **(stored if isinstance(stored, dict) else {})}
+    for key, default in DEFAULTS.items():
+        value = cfg[key]
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or value != value or value in (float("inf"), float("-inf")):
+            cfg[key] = default
+    return cfg
 
 
 def set_curation_settings(session: Session, *, project: Project, **values: Any) -> dict[str, Any]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 
 from annotator_ui.deps import AdminUser, ReviewerUser, SessionDep
 from annotator_ui.schemas import (
+    Id,
     ImageOut,
     ProjectIn,
     ProjectOut,
@@ -19,9 +19,9 @@ from annotator_ui.schemas import (
 from db.errors import Conflict, InvalidInput
 from db.images import list_images
 from db.leases import queue_counts
-from db.models import AuthToken, Project
+from db.models import Project
 from db.projects import create_project, get_project, list_projects, set_labels
-from db.users import create_user, get_user, hash_password, list_users
+from db.users import create_user, get_user, list_users, revoke_all_tokens, set_password
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -39,19 +39,21 @@ def projects(session: SessionDep, user: AdminUser) -> list[ProjectOut]:
 @router.post("/projects", status_code=201)
 def create(body: ProjectIn, session: SessionDep, user: AdminUser) -> ProjectOut:
     """Create a project with its label taxonomy."""
-    p = create_project(session, name=body.name, labels=body.labels, settings=body.settings)
+    p = create_project(
+        session, name=body.name, labels=body.labels, settings=body.settings.as_json()
+    )
     session.commit()
     return ProjectOut.of(p)
 
 
 @router.get("/projects/{project_id}")
-def read(project_id: int, session: SessionDep, user: AdminUser) -> ProjectOut:
+def read(project_id: Id, session: SessionDep, user: AdminUser) -> ProjectOut:
     p = get_project(session, project_id=project_id)
     return ProjectOut.of(p, queue_counts(session, project_id=p.id))
 
 
 @router.patch("/projects/{project_id}")
-def update(project_id: int, body: ProjectPatch, session: SessionDep, user: AdminUser) -> ProjectOut:
+def update(project_id: Id, body: ProjectPatch, session: SessionDep, user: AdminUser) -> ProjectOut:
     """Rename, replace the taxonomy (``labels``) or the settings."""
     p = get_project(session, project_id=project_id)
     if body.name is not None and body.name.strip() != p.name:
@@ -62,14 +64,14 @@ def update(project_id: int, body: ProjectPatch, session: SessionDep, user: Admin
     if body.labels is not None:
         set_labels(session, project=p, labels=body.labels)
     if body.settings is not None:
-        p.settings = dict(body.settings)
+        p.settings = body.settings.as_json()
     session.commit()
     return ProjectOut.of(p)
 
 
 @router.delete("/projects/{project_id}")
 def remove(
-    project_id: int, session: SessionDep, user: AdminUser, confirm: str = ""
+    project_id: Id, session: SessionDep, user: AdminUser, confirm: str = ""
 ) -> dict[str, int]:
     """Delete a project and everything in it; ``confirm`` must repeat the project's name."""
     p = get_project(session, project_id=project_id)
@@ -82,7 +84,7 @@ def remove(
 
 @router.get("/projects/{project_id}/images")
 def images(
-    project_id: int,
+    project_id: Id,
     session: SessionDep,
     user: ReviewerUser,
     status: str | None = None,
@@ -113,24 +115,25 @@ def add_user(body: UserIn, session: SessionDep, user: AdminUser) -> UserOut:
 
 
 @router.patch("/users/{user_id}")
-def edit_user(user_id: int, body: UserPatch, session: SessionDep, user: AdminUser) -> UserOut:
-    """Change role, (de)activate, or set a new password; deactivating logs the user out."""
+def edit_user(user_id: Id, body: UserPatch, session: SessionDep, user: AdminUser) -> UserOut:
+    """Change role, (de)activate, or reset the password (policy checked). A password reset
+    or deactivation revokes every session and API token of the user."""
     u = get_user(session, user_id=user_id)
     if u.id == user.id and (body.active is False or (body.role and body.role != "admin")):
         raise InvalidInput("you cannot demote or deactivate yourself; ask another admin")
     if body.role is not None:
         u.role = body.role
     if body.password is not None:
-        u.password_hash = hash_password(body.password)
+        set_password(session, user=u, password=body.password)
     if body.active is not None:
         u.active = body.active
         if not body.active:
-            session.execute(sql_delete(AuthToken).where(AuthToken.user_id == u.id))
+            revoke_all_tokens(session, user_id=u.id)
     session.commit()
     return UserOut.of(u)
 
 
 @router.delete("/users/{user_id}")
-def deactivate_user(user_id: int, session: SessionDep, user: AdminUser) -> UserOut:
+def deactivate_user(user_id: Id, session: SessionDep, user: AdminUser) -> UserOut:
     """Deactivate a user (rows are kept: their events and masks refer to them)."""
     return edit_user(user_id, UserPatch(active=False), session, user)

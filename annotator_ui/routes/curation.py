@@ -57,8 +57,8 @@ class UndoIn(BaseModel):
 
 
 class SettingsIn(BaseModel):
-    overlap_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
-    seed: int | None = None
+    overlap_fraction: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 def _item(im: Image, stage: str, cfg: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -125,6 +125,20 @@ def commit_then_raise(session: Session, err: Exception) -> None:
     raise err
 
 
+def check_draft(draft: dict[str, Any] | None, max_bytes: int) -> None:
+    """413 when a draft is larger than ``max_bytes`` as compact JSON (the max_draft_bytes
+    setting): every GET of the task returns it, so it must stay small."""
+    if draft is None:
+        return
+    size = len(json.dumps(draft, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > max_bytes:
+        raise HTTPException(
+            status_code=413,
+            detail=f"draft of {size} bytes is larger than {max_bytes} bytes; keep unsaved "
+            "work small (submit it) or raise the max_draft_bytes setting",
+        )
+
+
 def _task(session: Session, lease: Lease, minutes: float) -> TaskOut:
     image = get_image(session, image_id=lease.image_id)
     project = get_project(session, project_id=image.project_id)
@@ -214,6 +228,7 @@ def heartbeat(
     lease_id: int, body: HeartbeatIn, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> TaskOut:
     """Keep the lease alive (and store a draft); 409 when it was already lost."""
+    check_draft(body.draft, settings.max_draft_bytes)
     try:
         lease = leases.heartbeat(
             session,
@@ -339,6 +354,7 @@ def release(
     lease_id: int, body: HeartbeatIn, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> TaskOut:
     """Give the image back unfinished; a draft sent along is kept for when I return."""
+    check_draft(body.draft, settings.max_draft_bytes)
     lease = leases.release(session, lease_id=lease_id, user_id=user.id, draft=body.draft)
     session.commit()
     return _task(session, lease, settings.lease_minutes)

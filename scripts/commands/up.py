@@ -58,18 +58,18 @@ def ensure_admin(factory: sessionmaker[Session], name: str, password: str | None
     """Create the admin (or reset its password when one is given); returns a new password."""
     from sqlalchemy import select
 
-    from db.models import User
+    from db.models import User, name_key
     from db.session import transaction
-    from db.users import create_user, hash_password
+    from db.users import create_user, set_password
 
     with transaction(factory) as s:
-        user = s.scalar(select(User).where(User.name == name))
+        user = s.scalar(select(User).where(User.name_key == name_key(name)))
         if user is None:
             pw = password or secrets.token_urlsafe(12)
             create_user(s, name=name, role="admin", password=pw)
             return pw
         if password:
-            user.password_hash = hash_password(password)
+            set_password(s, user=user, password=password)
             return password
     return None
 

@@ -22,11 +22,13 @@ def user_add(
         None,
         "--password",
         envvar="DATAENGINE_NEW_PASSWORD",
-        help="Password (8+ characters). Omitted: a random one is generated and printed.",
+        help="Password (8+ characters, not a common or easily guessed one). "
+        "Omitted: a random one is generated and printed.",
     ),
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a user with a role."""
+    """Create a user with a role. Names are NFKC-normalised and unique ignoring case; no
+    spaces, invisible characters or mixed scripts."""
     from annotator_ui.settings import Settings
     from db.models import ROLES
     from db.session import transaction
@@ -72,7 +74,9 @@ def user_list(as_json: JsonFlag = False) -> None:
 @user_app.command("token")
 def user_token(
     name: str = typer.Argument(..., help="User to issue the token for."),
-    hours: float = typer.Option(24 * 30, help="Lifetime in hours."),
+    hours: float = typer.Option(
+        24 * 30, help="Lifetime in hours (at most the max_token_hours setting)."
+    ),
     as_json: JsonFlag = False,
 ) -> None:
     """Issue a bearer token for scripts (Authorization: Bearer <token>)."""
@@ -80,9 +84,16 @@ def user_token(
     from db.session import transaction
     from db.users import get_user, issue_token
 
-    factory = open_db(Settings())
+    settings = Settings()
+    factory = open_db(settings)
     with domain_errors(), transaction(factory) as s:
-        token = issue_token(s, user=get_user(s, name=name), kind="api", hours=hours)
+        token = issue_token(
+            s,
+            user=get_user(s, name=name),
+            kind="api",
+            hours=hours,
+            max_hours=settings.max_token_hours,
+        )
     if as_json:
         print_json({"user": name, "token": token, "hours": hours})
         return
@@ -96,20 +107,19 @@ def user_passwd(
         None,
         "--password",
         envvar="DATAENGINE_NEW_PASSWORD",
-        help="New password (8+ characters). Omitted: a random one is generated and printed.",
+        help="New password (8+ characters, not easily guessed). Omitted: a random one is "
+        "generated and printed.",
     ),
 ) -> None:
-    """Set a user's password."""
+    """Set a user's password; every session and API token of the user is revoked."""
     from annotator_ui.settings import Settings
     from db.session import transaction
-    from db.users import get_user, hash_password
+    from db.users import get_user, set_password
 
     pw = password or secrets.token_urlsafe(12)
-    if len(pw) < 8:
-        fail("password must have at least 8 characters")
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
-        get_user(s, name=name).password_hash = hash_password(pw)
+        set_password(s, user=get_user(s, name=name), password=pw)
     console.print(f"password of {name!r} set" + ("" if password else f" to {pw}"))
 
 

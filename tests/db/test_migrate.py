@@ -42,3 +42,32 @@ def test_behind_database_is_refused_with_the_fix(tmp_path: Path) -> None:
     app = create_app(Settings(database_url=url), segmenter=object())
     with pytest.raises(DatabaseBehind, match="dataengine db upgrade"), TestClient(app):
         pass
+
+
+def test_0010_backfills_name_keys_and_names_case_twins(db_url: str) -> None:
+    """0010 fills user_account.name_key (NFKC, casefolded) for existing users; names that
+    differ only in case stop the upgrade with the pair named and the rows kept."""
+    from alembic import command
+
+    from db.migrate import alembic_config
+
+    cfg = alembic_config(db_url)
+    command.downgrade(cfg, "0009_mask_idempotency")
+    engine = make_engine(db_url)
+    insert = text(
+        "INSERT INTO user_account (name, role, password_hash, active, created_at) "
+        "VALUES (:name, 'annotator', 'x', TRUE, CURRENT_TIMESTAMP)"
+    )
+    with engine.begin() as conn:
+        conn.execute(insert, {"name": "Ａlice"})  # fullwidth A
+    upgrade(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT name_key FROM user_account")).scalar() == "alice"
+    command.downgrade(cfg, "0009_mask_idempotency")
+    with engine.begin() as conn:
+        conn.execute(insert, {"name": "ALICE"})
+    with pytest.raises(RuntimeError, match="differ only in case.*ALICE"):
+        upgrade(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM user_account")).scalar() == 2
+    engine.dispose()

@@ -75,11 +75,11 @@ def test_upgrade_then_ingest_and_users(env: Path, tmp_path: Path) -> None:
     assert "[bold]\\xff.jpg: not an image" in result.output.replace("\n", "")
     assert re.search(r"total entries walked\W+4\b", result.output), result.output
     result = runner.invoke(
-        app, ["user", "add", "ann", "--role", "annotator", "--password", "12345678"]
+        app, ["user", "add", "ann", "--role", "annotator", "--password", "ann-secret-pw-7"]
     )
     assert result.exit_code == 0, result.output
     result = runner.invoke(
-        app, ["user", "add", "ann", "--role", "annotator", "--password", "12345678"]
+        app, ["user", "add", "ann", "--role", "annotator", "--password", "ann-secret-pw-7"]
     )
     assert result.exit_code == 1 and "already exists" in result.output
     result = runner.invoke(app, ["user", "add", "x", "--role", "boss"])
