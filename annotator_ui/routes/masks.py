@@ -249,7 +249,7 @@ def add_mask(
     """
     if key and (prior := dbm.find_by_client_key(session, user_id=user.id, client_key=key)):
         return _replay(prior, image_id=image_id, parent_id=None, key=key)
-    image = get_image(session, image_id=image_id)
+    image = require_ok(image=get_image(session, image_id=image_id))  # 404 before any check
     shape = mask_shape(
         body.rle.model_dump(),
         height=image.height,
@@ -293,7 +293,7 @@ def fix_mask(
     image_id = old.image_id
     if key and (prior := dbm.find_by_client_key(session, user_id=user.id, client_key=key)):
         return _replay(prior, image_id=image_id, parent_id=mask_id, key=key)
-    image = get_image(session, image_id=image_id)
+    image = require_ok(image=get_image(session, image_id=image_id))  # 404 before any check
     shape = mask_shape(
         body.rle.model_dump(),
         height=image.height,

@@ -88,7 +88,7 @@ def _ml_predict(web: Web, image: Image) -> Response:
         "label_config": ML_CONFIG,
         "params": {"context": {"result": [click]}},
     }
-    return web.client.post("/ml/predict", json=body)
+    return web.client.post("/ml/predict", json=body, headers=web.as_("reviewer"))
 
 
 def _routes(web: Web, image_id: int) -> dict[str, Callable[[], Response]]:

@@ -63,7 +63,7 @@ def test_hostile_label_studio_regions_are_skipped(
     factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     img = _image(tmp_path / "img", name="photo.png")
-    ingest(factory, project="ls", paths=[img])
+    ingest(factory, project="ls", paths=[img], min_side=1)  # 30x40: below the default
     good = np.zeros((H, W), dtype=bool)
     good[5:15, 5:20] = True
 
