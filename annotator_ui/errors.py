@@ -113,6 +113,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, err: StarletteHTTPException) -> JSONResponse:
         detail = err.detail if isinstance(err.detail, str) else str(err.detail)
+        if err.status_code == 400:  # FastAPI's "error parsing the body": malformed input
+            return error_response(
+                422, f"{detail}: send a JSON body (Content-Type: application/json)"
+            )
         return error_response(err.status_code, detail, dict(err.headers or {}))
 
     @app.exception_handler(RequestValidationError)

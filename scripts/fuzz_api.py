@@ -213,7 +213,6 @@ def fuzz(
     examples: int,
     modes: tuple[str, ...] = ("positive", "negative"),
     roles: tuple[str, ...] = ROLES_FUZZED,
-    seed: int = 0,
     keep: int = 3,
     progress: bool = False,
 ) -> FuzzReport:

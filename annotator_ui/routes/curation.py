@@ -253,7 +253,11 @@ def thumbnail_path(image: Image, size: int, cache_dir: Path, *, max_pixels: int)
     return path
 
 
-@router.get("/images/{image_id}/thumb")
+@router.get(
+    "/images/{image_id}/thumb",
+    response_class=FileResponse,
+    responses={200: {"description": "A JPEG thumbnail.", "content": {"image/jpeg": {}}}},
+)
 def thumb(
     image_id: int, session: SessionDep, settings: SettingsDep, user: Curator, size: int = 384
 ) -> FileResponse:

@@ -368,7 +368,15 @@ def image_meta(image_id: int, session: SessionDep, user: CurrentUser) -> ImageOu
     return ImageOut.of(ensure_can_read(session, user=user, image_id=image_id))
 
 
-@router.get("/api/images/{image_id}/file", response_model=None)
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
+
+
+@router.get(
+    "/api/images/{image_id}/file",
+    response_model=None,
+    response_class=Response,
+    responses={200: {"description": "The image file.", "content": {t: {} for t in IMAGE_TYPES}}},
+)
 def image_file(
     image_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> Response:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_fuzz_every_operation_every_role(db_url: str, tmp_path: Path) -> None:
     with world(db_url, tmp_path) as w:
         assert {"image_id", "mask_id", "project_id", "lease_id"} <= set(w.ids)
-        report = fuzz(w, examples=3, seed=0)
+        report = fuzz(w, examples=3)
     assert report.operations > 40
     assert set(report.cases) == set(ROLES_FUZZED)
     assert min(report.cases.values()) >= report.operations
