@@ -18,9 +18,9 @@ from annotator_ui import observability
 from annotator_ui.errors import ERROR_RESPONSES, install_error_handlers
 from annotator_ui.login_guard import LoginGuard
 from annotator_ui.request_guard import RequestGuard
-from annotator_ui.settings import Settings, check_binding
 from db.migrate import check_up_to_date
 from db.session import make_engine, make_session_factory
+from engine.settings import Settings, check_binding
 
 log = logging.getLogger("dataengine.app")
 STATIC = Path(__file__).parent / "static"
@@ -43,17 +43,9 @@ ROUTERS = [
 
 def load_segmenter(settings: Settings) -> Any:
     """Build the configured segmenter (classical unless a SAM checkpoint is configured)."""
-    from engine.segment.registry import build_segmenter
+    from engine.segment.registry import segmenter_from_settings
 
-    return build_segmenter(
-        settings.backend,
-        model_type=settings.sam_model,
-        checkpoint=settings.sam_checkpoint,
-        sha256=settings.sam_checkpoint_sha256,
-        device=settings.device,
-        cache_dir=settings.cache_dir,
-        cache_items=settings.embedding_cache_items,
-    )
+    return segmenter_from_settings(settings)
 
 
 def create_app(settings: Settings | None = None, *, segmenter: Any = None) -> FastAPI:

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from annotator_ui.settings import Settings
 from db.models import User
 from db.users import user_for_token
+from engine.settings import Settings
 
 SESSION_COOKIE = "de_session"
 

@@ -19,7 +19,7 @@ import logging
 from contextvars import ContextVar
 from typing import Any
 
-from annotator_ui.settings import Settings
+from engine.settings import Settings
 
 request_id: ContextVar[str] = ContextVar("dataengine_request_id", default="-")
 

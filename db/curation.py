@@ -386,7 +386,7 @@ def stage_seconds(
     """Human seconds per stage from decision times (superseded rows included: the work happened).
 
     Per user and stage, decisions are sorted by time; each gap to the previous decision is
-    charged, capped at ``idle_seconds`` (DESIGN.md section 5). A session's first decision
+    charged, capped at ``idle_seconds`` (``docs/effort.md``). A session's first decision
     has no previous one and is charged nothing.
     """
     rows = session.execute(

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 models: the data model of DESIGN.md section 3.
+"""SQLAlchemy 2.0 models: the data model of ``docs/architecture.md``.
 
 Conventions
 - Times are timezone-aware UTC (``utcnow()``); SQLite stores them naive, so

@@ -76,8 +76,8 @@ def _serve_child(
     import uvicorn
 
     from annotator_ui.app import create_app
-    from annotator_ui.settings import Settings
     from engine.segment.registry import build_segmenter
+    from engine.settings import Settings
 
     seg = build_segmenter(
         backend, model_type=model, checkpoint=checkpoint, cache_dir=work / "cache"

@@ -22,11 +22,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from annotator_ui.app import create_app
-from annotator_ui.settings import Settings
 from db.migrate import upgrade
 from db.models import Image, Project
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user, issue_token
+from engine.settings import Settings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -85,13 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     from sqlalchemy import select
 
     from annotator_ui.app import create_app
-    from annotator_ui.settings import Settings
     from db.migrate import upgrade
     from db.models import Image
     from db.session import make_engine, make_session_factory, transaction
     from db.users import create_user, issue_token
     from engine.ingest import ingest
     from engine.segment.registry import build_segmenter, with_cache
+    from engine.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

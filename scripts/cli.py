@@ -78,7 +78,7 @@ def _database_unreachable(err: BaseException) -> str | None:
     exc = sys.modules.get("sqlalchemy.exc")
     if exc is None or not isinstance(err, exc.OperationalError):
         return None
-    from annotator_ui.settings import Settings
+    from engine.settings import Settings
     from scripts.commands.common import unreachable_message
 
     return unreachable_message(Settings().resolved_database_url, err)
@@ -88,7 +88,7 @@ def main() -> None:
     """Entry point of the ``dataengine`` script: run the app; an unreachable database
     anywhere in a command ends it with one line on stderr and exit code 3."""
     from annotator_ui.logs import configure_logging
-    from annotator_ui.settings import Settings
+    from engine.settings import Settings
     from scripts.commands.common import EXIT_DB_UNREACHABLE, fail
 
     configure_logging(Settings(), level="WARNING")  # DATAENGINE_LOG_FORMAT=json for JSON lines

@@ -126,7 +126,6 @@ def world(db_url: str, data_dir: Path) -> Iterator[World]:
     import httpx
 
     from annotator_ui.app import create_app
-    from annotator_ui.settings import Settings
     from db.migrate import upgrade
     from db.models import ROLES, Image, Mask
     from db.session import make_engine, make_session_factory, transaction
@@ -134,6 +133,7 @@ def world(db_url: str, data_dir: Path) -> Iterator[World]:
     from engine.ingest import ingest
     from engine.masks import encode_rle, mask_bbox
     from engine.segment.registry import build_segmenter, with_cache
+    from engine.settings import Settings
 
     upgrade(db_url)
     engine = make_engine(db_url)

@@ -59,7 +59,6 @@ import numpy as np
 from sqlalchemy import select
 
 from annotator_ui.app import create_app
-from annotator_ui.settings import Settings
 from db.errors import InvalidInput
 from db.events import EFFORT_COLUMNS
 from db.migrate import upgrade
@@ -82,6 +81,7 @@ from engine.ingest import ingest
 from engine.interop.importers.coco import segmentation_to_mask
 from engine.masks import decode_rle, encode_rle, mask_iou
 from engine.segment.registry import image_key
+from engine.settings import Settings
 from scripts.sim_instrument import format_instrument, format_power, instrument_rows, write_scenes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

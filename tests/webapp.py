@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotator_ui.app import create_app
-from annotator_ui.settings import Settings
 from db.models import ROLES
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user, issue_token
+from engine.settings import Settings
 from tests.factories import PASSWORD
 
 

@@ -18,7 +18,6 @@ from starlette.concurrency import run_in_threadpool
 
 from annotator_ui.deps import SESSION_COOKIE, CurrentUser, SessionDep, SettingsDep, request_token
 from annotator_ui.login_guard import Busy, LoginGuard
-from annotator_ui.settings import Settings
 from db import login_throttle as throttle
 from db.models import User, name_key, utcnow
 from db.session import transaction
@@ -30,6 +29,7 @@ from db.users import (
     set_password,
     verify_password,
 )
+from engine.settings import Settings
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 

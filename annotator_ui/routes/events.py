@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from annotator_ui.deps import CurrentUser, ReviewerUser, SessionDep, SettingsDep
 from annotator_ui.routes.tasks import ensure_can_read
 from annotator_ui.schemas import EventIn, EventRejected, EventsIn, EventsOut
-from annotator_ui.settings import Settings
 from db import events as dbe
 from db.models import User
 from engine.flywheel.events import ALL_KINDS, CURATION_KINDS
+from engine.settings import Settings
 from engine.telemetry import EVENTS_STORED
 
 router = APIRouter(tags=["events"])

@@ -1,4 +1,4 @@
-"""Curation for diffusion fine-tuning (DESIGN.md section 6).
+"""Curation for diffusion fine-tuning (``docs/architecture.md``).
 
 Stage auto: ``signals`` (per-image quality numbers), ``duplicates`` (perceptual-hash
 clusters), ``composition`` (from accepted masks), ``rules`` (pass/fail with reasons),

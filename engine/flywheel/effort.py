@@ -1,4 +1,4 @@
-"""Human effort from the event log: the ONE definition of DESIGN.md section 5 (``docs/effort.md``).
+"""Human effort from the event log: the ONE definition (``docs/effort.md``).
 
 Pure: no database access. ``engine.flywheel.effort_loader`` reads the events (and the masks'
 parent links) and calls ``derive_effort``; ``GET /api/images/{id}/effort``, the metrics

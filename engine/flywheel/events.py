@@ -3,7 +3,7 @@
 Every event: ``uuid`` (client-made), ``session_id`` (one page load / simulated session),
 ``seq`` (order within the session), ``client_time`` (ms, monotonic within the session),
 ``visible`` (page visibility), ``kind`` (below), ``image_id``, optional ``mask_id`` and a
-``payload`` dict. Timing rules (DESIGN.md section 5) are applied in ``engine.flywheel.effort``.
+``payload`` dict. Timing rules (``docs/effort.md``) are applied in ``engine.flywheel.effort``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The segmenter interface every backend implements (DESIGN.md section 4).
+"""The segmenter interface every backend implements (``docs/architecture.md``).
 
 Two phases, as SAM: ``embed`` once per image (expensive, cacheable), then
 ``decode`` per prompt (cheap). ``propose`` runs automatic mask generation for pre-fill.

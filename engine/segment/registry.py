@@ -34,7 +34,7 @@ def _build_classical(**_: Any) -> Segmenter:
 
 
 # Pre-fill stores every plausible proposal, not only the confident ones: rejected and fixed
-# proposals are what calibration learns from (DESIGN section 4), and the annotator can reveal
+# proposals are what calibration learns from (docs/architecture.md), and the annotator can reveal
 # the less confident ones on demand. The confident rule (engine.flywheel.prefill.ConfidentRule,
 # thresholds per backend below) decides which proposals annotators are shown pre-filled.
 SAM_PROPOSAL_PARAMS: dict[str, Any] = {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.5}
@@ -188,3 +188,25 @@ def build_segmenter(
     if cache_dir is not None:
         return with_cache(seg, cache_dir, cache_items)
     return seg
+
+
+def segmenter_from_settings(
+    settings: Any,
+    *,
+    backend: str | None = None,
+    model_type: str | None = None,
+    checkpoint: PathLike | None = None,
+    sha256: str | None = None,
+    device: str | None = None,
+) -> Segmenter:
+    """The configured segmenter (``engine.settings.Settings``), each argument overriding
+    its setting; with the settings' embedding cache. The app and the CLI both build here."""
+    return build_segmenter(
+        backend or settings.backend,
+        model_type=model_type or settings.sam_model,
+        checkpoint=checkpoint or settings.sam_checkpoint,
+        sha256=sha256 or settings.sam_checkpoint_sha256,
+        device=device or settings.device,
+        cache_dir=settings.cache_dir,
+        cache_items=settings.embedding_cache_items,
+    )

@@ -18,8 +18,8 @@ def backup_command(
     FILE to the database path (app stopped). PostgreSQL: pg_dump --format=custom; restore
     with pg_restore. Without pg_dump this prints the command and exits 1.
     """
-    from annotator_ui.settings import Settings
     from db.backup import backup_database
+    from engine.settings import Settings
 
     settings = Settings()
     with domain_errors():

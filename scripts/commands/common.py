@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from sqlalchemy.orm import Session, sessionmaker
 
-    from annotator_ui.settings import Settings
+    from engine.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

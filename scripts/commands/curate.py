@@ -91,9 +91,9 @@ def auto_command(
     """Compute quality signals and apply the rules: one auto pass/fail decision per image, with reasons."""
     from rich.table import Table
 
-    from annotator_ui.settings import Settings
     from engine.curation.auto import run_auto
     from engine.curation.rules import load_rules
+    from engine.settings import Settings
 
     try:
         r = load_rules(rules)
@@ -152,11 +152,11 @@ def agreement_command(
     """Cohen's and Fleiss' kappa per human stage on the images two curators decided."""
     from rich.table import Table
 
-    from annotator_ui.settings import Settings
     from db.curation import HUMAN_STAGES, ratings_for_agreement
     from db.projects import get_project
     from db.session import transaction
     from engine.curation.agreement import agreement
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
@@ -201,10 +201,10 @@ def train_ranker_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Train the ranker on the human decisions; it then orders the generalist queue."""
-    from annotator_ui.settings import Settings
     from db.projects import get_project
     from db.session import transaction
     from engine.curation.ranker import train_project_ranker
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
@@ -233,10 +233,10 @@ def settings_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Show or change the project's curation settings (overlap fraction and seed)."""
-    from annotator_ui.settings import Settings
     from db.curation import curation_settings, set_curation_settings
     from db.projects import get_project
     from db.session import transaction
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:

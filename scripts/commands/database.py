@@ -23,9 +23,9 @@ def db_upgrade(
     as_json: JsonFlag = False,
 ) -> None:
     """Create the database or upgrade it to the latest schema (idempotent)."""
-    from annotator_ui.settings import Settings
     from db.migrate import current_heads, script_heads, upgrade
     from db.session import make_engine
+    from engine.settings import Settings
 
     settings = Settings()
     url = settings.resolved_database_url
@@ -46,9 +46,9 @@ def db_upgrade(
 @db_app.command("current")
 def db_current(as_json: JsonFlag = False) -> None:
     """Show the schema revision of the database and the one the code needs (exit 1 if behind)."""
-    from annotator_ui.settings import Settings
     from db.migrate import current_heads, script_heads
     from db.session import make_engine
+    from engine.settings import Settings
 
     settings = Settings()
     url = settings.resolved_database_url

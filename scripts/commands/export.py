@@ -53,10 +53,10 @@ def export_command(
     as_json: JsonFlag = False,
 ) -> None:  # fmt: skip
     """Export a project. Written to a temporary folder and renamed: never partial."""
-    from annotator_ui.settings import Settings
     from db.projects import get_project
     from db.session import transaction
     from engine.interop.exporters.atomic import record_export, write_atomically
+    from engine.settings import Settings
 
     exporter = resolve(fmt)
     settings = Settings()

@@ -24,7 +24,7 @@ from scripts.commands.common import (
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from annotator_ui.settings import Settings
+    from engine.settings import Settings
 
 round_app = typer.Typer(help="Rounds: bind a project to a model version, with a control arm.",
                         no_args_is_help=True)  # fmt: skip
@@ -44,11 +44,11 @@ def round_start(
     """Close the open round and start the next one."""
     from sqlalchemy import select
 
-    from annotator_ui.settings import Settings
     from db.models import ModelVersion, Round
     from db.projects import get_project
     from db.rounds import start_round
     from db.session import transaction
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
@@ -78,9 +78,9 @@ def round_list(
     from rich.table import Table
     from sqlalchemy import select
 
-    from annotator_ui.settings import Settings
     from db.models import Round
     from db.projects import get_project
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     rows: list[dict[str, Any]] = []
@@ -150,7 +150,7 @@ def metrics(
     idle_seconds: float | None = typer.Option(None, "--idle-seconds", help=IDLE_HELP),
 ) -> None:
     """Flywheel figures per round and arm with bootstrap 95% intervals (docs/effort.md)."""
-    from annotator_ui.settings import Settings
+    from engine.settings import Settings
 
     name, m = _metrics(Settings(), project, reps, seed, idle_seconds)
     if as_json:
@@ -172,10 +172,10 @@ def calibrate(
     as_json: JsonFlag = False,
 ) -> None:  # fmt: skip
     """Fit P(accept | proposal features) on human decisions; register a calibrated version."""
-    from annotator_ui.settings import Settings
     from db.projects import get_project
     from db.session import transaction
     from engine.flywheel.calibration_project import calibrate_project
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
@@ -219,9 +219,9 @@ def finetune_decoder(
     as_json: JsonFlag = False,
 ) -> None:  # fmt: skip
     """Flywheel step 2: train SAM's mask decoder on final masks; promote only if held-out NoC/mIoU@1 improve."""
-    from annotator_ui.settings import Settings
     from db.projects import get_project
     from engine.flywheel.finetune_decoder import FinetuneConfig, finetune_project
+    from engine.settings import Settings
 
     settings = Settings()
     factory = open_db(settings)
@@ -248,8 +248,8 @@ def report(
     as_json: JsonFlag = False,
 ) -> None:
     """Write a self-contained HTML report (PNG plots inlined) of the flywheel metrics."""
-    from annotator_ui.settings import Settings
     from engine.flywheel.report import render_html
+    from engine.settings import Settings
 
     name, m = _metrics(Settings(), project, reps, seed, idle_seconds)
     write_atomic(out, render_html(m, title=f"Data Engine flywheel report: {name}"))

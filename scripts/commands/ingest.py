@@ -18,9 +18,9 @@ from scripts.commands.common import (
 )
 
 if TYPE_CHECKING:
-    from annotator_ui.settings import Settings
     from engine.imageio import ProbeResult
     from engine.ingest import IngestSummary
+    from engine.settings import Settings
 
 
 def summary_json(summary: IngestSummary) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def ingest_command(
     and multi-page TIFF are added with their first frame and listed as flagged. A PATH that
     does not exist stops the command before anything is ingested (exit 1).
     """
-    from annotator_ui.settings import Settings
+    from engine.settings import Settings
 
     require_paths(paths, "file or folder")
     settings = Settings()

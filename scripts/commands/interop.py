@@ -90,10 +90,10 @@ def import_command(
     """Import annotations as human masks. Each file is committed whole or not at all;
     skipped items (unknown labels, images not found, malformed regions) are listed with
     their reasons. A PATH that does not exist stops the command before anything is imported."""
-    from annotator_ui.settings import Settings
     from db.session import transaction
     from db.users import get_user
     from engine.interop.importers import IMPORTERS, import_files
+    from engine.settings import Settings
 
     if fmt not in IMPORTERS:
         fail(f"unknown format {fmt!r}; choose one of {', '.join(IMPORTERS)}")

@@ -46,8 +46,8 @@ def models_download(
     url: str | None = typer.Option(None, help="Mirror URL to fetch instead of the official one."),
 ) -> None:
     """Download a checkpoint with a progress bar; keep it only if its sha256 matches."""
-    from annotator_ui.settings import Settings
     from engine.segment.sam.models import MODELS, ChecksumError, download
+    from engine.settings import Settings
 
     if name not in MODELS:
         fail(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")

@@ -23,12 +23,12 @@ from scripts.commands.common import (
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from annotator_ui.settings import Settings
     from db.models import ModelVersion
     from engine.flywheel.prefill import ConfidentRule, PrefillSummary
+    from engine.settings import Settings
 
 
-def load_segmenter(
+def configured_segmenter(
     settings: Settings,
     *,
     backend: str | None,
@@ -39,7 +39,7 @@ def load_segmenter(
     model_version: ModelVersion | None = None,
 ) -> Any:
     """Build the segmenter from options, else the model version's record, else settings."""
-    from engine.segment.registry import BackendError, build_segmenter
+    from engine.segment.registry import BackendError, segmenter_from_settings
 
     if backend is None and model_version is not None:
         backend = model_version.backend
@@ -48,14 +48,13 @@ def load_segmenter(
             checkpoint = Path(model_version.checkpoint_path)
         sha256 = sha256 or model_version.checkpoint_sha256
     try:
-        return build_segmenter(
-            backend or settings.backend,
-            model_type=model_type or settings.sam_model,
-            checkpoint=checkpoint or settings.sam_checkpoint,
-            sha256=sha256 or settings.sam_checkpoint_sha256,
-            device=device or settings.device,
-            cache_dir=settings.cache_dir,
-            cache_items=settings.embedding_cache_items,
+        return segmenter_from_settings(
+            settings,
+            backend=backend,
+            model_type=model_type,
+            checkpoint=checkpoint,
+            sha256=sha256,
+            device=device,
         )
     except BackendError as err:
         fail(str(err))
@@ -156,7 +155,7 @@ def _run_prefill(
                 rnd = current_round(s, project_id=project_id)
                 if rnd is not None and rnd.model_version_id is not None:
                     mv = s.get(ModelVersion, rnd.model_version_id)
-        segmenter = load_segmenter(
+        segmenter = configured_segmenter(
             settings,
             backend=backend,
             model_type=model_type,
@@ -264,8 +263,8 @@ def prefill_command(
 
     Resumable and idempotent per (image, model version): rerun after an interruption and only the remaining images are processed. Unreadable images are recorded as failed and never stop the batch.
     """
-    from annotator_ui.settings import Settings
     from engine.flywheel.prefill import ConfidentRule
+    from engine.settings import Settings
 
     settings = Settings()
     with domain_errors():
@@ -316,10 +315,10 @@ def embed_command(
     """Precompute the embeddings of a project's images into the cache (DATAENGINE_DATA_DIR)."""
     from rich.table import Table
 
-    from annotator_ui.settings import Settings
     from db.images import list_images
     from db.projects import get_project
     from engine.imageio import load_rgb
+    from engine.settings import Settings
 
     settings = Settings()
     factory = open_db(settings)
@@ -330,7 +329,7 @@ def embed_command(
     finally:
         factory.kw["bind"].dispose()
     images = [i for i in images if i[2]][: limit if limit is not None else None]
-    seg = load_segmenter(
+    seg = configured_segmenter(
         settings,
         backend=backend,
         model_type=model,

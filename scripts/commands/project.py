@@ -22,9 +22,9 @@ def project_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a project."""
-    from annotator_ui.settings import Settings
     from db.projects import create_project
     from db.session import transaction
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
@@ -44,9 +44,9 @@ def project_labels(
     ),
 ) -> None:
     """Replace a project's label taxonomy."""
-    from annotator_ui.settings import Settings
     from db.projects import get_project, set_labels
     from db.session import transaction
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
@@ -59,9 +59,9 @@ def project_list(as_json: JsonFlag = False) -> None:
     """List projects with image counts."""
     from rich.table import Table
 
-    from annotator_ui.settings import Settings
     from db.images import count_by_status
     from db.projects import list_projects
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     rows = []

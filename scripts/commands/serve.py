@@ -17,7 +17,7 @@ import typer
 from scripts.commands.common import fail, open_db
 
 if TYPE_CHECKING:
-    from annotator_ui.settings import Settings
+    from engine.settings import Settings
 
 
 def prepare_multiprocess_metrics(settings: Settings, workers: int) -> Path | None:
@@ -50,7 +50,7 @@ def serve_command(
     from pydantic import ValidationError
 
     from annotator_ui.logs import logging_config
-    from annotator_ui.settings import Settings, UnsafeBinding, check_binding
+    from engine.settings import Settings, UnsafeBinding, check_binding
 
     try:
         settings = Settings()

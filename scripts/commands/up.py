@@ -87,11 +87,11 @@ def up_command(
     serve: bool = typer.Option(True, help="Serve the app at the end."),
 ) -> None:
     """Set up everything on embedded defaults and serve the app."""
-    from annotator_ui.settings import Settings
     from db.migrate import upgrade
     from db.projects import get_or_create_project
     from db.rounds import ensure_first_round
     from db.session import transaction
+    from engine.settings import Settings
 
     require_paths(list(paths or []), "file or folder")
     settings = Settings()

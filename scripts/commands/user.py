@@ -29,10 +29,10 @@ def user_add(
 ) -> None:
     """Create a user with a role. Names are NFKC-normalised and unique ignoring case; no
     spaces, invisible characters or mixed scripts."""
-    from annotator_ui.settings import Settings
     from db.models import ROLES
     from db.session import transaction
     from db.users import create_user
+    from engine.settings import Settings
 
     if role not in ROLES:
         fail(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
@@ -54,8 +54,8 @@ def user_list(as_json: JsonFlag = False) -> None:
     """List users and roles."""
     from rich.table import Table
 
-    from annotator_ui.settings import Settings
     from db.users import list_users
+    from engine.settings import Settings
 
     factory = open_db(Settings())
     with factory() as s:
@@ -80,9 +80,9 @@ def user_token(
     as_json: JsonFlag = False,
 ) -> None:
     """Issue a bearer token for scripts (Authorization: Bearer <token>)."""
-    from annotator_ui.settings import Settings
     from db.session import transaction
     from db.users import get_user, issue_token
+    from engine.settings import Settings
 
     settings = Settings()
     factory = open_db(settings)
@@ -112,9 +112,9 @@ def user_passwd(
     ),
 ) -> None:
     """Set a user's password; every session and API token of the user is revoked."""
-    from annotator_ui.settings import Settings
     from db.session import transaction
     from db.users import get_user, set_password
+    from engine.settings import Settings
 
     pw = password or secrets.token_urlsafe(12)
     factory = open_db(Settings())

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from scripts.commands.common import console, open_db
-from scripts.commands.prefill import load_segmenter
+from scripts.commands.prefill import configured_segmenter
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -81,15 +81,15 @@ def worker_command(
     several workers at once: each image is claimed by exactly one of them.
     """
     from annotator_ui.logs import configure_logging
-    from annotator_ui.settings import Settings
     from db.errors import DomainError
     from db.projects import list_projects
     from engine.flywheel.prefill import prefill_project
+    from engine.settings import Settings
 
     settings = Settings()
     configure_logging(settings)  # DATAENGINE_LOG_LEVEL / _LOG_FORMAT (the CLI default is WARNING)
     factory = open_db(settings)
-    segmenter = load_segmenter(
+    segmenter = configured_segmenter(
         settings, backend=None, model_type=None, checkpoint=None, sha256=None, device=None
     )
     console.print(f"worker: {segmenter.name} ({segmenter.model_key}), every {interval:.0f} s")

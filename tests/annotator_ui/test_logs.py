@@ -12,7 +12,7 @@ import pytest
 SCRIPT = """
 import logging
 from annotator_ui.logs import configure_logging, request_id
-from annotator_ui.settings import Settings
+from engine.settings import Settings
 
 configure_logging(Settings(_env_file=None, log_format={fmt!r}, log_level="INFO"))
 log = logging.getLogger("dataengine.test")
@@ -60,7 +60,7 @@ def test_text_lines_carry_the_request_id() -> None:
 def test_bad_log_format_is_refused() -> None:
     from pydantic import ValidationError
 
-    from annotator_ui.settings import Settings
+    from engine.settings import Settings
 
     with pytest.raises(ValidationError, match="log_format"):
         Settings(_env_file=None, log_format="xml")  # type: ignore[arg-type,call-arg]

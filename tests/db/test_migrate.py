@@ -9,11 +9,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
 from annotator_ui.app import create_app
-from annotator_ui.settings import Settings
 from db.errors import DatabaseBehind
 from db.migrate import check_up_to_date, upgrade
 from db.models import Base
 from db.session import make_engine
+from engine.settings import Settings
 
 
 def test_schema_matches_models(db_url: str) -> None:

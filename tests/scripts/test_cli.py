@@ -387,9 +387,9 @@ def _photos(tmp_path: Path, n: int = 2) -> Path:
 def test_up_and_first_prefill_open_round_one(env: Path, tmp_path: Path) -> None:
     from sqlalchemy import select
 
-    from annotator_ui.settings import Settings
     from db.models import Round
     from db.session import make_engine, make_session_factory
+    from engine.settings import Settings
 
     photos = _photos(tmp_path)
     result = runner.invoke(app, ["up", str(photos), "--project", "demo", "--no-serve",
@@ -415,9 +415,9 @@ def test_metrics_show_work_done_without_a_round(env: Path, tmp_path: Path) -> No
     import datetime as dt
     import json
 
-    from annotator_ui.settings import Settings
     from db.models import Event, Image, Lease, utcnow
     from db.session import make_engine, make_session_factory, transaction
+    from engine.settings import Settings
     from tests.factories import make_user
 
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0

@@ -1,4 +1,4 @@
-"""The weight-free ``classical`` segmentation backend (DESIGN.md section 4).
+"""The weight-free ``classical`` segmentation backend (``docs/architecture.md``).
 
 Embedding: a SLIC superpixel region graph with palette colour histograms and
 boundary contrast (``engine.segment.classical.features``), computed once per image.

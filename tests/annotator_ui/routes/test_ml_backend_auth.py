@@ -19,11 +19,11 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from annotator_ui.app import create_app
-from annotator_ui.settings import UnsafeBinding
 from db.models import Event, Image, Mask
 from db.session import transaction
 from engine.ingest import ingest
 from engine.interop.label_studio import image_url
+from engine.settings import UnsafeBinding
 from tests.annotator_ui.routes.test_permissions import api_routes
 from tests.factories import box_mask, make_mask
 from tests.webapp import Web, classical_segmenter, settings_for, start_web

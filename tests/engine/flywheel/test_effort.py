@@ -1,4 +1,4 @@
-"""Timing rules of DESIGN.md section 5, applied to hand-written event streams."""
+"""Timing rules of docs/effort.md, applied to hand-written event streams."""
 
 from __future__ import annotations
 

@@ -231,7 +231,7 @@ def test_attach_precompute_runs_in_the_app_lifespan(sqlite_url: str, tmp_path: P
     from fastapi.testclient import TestClient
 
     from annotator_ui.app import create_app
-    from annotator_ui.settings import Settings
+    from engine.settings import Settings
 
     settings = Settings(database_url=sqlite_url, data_dir=tmp_path / "var")
     seg = with_cache(CountingSegmenter(), tmp_path / "cache")

@@ -1,5 +1,8 @@
 """The one settings class. Read at the edges (CLI entry, app factory) and passed down.
 
+It lives here, below both edges, so the CLI and the web app import it without each other;
+nothing under ``engine/`` or ``db/`` reads it: their functions take plain arguments.
+
 Every field can be set with an environment variable named ``DATAENGINE_<FIELD>``
 (upper case) or in a ``.env`` file; ``.env.example`` documents them all.
 """
@@ -84,7 +87,7 @@ class Settings(BaseSettings):
         default=30.0, description="A task lease expires this long after its last heartbeat."
     )
     idle_seconds: float = Field(
-        default=30.0, description="Gap cap for active-time accounting (DESIGN section 5)."
+        default=30.0, description="Gap cap for active-time accounting (docs/effort.md)."
     )
     event_grace_minutes: float = Field(
         default=15.0,
