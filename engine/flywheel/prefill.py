@@ -8,7 +8,7 @@ logged as a ``reveal_less_confident`` event); summaries count only what was show
 
 ``ConfidentRule.for_backend`` gives each backend's rule on its own score scale
 (``engine.segment.registry.DEFAULT_RULES``): SAM's predicted IoU >= 0.88 and stability >=
-0.95; the classical backend's predicted IoU >= 0.68 and stability >= 0.95 (its scores top
+0.95; the classical backend's predicted IoU >= 0.60 and stability >= 0.95 (its scores top
 out near 0.7-0.8). Measured with ``scripts/eval_proposals.py --pick`` on the shared ground
 truth (103 images: tiny-coco, coco-panoptic-sample, penn-fudan-sample): precision 0.12
 [0.08, 0.17] at IoU >= 0.5 (2.0 confident masks an image), the highest of the thresholds that
