@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote_to_bytes
 
 import numpy as np
@@ -217,6 +217,23 @@ class ProbeResult:
     exif_orientation: int | None = None
     phash: str | None = None
     flags: dict[str, str] = field(default_factory=dict)
+
+    def image_columns(self) -> dict[str, Any]:
+        """The ``image`` row's columns this probe fills (``db.images.add_image`` keywords)."""
+        return {
+            "sha256": self.sha256,
+            "ok": self.ok,
+            "reason": self.reason,
+            "file_size": self.file_size,
+            "width": self.width,
+            "height": self.height,
+            "format": self.format,
+            "mode": self.mode,
+            "rgb_conversion": self.rgb_conversion,
+            "exif_orientation": self.exif_orientation,
+            "phash": self.phash,
+            "meta": {"flags": dict(self.flags)} if self.flags else {},
+        }
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

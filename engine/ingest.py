@@ -84,23 +84,7 @@ def _record(
         if res.ok and copy_to is not None:
             uri = _store_copy(res, copy_to)
         with transaction(factory) as s:
-            image, created = add_image(
-                s,
-                project_id=project_id,
-                uri=uri,
-                sha256=res.sha256,
-                ok=res.ok,
-                reason=res.reason,
-                file_size=res.file_size,
-                width=res.width,
-                height=res.height,
-                format=res.format,
-                mode=res.mode,
-                rgb_conversion=res.rgb_conversion,
-                exif_orientation=res.exif_orientation,
-                phash=res.phash,
-                meta={"flags": dict(res.flags)} if res.flags else {},
-            )
+            image, created = add_image(s, project_id=project_id, uri=uri, **res.image_columns())
             return image.id, created
     except (OSError, SQLAlchemyError, DomainError) as err:  # store not writable, database error
         first_line = (str(err) or type(err).__name__).splitlines()[0]

@@ -154,20 +154,7 @@ class ImageResolver:
         if not res.ok:
             return None, f"image file {path} is not usable: {res.reason}"
         image, created = add_image(
-            self.session,
-            project_id=self.project.id,
-            uri=path_to_uri(path),
-            sha256=res.sha256,
-            ok=True,
-            file_size=res.file_size,
-            width=res.width,
-            height=res.height,
-            format=res.format,
-            mode=res.mode,
-            rgb_conversion=res.rgb_conversion,
-            exif_orientation=res.exif_orientation,
-            phash=res.phash,
-            meta={"flags": dict(res.flags)} if res.flags else {},
+            self.session, project_id=self.project.id, uri=path_to_uri(path), **res.image_columns()
         )
         if image.status != "ok":
             return None, f"image {path} was rejected at ingest: {image.reason}"
