@@ -6,6 +6,9 @@
 - JSON bodies (``application/json`` or ``+json``): NaN / Infinity / numbers that overflow
   to infinity, NUL characters in any string or key, and nesting deeper than ``max_depth``
   -> 422, before any route sees them. Malformed JSON is left to FastAPI (422 too).
+  Batch routes that validate each item on their own (``PER_ITEM_PATHS``: ``/api/events``,
+  where one bad event must never stop the batch) get the size limit only; they refuse a
+  bad item with its reason and store the rest.
 - Security headers on every response: a Content-Security-Policy without third-party
   origins (``frame-ancestors 'none'``), X-Content-Type-Options, Referrer-Policy,
   X-Frame-Options, Cross-Origin-Opener-Policy.
@@ -46,6 +49,9 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+
+
+PER_ITEM_PATHS = frozenset({"/api/events"})
 
 
 class BadJSON(ValueError):
@@ -133,7 +139,7 @@ class RequestGuard:
         if more:
             await self._too_large(scope, receive, send_with_headers)
             return
-        if body and _is_json(headers):
+        if body and _is_json(headers) and scope.get("path") not in PER_ITEM_PATHS:
             try:
                 check_json(body, max_depth=self.max_depth)
             except BadJSON as err:
