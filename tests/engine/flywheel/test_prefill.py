@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput
 from db.masks import list_masks
-from db.models import Image, Mask, ModelVersion, Prefill, Project
+from db.models import Image, Mask, ModelVersion, Prefill, Project, Round
 from db.rounds import start_round
 from db.session import make_engine, make_session_factory, transaction
 from engine.flywheel.prefill import ConfidentRule, box_nms, ensure_model_version, prefill_project
@@ -184,6 +184,9 @@ def test_prefill_stores_every_proposal_once(
     with factory() as s:
         mv = s.get(ModelVersion, mv_id)
         assert (mv.backend, mv.params["model_key"]) == ("fake", "fake:v1")
+        # the project's first pre-fill opened round 1 on this model version, no control arm
+        (first,) = s.scalars(select(Round).where(Round.project_id == project)).all()
+        assert (first.number, first.model_version_id, first.control_fraction) == (1, mv_id, 0)
         for image in s.scalars(select(Image)):
             masks = s.scalars(select(Mask).where(Mask.image_id == image.id).order_by(Mask.id)).all()
             pixels = load_rgb(image.uri)
@@ -197,7 +200,7 @@ def test_prefill_stores_every_proposal_once(
                 assert m.predicted_iou == pytest.approx(p.predicted_iou)
                 assert m.stability == pytest.approx(p.stability)
                 assert m.point_coords == p.point_coords and m.crop_box == p.crop_box
-                assert m.calibrated_confidence is None and m.round_id is None
+                assert m.calibrated_confidence is None and m.round_id == first.id
             pf = s.scalars(select(Prefill).where(Prefill.image_id == image.id)).one()
             assert (pf.status, pf.n_proposals, pf.n_confident) == ("done", 6, 2)
     # idempotent: a rerun adds nothing and computes nothing
