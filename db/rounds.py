@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidInput
@@ -66,7 +67,11 @@ def ensure_first_round(
     """
     if session.scalar(select(Round.id).where(Round.project_id == project_id).limit(1)):
         return None
-    return start_round(session, project_id=project_id, model_version_id=model_version_id)
+    try:  # two workers' first pre-fills race: the unique (project, number) picks one
+        with session.begin_nested():
+            return start_round(session, project_id=project_id, model_version_id=model_version_id)
+    except IntegrityError:
+        return None
 
 
 def arm_for_image(rnd: Round | None, image_id: int) -> str:

@@ -393,7 +393,7 @@ def test_up_and_first_prefill_open_round_one(env: Path, tmp_path: Path) -> None:
 
     photos = _photos(tmp_path)
     result = runner.invoke(app, ["up", str(photos), "--project", "demo", "--no-serve",
-                                 "--password", "pw-12345678"])  # fmt: skip
+                                 "--password", "demo-admin-walrus-42"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "round 1 opened" in result.output
     result = runner.invoke(app, ["prefill", "--project", "demo"])  # a second pre-fill
