@@ -32,7 +32,7 @@ from engine.masks import mask_bbox
 from engine.segment.protocol import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
 from engine.segment.sam.amg import FastAutomaticMaskGenerator
 from engine.segment.sam.decoder import FastMaskDecoder, ImageContext
-from engine.segment.sam.models import MODELS, file_sha256, load_checkpoint
+from engine.segment.sam.models import MODELS, file_sha256, load_checkpoint, resolve_device
 from engine.segment.sam.upsample import full_res_stats
 
 # Magnitude of the logits ``mask_to_input`` gives a stored mask: SAM's own low-res logits
@@ -57,6 +57,8 @@ class SamSegmenter:
     ) -> None:
         """Load ``checkpoint`` (verified against ``sha256`` when given) or wrap ``model``.
 
+        ``device``: a torch device name, or ``"auto"`` (cuda when available, else cpu).
+
         ``amg_params`` are ``SamAutomaticMaskGenerator`` keyword arguments for ``propose``
         (defaults: the SAM paper's, i.e. predicted IoU > 0.88, stability >= 0.95, NMS 0.7).
         """
@@ -64,6 +66,7 @@ class SamSegmenter:
             raise ValueError(
                 f"unknown SAM model type {model_type!r}; choose one of {sorted(MODELS)}"
             )
+        device = resolve_device(device)
         if model is None:
             if checkpoint is None:
                 raise ValueError(
