@@ -1,4 +1,5 @@
-# Two commands: `make run` (set up + main job + serve) and `make test` (set up + whole suite).
+# Two commands: `make run` (set up + main job + serve) and `make test` (set up + whole suite
+# with coverage, then the per-package floors of scripts/check_coverage.py).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -22,10 +23,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/python scripts/check_coverage.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) var artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) var artifacts .pytest_cache .ruff_cache .coverage .coverage.*

@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     sam_checkpoint_sha256: str | None = Field(
         default=None, description="Expected sha256 of the checkpoint; checked when set."
     )
-    device: str = Field(default="cpu", description="torch device for the sam backend.")
+    device: str = Field(
+        default="cpu", description="torch device for the sam backend (cpu, cuda, cuda:1, or auto)."
+    )
     embedding_cache_items: int = Field(
         default=32,
         description="Embeddings kept in the in-memory LRU (the disk cache is unbounded).",

@@ -438,11 +438,12 @@ def decode(
     mask_input = None
     if body.mask_input_id:
         mask_input = store.get(body.mask_input_id, user.id, image_id)
-    elif prior_mask is not None and hasattr(seg, "mask_to_input"):
-        mask_input = seg.mask_to_input(prior_mask, emb)
-    elif prior_mask is not None and seg.name == "classical":
-        mask_input = np.where(prior_mask, 1.0, -1.0).astype(np.float32)  # HW map is accepted
     try:
+        if mask_input is None and prior_mask is not None and hasattr(seg, "mask_to_input"):
+            # a fix starts from the mask being fixed (sam: its 1x256x256 low-res logits)
+            mask_input = seg.mask_to_input(prior_mask, emb)
+        elif mask_input is None and prior_mask is not None and seg.name == "classical":
+            mask_input = np.where(prior_mask, 1.0, -1.0).astype(np.float32)  # HW map accepted
         res = seg.decode(emb, points, labels, box, mask_input)
     except PromptError as err:
         raise InvalidInput(f"bad prompt: {err}") from err

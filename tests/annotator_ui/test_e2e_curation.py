@@ -4,7 +4,6 @@ The database must hold exactly those decisions and the caption."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from tests.webapp import NoModel, launch_chromium, require_chromium, serve, sett
 
 pytestmark = pytest.mark.browser
 PW = "curator-password-1"
-
-
-def _wait(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def test_generalist_and_specialist_in_chromium(shared_data: Path, tmp_path: Path) -> None:
@@ -71,8 +62,12 @@ def test_generalist_and_specialist_in_chromium(shared_data: Path, tmp_path: Path
                     for d in active_decisions(s, project_id=pid, stage="generalist")
                 }
             assert got == {ids[0]: "keep", ids[1]: "drop"}
-            page.keyboard.press("k")
-            _wait(lambda: len(_decisions(factory, pid, "generalist")) == 2 + 1)
+            with page.expect_response(
+                lambda r: r.url.endswith("/api/curation/decisions") and r.request.method == "POST"
+            ) as posted:
+                page.keyboard.press("k")
+            assert posted.value.ok, posted.value.text()
+            assert len(_decisions(factory, pid, "generalist")) == 2 + 1
 
             page.goto(f"{base}/static/curate_specialist.html?project={pid}")
             page.wait_for_selector("#large")

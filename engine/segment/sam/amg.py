@@ -97,6 +97,11 @@ class AmgParams:
     min_mask_region_area: int = 0
 
 
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """``t`` on the CPU (itself when it is there already)."""
+    return t if t.device.type == "cpu" else t.cpu()
+
+
 class FastAutomaticMaskGenerator:
     """Drop-in for ``SamAutomaticMaskGenerator(model, **params).generate`` on CPU or GPU.
 
@@ -292,8 +297,12 @@ class FastAutomaticMaskGenerator:
         sel = keep[rows]
         logits = self.decoder.masks_lowrank(ctx, q, x2, sel)  # K x 256 x 256, sel order
         pr, mk = sel.nonzero().unbind(1)
-        ious = iou[rows][pr, mk]
-        pts = torch.as_tensor(points[rows.numpy()][pr.numpy()], dtype=torch.float64)
+        # the model runs on its device; the rest of the pipeline (stats, NMS, records) is on
+        # the host: one copy of the survivors here, never .numpy() on a device tensor
+        ious = _host(iou[rows][pr, mk])
+        logits = _host(logits)
+        rows_h, pr_h = _host(rows).numpy(), _host(pr).numpy()
+        pts = torch.as_tensor(points[rows_h][pr_h], dtype=torch.float64)
         stab, boxes = stats(
             logits, self.p.stability_score_offset, self.model.mask_threshold, parallel=not pooled
         )

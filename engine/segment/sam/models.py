@@ -54,6 +54,13 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 
 
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; any other name as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 class ChecksumError(ValueError):
     """A checkpoint's sha256 differs from the expected one."""
 

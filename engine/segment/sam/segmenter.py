@@ -9,6 +9,8 @@ Implements ``engine.segment.protocol.Segmenter``:
   (multimask output for a single click without box or mask, best score chosen), computed
   with the refactored decoder; only the chosen mask is upsampled, block by block
   (``engine.segment.sam.upsample``).
+* ``mask_to_input``: a stored HxW bool mask -> the 1x256x256 low-res logits ``decode`` takes
+  as ``mask_input`` (how a fix of a proposal starts from the proposal, not from scratch).
 * ``propose``: ``FastAutomaticMaskGenerator`` (equivalent to
   ``SamAutomaticMaskGenerator``) with the parameters given at construction.
 
@@ -23,14 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
+from torch.nn import functional as tnf
 
 from engine.lru import LRU
 from engine.masks import mask_bbox
 from engine.segment.protocol import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
 from engine.segment.sam.amg import FastAutomaticMaskGenerator
 from engine.segment.sam.decoder import FastMaskDecoder, ImageContext
-from engine.segment.sam.models import MODELS, file_sha256, load_checkpoint
+from engine.segment.sam.models import MODELS, file_sha256, load_checkpoint, resolve_device
 from engine.segment.sam.upsample import full_res_stats
+
+# Magnitude of the logits ``mask_to_input`` gives a stored mask: SAM's own low-res logits
+# of a confident mask sit around +-10..20, and its mask prompt was trained on those.
+MASK_INPUT_LOGIT = 10.0
 
 
 class SamSegmenter:
@@ -50,6 +57,8 @@ class SamSegmenter:
     ) -> None:
         """Load ``checkpoint`` (verified against ``sha256`` when given) or wrap ``model``.
 
+        ``device``: a torch device name, or ``"auto"`` (cuda when available, else cpu).
+
         ``amg_params`` are ``SamAutomaticMaskGenerator`` keyword arguments for ``propose``
         (defaults: the SAM paper's, i.e. predicted IoU > 0.88, stability >= 0.95, NMS 0.7).
         """
@@ -57,6 +66,7 @@ class SamSegmenter:
             raise ValueError(
                 f"unknown SAM model type {model_type!r}; choose one of {sorted(MODELS)}"
             )
+        device = resolve_device(device)
         if model is None:
             if checkpoint is None:
                 raise ValueError(
@@ -182,6 +192,36 @@ class SamSegmenter:
         if not np.isfinite(arr).all():
             raise PromptError("mask_input contains NaN or infinity")
         return torch.as_tensor(arr.reshape(1, 1, 256, 256), device=self.device)
+
+    # ------------------------------------------------------------------ mask_to_input
+    @torch.inference_mode()
+    def mask_to_input(self, mask: np.ndarray, embedding: Embedding) -> np.ndarray:
+        """HxW bool mask (original-image pixels) -> 1x256x256 float32 logits for ``decode``.
+
+        The frame is the one ``SamPredictor`` uses for ``mask_input``: the image resized to
+        1024 on the long side (``input_size``), zero-padded at the bottom/right to 1024x1024,
+        then reduced 4x to 256x256. Inside the mask the logit is +``MASK_INPUT_LOGIT``,
+        outside (and in the padding) -``MASK_INPUT_LOGIT``; edge cells get the fraction in
+        between, like SAM's own low-res logits after thresholding.
+        """
+        h, w = embedding.image_size
+        arr = np.asarray(mask)
+        if arr.shape != (h, w):
+            raise PromptError(
+                f"mask must be the image's {h}x{w}, got {arr.shape}; "
+                "pass the stored mask of this image"
+            )
+        input_size = embedding.features.get("input_size") or self.transform.get_preprocess_shape(
+            h, w, self.transform.target_length
+        )
+        ih, iw = (int(v) for v in input_size)
+        side = self.transform.target_length
+        m = torch.from_numpy(arr.astype(np.float32))[None, None]
+        m = tnf.interpolate(m, size=(ih, iw), mode="bilinear", align_corners=False, antialias=True)
+        m = tnf.pad(m, (0, side - iw, 0, side - ih))
+        frac = tnf.avg_pool2d(m, kernel_size=side // 256)  # 1x1x256x256, in [0, 1]
+        logits = (frac * 2.0 - 1.0) * MASK_INPUT_LOGIT
+        return logits[0].numpy().astype(np.float32)
 
     # -------------------------------------------------------------------------- propose
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:

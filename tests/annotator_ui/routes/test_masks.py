@@ -157,7 +157,6 @@ def test_less_confident_revealed_on_demand_and_counted_once_shown(web: Web) -> N
 
 @pytest.fixture
 def live(db_url: str, tmp_path: Path, shared_data: Path) -> Iterator[tuple[Web, int, int]]:
-    pytest.importorskip("engine.segment.classical.segmenter")
     with start_web(db_url, tmp_path, segmenter=classical_segmenter()) as w:
         summary = ingest(w.factory, project="decode", paths=[shared_data / "samples" / "dog.jpg"])
         with w.factory() as s:

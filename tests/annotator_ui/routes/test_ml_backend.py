@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter import brush
 from PIL import Image as PILImage
-from scipy import ndimage
 from sqlalchemy import select
 
 from db.models import Event, Image, Mask
@@ -24,9 +23,8 @@ from engine.flywheel import events as event_kinds
 from engine.ingest import ingest
 from engine.interop.label_studio import image_url, mask_to_brush
 from engine.masks import decode_rle, mask_iou
-from engine.segment.protocol import DecodeResult, Embedding, validate_prompt
 from tests.factories import box_mask, make_mask
-from tests.webapp import Web, start_web
+from tests.webapp import Web, classical_segmenter, start_web
 
 H, W = 120, 160
 OBJECT = (30, 80, 40, 110)  # y0, y1, x0, x1 of the red rectangle
@@ -50,52 +48,6 @@ LABEL_CONFIG = """
 """
 
 
-class ColourRegionSegmenter:
-    """Weight-free stand-in until engine.segment.classical.segmenter lands: the 4-connected region of pixels
-    whose colour is close to the positive clicks' (or the box centre's), inside the box."""
-
-    name = "colour-region"
-    model_key = "colour-region-v1"
-
-    def embed(self, image: np.ndarray) -> Embedding:
-        return Embedding(self.model_key, image.shape[:2], {}, image=image)
-
-    def decode(self, embedding: Embedding, points=None, labels=None, box=None, mask_input=None):  # noqa: ANN001
-        points, labels, box = validate_prompt(embedding.image_size, points, labels, box)
-        img = embedding.image.astype(np.int32)
-        seeds = (
-            [p for p, lab in zip(points, labels, strict=True) if lab == 1]
-            if points is not None
-            else []
-        )
-        if not seeds and box is not None:
-            seeds = [((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)]
-        mask = np.zeros(embedding.image_size, dtype=bool)
-        for x, y in seeds:
-            colour = img[int(y), int(x)]
-            similar = np.abs(img - colour).sum(axis=2) < 60
-            comps, _ = ndimage.label(similar)
-            mask |= comps == comps[int(y), int(x)]
-        if box is not None:
-            inside = np.zeros_like(mask)
-            x0, y0, x1, y1 = (int(round(v)) for v in box)
-            inside[y0:y1, x0:x1] = True
-            mask &= inside
-        return DecodeResult(mask=mask, score=0.9)
-
-    def propose(self, image, embedding=None):  # noqa: ANN001
-        return []
-
-
-def _segmenter() -> Any:
-    try:
-        from tests.webapp import classical_segmenter
-
-        return classical_segmenter()
-    except ImportError:  # engine.segment.classical.segmenter not written yet
-        return ColourRegionSegmenter()
-
-
 def _truth() -> np.ndarray:
     y0, y1, x0, x1 = OBJECT
     return box_mask(H, W, x0, y0, x1, y1)
@@ -105,7 +57,7 @@ def _truth() -> np.ndarray:
 def web(db_url: str, tmp_path: Path) -> Iterator[Web]:
     """The app with every request authenticated as Label Studio does for an ML backend with
     an "Authentication token": ``Authorization: Token <token>`` (a reviewer's API token)."""
-    with start_web(db_url, tmp_path / "var", segmenter=_segmenter()) as w:
+    with start_web(db_url, tmp_path / "var", segmenter=classical_segmenter()) as w:
         w.client.headers["Authorization"] = f"Token {w.tokens['reviewer']}"
         yield w
 
@@ -432,7 +384,7 @@ def test_basic_auth(db_url: str, tmp_path: Path) -> None:
     with start_web(
         db_url,
         tmp_path / "var",
-        segmenter=_segmenter(),
+        segmenter=classical_segmenter(),
         ml_backend_basic_auth="reviewer1:s3cret-pass",
     ) as web:
         assert web.app.state.settings.ml_backend_auth == "basic"  # implied by the credentials
