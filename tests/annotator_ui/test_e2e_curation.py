@@ -49,7 +49,7 @@ def test_generalist_and_specialist_in_chromium(shared_data: Path, tmp_path: Path
             page.click("button[type=submit]")
             page.wait_for_selector(".tile img")
             page.wait_for_function(
-                "document.querySelectorAll('.tile img').length === 3 && [...document.querySelectorAll('.tile img')].every(i => i.complete && i.naturalWidth > 0)"
+                "() => document.querySelectorAll('.tile img').length === 3 && [...document.querySelectorAll('.tile img')].every(i => i.complete && i.naturalWidth > 0)"
             )
             page.keyboard.press("k")
             page.keyboard.press("d")
