@@ -249,12 +249,8 @@ def add_mask(
     """
     if key and (prior := dbm.find_by_client_key(session, user_id=user.id, client_key=key)):
         return _replay(prior, image_id=image_id, parent_id=None, key=key)
-    image = require_ok(image=get_image(session, image_id=image_id))  # 404 before any check
-    shape = mask_shape(
-        body.rle.model_dump(),
-        height=image.height,
-        width=image.width,
-        max_bytes=settings.mask_payload_max_bytes,
+    shape = _checked_shape(
+        session, image_id, body.rle.model_dump(), settings.mask_payload_max_bytes
     )
     change = {"op": "add", **body.model_dump(mode="json")}
     _write(session, user, image_id, body.lease_id, change)
@@ -276,6 +272,13 @@ def add_mask(
     )
 
 
+def _checked_shape(session: Session, image_id: int, rle: dict[str, Any], max_bytes: int) -> Any:
+    """The mask shape of a client's RLE for an image: 404 when the image is not ingested
+    ``ok`` (before any check), then the one payload check of ``engine.mask_payload``."""
+    image = require_ok(image=get_image(session, image_id=image_id))
+    return mask_shape(rle, height=image.height, width=image.width, max_bytes=max_bytes)
+
+
 @router.post("/api/masks/{mask_id}/fix")
 def fix_mask(
     mask_id: int,
@@ -293,12 +296,8 @@ def fix_mask(
     image_id = old.image_id
     if key and (prior := dbm.find_by_client_key(session, user_id=user.id, client_key=key)):
         return _replay(prior, image_id=image_id, parent_id=mask_id, key=key)
-    image = require_ok(image=get_image(session, image_id=image_id))  # 404 before any check
-    shape = mask_shape(
-        body.rle.model_dump(),
-        height=image.height,
-        width=image.width,
-        max_bytes=settings.mask_payload_max_bytes,
+    shape = _checked_shape(
+        session, image_id, body.rle.model_dump(), settings.mask_payload_max_bytes
     )
     change = {"op": "fix", "mask_id": mask_id, **body.model_dump(mode="json")}
     _write(session, user, image_id, body.lease_id, change)
