@@ -4,6 +4,13 @@ Images are matched by ``file_name`` (see ``ImageResolver``); each COCO image's
 ``width``/``height`` must equal the ingested image's. Masks are rasterised
 exactly as ``pycocotools.coco.COCO.annToMask`` does, so exporting them again
 gives the same pixels. ``iscrowd`` is kept in ``mask.meta["iscrowd"]``.
+
+What the COCO export needs to give the source's numbering back is kept too: each
+image's COCO id in ``image.meta["coco"] = {"id", "file"}`` (the first file that names
+the image wins), its ``license`` (and ``coco_url``/``flickr_url``) in ``image.meta``,
+the ``licenses`` table and the categories (``id``, ``name``, ``supercategory``; the
+first id seen for a name wins) in ``project.settings["licenses"]`` /
+``project.settings["coco_categories"]``.
 """
 
 from __future__ import annotations
@@ -48,11 +55,15 @@ def _check_structure(doc: Any) -> None:
             raise FileRejected(f"not a COCO instances file: {key!r} must be a list")
 
 
-def _record_licence(image: Image, coco_image: dict[str, Any]) -> None:
-    """Keep the COCO image's licence id (and Flickr/COCO URLs) so exports can cite it."""
-    if "license" not in coco_image:
-        return
+def _record_licence(image: Image, coco_image: dict[str, Any], file: str) -> None:
+    """Keep the COCO image's id, licence id (and Flickr/COCO URLs) so exports can cite them."""
     meta = dict(image.meta or {})
+    coco_id = coco_image.get("id")
+    if "coco" not in meta and isinstance(coco_id, int) and not isinstance(coco_id, bool):
+        meta["coco"] = {"id": coco_id, "file": file}
+    if "license" not in coco_image:
+        image.meta = meta
+        return
     meta["license"] = coco_image["license"]
     for key in ("coco_url", "flickr_url"):
         if coco_image.get(key):
@@ -71,6 +82,31 @@ def _record_licence_table(project: Project, licenses: Any) -> None:
             known[lic["id"]] = {k: lic[k] for k in ("id", "name", "url") if k in lic}
     settings["licenses"] = [known[k] for k in sorted(known, key=str)]
     project.settings = settings
+
+
+def _record_categories(project: Project, categories: Any) -> None:
+    """Merge the file's categories (id, name, supercategory) into ``project.settings``."""
+    settings = dict(project.settings or {})
+    known = [c for c in settings.get("coco_categories", []) if isinstance(c, dict)]
+    names = {c.get("name") for c in known}
+    ids = {c.get("id") for c in known}
+    for cat in categories:
+        if not isinstance(cat, dict):
+            continue
+        cid, name = cat.get("id"), cat.get("name")
+        if not isinstance(cid, int) or isinstance(cid, bool) or not isinstance(name, str):
+            continue
+        if name in names or cid in ids:
+            continue
+        sup = cat.get("supercategory")
+        known.append(
+            {"id": cid, "name": name, "supercategory": sup if isinstance(sup, str) else ""}
+        )
+        names.add(name)
+        ids.add(cid)
+    if known != settings.get("coco_categories"):
+        settings["coco_categories"] = known
+        project.settings = settings
 
 
 def import_document(
@@ -107,8 +143,9 @@ def import_document(
             outcome.skip(f"image {im['file_name']}", reason or "not found")
         else:
             outcome.images += 1
-            _record_licence(image, im)
+            _record_licence(image, im, path.name)
     _record_licence_table(project, doc.get("licenses"))
+    _record_categories(project, doc["categories"])
     author = options.get("user_id")
     for ann in doc["annotations"]:
         if not isinstance(ann, dict):
