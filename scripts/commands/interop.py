@@ -108,6 +108,7 @@ def import_command(
         "strict": strict,
         "force": force,
         "predictions": predictions,
+        "image_store": str(settings.image_store),  # labelme files with embedded imageData
     }
     if user:
         with domain_errors(), transaction(factory) as s:
