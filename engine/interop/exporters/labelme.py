@@ -16,8 +16,9 @@ Each mask becomes, as labelme itself would draw it back (``labelme.utils.shape_t
 
 ``imagePath`` is the image's file name when it is copied, else the original file's
 absolute path (labelme resolves it from the JSON's folder). ``imageData`` is null.
-Masks without a label get ``label`` "unlabeled"; proposals (``include="all"``) carry
-their score in ``description`` and ``flags``-free as labelme has no score field.
+Masks without a label get ``label`` "unlabeled". Each shape's ``description`` names
+its mask (``dataengine mask <id>``) and, for proposals (``include="all"``), the score:
+labelme has no score field.
 """
 
 from __future__ import annotations
