@@ -295,12 +295,12 @@ def load_pipeline(
         extra = {"safety_checker": None, "requires_safety_checker": False}
     if base.is_file():
         pipe = cls.from_single_file(
-            str(base), config=str(config), local_files_only=True, torch_dtype=dtype, **extra
+            str(base), config=str(config), local_files_only=True, dtype=dtype, **extra
         )
     else:
         pipe = cls.from_pretrained(
             base, local_files_only=True, variant=detect_variant(base, variant),
-            torch_dtype=dtype, **extra,
+            dtype=dtype, **extra,
         )  # fmt: skip
     return pipe.to(device)
 
