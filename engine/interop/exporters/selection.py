@@ -54,9 +54,11 @@ def _kept(session: Session, ids: list[int], stage: str) -> set[int]:
 
 
 def image_pages(
-    session: Session, *, project: Project, stage: str | None, page_size: int = PAGE_SIZE
+    session: Session, *, project: Project, stage: str | None, page_size: int | None = None
 ) -> Iterator[list[Image]]:
-    """The exported images, ``page_size`` ids at a time (keyset paging, id order)."""
+    """The exported images, ``page_size`` (default ``PAGE_SIZE``) ids at a time (keyset
+    paging, id order; a page may hold fewer after the stage filter)."""
+    page_size = page_size or PAGE_SIZE
     last = 0
     while True:
         rows = list(
@@ -107,7 +109,7 @@ def pages(
     project: Project,
     stage: str | None,
     options: dict[str, Any],
-    page_size: int = PAGE_SIZE,
+    page_size: int | None = None,
 ) -> Iterator[Page]:
     """The exported images and their masks, a page at a time.
 
@@ -157,13 +159,15 @@ def survey(
     project: Project,
     stage: str | None,
     options: dict[str, Any],
-    page_size: int = 2000,
+    page_size: int | None = None,
 ) -> Survey:
     """The light first pass: file-name counts, labels in use and source COCO ids."""
     wanted = statuses(options)
     out = Survey()
     seen: set[str | None] = set()
-    for images in image_pages(session, project=project, stage=stage, page_size=page_size):
+    for images in image_pages(
+        session, project=project, stage=stage, page_size=page_size or 10 * PAGE_SIZE
+    ):
         out.images += len(images)
         ids = [im.id for im in images]
         for im in images:
