@@ -95,7 +95,7 @@ def select_records(session: Session, *, project: Project, stage: str | None) -> 
 
 
 def record_pages(
-    session: Session, *, project: Project, stage: str | None, page_size: int = PAGE_SIZE
+    session: Session, *, project: Project, stage: str | None, page_size: int | None = None
 ) -> Iterator[list[Record]]:
     """The export's records in image-id order, ``page_size`` images at a time: the image
     rows held are one page's (the selected ids and decisions are plain values)."""
@@ -115,6 +115,7 @@ def record_pages(
         s: effective(session, project_id=project.id, stage=s)
         for s in ("auto", "generalist", "specialist")
     }
+    page_size = page_size or PAGE_SIZE
     for start in range(0, len(chosen), page_size):
         ids = chosen[start : start + page_size]
         images = session.scalars(select(Image).where(Image.id.in_(ids)).order_by(Image.id))
