@@ -161,21 +161,6 @@ def _train(export: Path, base: Path, out: Path, *extra: str) -> dict[str, Any]:
     return summary
 
 
-def test_variant_detection(layouts: dict[str, Path], tmp_path: Path) -> None:
-    from scripts.finetune_diffusion import detect_variant
-
-    assert detect_variant(layouts["sd-fp16"]) == "fp16"
-    assert detect_variant(layouts["sd-config"]) is None
-    assert detect_variant(layouts["sd-fp16"], "none") is None
-    # a folder with two variants and no plain weights: the user must choose
-    two = tmp_path / "two"
-    (two / "unet").mkdir(parents=True)
-    for v in ("fp16", "bf16"):
-        (two / "unet" / f"diffusion_pytorch_model.{v}.safetensors").write_bytes(b"")
-    with pytest.raises(SystemExit, match="fp16.*choose one with --variant"):
-        detect_variant(two)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["no", "fp16", "bf16"])
 def test_fp16_variant_folder_trains_with_a_consistent_dtype_plan(
