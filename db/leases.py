@@ -166,8 +166,8 @@ def own_lease(session: Session, *, lease_id: int, user_id: int, lock: bool = Fal
 
 
 def _lost(lease: Lease, draft: dict[str, Any] | None, what: str) -> LeaseLost:
-    if draft is not None:
-        lease.draft = draft
+    if draft is not None:  # merged: changes refused earlier (pending_ops) stay in the draft
+        lease.draft = {**(lease.draft or {}), **draft}
     return LeaseLost(
         f"the lease on image {lease.image_id} was lost (it expired after missing heartbeats, "
         f"or was released) before {what}; your work was kept as a draft on lease {lease.id} "
