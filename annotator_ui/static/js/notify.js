@@ -11,7 +11,7 @@ const BY_STATUS = {
   401: ["Your session ended. Log in again: you come back to this image with your work.", false],
   403: ["You are not allowed to do this here.", false],
   404: ["This item no longer exists; it may have been removed by someone else.", false],
-  409: ["Someone changed this image at the same time, or your time on it ran out. Your work is kept; try again to use the latest version.", true],
+  409: ["Someone changed this image at the same time, or your time on it ran out. Your work is kept; try again to apply it to what is there now.", true],
   413: ["This change is too large to save; split it into smaller steps.", false],
   422: ["The server could not accept this change.", false],
   429: ["Too many requests at once; wait a moment and try again.", true],

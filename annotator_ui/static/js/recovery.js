@@ -87,6 +87,13 @@ export async function reapply(review, task) {
   if (said.length) { review.msg(`${said.join("; ")}.`); review.updateList(); review.draw(); }
 }
 
+// Reload the image's masks from the server (after a conflict: the latest state).
+export async function refreshMasks(review) {
+  const data = await api("GET", `/api/images/${review.image.id}/masks${review.revealed ? "?include=less_confident" : ""}`);
+  for (const m of data.masks) review.putMask(m);
+  review.updateList(); review.draw();
+}
+
 // --- session expiry ---------------------------------------------------------------------
 
 // Called (via the "de:session-expired" event api.js sends on a 401) before the login page:

@@ -13,7 +13,7 @@ import {
 } from "./rle.js";
 import { attachNavigation, confirmSubmit, decorateList } from "./navigation.js";
 import { plainError, showError } from "./notify.js";
-import { draftForServer, enqueue, reapply, undoLastPrompt } from "./recovery.js";
+import { draftForServer, enqueue, reapply, refreshMasks, undoLastPrompt } from "./recovery.js";
 
 export const KEYS = [
   ["A", "accept the selected proposal"],
@@ -580,7 +580,7 @@ export class Review {
     } catch (err) {
       if (onError) onError();
       if (enqueue(this, err)) this.msg(plainError(err));
-      else showError(this.$("#msg"), err, () => this.run(fn, onError));
+      else showError(this.$("#msg"), err, async () => { this.ctx.setStatus(""); if (err.status === 409) await refreshMasks(this).catch(() => null); await this.run(fn, onError); });
       this.ctx.setStatus(plainError(err));
     } finally {
       this.busy = false;
