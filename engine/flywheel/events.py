@@ -39,7 +39,9 @@ SUBMIT = "submit"  # the image is done; stops the image's clock
 
 # recovering and moving on (docs/effort.md: activity like any other action)
 MASK_RESTORE = "mask_restore"  # a rejected mask brought back from the list; payload: {"status": "proposed"|"accepted"}
-PROMPT_UNDO = "prompt_undo"  # Ctrl+Z while drawing: the last click/box removed; payload: {"left": int}
+PROMPT_UNDO = (
+    "prompt_undo"  # Ctrl+Z while drawing: the last click/box removed; payload: {"left": int}
+)
 IMAGE_SKIP = "image_skip"  # the image was skipped (to the back of the user's queue)
 IMAGE_FLAG = "image_flag"  # flagged for a reviewer; payload: {"reason": str}
 

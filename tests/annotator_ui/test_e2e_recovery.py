@@ -228,25 +228,33 @@ def test_skip_flag_previous(shared_data: Path, tmp_path: Path) -> None:
         assert first == st.image_ids[0]
         drawn = draw_points(page, 2)
         page.click("#skip")
-        page.wait_for_function(f"() => window.deReview && deReview.image && deReview.image.id !== {first} && deReview.view")
+        page.wait_for_function(
+            f"() => window.deReview && deReview.image && deReview.image.id !== {first} && deReview.view"
+        )
         second = page.evaluate("() => deReview.image.id")
         assert second == st.image_ids[1]
 
         # flag the second image with a reason: it is skipped too
         page.click("#flag")
         page.wait_for_selector("#navdialog[open]")
-        page.fill("#navdialog-reason", "two trucks are merged into one mask")
+        page.fill("#navdialog-reason", "two bags are merged into one mask")
         page.click("#navdialog-ok")
-        page.wait_for_function(f"() => deReview.image && deReview.image.id !== {second} && deReview.view")
+        page.wait_for_function(
+            f"() => deReview.image && deReview.image.id !== {second} && deReview.view"
+        )
         assert page.evaluate("() => deReview.image.id") == st.image_ids[2]
 
         # previous: back to the flagged image (the one finished last)
         page.click("#previous")
-        page.wait_for_function(f"() => deReview.image && deReview.image.id === {second} && deReview.view")
+        page.wait_for_function(
+            f"() => deReview.image && deReview.image.id === {second} && deReview.view"
+        )
         # skip it and the third: the first image (skipped longest ago) comes back, with the
         # object that was being drawn when it was skipped
         page.click("#skip")
-        page.wait_for_function(f"() => deReview.image && deReview.image.id === {st.image_ids[2]} && deReview.view")
+        page.wait_for_function(
+            f"() => deReview.image && deReview.image.id === {st.image_ids[2]} && deReview.view"
+        )
         page.click("#skip")
         page.wait_for_function(
             f"() => deReview.image && deReview.image.id === {first} && deReview.view "
@@ -264,16 +272,20 @@ def test_skip_flag_previous(shared_data: Path, tmp_path: Path) -> None:
         login(rev_page, "rev", REV_PW)
         rev_page.wait_for_selector("#flags li[data-flag]")
         card = rev_page.inner_text("#flags li[data-flag]")
-        assert "two trucks are merged into one mask" in card and "flagged by ann" in card
-        rev_page.wait_for_function("() => [...document.images].every((i) => i.complete && i.naturalWidth > 0)")
+        assert "two bags are merged into one mask" in card and "flagged by ann" in card
+        rev_page.wait_for_function(
+            "() => [...document.images].every((i) => i.complete && i.naturalWidth > 0)"
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         rev_page.screenshot(path=str(ARTIFACTS / "e2e_flagged_view.png"))
         rev_page.click("button[data-resolve]")
-        rev_page.wait_for_function("() => document.querySelector('#flags').innerText.includes('No flagged images')")
+        rev_page.wait_for_function(
+            "() => document.querySelector('#flags').innerText.includes('No flagged images')"
+        )
         browser.close()
     with st.factory() as s:
         flag = s.scalars(select(ImageFlag)).one()
-        assert (flag.image_id, flag.reason) == (second, "two trucks are merged into one mask")
+        assert (flag.image_id, flag.reason) == (second, "two bags are merged into one mask")
         assert flag.resolved_at is not None
         skipped = s.scalars(select(Lease).where(Lease.image_id == first)).all()
         assert skipped[0].skipped_at is not None
@@ -290,9 +302,11 @@ def test_expiry_lost_reservation_and_offline(shared_data: Path, tmp_path: Path) 
 
         # session expiry while drawing: the object survives the login, on the same image
         draw_points(page, 1)
-        x, y = page.evaluate("() => deReview.draft.points[0]")
+        x, y, _ = page.evaluate("() => deReview.draft.points[0]")
         context.clear_cookies()
         click_full(page, x + 12, y + 8)  # the decode answers 401: off to the login page
+        page.wait_for_selector("#login")
+        page.evaluate("() => { window.deReview = null; }")  # wait for the review made after login
         login(page)
         page.wait_for_function(
             f"() => window.deReview && deReview.image && deReview.image.id === {image_id} "
@@ -305,11 +319,21 @@ def test_expiry_lost_reservation_and_offline(shared_data: Path, tmp_path: Path) 
         page.wait_for_function("() => deReview.draft === null && !deReview.busy")
 
         # offline: an accept is queued, and sent when the browser is back online
-        offline_target = page.evaluate("() => deReview.selected")
+        offline_target = page.evaluate(
+            "() => deReview.visibleMasks().find((m) => m.data.status === 'proposed').data.id"
+        )
+        page.evaluate(f"() => deReview.select({offline_target}, false)")
         context.set_offline(True)
         page.keyboard.press("a")
-        page.wait_for_function("() => document.querySelector('#msg').innerText.includes(\"can't be reached\")")
-        assert page.evaluate("() => JSON.parse(localStorage.getItem('dataengine.offline_queue.v1')).length") == 1
+        page.wait_for_function(
+            "() => document.querySelector('#msg').innerText.includes(\"can't be reached\")"
+        )
+        assert (
+            page.evaluate(
+                "() => JSON.parse(localStorage.getItem('dataengine.offline_queue.v1')).length"
+            )
+            == 1
+        )
         context.set_offline(False)
         page.wait_for_function(
             f"() => deReview.masks.get({offline_target}).data.status === 'accepted'"
