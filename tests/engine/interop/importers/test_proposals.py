@@ -103,3 +103,31 @@ def test_without_the_option_masks_stay_human(
         rows = s.scalars(select(Mask)).all()
         assert {(m.source, m.status) for m in rows} == {("human", "accepted")}
         assert s.scalars(select(Prefill)).first() is None
+
+
+def test_a_model_prefill_after_an_import_uses_its_own_model_version(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from engine.flywheel.prefill import prefill_project
+    from engine.segment.registry import build_segmenter
+
+    photo = _photo(tmp_path / "images", 128, 96)
+    ann_file = tmp_path / "dense.json"
+    ann_file.write_text(json.dumps(dense_coco(photo.name, 128, 96, n=5)))
+    import_files(
+        factory,
+        fmt="coco",
+        project="p",
+        paths=[ann_file],
+        image_dirs=[photo.parent],
+        options={"as_proposals": True},
+    )
+    with factory() as s:
+        pid = s.scalars(select(Image.project_id)).one()
+    summary = prefill_project(
+        factory, project_id=pid, segmenter=build_segmenter("classical"), model_version_id=None
+    )
+    assert summary.done == 1 and summary.failed == 0
+    with factory() as s:
+        mv = s.get(ModelVersion, summary.model_version_id)
+        assert mv is not None and mv.backend == "classical"
