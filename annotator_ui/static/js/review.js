@@ -5,12 +5,15 @@
 // frame); "screen" = canvas pixels. Masks stay exact at full resolution (bit crops) and
 // are drawn scaled.
 
-import { api, ApiError, uuid4 } from "./api.js";
+import { api, uuid4 } from "./api.js";
 import { K } from "./events.js";
 import { esc } from "./html.js";
 import {
   copyCrop, cropArea, cropCanvas, cropHas, decodeToCrop, encodeCrop, paintDisc,
 } from "./rle.js";
+import { attachNavigation, confirmSubmit, decorateList } from "./navigation.js";
+import { plainError, showError } from "./notify.js";
+import { draftForServer, enqueue, reapply, refreshMasks, undoLastPrompt } from "./recovery.js";
 
 export const KEYS = [
   ["A", "accept the selected proposal"],
@@ -97,6 +100,7 @@ export class Review {
       e.stopPropagation();
     });
     this.bindCanvas();
+    attachNavigation(this);
     this.onKey = (e) => this.key(e);
     window.addEventListener("keydown", this.onKey);
     this.onResize = () => this.fit();
@@ -125,7 +129,7 @@ export class Review {
     this.ev.context = { image_id: task.image.id, lease_id: task.lease_id };
     this.$("#taxonomy").innerHTML = this.labels.map((l) => `<option value="${esc(l)}">`).join("");
     this.$("#toplabels").innerHTML = this.labels.slice(0, 9).map((l, i) => `<span>${i + 1} ${esc(l)}</span>`).join("");
-    this.$("#imginfo").textContent = `image ${this.image.id} · ${this.W}×${this.H} · ${task.arm}`;
+    this.$("#imginfo").textContent = `image ${this.image.id} · ${this.W}×${this.H} · ${task.arm === "prefill" ? "with suggestions" : "draw from scratch"}`;
     this.revealed = false;
     this.$("#reveal").hidden = task.arm !== "prefill";
     const blob = await (await fetch(task.image.file_url, { credentials: "same-origin" })).blob();
@@ -135,13 +139,11 @@ export class Review {
     this.selectNextProposal();
     this.fit();
     this.emit(K.IMAGE_OPEN, { payload: { arm: task.arm, masks: data.masks.length } });
-    if (task.draft && task.draft.pending_ops && task.draft.pending_ops.length) {
-      this.msg(`A draft with ${task.draft.pending_ops.length} unsaved change(s) was kept from a lost lease.`);
-    }
     this.hbTimer = setInterval(() => this.heartbeat(), Math.max(5, task.heartbeat_seconds) * 1000);
     this.tickTimer = setInterval(() => this.tick(), 10000);
     this.canvas.focus();
     this.updateList();
+    await reapply(this, task);
   }
 
   putMask(m, crop = null) {
@@ -165,19 +167,14 @@ export class Review {
   async heartbeat() {
     if (this.submitted || performance.now() - this.lastActivity > 10 * 60 * 1000) return;
     try {
-      await api("POST", `/api/tasks/${this.task.lease_id}/heartbeat`, { draft: this.draftState() });
+      await api("POST", `/api/tasks/${this.task.lease_id}/heartbeat`, { draft: draftForServer(this) });
     } catch (err) {
-      if (err.status === 409) this.ctx.setStatus(err.message);
+      if (err.status === 409) this.ctx.setStatus(plainError(err));
     }
   }
 
   tick() { // a timing tick only while the person is active (idle gaps are capped anyway)
     if (!this.submitted && !document.hidden && performance.now() - this.lastActivity < 10000) this.emit(K.HEARTBEAT);
-  }
-
-  draftState() {
-    if (!this.draft) return null;
-    return { target: this.draft.target, fix_of: this.draft.fixOf, points: this.draft.points, box: this.draft.box };
   }
 
   // --- geometry --------------------------------------------------------------------------
@@ -278,6 +275,7 @@ export class Review {
       return `<li data-id="${d.id}" class="${d.id === this.selected ? "sel" : ""}"><span class="sw" style="background:rgb(${m.rgb.join(",")})"></span>#${d.id} ${esc(d.label || "")} ${conf}<span class="st">${d.status}</span></li>`;
     }).join("");
     ul.querySelectorAll("li").forEach((li) => { li.onclick = () => this.select(Number(li.dataset.id)); });
+    decorateList(this);
   }
 
   // --- selection -------------------------------------------------------------------------
@@ -392,7 +390,7 @@ export class Review {
       this.msg(`preview: ${r.area} px, score ${r.score.toFixed(2)} (${Math.round(r.decode_ms)} ms) — Enter commits`);
       this.draw();
     } catch (err) {
-      this.msg(`decode failed: ${err.message}`);
+      if (seq === this.decodeSeq) showError(this.$("#msg"), err, () => this.decode());
     }
   }
 
@@ -562,7 +560,7 @@ export class Review {
 
   async undo(redo = false) {
     const from = redo ? this.redoStack : this.undoStack, to = redo ? this.undoStack : this.redoStack;
-    if (this.draft) { this.cancelDraft(); return; }
+    if (this.draft) { if (redo || !undoLastPrompt(this)) this.cancelDraft(); return; }
     const e = from.pop();
     if (!e) { this.msg(`nothing to ${redo ? "redo" : "undo"}`); return; }
     const t = performance.now();
@@ -581,9 +579,9 @@ export class Review {
       await fn();
     } catch (err) {
       if (onError) onError();
-      if (err instanceof ApiError && err.status === 409) this.msg(`${err.message}`);
-      else this.msg(`failed: ${err.message}`);
-      this.ctx.setStatus(err.message);
+      if (enqueue(this, err)) this.msg(plainError(err));
+      else showError(this.$("#msg"), err, async () => { this.ctx.setStatus(""); if (err.status === 409) await refreshMasks(this).catch(() => null); await this.run(fn, onError); });
+      this.ctx.setStatus(plainError(err));
     } finally {
       this.busy = false;
     }
@@ -593,6 +591,7 @@ export class Review {
   async submit() {
     if (this.submitted) return;
     if (this.draft) { this.msg("finish the object first: Enter commits, Esc cancels"); return; }
+    if (!(await confirmSubmit(this))) return;
     const t = performance.now();
     await this.run(async () => {
       // a repeated submit of the same body returns the first answer: safe to retry

@@ -11,6 +11,10 @@ the image wins), its ``license`` (and ``coco_url``/``flickr_url``) in ``image.me
 the ``licenses`` table and the categories (``id``, ``name``, ``supercategory``; the
 first id seen for a name wins) in ``project.settings["licenses"]`` /
 ``project.settings["coco_categories"]``.
+
+With ``options["as_proposals"]`` the masks are stored as confident model proposals of a
+pre-fill round instead (``engine.interop.importers.proposals``): the score is the
+annotation's ``score`` field, else ``options["score"]`` (default 1.0).
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ from engine.interop.importers.common import (
     ImageResolver,
     LabelPolicy,
     add_mask,
+)
+from engine.interop.importers.proposals import (
+    DEFAULT_SCORE,
+    ProposalRound,
+    annotation_score,
+    check_default_score,
 )
 from engine.mask_payload import check_coco_rle, check_polygons
 from engine.masks import decode_rle, encode_rle, polygons_to_mask
@@ -147,6 +157,12 @@ def import_document(
     _record_licence_table(project, doc.get("licenses"))
     _record_categories(project, doc["categories"])
     author = options.get("user_id")
+    proposals: ProposalRound | None = None
+    default_score = DEFAULT_SCORE
+    per_image: dict[int, tuple[Image, int]] = {}
+    if options.get("as_proposals"):
+        default_score = check_default_score(options.get("score", DEFAULT_SCORE))
+        proposals = ProposalRound(session, project=project, file_name=path.name)
     for ann in doc["annotations"]:
         if not isinstance(ann, dict):
             outcome.skip(f"annotation {ann!r:.40}", "malformed annotation (not an object)")
@@ -177,16 +193,29 @@ def import_document(
             "import": {"format": "coco", "file": path.name, "ann_id": ann.get("id")},
             "iscrowd": int(bool(ann.get("iscrowd", 0))),
         }
+        fields: dict[str, Any] = {"author_id": author}
+        if proposals is not None:
+            score, why = annotation_score(ann, default_score)
+            if score is None:
+                outcome.skip(item, why or "bad score")
+                continue
+            fields = proposals.mask_fields(score)
         row = add_mask(
             session,
             image=image,
             rle=encode_rle(mask),
             label=str(label),
             meta=meta,
-            author_id=author,
+            **fields,
         )
         if isinstance(row, str):
             outcome.skip(item, row)
             continue
         outcome.masks += 1
+        if proposals is not None:
+            n = per_image.get(image.id, (image, 0))[1]
+            per_image[image.id] = (image, n + 1)
+    if proposals is not None:
+        for image, n in per_image.values():
+            proposals.mark_prefilled(image, proposals=n)
     session.flush()
