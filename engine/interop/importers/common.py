@@ -43,6 +43,8 @@ class FileOutcome:
     images_added: int = 0
     masks: int = 0
     events: int = 0
+    accepted: int = 0  # Label Studio regions that kept a proposal unchanged (accepts)
+    fixed: int = 0  # Label Studio regions that changed a proposal (fixes with it as parent)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def skip(self, item: str, reason: str) -> None:
@@ -80,6 +82,8 @@ class ImportReport:
             "images_added": sum(f.images_added for f in self.files if f.status == "imported"),
             "masks": self.masks,
             "events": sum(f.events for f in self.files if f.status == "imported"),
+            "accepted": sum(f.accepted for f in self.files if f.status == "imported"),
+            "fixed": sum(f.fixed for f in self.files if f.status == "imported"),
             "skipped": len(self.skipped),
         }
 
