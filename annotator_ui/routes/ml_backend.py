@@ -445,6 +445,7 @@ def predict(
         queue: set[int] = set()
         results = [_prefill(session, seg, t, cfg, user, queue) for t in tasks]
         if queue and request.app.state.settings.ml_backend_prefill_on_predict:
+            session.commit()  # end this request's transaction: SQLite lets one writer at a time
             new = _queue_prefill(request, seg, queue)
             if new:
                 background.add_task(_run_prefill, request, seg, new)
