@@ -24,8 +24,9 @@ Task images are matched to ingested images as ``engine.interop.label_studio`` do
 
 Authentication (``ml_user``; every endpoint, ``/ml/health`` too: Label Studio sends the
 model's credentials there as well): by default an app API token (``dataengine user token
-NAME``) as ``Authorization: Bearer <token>`` or ``Token <token>`` (Label Studio's model
-"Authentication token"); with ``DATAENGINE_ML_BACKEND_BASIC_AUTH=NAME:PASSWORD`` also HTTP
+NAME``) as ``Authorization: Bearer <token>`` or ``Token <token>``, or as HTTP basic auth
+``NAME:<token>`` (Label Studio 1.23's model settings: "Basic Authentication", user NAME,
+password the token: its ML connector sends no other credentials); with ``DATAENGINE_ML_BACKEND_BASIC_AUTH=NAME:PASSWORD`` also HTTP
 basic auth ("Use basic auth" in the model settings), acting as app user NAME;
 ``DATAENGINE_ML_BACKEND_AUTH=none`` allows anonymous calls, and the app then refuses to
 start on a non-loopback address. Each request acts with its user's rights: ``predict``
@@ -102,11 +103,26 @@ def _basic_user(session: Session, credentials: str, expected: str | None) -> Use
     return user
 
 
+def _token_as_basic(session: Session, credentials: str) -> User | None:
+    """Basic auth ``NAME:<app API token of NAME>``: how Label Studio sends a token (its ML
+    backend settings offer only "Basic Authentication"), else None."""
+    try:
+        name, _, token = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user = user_for_token(session, token=token) if token else None
+    if user is None or not hmac.compare_digest(user.name.encode(), name.encode()):
+        return None
+    return user
+
+
 def ml_user(request: Request, session: SessionDep) -> User | None:
     """The user an ``/ml`` request acts as (with that user's role rights).
 
     ``ml_backend_auth``: "token" -> ``Authorization: Bearer <token>`` or ``Token <token>``
-    (an app token: ``POST /api/auth/login`` or ``dataengine user token``); "basic" -> also
+    (an app token: ``POST /api/auth/login`` or ``dataengine user token``), or HTTP basic
+    auth with the user's name and that token as the password (Label Studio 1.23's ML
+    backend form has only "Basic Authentication"); "basic" -> also
     HTTP basic auth matching ``ml_backend_basic_auth``, acting as its NAME; "none" ->
     anonymous requests act with full rights (None; only allowed on a loopback bind). No
     session cookies: Label Studio sends headers, and a cookie would let other pages post here.
@@ -117,8 +133,10 @@ def ml_user(request: Request, session: SessionDep) -> User | None:
     user: User | None = None
     if scheme in ("bearer", "token") and credentials:
         user = user_for_token(session, token=credentials)
-    elif scheme == "basic" and settings.ml_backend_auth == "basic":
-        user = _basic_user(session, credentials, settings.ml_backend_basic_auth)
+    elif scheme == "basic" and settings.ml_backend_auth in ("token", "basic"):
+        user = _token_as_basic(session, credentials)
+        if user is None and settings.ml_backend_auth == "basic":
+            user = _basic_user(session, credentials, settings.ml_backend_basic_auth)
     if user is not None or settings.ml_backend_auth == "none":
         return user
     challenge = 'Basic realm="dataengine-ml"' if settings.ml_backend_auth == "basic" else "Bearer"

@@ -26,6 +26,7 @@ class LabelStudio:
 
     def __init__(self, url: str, token: str, *, timeout: float = TIMEOUT_S) -> None:
         self.url = url.rstrip("/")
+        self.token = token
         self.client = httpx.Client(base_url=self.url, timeout=timeout)
         self.client.headers["Authorization"] = self._auth(token)
 
