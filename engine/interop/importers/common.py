@@ -25,6 +25,7 @@ from db.users import hash_password
 from engine.imageio import DEFAULT_MAX_PIXELS, path_to_uri, probe
 from engine.masks import encode_rle, rle_area, rle_bbox
 
+INDEX_PAGE = 1000  # image rows a query when ImageResolver indexes a project by file name
 SERVICE_USER = "label-studio"  # events imported from Label Studio are attributed to this user
 
 
@@ -140,16 +141,30 @@ class ImageResolver:
         self.project = project
         self.image_dirs = [Path(d) for d in image_dirs or []]
         self.max_pixels = max_pixels
-        self._by_basename: dict[str, list[Image]] | None = None
+        self._by_basename: dict[str, list[int]] | None = None
 
-    def _index(self) -> dict[str, list[Image]]:
+    def _index(self) -> dict[str, list[int]]:
+        """basename -> ids of the project's ok images, read page by page by id (keyset:
+        ``id > last``, ``INDEX_PAGE`` rows a query) as (id, uri) pairs, never whole ORM rows."""
         if self._by_basename is None:
             self._by_basename = {}
-            rows = self.session.scalars(
-                select(Image).where(Image.project_id == self.project.id, Image.status == "ok")
-            )
-            for img in rows:
-                self._by_basename.setdefault(_basename(img.uri), []).append(img)
+            last = 0
+            while True:
+                rows = self.session.execute(
+                    select(Image.id, Image.uri)
+                    .where(
+                        Image.project_id == self.project.id,
+                        Image.status == "ok",
+                        Image.id > last,
+                    )
+                    .order_by(Image.id)
+                    .limit(INDEX_PAGE)
+                ).all()
+                for image_id, uri in rows:
+                    self._by_basename.setdefault(_basename(uri), []).append(image_id)
+                if len(rows) < INDEX_PAGE:
+                    break
+                last = rows[-1][0]
         return self._by_basename
 
     def _from_disk(self, path: Path, outcome: FileOutcome) -> tuple[Image | None, str | None]:
@@ -164,7 +179,7 @@ class ImageResolver:
             return None, f"image {path} was rejected at ingest: {image.reason}"
         if created:
             outcome.images_added += 1
-            self._index().setdefault(_basename(image.uri), []).append(image)
+            self._index().setdefault(_basename(image.uri), []).append(image.id)
         return image, None
 
     def find(
@@ -193,7 +208,11 @@ class ImageResolver:
                     return None, reason
                 break
         if image is None:
-            matches = self._index().get(rel.name, [])
+            matches = [
+                m
+                for i in self._index().get(rel.name, [])
+                if (m := self.session.get(Image, i)) is not None
+            ]
             if len(rel.parts) > 1:  # prefer the ones whose uri ends with the relative path
                 exact = [
                     m for m in matches if m.uri.replace(os.sep, "/").endswith("/" + rel.as_posix())
