@@ -142,9 +142,10 @@ def ml_user(request: Request, session: SessionDep) -> User | None:
     challenge = 'Basic realm="dataengine-ml"' if settings.ml_backend_auth == "basic" else "Bearer"
     raise HTTPException(
         status_code=401,
-        detail="the Label Studio ML backend needs authentication: set the model's "
-        "'Authentication token' in Label Studio to an app API token (Authorization: Bearer/"
-        "Token <token>)"
+        detail="the Label Studio ML backend needs authentication: in Label Studio's model "
+        "settings turn on 'Basic Authentication' with an app user's name and their API token "
+        "(dataengine user token NAME) as the password, or send Authorization: Bearer/"
+        "Token <token>"
         + (
             ", or use basic auth (DATAENGINE_ML_BACKEND_BASIC_AUTH)"
             if settings.ml_backend_auth == "basic"

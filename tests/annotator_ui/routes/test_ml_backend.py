@@ -576,6 +576,17 @@ def test_webhook_rejects_confident_proposals_the_annotator_deleted(web: Web, pho
     assert status[rows["hidden"].id] == "proposed"
 
 
+def test_basic_auth_with_an_api_token_as_password(web: Web) -> None:
+    """Label Studio 1.23's model form offers only basic auth: NAME + that user's API token."""
+    web.client.headers.pop("Authorization")
+    assert (
+        web.client.get("/ml/health", auth=("reviewer1", web.tokens["reviewer"])).status_code == 200
+    )
+    for wrong in (("annotator1", web.tokens["reviewer"]), ("reviewer1", "not-a-token")):
+        r = web.client.get("/ml/health", auth=wrong)
+        assert r.status_code == 401 and "Basic Authentication" in r.json()["detail"]
+
+
 def test_basic_auth(db_url: str, tmp_path: Path) -> None:
     with start_web(
         db_url,
