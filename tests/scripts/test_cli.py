@@ -455,3 +455,25 @@ def test_metrics_show_work_done_without_a_round(env: Path, tmp_path: Path) -> No
     page = report.read_text()
     assert "<td>no round</td>" in page and "Idle cap 10.0 s" in page
     assert "dataengine round start" in page
+
+
+def test_label_studio_import_options_fail_with_one_line(tmp_path: Path) -> None:
+    env = {"DATAENGINE_DATA_DIR": str(tmp_path / "var")}
+    assert _cli(["db", "upgrade"], tmp_path, **env).returncode == 0
+    (tmp_path / "brush").mkdir()
+    export = tmp_path / "export.json"
+    export.write_text("[]")
+    (tmp_path / "one-task.json").write_text("{}")
+    cases = {
+        "--tasks EXPORT.json or --ls-url": ["-f", "label-studio-brush", str(tmp_path / "brush")],
+        "--ls-url and --ls-token go together": [
+            "-f", "label-studio", str(export), "--ls-url", "http://127.0.0.1:9",
+        ],
+        "expected a list of tasks": [
+            "-f", "label-studio-brush", str(tmp_path / "brush"), "--tasks", str(tmp_path / "one-task.json"),
+        ],
+    }  # fmt: skip
+    for want, args in cases.items():
+        proc = _cli(["import", *args, "-p", "p"], tmp_path, **env)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert want in _one_line_error(proc)
