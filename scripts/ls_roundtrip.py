@@ -44,7 +44,7 @@ from engine.flywheel import events as event_kinds
 from engine.interop.importers import import_files
 from engine.interop.importers.label_studio_brush import import_brush_export, read_layer
 from engine.interop.label_studio import brush_to_mask, mask_to_brush, url_to_path
-from engine.interop.label_studio_api import LabelStudio
+from engine.interop.label_studio_api import LabelStudio, LabelStudioError
 from engine.masks import decode_rle
 
 ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]
@@ -115,9 +115,14 @@ def roundtrip(
     app_user: str,
     app_token: str,
     document_root: Path,
+    image_dir: Path,
     work: Path,
 ) -> list[Hop]:
-    """Run the round trip (module docstring); returns the hops in order."""
+    """Run the round trip (module docstring); returns the hops in order.
+
+    ``document_root``: Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``; ``image_dir``: the folder
+    of the project's images, strictly under it (the Local Storage's path). A phase that fails
+    adds a hop with the error and the next phases still run where they can."""
     hops: list[Hop] = []
     n = len(tasks)
     proj = ls.call("POST", "/api/projects", json={"title": project, "label_config": label_config})
@@ -127,7 +132,7 @@ def roundtrip(
         "/api/storages/localfiles",
         json={
             "project": pid,
-            "path": str(document_root),
+            "path": str(image_dir),
             "title": "images",
             "use_blob_urls": False,
         },
@@ -144,6 +149,7 @@ def roundtrip(
         served += r.status_code == 200 and r.content == Path(images[image_id].uri).read_bytes()
     hops.append(Hop("images served by LS Local Storage (bytes equal)", n, served))
 
+    predictions: dict[int, dict[str, Any]] = {}
     ml = ls.call(
         "POST",
         "/api/ml",
@@ -157,35 +163,42 @@ def roundtrip(
             "is_interactive": True,
         },
     )
-    hops.append(Hop("ML backend connected", "CO", ls.call("GET", f"/api/ml/{ml['id']}")["state"]))
-    ls.call(
-        "POST",
-        "/api/dm/actions",
-        params={"id": "retrieve_tasks_predictions", "project": pid},
-        json={"selectedItems": {"all": True, "excluded": []}},
-    )
-    predictions = {}
-    for t in ls.tasks(pid):
-        preds = ls.call("GET", "/api/predictions", params={"task": t["id"]})
-        if preds:
-            predictions[t["id"]] = preds[-1]
-    hops.append(Hop("predictions stored by LS (tasks)", n, len(predictions)))
-    want_regions = equal = 0
-    got_regions = 0
-    with factory() as s:
-        for image_id, t in task_of_image.items():
-            shown = _shown(s, image_id)
-            want_regions += len(shown)
-            for region in (predictions.get(t["id"]) or {}).get("result", []):
-                got_regions += 1
-                m = shown.get(int(str(region["id"]).lstrip("m") or 0))
-                equal += m is not None and np.array_equal(_region_mask(region), decode_rle(m.rle))
-    hops.append(Hop("prediction regions = shown pre-fill", want_regions, got_regions))
-    hops.append(Hop("prediction regions pixel-equal to masks", want_regions, equal))
+    try:
+        hops.append(
+            Hop("ML backend connected", "CO", ls.call("GET", f"/api/ml/{ml['id']}")["state"])
+        )
+        ls.call(
+            "POST",
+            "/api/dm/actions",
+            params={"id": "retrieve_tasks_predictions", "project": pid},
+            json={"selectedItems": {"all": True, "excluded": []}},
+        )
+        predictions = {}
+        for t in ls.tasks(pid):
+            preds = ls.call("GET", "/api/predictions", params={"task": t["id"]})
+            if preds:
+                predictions[t["id"]] = preds[-1]
+        hops.append(Hop("predictions stored by LS (tasks)", n, len(predictions)))
+        want_regions = equal = 0
+        got_regions = 0
+        with factory() as s:
+            for image_id, t in task_of_image.items():
+                shown = _shown(s, image_id)
+                want_regions += len(shown)
+                for region in (predictions.get(t["id"]) or {}).get("result", []):
+                    got_regions += 1
+                    m = shown.get(int(str(region["id"]).lstrip("m") or 0))
+                    equal += m is not None and np.array_equal(
+                        _region_mask(region), decode_rle(m.rle)
+                    )
+        hops.append(Hop("prediction regions = shown pre-fill", want_regions, got_regions))
+        hops.append(Hop("prediction regions pixel-equal to masks", want_regions, equal))
+    except ERRORS as err:
+        hops.append(_error_hop("predictions", err))
 
-    hops += _interactive(
-        ls, factory, ml["id"], ls_tasks[0], images[ls_tasks[0]["data"]["dataengine_image_id"]]
-    )
+    first = ls_tasks[0]
+    image0 = images[int(first["data"]["dataengine_image_id"])]
+    hops += _guard("interactive requests", _interactive, ls, factory, ml["id"], first, image0)
 
     ls.call(
         "POST",
@@ -200,39 +213,55 @@ def roundtrip(
             "is_active": True,
         },
     )
-    hops += _annotate(ls, factory, task_of_image, predictions, images)
-
-    before = _mask_count(factory, list(images))
-    exported = ls.call("GET", f"/api/projects/{pid}/export", params={"exportType": "JSON"})
-    export_file = work / "ls-export.json"
-    export_file.write_text(json.dumps(exported))
-    annotated = [t for t in exported if t.get("annotations")]
-    hops.append(Hop("annotated tasks in LS export", 3, len(annotated)))
-    equal = total = 0
-    with factory() as s:
-        for t in annotated:
-            live = _live_masks(s, int(t["data"]["dataengine_image_id"]))
-            for region in t["annotations"][0]["result"]:
-                total += 1
-                equal += any(np.array_equal(_region_mask(region), m) for m in live)
-    hops.append(Hop("LS export regions pixel-equal to product masks", total, equal))
-    report = import_files(factory, fmt="label-studio", project=project, paths=[export_file])
-    hops.append(Hop("re-import of the LS JSON export: new masks", 0, report.masks))
-    hops.append(Hop("mask rows after re-import", before, _mask_count(factory, list(images))))
-    refused = import_files(
-        factory, fmt="label-studio", project=project, paths=[export_file],
-        options={"predictions": True, "force": True},
-    )  # fmt: skip
-    listed_by_id = any(isinstance(p, int) for t in exported for p in t.get("predictions") or [])
-    hops.append(
-        Hop(
-            "predictions by id without --ls-url: refused",
-            "rejected" if listed_by_id else "imported",
-            refused.files[0].status,
-        )
+    hops += _guard(
+        "annotations + webhook", _annotate, ls, factory, task_of_image, predictions, images
     )
-    hops += _brush_export(ls, factory, pid, project, exported, work)
-    hops += _into_new_project(ls, factory, project, exported, export_file, document_root)
+
+    exported: list[dict[str, Any]] = []
+    export_file = work / "ls-export.json"
+    before = _mask_count(factory, list(images))
+    try:
+        exported = ls.call("GET", f"/api/projects/{pid}/export", params={"exportType": "JSON"})
+        export_file.write_text(json.dumps(exported))
+        annotated = [t for t in exported if t.get("annotations")]
+        hops.append(Hop("annotated tasks in LS export", 3, len(annotated)))
+        equal = total = 0
+        with factory() as s:
+            for t in annotated:
+                live = _live_masks(s, int(t["data"]["dataengine_image_id"]))
+                for region in t["annotations"][0]["result"]:
+                    total += 1
+                    equal += any(np.array_equal(_region_mask(region), m) for m in live)
+        hops.append(Hop("LS export regions pixel-equal to product masks", total, equal))
+        report = import_files(factory, fmt="label-studio", project=project, paths=[export_file])
+        hops.append(Hop("re-import of the LS JSON export: new masks", 0, report.masks))
+        hops.append(Hop("mask rows after re-import", before, _mask_count(factory, list(images))))
+        refused = import_files(
+            factory, fmt="label-studio", project=project, paths=[export_file],
+            options={"predictions": True, "force": True},
+        )  # fmt: skip
+        listed_by_id = any(isinstance(p, int) for t in exported for p in t.get("predictions") or [])
+        hops.append(
+            Hop(
+                "predictions by id without --ls-url: refused",
+                "rejected" if listed_by_id else "imported",
+                refused.files[0].status,
+            )
+        )
+    except ERRORS as err:
+        hops.append(_error_hop("export and re-import", err))
+
+    hops += _guard("brush export", _brush_export, ls, factory, pid, project, exported, work)
+    hops += _guard(
+        "into a new project",
+        _into_new_project,
+        ls,
+        factory,
+        project,
+        exported,
+        export_file,
+        image_dir,
+    )
     return hops
 
 
@@ -242,7 +271,7 @@ def _into_new_project(
     project: str,
     exported: list[dict[str, Any]],
     export_file: Path,
-    document_root: Path,
+    image_dir: Path,
 ) -> list[Hop]:
     """The LS JSON export into a new project: images ingested from the folder, annotations,
     and the predictions it lists by id fetched from Label Studio."""
@@ -257,13 +286,28 @@ def _into_new_project(
         fmt="label-studio",
         project=f"{project}-from-ls",
         paths=[export_file],
-        image_dirs=[document_root / project, document_root],
+        image_dirs=[image_dir],
         options={"predictions": True, "ls_url": ls.url, "ls_token": ls.token},
     )
     return [
         Hop("LS export into a new project: images", len(exported), report.images),
         Hop("... annotation + fetched prediction masks", ann_regions + pred_regions, report.masks),
     ]
+
+
+ERRORS = (LabelStudioError, KeyError, IndexError, TypeError, ValueError, StopIteration)
+
+
+def _error_hop(name: str, err: Exception) -> Hop:
+    return Hop(f"{name}: ran", "ok", f"{type(err).__name__}: {str(err)[:160]}")
+
+
+def _guard(name: str, phase: Any, *args: Any) -> list[Hop]:
+    """``phase(*args)``'s hops, or one failing hop naming the error (the run goes on)."""
+    try:
+        return list(phase(*args))
+    except ERRORS as err:
+        return [_error_hop(name, err)]
 
 
 def _mask_count(factory: sessionmaker[Session], image_ids: list[int]) -> int:
@@ -484,6 +528,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--document-root", required=True, type=Path, help="Label Studio's LOCAL_FILES_DOCUMENT_ROOT"
     )
+    ap.add_argument(
+        "--image-dir",
+        required=True,
+        type=Path,
+        help="the project's image folder (under the document root): the Local Storage path",
+    )
     args = ap.parse_args(argv)
     from db.projects import get_project
     from db.session import make_engine, make_session_factory
@@ -506,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             app_user=args.app_user,
             app_token=args.app_token,
             document_root=args.document_root,
+            image_dir=args.image_dir,
             work=work,
         )
     print(hop_table(hops))

@@ -75,7 +75,8 @@ def test_round_trip_through_a_real_label_studio(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     name = "ls-" + db_url.split(":")[0].split("+")[0]
-    paths = _photos(document_root / name)
+    image_dir = document_root / "photos" / name
+    paths = _photos(image_dir)
     factory = make_session_factory(make_engine(db_url))
     assert ingest(factory, project=name, paths=paths).added == N_IMAGES
     with transaction(factory) as s:
@@ -113,6 +114,7 @@ def test_round_trip_through_a_real_label_studio(
             app_user="lsreviewer",
             app_token=token,
             document_root=document_root,
+            image_dir=image_dir,
             work=tmp_path,
         )
     with capsys.disabled():
