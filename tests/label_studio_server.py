@@ -99,6 +99,8 @@ def environment(data_dir: Path, document_root: Path) -> dict[str, str]:
         LOCAL_FILES_DOCUMENT_ROOT=str(document_root),
         LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
         LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(document_root),
+        ML_TIMEOUT_HEALTH="30",  # 1 s and 3 s by default: too short on a busy test machine
+        ML_TIMEOUT_SETUP="30",
         COLLECT_ANALYTICS="false",
         LATEST_VERSION_CHECK="false",
         SENTRY_DSN="",
