@@ -118,47 +118,52 @@ def import_document(
     tasks = [doc] if isinstance(doc, dict) and "data" in doc else doc
     if not isinstance(tasks, list):
         raise FileRejected("not a Label Studio JSON export: expected a list of tasks")
-    for i, task in enumerate(tasks):
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            if isinstance(task, dict) and "image" in task and "id" in task:
-                raise FileRejected("this is a JSON-MIN export; export as JSON (full) instead")
-            outcome.skip(f"task #{i}", "malformed task (needs a 'data' object)")
-            continue
-        where = f"task {task.get('id', '#' + str(i))}"
-        image, reason = find_task_image(session, task["data"], project_id=project.id)
-        if image is None:
-            name = task_image_name(task["data"])
-            if name:
-                image, reason = resolver.find(name, outcome)
-        if image is None:
-            outcome.skip(where, reason or "image not found")
-            continue
-        outcome.images += 1
-        annotations = task.get("annotations", task.get("completions", []))
-        for ann in annotations if isinstance(annotations, list) else []:
-            if not isinstance(ann, dict):
-                outcome.skip(where, "malformed annotation (not an object)")
+    try:
+        for i, task in enumerate(tasks):
+            if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+                if isinstance(task, dict) and "image" in task and "id" in task:
+                    raise FileRejected("this is a JSON-MIN export; export as JSON (full) instead")
+                outcome.skip(f"task #{i}", "malformed task (needs a 'data' object)")
                 continue
-            record_annotation(
-                session,
-                image=image,
-                task=task,
-                annotation=ann,
-                labels=labels,
-                outcome=outcome,
-                user_id=options.get("user_id"),
-            )
-        if options.get("predictions"):
-            for pred in task.get("predictions") or []:
-                if isinstance(pred, int) and not isinstance(pred, bool):
-                    pred = _fetch_prediction(pred, options)
-                if isinstance(pred, dict):
-                    _record_prediction(
-                        session,
-                        image=image,
-                        task=task,
-                        prediction=pred,
-                        labels=labels,
-                        outcome=outcome,
-                    )
+            where = f"task {task.get('id', '#' + str(i))}"
+            image, reason = find_task_image(session, task["data"], project_id=project.id)
+            if image is None:
+                name = task_image_name(task["data"])
+                if name:
+                    image, reason = resolver.find(name, outcome)
+            if image is None:
+                outcome.skip(where, reason or "image not found")
+                continue
+            outcome.images += 1
+            annotations = task.get("annotations", task.get("completions", []))
+            for ann in annotations if isinstance(annotations, list) else []:
+                if not isinstance(ann, dict):
+                    outcome.skip(where, "malformed annotation (not an object)")
+                    continue
+                record_annotation(
+                    session,
+                    image=image,
+                    task=task,
+                    annotation=ann,
+                    labels=labels,
+                    outcome=outcome,
+                    user_id=options.get("user_id"),
+                )
+            if options.get("predictions"):
+                for pred in task.get("predictions") or []:
+                    if isinstance(pred, int) and not isinstance(pred, bool):
+                        pred = _fetch_prediction(pred, options)
+                    if isinstance(pred, dict):
+                        _record_prediction(
+                            session,
+                            image=image,
+                            task=task,
+                            prediction=pred,
+                            labels=labels,
+                            outcome=outcome,
+                        )
+    finally:  # the Label Studio client of predictions listed by id, if one was opened
+        client = options.pop("_ls_client", None)
+        if client is not None:
+            client.close()
     session.flush()
