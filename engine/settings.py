@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         description="NAME:PASSWORD for ml_backend_auth='basic'; NAME is an app user (its role "
         "rights apply to every /ml request), PASSWORD is this secret, not the user's login.",
     )
+    ml_backend_prefill_on_predict: bool = Field(
+        default=True,
+        description="/ml/predict answers images not pre-filled yet with an empty prediction at "
+        "once and pre-fills them in a background task of the app; false leaves them to "
+        "`dataengine worker`.",
+    )
 
     @model_validator(mode="after")
     def _ml_auth_consistent(self) -> Settings:

@@ -5,8 +5,12 @@ Endpoints (JSON shapes as label-studio-ml-backend's ``api.py``):
 - ``POST /ml/setup`` ``{project, schema, ...}`` -> ``{"model_version"}``
 - ``POST /ml/predict`` ``{tasks, label_config, project, params: {context}}`` ->
   ``{"results": [{"result": [...], "score", "model_version"}, ...], "model_version"}``.
-  Without ``params.context.result``: one prediction per task holding the
-  image's pre-fill (proposed and accepted masks) as BrushLabels. With it
+  Without ``params.context.result``: one prediction per task holding the image's
+  *stored* pre-fill as the annotator sees it (accepted masks and confident proposals; none
+  in the control arm; ``engine.interop.label_studio_prefill``) as BrushLabels, each region
+  with its ``score``. Images not pre-filled yet answer an empty prediction at once and are
+  queued: a background task pre-fills them after the answer
+  (``DATAENGINE_ML_BACKEND_PREFILL_ON_PREDICT``; else ``dataengine worker`` does). With it
   (interactive): KeyPointLabels (``is_positive``; percent ``x``/``y``) and/or
   one RectangleLabels (percent box; the last one counts) are decoded by the
   app's segmenter into one BrushLabels mask, labelled with the prompt's label.
@@ -20,8 +24,9 @@ Task images are matched to ingested images as ``engine.interop.label_studio`` do
 
 Authentication (``ml_user``; every endpoint, ``/ml/health`` too: Label Studio sends the
 model's credentials there as well): by default an app API token (``dataengine user token
-NAME``) as ``Authorization: Bearer <token>`` or ``Token <token>`` (Label Studio's model
-"Authentication token"); with ``DATAENGINE_ML_BACKEND_BASIC_AUTH=NAME:PASSWORD`` also HTTP
+NAME``) as ``Authorization: Bearer <token>`` or ``Token <token>``, or as HTTP basic auth
+``NAME:<token>`` (Label Studio 1.23's model settings: "Basic Authentication", user NAME,
+password the token: its ML connector sends no other credentials); with ``DATAENGINE_ML_BACKEND_BASIC_AUTH=NAME:PASSWORD`` also HTTP
 basic auth ("Use basic auth" in the model settings), acting as app user NAME;
 ``DATAENGINE_ML_BACKEND_AUTH=none`` allows anonymous calls, and the app then refuses to
 start on a non-loopback address. Each request acts with its user's rights: ``predict``
@@ -44,7 +49,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -54,10 +59,9 @@ from annotator_ui.routes.tasks import ensure_can_read
 from db import leases
 from db.errors import PermissionDenied
 from db.images import require_ok
-from db.models import Image, Mask, Project, User
+from db.models import Image, Project, User
 from db.users import user_for_token
 from engine.imageio import ImageRejected, load_rgb
-from engine.interop.exporters.label_studio import mask_regions
 from engine.interop.importers.common import FileOutcome, LabelPolicy
 from engine.interop.importers.label_studio import record_annotation
 from engine.interop.label_studio import (
@@ -67,6 +71,7 @@ from engine.interop.label_studio import (
     parse_label_config,
     task_image_name,
 )
+from engine.interop.label_studio_prefill import shown_prefill
 from engine.lru import LRU
 from engine.segment.protocol import Embedding, PromptError
 
@@ -98,11 +103,26 @@ def _basic_user(session: Session, credentials: str, expected: str | None) -> Use
     return user
 
 
+def _token_as_basic(session: Session, credentials: str) -> User | None:
+    """Basic auth ``NAME:<app API token of NAME>``: how Label Studio sends a token (its ML
+    backend settings offer only "Basic Authentication"), else None."""
+    try:
+        name, _, token = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user = user_for_token(session, token=token) if token else None
+    if user is None or not hmac.compare_digest(user.name.encode(), name.encode()):
+        return None
+    return user
+
+
 def ml_user(request: Request, session: SessionDep) -> User | None:
     """The user an ``/ml`` request acts as (with that user's role rights).
 
     ``ml_backend_auth``: "token" -> ``Authorization: Bearer <token>`` or ``Token <token>``
-    (an app token: ``POST /api/auth/login`` or ``dataengine user token``); "basic" -> also
+    (an app token: ``POST /api/auth/login`` or ``dataengine user token``), or HTTP basic
+    auth with the user's name and that token as the password (Label Studio 1.23's ML
+    backend form has only "Basic Authentication"); "basic" -> also
     HTTP basic auth matching ``ml_backend_basic_auth``, acting as its NAME; "none" ->
     anonymous requests act with full rights (None; only allowed on a loopback bind). No
     session cookies: Label Studio sends headers, and a cookie would let other pages post here.
@@ -113,16 +133,19 @@ def ml_user(request: Request, session: SessionDep) -> User | None:
     user: User | None = None
     if scheme in ("bearer", "token") and credentials:
         user = user_for_token(session, token=credentials)
-    elif scheme == "basic" and settings.ml_backend_auth == "basic":
-        user = _basic_user(session, credentials, settings.ml_backend_basic_auth)
+    elif scheme == "basic" and settings.ml_backend_auth in ("token", "basic"):
+        user = _token_as_basic(session, credentials)
+        if user is None and settings.ml_backend_auth == "basic":
+            user = _basic_user(session, credentials, settings.ml_backend_basic_auth)
     if user is not None or settings.ml_backend_auth == "none":
         return user
     challenge = 'Basic realm="dataengine-ml"' if settings.ml_backend_auth == "basic" else "Bearer"
     raise HTTPException(
         status_code=401,
-        detail="the Label Studio ML backend needs authentication: set the model's "
-        "'Authentication token' in Label Studio to an app API token (Authorization: Bearer/"
-        "Token <token>)"
+        detail="the Label Studio ML backend needs authentication: in Label Studio's model "
+        "settings turn on 'Basic Authentication' with an app user's name and their API token "
+        "(dataengine user token NAME) as the password, or send Authorization: Bearer/"
+        "Token <token>"
         + (
             ", or use basic auth (DATAENGINE_ML_BACKEND_BASIC_AUTH)"
             if settings.ml_backend_auth == "basic"
@@ -331,7 +354,8 @@ def _interactive(
         result = seg.decode(emb, points=points, labels=labels, box=box)
     except PromptError as err:
         raise HTTPException(status_code=422, detail=f"bad interactive prompt: {err}") from err
-    label = label or (cfg.labels[0] if cfg.labels else None)
+    if label is not None and cfg.labels and label not in cfg.labels:
+        label = None  # not a label of this config: an unlabelled region
     region = {
         "id": f"de{uuid.uuid4().hex[:8]}",
         "from_name": cfg.brush,
@@ -352,8 +376,10 @@ def _interactive(
 
 
 def _prefill(
-    session: Any, seg: Any, task: Any, cfg: LabelConfig, user: User | None
+    session: Any, seg: Any, task: Any, cfg: LabelConfig, user: User | None, queue: set[int]
 ) -> dict[str, Any]:
+    """The task's stored pre-fill as the annotator would see it; never computed here: an
+    image with no pre-fill yet is added to ``queue`` and answered empty for now."""
     image, reason = _find_image(session, task, cfg, user)
     version = _model_version(seg)
     if image is None:
@@ -363,28 +389,56 @@ def _prefill(
             reason,
         )
         return {"result": [], "score": 0.0, "model_version": version}
-    masks = (
-        session.query(Mask)
-        .filter(Mask.image_id == image.id, Mask.status.in_(("proposed", "accepted")))
-        .order_by(Mask.id)
-    )
-    default = cfg.labels[0] if cfg.labels else None
-    regions: list[dict[str, Any]] = []
-    for m in masks:
-        label = (
-            m.label
-            if m.label is not None and (not cfg.labels or m.label in cfg.labels)
-            else default
-        )
-        regions += mask_regions(
-            m, image, boxes=False, brush_name=cfg.brush, image_name=cfg.image, label=label
-        )
-    scores = [r["score"] for r in regions]
-    return {
-        "result": regions,
-        "score": float(np.mean(scores)) if scores else 0.0,
-        "model_version": version,
-    }
+    arm = leases.arm_of(session, image_id=image.id, user_id=user.id if user else None)
+    shown = shown_prefill(session, image=image, cfg=cfg, arm=arm, default_version=version)
+    if shown.pending:
+        queue.add(image.id)
+    return shown.as_prediction()
+
+
+def _queue_prefill(request: Request, seg: Any, image_ids: set[int]) -> set[int]:
+    """Mark ``image_ids`` as being pre-filled by this process; returns the ones not already
+    in flight (a second "retrieve predictions" while the first runs queues nothing twice)."""
+    with _cache_lock:
+        flight: set[int] | None = getattr(request.app.state, "ml_prefill_in_flight", None)
+        if flight is None:
+            flight = request.app.state.ml_prefill_in_flight = set()
+        new = image_ids - flight
+        flight |= new
+    return new
+
+
+def _run_prefill(request: Request, seg: Any, image_ids: set[int]) -> None:
+    """Background task: pre-fill the queued images (per project), then release them."""
+    from engine.flywheel.prefill import prefill_project  # the flywheel, loaded on first use
+
+    factory = request.app.state.session_factory
+    try:
+        with factory() as s:
+            projects = dict(
+                s.execute(select(Image.id, Image.project_id).where(Image.id.in_(image_ids))).all()
+            )
+        for project_id in sorted(set(projects.values())):
+            ids = [i for i, p in projects.items() if p == project_id]
+            summary = prefill_project(
+                factory,
+                project_id=project_id,
+                segmenter=seg,
+                model_version_id=None,
+                image_ids=ids,
+                max_pixels=request.app.state.settings.max_image_pixels,
+            )
+            log.info(
+                "predict: pre-filled %d queued image(s) of project %d (%d failed)",
+                summary.done,
+                project_id,
+                summary.failed,
+            )
+    except Exception:  # noqa: BLE001 - a background task has no caller; the worker retries
+        log.exception("predict: queued pre-fill of images %s failed", sorted(image_ids))
+    finally:
+        with _cache_lock:
+            request.app.state.ml_prefill_in_flight -= image_ids
 
 
 @router.post("/predict")
@@ -393,6 +447,7 @@ def predict(
     session: SessionDep,
     seg: SegmenterDep,
     user: MlUser,
+    background: BackgroundTasks,
     body: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
     tasks = body.get("tasks")
@@ -406,7 +461,13 @@ def predict(
             raise HTTPException(status_code=422, detail="interactive predict needs the task")
         results = [_interactive(request, session, seg, tasks[0], context, cfg, user)]
     else:
-        results = [_prefill(session, seg, t, cfg, user) for t in tasks]
+        queue: set[int] = set()
+        results = [_prefill(session, seg, t, cfg, user, queue) for t in tasks]
+        if queue and request.app.state.settings.ml_backend_prefill_on_predict:
+            session.commit()  # end this request's transaction: SQLite lets one writer at a time
+            new = _queue_prefill(request, seg, queue)
+            if new:
+                background.add_task(_run_prefill, request, seg, new)
     return {"results": results, "model_version": _model_version(seg)}
 
 

@@ -177,18 +177,29 @@ def parse_label_config(xml: str | None) -> LabelConfig:
         elif tag == "brushlabels" and el.get("name"):
             cfg.brush = el.get("name", "mask")
             cfg.labels = [lbl.get("value", "") for lbl in el if lbl.tag.lower() == "label"]
-        elif tag == "rectanglelabels" and el.get("name"):
+        elif tag == "rectanglelabels" and el.get("name") and not cfg.rectangle:
             cfg.rectangle = el.get("name")
     return cfg
 
 
-def label_config_xml(labels: list[str], *, boxes: bool) -> str:
-    """A labeling config matching our exports: Image "image", BrushLabels "mask"[, RectangleLabels "box"]."""
+def label_config_xml(labels: list[str], *, boxes: bool, interactive: bool = True) -> str:
+    """A labeling config matching our exports: Image "image", BrushLabels "mask"[,
+    RectangleLabels "box"]; with ``interactive`` also the prompt tools Label Studio sends to
+    the ML backend (``smart`` KeyPointLabels "click" and RectangleLabels "prompt")."""
     opts = "".join(f'\n    <Label value="{_xml_attr(lbl)}"/>' for lbl in labels)
     parts = ['<View>\n  <Image name="image" value="$image" zoom="true"/>']
     parts.append(f'  <BrushLabels name="mask" toName="image">{opts}\n  </BrushLabels>')
     if boxes:
         parts.append(f'  <RectangleLabels name="box" toName="image">{opts}\n  </RectangleLabels>')
+    if interactive:
+        parts.append(
+            f'  <KeyPointLabels name="click" toName="image" smart="true">{opts}\n'
+            "  </KeyPointLabels>"
+        )
+        parts.append(
+            f'  <RectangleLabels name="prompt" toName="image" smart="true">{opts}\n'
+            "  </RectangleLabels>"
+        )
     parts.append("</View>\n")
     return "\n".join(parts)
 

@@ -1,4 +1,4 @@
-"""`dataengine import --format coco|labelme|label-studio PATH... --project P`: annotations in, whole files only."""
+"""`dataengine import --format coco|labelme|label-studio|label-studio-brush PATH... --project P`: annotations in, whole files only."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # engine.interop.importers.IMPORTERS' names, spelled out so that --help needs no SQLAlchemy
 # (a test keeps them equal)
-IMPORT_FORMATS = ("coco", "labelme", "label-studio")
+IMPORT_FORMATS = ("coco", "labelme", "label-studio", "label-studio-brush")
 
 
 def report_json(report: ImportReport) -> dict[str, Any]:
@@ -91,6 +91,21 @@ def import_command(
         "--score",
         help="With --as-proposals: the score of annotations without a 'score' field (0-1).",
     ),
+    ls_url: str | None = typer.Option(
+        None,
+        "--ls-url",
+        help="label-studio: Label Studio's URL, to fetch predictions its JSON export lists by "
+        "id (with --predictions) and, for label-studio-brush, the tasks the files name.",
+    ),
+    ls_token: str | None = typer.Option(
+        None, "--ls-token", help="Label Studio access token for --ls-url."
+    ),
+    tasks_file: Path | None = typer.Option(
+        None,
+        "--tasks",
+        help="label-studio-brush: the project's Label Studio JSON export (maps the files' "
+        "task ids to images); or give --ls-url/--ls-token.",
+    ),
     user: str | None = typer.Option(
         None,
         "--user",
@@ -104,11 +119,13 @@ def import_command(
     their reasons. A PATH that does not exist stops the command before anything is imported."""
     from db.session import transaction
     from db.users import get_user
-    from engine.interop.importers import IMPORTERS, import_files
+    from engine.interop.importers import import_files
     from engine.settings import Settings
 
-    if fmt not in IMPORTERS:
-        fail(f"unknown format {fmt!r}; choose one of {', '.join(IMPORTERS)}")
+    if fmt not in IMPORT_FORMATS:
+        fail(f"unknown format {fmt!r}; choose one of {', '.join(IMPORT_FORMATS)}")
+    if bool(ls_url) != bool(ls_token):
+        fail("--ls-url and --ls-token go together")
     if as_proposals and fmt != "coco":
         fail(f"--as-proposals reads COCO files only; use -f coco (got -f {fmt})")
     if not 0.0 <= score <= 1.0:
@@ -127,6 +144,8 @@ def import_command(
         "image_store": str(settings.image_store),  # labelme files with embedded imageData
         "as_proposals": as_proposals,
         "score": score,
+        "ls_url": ls_url,
+        "ls_token": ls_token,
     }
     if user:
         with domain_errors(), transaction(factory) as s:
@@ -141,23 +160,75 @@ def import_command(
             state = f"{outcome.masks} masks" if outcome.status == "imported" else "rejected"
             bar.update(task, advance=1, status=f"{Path(outcome.path).name}: {state}")
 
-        report = import_files(
-            factory,
-            fmt=fmt,
-            project=project,
-            paths=paths,
-            image_dirs=images,
-            options=options,
-            max_pixels=settings.max_image_pixels,
-            on_file=on_file,
-            on_total=on_total,
-        )
+        if fmt == "label-studio-brush":
+            report = _import_brush(
+                factory, project, paths, tasks_file, ls_url, ls_token, options, on_file
+            )
+        else:
+            report = import_files(
+                factory,
+                fmt=fmt,
+                project=project,
+                paths=paths,
+                image_dirs=images,
+                options=options,
+                max_pixels=settings.max_image_pixels,
+                on_file=on_file,
+                on_total=on_total,
+            )
     if as_json:
         print_json(report_json(report))
     else:
         print_report(report)
     if report.rejected and len(report.rejected) == len(report.files):
         raise typer.Exit(1)
+
+
+def _import_brush(
+    factory: Any,
+    project: str,
+    paths: list[Path],
+    tasks_file: Path | None,
+    ls_url: str | None,
+    ls_token: str | None,
+    options: dict[str, Any],
+    on_file: Any,
+) -> ImportReport:
+    """``-f label-studio-brush``: Label Studio's BRUSH_TO_PNG/BRUSH_TO_NUMPY zips or folders."""
+    import json
+
+    from db.projects import get_or_create_project
+    from db.session import transaction
+    from engine.interop.importers.label_studio_brush import import_brush_export
+    from engine.interop.label_studio_api import LabelStudio
+
+    if tasks_file is None and not ls_url:
+        fail("label-studio-brush needs the tasks: --tasks EXPORT.json or --ls-url/--ls-token")
+    tasks = None
+    if tasks_file is not None:
+        try:
+            tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            fail(f"--tasks {tasks_file}: not a readable Label Studio JSON export ({err})")
+        if not isinstance(tasks, list):
+            fail(f"--tasks {tasks_file}: expected a list of tasks (Label Studio JSON export)")
+    with transaction(factory) as s:
+        project_id = get_or_create_project(s, name=project).id
+    ls = LabelStudio(ls_url, ls_token) if ls_url and ls_token else None
+    try:
+        return import_brush_export(
+            factory,
+            project_id=project_id,
+            paths=paths,
+            tasks=tasks,
+            ls=ls,
+            add_labels=bool(options.get("add_labels")),
+            user_id=options.get("user_id"),
+            on_file=on_file,
+        )
+    finally:
+        if ls is not None:
+            ls.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -162,7 +162,7 @@ def test_names_spelled_out_for_help_match_their_sources() -> None:
     from scripts.commands.user import ROLE_NAMES
 
     assert tuple(ROLES) == ROLE_NAMES
-    assert tuple(IMPORTERS) == IMPORT_FORMATS
+    assert (*IMPORTERS, "label-studio-brush") == IMPORT_FORMATS  # brush files: their own path
     assert tuple(MODELS) == MODEL_NAMES
 
 
@@ -491,3 +491,25 @@ def test_import_as_proposals_gives_a_prefilled_image(db_env: Path) -> None:
             }
     finally:
         engine.dispose()
+
+
+def test_label_studio_import_options_fail_with_one_line(tmp_path: Path) -> None:
+    env = {"DATAENGINE_DATA_DIR": str(tmp_path / "var")}
+    assert _cli(["db", "upgrade"], tmp_path, **env).returncode == 0
+    (tmp_path / "brush").mkdir()
+    export = tmp_path / "export.json"
+    export.write_text("[]")
+    (tmp_path / "one-task.json").write_text("{}")
+    cases = {
+        "--tasks EXPORT.json or --ls-url": ["-f", "label-studio-brush", str(tmp_path / "brush")],
+        "--ls-url and --ls-token go together": [
+            "-f", "label-studio", str(export), "--ls-url", "http://127.0.0.1:9",
+        ],
+        "expected a list of tasks": [
+            "-f", "label-studio-brush", str(tmp_path / "brush"), "--tasks", str(tmp_path / "one-task.json"),
+        ],
+    }  # fmt: skip
+    for want, args in cases.items():
+        proc = _cli(["import", *args, "-p", "p"], tmp_path, **env)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert want in _one_line_error(proc)

@@ -25,6 +25,7 @@ from db.users import hash_password
 from engine.imageio import DEFAULT_MAX_PIXELS, path_to_uri, probe
 from engine.masks import encode_rle, rle_area, rle_bbox
 
+INDEX_PAGE = 1000  # image rows a query when ImageResolver indexes a project by file name
 SERVICE_USER = "label-studio"  # events imported from Label Studio are attributed to this user
 
 
@@ -43,6 +44,8 @@ class FileOutcome:
     images_added: int = 0
     masks: int = 0
     events: int = 0
+    accepted: int = 0  # Label Studio regions that kept a proposal unchanged (accepts)
+    fixed: int = 0  # Label Studio regions that changed a proposal (fixes with it as parent)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def skip(self, item: str, reason: str) -> None:
@@ -80,6 +83,8 @@ class ImportReport:
             "images_added": sum(f.images_added for f in self.files if f.status == "imported"),
             "masks": self.masks,
             "events": sum(f.events for f in self.files if f.status == "imported"),
+            "accepted": sum(f.accepted for f in self.files if f.status == "imported"),
+            "fixed": sum(f.fixed for f in self.files if f.status == "imported"),
             "skipped": len(self.skipped),
         }
 
@@ -136,16 +141,30 @@ class ImageResolver:
         self.project = project
         self.image_dirs = [Path(d) for d in image_dirs or []]
         self.max_pixels = max_pixels
-        self._by_basename: dict[str, list[Image]] | None = None
+        self._by_basename: dict[str, list[int]] | None = None
 
-    def _index(self) -> dict[str, list[Image]]:
+    def _index(self) -> dict[str, list[int]]:
+        """basename -> ids of the project's ok images, read page by page by id (keyset:
+        ``id > last``, ``INDEX_PAGE`` rows a query) as (id, uri) pairs, never whole ORM rows."""
         if self._by_basename is None:
             self._by_basename = {}
-            rows = self.session.scalars(
-                select(Image).where(Image.project_id == self.project.id, Image.status == "ok")
-            )
-            for img in rows:
-                self._by_basename.setdefault(_basename(img.uri), []).append(img)
+            last = 0
+            while True:
+                rows = self.session.execute(
+                    select(Image.id, Image.uri)
+                    .where(
+                        Image.project_id == self.project.id,
+                        Image.status == "ok",
+                        Image.id > last,
+                    )
+                    .order_by(Image.id)
+                    .limit(INDEX_PAGE)
+                ).all()
+                for image_id, uri in rows:
+                    self._by_basename.setdefault(_basename(uri), []).append(image_id)
+                if len(rows) < INDEX_PAGE:
+                    break
+                last = rows[-1][0]
         return self._by_basename
 
     def _from_disk(self, path: Path, outcome: FileOutcome) -> tuple[Image | None, str | None]:
@@ -160,7 +179,7 @@ class ImageResolver:
             return None, f"image {path} was rejected at ingest: {image.reason}"
         if created:
             outcome.images_added += 1
-            self._index().setdefault(_basename(image.uri), []).append(image)
+            self._index().setdefault(_basename(image.uri), []).append(image.id)
         return image, None
 
     def find(
@@ -189,7 +208,11 @@ class ImageResolver:
                     return None, reason
                 break
         if image is None:
-            matches = self._index().get(rel.name, [])
+            matches = [
+                m
+                for i in self._index().get(rel.name, [])
+                if (m := self.session.get(Image, i)) is not None
+            ]
             if len(rel.parts) > 1:  # prefer the ones whose uri ends with the relative path
                 exact = [
                     m for m in matches if m.uri.replace(os.sep, "/").endswith("/" + rel.as_posix())

@@ -17,13 +17,14 @@ from label_studio_sdk.converter import brush
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from db.models import Event, Image, Mask
+from db.models import Event, Image, Mask, Prefill
+from db.rounds import start_round
 from db.session import transaction
 from engine.flywheel import events as event_kinds
 from engine.ingest import ingest
 from engine.interop.label_studio import image_url, mask_to_brush
 from engine.masks import decode_rle, mask_iou
-from tests.factories import box_mask, make_mask
+from tests.factories import box_mask, make_mask, make_model_version
 from tests.webapp import Web, classical_segmenter, start_web
 
 H, W = 120, 160
@@ -64,6 +65,11 @@ def web(db_url: str, tmp_path: Path) -> Iterator[Web]:
 
 @pytest.fixture
 def photo(web: Web, tmp_path: Path) -> Image:
+    return _photo(web, tmp_path)
+
+
+def _photo(web: Web, tmp_path: Path) -> Image:
+    """An ingested 160x120 photo with a red rectangle (``OBJECT``), project labels Banana/Orange."""
     rgb = np.full((H, W, 3), 200, dtype=np.uint8)
     rgb[..., 2] = 180
     y0, y1, x0, x1 = OBJECT
@@ -137,37 +143,144 @@ def test_health_and_setup(web: Web) -> None:
     assert r.status_code == 200 and r.json()["model_version"]
 
 
-def test_predict_returns_the_prefill_as_brushlabels(web: Web, photo: Image) -> None:
+class CountingSegmenter:
+    """The classical segmenter, counting ``propose`` and ``embed`` calls (the pre-fill work)."""
+
+    def __init__(self) -> None:
+        self.inner = classical_segmenter()
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def propose(self, *a: Any, **kw: Any) -> Any:
+        self.calls.append("propose")
+        return self.inner.propose(*a, **kw)
+
+    def embed(self, *a: Any, **kw: Any) -> Any:
+        self.calls.append("embed")
+        return self.inner.embed(*a, **kw)
+
+    def embed_cached(self, *a: Any, **kw: Any) -> Any:
+        self.calls.append("embed")
+        return self.inner.embed_cached(*a, **kw)
+
+
+def _prefilled(web: Web, photo: Image, *, control_fraction: float = 0.0) -> dict[str, Mask]:
+    """A stored pre-fill of ``photo`` (model version "sam-test-v3", round 1) and its masks."""
     with transaction(web.factory) as s:
         image = s.get(Image, photo.id)
-        a = make_mask(s, image=image, mask=_truth(), predicted_iou=0.8, label="Banana")
-        b = make_mask(s, image=image, mask=box_mask(H, W, 0, 0, 10, 10), status="rejected")
-        c = make_mask(
+        mv = make_model_version(s, name="sam-test-v3")
+        start_round(
             s,
-            image=image,
-            mask=box_mask(H, W, 120, 90, 150, 110),
-            source="human",
-            status="accepted",
+            project_id=image.project_id,
+            model_version_id=mv.id,
+            control_fraction=control_fraction,
         )
-        want = {f"m{a.id}": a, f"m{c.id}": c}
-        assert b.id not in want
-    r = _predict(web, [_task(photo), _task(photo, url="/data/upload/3/0a1b2c3d-missing.png")])
-    assert r.status_code == 200, r.text
+        s.add(Prefill(image_id=image.id, model_version_id=mv.id, n_proposals=4, n_confident=2))
+        common = {"model_version_id": mv.id}
+        rows = {
+            "confident": make_mask(
+                s, image=image, mask=_truth(), predicted_iou=0.93, stability=0.97,
+                confident=True, label="Banana", **common,
+            ),
+            "confident_unlabelled": make_mask(
+                s, image=image, mask=box_mask(H, W, 0, 0, 20, 20), predicted_iou=0.9,
+                confident=True, **common,
+            ),
+            "hidden": make_mask(
+                s, image=image, mask=box_mask(H, W, 60, 60, 90, 90), predicted_iou=0.5,
+                confident=False, label="Banana", **common,
+            ),
+            "rejected": make_mask(
+                s, image=image, mask=box_mask(H, W, 0, 100, 10, 110), status="rejected",
+                confident=True, **common,
+            ),
+            "human": make_mask(
+                s, image=image, mask=box_mask(H, W, 120, 90, 150, 110), source="human",
+                status="accepted",
+            ),
+        }  # fmt: skip
+        s.expunge_all()
+    return rows
+
+
+def test_predict_serves_the_stored_prefill_as_the_annotator_sees_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    seg = CountingSegmenter()
+    with start_web(db_url, tmp_path / "var", segmenter=seg) as web:
+        web.client.headers["Authorization"] = f"Token {web.tokens['reviewer']}"
+        photo = _photo(web, tmp_path)
+        rows = _prefilled(web, photo)
+        r = _predict(web, [_task(photo), _task(photo, url="/data/upload/3/0a1b2c3d-missing.png")])
+        assert r.status_code == 200, r.text
+        assert seg.calls == []  # served from the stored pre-fill, nothing computed
     results = r.json()["results"]
     assert len(results) == 2 and results[1]["result"] == []  # one prediction per task
-    regions = results[0]["result"]
-    assert {reg["id"] for reg in regions} == set(want)
-    for reg in regions:
-        assert (
-            reg["type"] == "brushlabels" and reg["from_name"] == "tag" and reg["to_name"] == "image"
-        )
-        assert reg["value"]["format"] == "rle"
+    prediction = results[0]
+    shown = {f"m{rows[k].id}": rows[k] for k in ("confident", "confident_unlabelled", "human")}
+    regions = {reg["id"]: reg for reg in prediction["result"]}
+    assert set(regions) == set(shown)  # not the hidden (unconfident) or rejected ones
+    for rid, reg in regions.items():
+        assert reg["type"] == "brushlabels" and reg["from_name"] == "tag"
         assert (reg["original_width"], reg["original_height"]) == (W, H)
-        assert np.array_equal(_decode(reg), decode_rle(want[reg["id"]].rle))
-    by_id = {reg["id"]: reg for reg in regions}
-    assert by_id[f"m{a.id}"]["value"]["brushlabels"] == ["Banana"]
-    assert by_id[f"m{a.id}"]["score"] == pytest.approx(0.8)
-    assert by_id[f"m{c.id}"]["value"]["brushlabels"] == ["Banana"]  # unlabelled -> first label
+        assert np.array_equal(_decode(reg), decode_rle(shown[rid].rle))
+    confident = regions[f"m{rows['confident'].id}"]
+    assert confident["value"]["brushlabels"] == ["Banana"]
+    assert confident["score"] == pytest.approx(0.93)
+    assert confident["model_version"] == "sam-test-v3"
+    # unlabelled masks stay unlabelled: never the config's first label
+    assert regions[f"m{rows['confident_unlabelled'].id}"]["value"]["brushlabels"] == []
+    assert regions[f"m{rows['human'].id}"]["value"]["brushlabels"] == []
+    assert prediction["model_version"] == "sam-test-v3"
+    assert prediction["score"] == pytest.approx((0.93 + 0.9 + 1.0) / 3)
+
+
+def test_predict_gives_control_arm_images_no_proposals(web: Web, photo: Image) -> None:
+    rows = _prefilled(web, photo, control_fraction=1.0)
+    r = _predict(web, [_task(photo)])
+    assert r.status_code == 200, r.text
+    (prediction,) = r.json()["results"]
+    assert [reg["id"] for reg in prediction["result"]] == [f"m{rows['human'].id}"]
+
+
+def test_predict_queues_images_not_prefilled_and_answers_at_once(
+    db_url: str, tmp_path: Path
+) -> None:
+    seg = CountingSegmenter()
+    with start_web(db_url, tmp_path / "var", segmenter=seg) as web:
+        web.client.headers["Authorization"] = f"Token {web.tokens['reviewer']}"
+        photo = _photo(web, tmp_path)
+        # the TestClient runs the background task before it returns; the answer itself was
+        # computed first, without the pre-fill (an empty prediction)
+        r = _predict(web, [_task(photo)])
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["result"] == []
+        with transaction(web.factory) as s:
+            done = s.scalars(select(Prefill).where(Prefill.image_id == photo.id)).all()
+            confident = s.scalars(
+                select(Mask).where(Mask.image_id == photo.id, Mask.confident.is_(True))
+            ).all()
+            confident_ids = {f"m{m.id}" for m in confident}
+        assert len(done) == 1 and done[0].status == "done"  # queued and pre-filled once
+        assert seg.calls.count("propose") == 1
+        again = _predict(web, [_task(photo)])
+        assert {reg["id"] for reg in again.json()["results"][0]["result"]} == confident_ids
+        assert seg.calls.count("propose") == 1  # the second answer is the stored one
+
+
+def test_predict_leaves_queued_images_to_the_worker_when_asked(db_url: str, tmp_path: Path) -> None:
+    seg = CountingSegmenter()
+    with start_web(
+        db_url, tmp_path / "var", segmenter=seg, ml_backend_prefill_on_predict=False
+    ) as web:
+        web.client.headers["Authorization"] = f"Token {web.tokens['reviewer']}"
+        photo = _photo(web, tmp_path)
+        assert _predict(web, [_task(photo)]).json()["results"][0]["result"] == []
+        with transaction(web.factory) as s:
+            assert s.scalars(select(Prefill)).all() == []
+    assert seg.calls == []
 
 
 def test_interactive_keypoints_give_one_mask(web: Web, photo: Image) -> None:
@@ -365,19 +478,113 @@ def test_webhook_records_annotation_and_lead_time(web: Web, photo: Image) -> Non
         result=[_brush_region(_truth(), "Banana", "r1"), polygon],
     )
     r = web.client.post("/ml/webhook", json=second)
-    assert r.status_code == 201 and len(r.json()["result"]["mask_ids"]) == 2
+    # the unchanged region r1 keeps its row; only the polygon is new
+    assert r.status_code == 201 and len(r.json()["result"]["mask_ids"]) == 1
     with transaction(web.factory) as s:
         masks = list(s.scalars(select(Mask).where(Mask.image_id == photo.id).order_by(Mask.id)))
         events = list(s.scalars(select(Event).where(Event.kind == event_kinds.IMPORT_LEAD_TIME)))
-    assert [m.status for m in masks] == ["superseded", "accepted", "accepted"]
+    assert [m.status for m in masks] == ["accepted", "accepted"]
     assert all(m.source == "human" for m in masks)
-    assert np.array_equal(decode_rle(masks[1].rle), _truth())
-    assert masks[2].label == "Orange" and masks[2].bbox == [0.0, 0.0, 16.0, 12.0]
+    assert np.array_equal(decode_rle(masks[0].rle), _truth())
+    assert masks[1].label == "Orange" and masks[1].bbox == [0.0, 0.0, 16.0, 12.0]
     assert sorted(e.payload["seconds"] for e in events) == [12.5, 20.0]
     assert masks[1].meta["label_studio"]["lead_time"] == 20.0
+    # an older version arriving late changes nothing
+    stale = _webhook(
+        "ANNOTATION_UPDATED",
+        photo,
+        ann_id=41,
+        updated="2024-05-01T10:01:30Z",
+        lead_time=3.0,
+        result=[],
+    )
+    assert web.client.post("/ml/webhook", json=stale).json()["result"]["events"] == 0
 
     r = web.client.post("/ml/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 3}})
     assert r.status_code == 200 and r.json()["status"] == "Unknown event"
+
+
+def test_webhook_accepts_kept_proposals_fixes_edited_ones_and_adds_new(
+    web: Web, photo: Image
+) -> None:
+    rows = _prefilled(web, photo)
+    kept, edited = rows["confident"], rows["confident_unlabelled"]
+    served = {
+        reg["id"]: reg for reg in _predict(web, [_task(photo)]).json()["results"][0]["result"]
+    }
+    fixed_pixels = box_mask(H, W, 0, 0, 30, 25)
+    edited_region = {**served[f"m{edited.id}"]}
+    edited_region["value"] = {
+        "format": "rle",
+        "rle": mask_to_brush(fixed_pixels),
+        "brushlabels": ["Orange"],
+    }
+    unlabelled = {**_brush_region(box_mask(H, W, 100, 5, 140, 25), "Banana", "new1")}
+    unlabelled["value"] = {**unlabelled["value"], "brushlabels": []}
+    body = _webhook(
+        "ANNOTATION_CREATED",
+        photo,
+        ann_id=77,
+        updated="2024-05-01T10:05:00.000000Z",
+        lead_time=42.0,
+        result=[served[f"m{kept.id}"], edited_region, served[f"m{rows['human'].id}"], unlabelled],
+    )
+    body["annotation"]["parent_prediction"] = 5
+    r = web.client.post("/ml/webhook", json=body)
+    assert r.status_code == 201, r.text
+    with transaction(web.factory) as s:
+        by_id = {m.id: m for m in s.scalars(select(Mask).where(Mask.image_id == photo.id))}
+        n_before = len(by_id)
+        accepted = by_id[kept.id]
+        assert (accepted.status, accepted.source) == ("accepted", "model")  # an accept
+        assert by_id[edited.id].status == "superseded"
+        (fix,) = [m for m in by_id.values() if m.parent_id == edited.id]
+        assert (fix.source, fix.status, fix.label) == ("model_edited", "accepted", "Orange")
+        assert np.array_equal(decode_rle(fix.rle), fixed_pixels)
+        (new,) = [m for m in by_id.values() if (m.meta or {}).get("label_studio", {}).get(
+            "region_id") == "new1"]  # fmt: skip
+        assert (new.source, new.label) == ("human", None)  # the unlabelled region imported
+        assert by_id[rows["human"].id].status == "accepted"  # kept as it was
+        assert by_id[rows["hidden"].id].status == "proposed"  # never shown: untouched
+        (event,) = s.scalars(select(Event).where(Event.kind == event_kinds.IMPORT_LEAD_TIME))
+        assert event.payload["seconds"] == 42.0
+    # the same annotation again (a retried webhook): nothing changes
+    again = web.client.post("/ml/webhook", json=body)
+    assert again.status_code == 201 and again.json()["result"]["mask_ids"] == []
+    with transaction(web.factory) as s:
+        assert len(s.scalars(select(Mask).where(Mask.image_id == photo.id)).all()) == n_before
+
+
+def test_webhook_rejects_confident_proposals_the_annotator_deleted(web: Web, photo: Image) -> None:
+    rows = _prefilled(web, photo)
+    served = {
+        reg["id"]: reg for reg in _predict(web, [_task(photo)]).json()["results"][0]["result"]
+    }
+    body = _webhook(
+        "ANNOTATION_CREATED",
+        photo,
+        ann_id=78,
+        updated="2024-05-01T10:05:00Z",
+        lead_time=5.0,
+        result=[served[f"m{rows['confident'].id}"]],
+    )
+    assert web.client.post("/ml/webhook", json=body).status_code == 201
+    with transaction(web.factory) as s:
+        status = {m.id: m.status for m in s.scalars(select(Mask))}
+    assert status[rows["confident"].id] == "accepted"
+    assert status[rows["confident_unlabelled"].id] == "rejected"
+    assert status[rows["hidden"].id] == "proposed"
+
+
+def test_basic_auth_with_an_api_token_as_password(web: Web) -> None:
+    """Label Studio 1.23's model form offers only basic auth: NAME + that user's API token."""
+    web.client.headers.pop("Authorization")
+    assert (
+        web.client.get("/ml/health", auth=("reviewer1", web.tokens["reviewer"])).status_code == 200
+    )
+    for wrong in (("annotator1", web.tokens["reviewer"]), ("reviewer1", "not-a-token")):
+        r = web.client.get("/ml/health", auth=wrong)
+        assert r.status_code == 401 and "Basic Authentication" in r.json()["detail"]
 
 
 def test_basic_auth(db_url: str, tmp_path: Path) -> None:

@@ -19,13 +19,13 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from annotator_ui.app import create_app
-from db.models import Event, Image, Mask
+from db.models import Event, Image, Mask, Prefill
 from db.session import transaction
 from engine.ingest import ingest
 from engine.interop.label_studio import image_url
 from engine.settings import UnsafeBinding
 from tests.annotator_ui.routes.test_permissions import api_routes
-from tests.factories import box_mask, make_mask
+from tests.factories import box_mask, make_mask, make_model_version
 from tests.webapp import Web, classical_segmenter, settings_for, start_web
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -55,7 +55,7 @@ def web(db_url: str, tmp_path: Path) -> Iterator[Web]:
 
 @pytest.fixture
 def photo(web: Web, tmp_path: Path) -> Image:
-    """One ingested photo (a red square on grey) with one proposed mask."""
+    """One ingested photo (a red square on grey), pre-filled with one confident proposal."""
     rgb = np.full((H, W, 3), 200, dtype=np.uint8)
     rgb[10:30, 20:40] = (220, 30, 30)
     path = tmp_path / "photos" / "fruit.png"
@@ -64,7 +64,16 @@ def photo(web: Web, tmp_path: Path) -> Image:
     ingest(web.factory, project="fruit", paths=[path])
     with transaction(web.factory) as s:
         image = s.scalars(select(Image)).one()
-        make_mask(s, image=image, mask=box_mask(H, W, 20, 10, 40, 30), label="Banana")
+        mv = make_model_version(s)
+        s.add(Prefill(image_id=image.id, model_version_id=mv.id, n_proposals=1, n_confident=1))
+        make_mask(
+            s,
+            image=image,
+            mask=box_mask(H, W, 20, 10, 40, 30),
+            label="Banana",
+            confident=True,
+            model_version_id=mv.id,
+        )
         return image
 
 
