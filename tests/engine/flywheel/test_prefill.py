@@ -175,6 +175,7 @@ def test_prefill_stores_every_proposal_once(
         model_version_id=None,
         rule=ConfidentRule(),
         on_image=lambda i, outcome, info: seen.append((i, outcome)),
+        cache_embeddings=True,
     )
     assert (summary.total, summary.done, summary.skipped, summary.failed) == (5, 5, 0, 0)
     assert summary.proposals == 30 and summary.confident == 10
@@ -216,6 +217,32 @@ def test_prefill_stores_every_proposal_once(
     prefill_project(factory, project_id=project, segmenter=seg, model_version_id=other)
     assert seg.inner.embed_calls == 0 and seg.inner.propose_calls == 5
     assert count(factory, Mask, model_version_id=other) == 30
+
+
+def test_prefill_writes_embeddings_only_when_asked(
+    factory: sessionmaker[Session], project: int, tmp_path: Path
+) -> None:
+    """Bulk pre-fill leaves the cache alone by default; the masks are the same either way."""
+    off = with_cache(FakeSegmenter(), tmp_path / "off", cache_items=0)
+    a = prefill_project(factory, project_id=project, segmenter=off, model_version_id=None)
+    assert a.done == 5 and not list((tmp_path / "off").rglob("*.npz"))
+    on = with_cache(FakeSegmenter(), tmp_path / "on", cache_items=0)
+    other = make_mv(factory, "fake:v1", name="second")
+    b = prefill_project(
+        factory, project_id=project, segmenter=on, model_version_id=other, cache_embeddings=True
+    )
+    assert b.done == 5 and len(list((tmp_path / "on").rglob("*.npz"))) == 5
+    with factory() as s:
+        rles = {
+            mv: [
+                m.rle
+                for m in s.scalars(
+                    select(Mask).where(Mask.model_version_id == mv).order_by(Mask.id)
+                )
+            ]
+            for mv in (a.model_version_id, other)
+        }
+    assert rles[a.model_version_id] == rles[other]
 
 
 def make_mv(factory: sessionmaker[Session], key: str, **kw: Any) -> int:
