@@ -633,6 +633,15 @@ def _already_done(factory: sessionmaker[Session], image_id: int, mv_id: int) -> 
         return s.scalar(q) is not None
 
 
+def _release(
+    factory: sessionmaker[Session], worker_id: str | None, mv_id: int, image_id: int
+) -> None:
+    """Drop this worker's claim on an image it will not pre-fill (someone else did)."""
+    if worker_id is not None:
+        with transaction(factory) as s:
+            release_claims(s, worker_id=worker_id, model_version_id=mv_id, image_ids=[image_id])
+
+
 def _prefill_one(
     factory: sessionmaker[Session],
     *,
@@ -654,6 +663,7 @@ def _prefill_one(
     ``cache_embeddings``: write the embedding to the segmenter's cache (``_embed``)."""
     info: dict[str, Any] = {"proposals": 0, "confident": 0, "seconds": 0.0, "reason": None}
     if _already_done(factory, image_id, mv_id):  # a concurrent worker got there first
+        _release(factory, worker_id, mv_id, image_id)
         return "skipped", info
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -701,9 +711,7 @@ def _prefill_one(
                 release_claims(s, worker_id=worker_id, model_version_id=mv_id, image_ids=[image_id])
     except IntegrityError:
         log.info("image %s was pre-filled concurrently; skipped", image_id)
-        if worker_id is not None:
-            with transaction(factory) as s:
-                release_claims(s, worker_id=worker_id, model_version_id=mv_id, image_ids=[image_id])
+        _release(factory, worker_id, mv_id, image_id)
         return "skipped", info
     PREFILL_IMAGES.labels(outcome="failed" if reason else "done").inc()
     if reason:
