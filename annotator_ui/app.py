@@ -38,6 +38,7 @@ ROUTERS = [
     "metrics",
     "curation",
     "ml_backend",
+    "workers",
 ]
 
 
