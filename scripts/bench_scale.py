@@ -294,6 +294,7 @@ def bench_workers(url: str, work_images: int, side: int) -> dict[str, Any]:
                 stored = int(s.scalar(select(func.count()).select_from(Prefill)) or 0)
             out[label] = {"computes": computes, "twice": computes - stored, "seconds": seconds,
                           "stored": stored}  # fmt: skip
+            print(f"  {label}: {out[label]}", file=sys.stderr, flush=True)
     engine.dispose()
     return out
 
@@ -303,11 +304,12 @@ def bench_passes(url: str, images: int) -> dict[str, Any]:
     pid, mv_id, gen_s = _generate_rows(url, images)
     out: dict[str, Any] = {"generate_seconds": gen_s}
     args = (url, str(pid), str(mv_id))
-    for mode in ("pending-before", "pending-after"):
+    print(f"  generated {images:,} rows in {gen_s:.1f} s", file=sys.stderr, flush=True)
+    for mode in ("pending-before", "pending-after", "idle-before", "idle-after"):
+        if mode == "idle-before":
+            _mark_all_done(url, pid, mv_id)
         out[mode] = _result(_spawn("--child-pass", mode, *args))
-    _mark_all_done(url, pid, mv_id)
-    for mode in ("idle-before", "idle-after"):
-        out[mode] = _result(_spawn("--child-pass", mode, *args))
+        print(f"  {mode}: {out[mode]}", file=sys.stderr, flush=True)
     return out
 
 
