@@ -89,7 +89,8 @@ class Image(Base):
     __tablename__ = "image"
     __table_args__ = (
         UniqueConstraint("project_id", "sha256", name="uq_image_project_sha256"),
-        Index("ix_image_project_status", "project_id", "status"),
+        # keyset walks (db.pages): WHERE project_id AND status AND id > :last ORDER BY id
+        Index("ix_image_project_status_id", "project_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -320,15 +320,17 @@ def _table(workers: dict[str, Any], passes: dict[str, Any], images: int) -> Any:
         return f"{kb / 1024:.0f}"
 
     t = Table("measure", "before (reference)", "after", "after / before",
-              title=f"scale-out on PostgreSQL ({workers['images']} work images, "
+              title=f"scale-out on PostgreSQL ({workers.get('images', 0)} work images, "
                     f"{images:,} generated rows)")  # fmt: skip
-    t.add_row("images computed twice by 2 workers", str(workers["two_reference"]["twice"]),
-              str(workers["two"]["twice"]), "")  # fmt: skip
-    one, two = workers["one"]["seconds"], workers["two"]["seconds"]
-    t.add_row("1 worker: seconds", "", f"{one:.1f}", "")
-    t.add_row("2 workers: seconds", f"{workers['two_reference']['seconds']:.1f}", f"{two:.1f}", "")
-    t.add_row("2-worker / 1-worker throughput", "", f"{one / two:.2f}x", "")
-    for label, key in (("full-pending pass", "pending"), ("idle pass", "idle")):
+    if workers:
+        t.add_row("images computed twice by 2 workers", str(workers["two_reference"]["twice"]),
+                  str(workers["two"]["twice"]), "")  # fmt: skip
+        one, two = workers["one"]["seconds"], workers["two"]["seconds"]
+        t.add_row("1 worker: seconds", "", f"{one:.1f}", "")
+        t.add_row("2 workers: seconds", f"{workers['two_reference']['seconds']:.1f}",
+                  f"{two:.1f}", "")  # fmt: skip
+        t.add_row("2-worker / 1-worker throughput", "", f"{one / two:.2f}x", "")
+    for label, key in (("full-pending pass", "pending"), ("idle pass", "idle")) if passes else ():
         b, a = passes[f"{key}-before"], passes[f"{key}-after"]
         t.add_row(f"{label}: seconds", f"{b['seconds']:.2f}", f"{a['seconds']:.2f}",
                   f"{a['seconds'] / max(b['seconds'], 1e-9):.2f}")  # fmt: skip
@@ -351,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="Real images pre-filled by the workers (default 40).")  # fmt: skip
     parser.add_argument("--side", type=int, default=96, help="Side of the work images, px.")
     parser.add_argument("--keep", action="store_true", help="Keep the scratch database.")
+    parser.add_argument("--parts", default="workers,passes",
+                        help="Comma-separated parts to run: workers, passes (default both).")  # fmt: skip
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     parser.add_argument("--child-worker", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--child-pass", nargs=4, help=argparse.SUPPRESS)
@@ -367,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error("--database-url must be a PostgreSQL URL (generate_series, real concurrency)")
     if args.images < 1 or args.work_images < 1:
         parser.error("--images and --work-images must be >= 1")
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"workers", "passes"}:
+        parser.error("--parts takes workers, passes or both (comma-separated)")
     from rich.console import Console
     from sqlalchemy import text
 
@@ -377,10 +384,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         console.print(f"scratch database {url.rsplit('/', 1)[-1]}: migrating")
         upgrade(url)
-        console.print(f"part 1: {args.work_images} work images, 1 and 2 worker processes")
-        workers = bench_workers(url, args.work_images, args.side)
-        console.print(f"part 2: {args.images:,} generated image rows")
-        passes = bench_passes(url, args.images)
+        workers: dict[str, Any] = {}
+        passes: dict[str, Any] = {}
+        if "workers" in parts:
+            console.print(f"part 1: {args.work_images} work images, 1 and 2 worker processes")
+            workers = bench_workers(url, args.work_images, args.side)
+        if "passes" in parts:
+            console.print(f"part 2: {args.images:,} generated image rows")
+            passes = bench_passes(url, args.images)
     finally:
         if not args.keep:
             with admin.connect() as conn:

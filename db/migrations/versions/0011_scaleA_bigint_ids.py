@@ -5,7 +5,8 @@ PostgreSQL: every id of those tables and every column pointing at one becomes BI
 btree family), and the serial sequences behind the ids become ``AS bigint`` so they can
 pass 2^31 - 1. SQLite: nothing to alter (an INTEGER PRIMARY KEY is already a 64-bit rowid;
 the models use ``BigInteger().with_variant(Integer, "sqlite")``). Both: the
-``prefill_claim`` table (``db.claims``).
+``prefill_claim`` table (``db.claims``) and the image index of keyset walks
+(``ix_image_project_status_id`` replaces ``ix_image_project_status``).
 
 Revision ID: 0011_scaleA_bigint_ids
 Revises: 0010_account_security
@@ -81,9 +82,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("image_id", "model_version_id"),
     )
     op.create_index("ix_prefill_claim_worker", "prefill_claim", ["worker_id"])
+    # keyset walks read WHERE project_id AND status AND id > :last ORDER BY id: with id in the
+    # index that is one range scan; without it PostgreSQL sorted the project for every page
+    with op.batch_alter_table("image", schema=None) as batch_op:
+        batch_op.drop_index("ix_image_project_status")
+        batch_op.create_index("ix_image_project_status_id", ["project_id", "status", "id"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("image", schema=None) as batch_op:
+        batch_op.drop_index("ix_image_project_status_id")
+        batch_op.create_index("ix_image_project_status", ["project_id", "status"])
     op.drop_index("ix_prefill_claim_worker", table_name="prefill_claim")
     op.drop_table("prefill_claim")
     if op.get_bind().dialect.name == "postgresql":
