@@ -17,10 +17,8 @@ def test_tiny_bench_prints_the_table(
     postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "figures.json"
-    figures = bench_scale.main(
-        ["--database-url", postgres_url, "--images", "3000", "--work-images", "3",
-         "--side", "40", "--json", str(out)]  # fmt: skip
-    )
+    args = ["--images", "3000", "--work-images", "3", "--side", "40", "--json", str(out)]
+    figures = bench_scale.main(["--database-url", postgres_url, *args])
     printed = capsys.readouterr().out
     assert "images computed twice by 2 workers" in printed and "idle pass" in printed
     assert json.loads(out.read_text()) == json.loads(json.dumps(figures))
