@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -379,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from db.migrate import upgrade
 
-    console = Console()
+    console = Console(width=max(110, shutil.get_terminal_size().columns))  # a table row a line
     url, admin = _scratch_db(args.database_url)
     try:
         console.print(f"scratch database {url.rsplit('/', 1)[-1]}: migrating")
