@@ -40,6 +40,7 @@ ROUTERS = [
     "metrics",
     "curation",
     "ml_backend",
+    "workers",
 ]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -60,6 +61,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+# 64-bit ids for the tables that grow with images, masks and events (0011_bigint_ids).
+# SQLite's INTEGER PRIMARY KEY is already a 64-bit rowid, and only "INTEGER" (not
+# "BIGINT") autoincrements there, hence the variant.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -82,10 +89,11 @@ class Image(Base):
     __tablename__ = "image"
     __table_args__ = (
         UniqueConstraint("project_id", "sha256", name="uq_image_project_sha256"),
-        Index("ix_image_project_status", "project_id", "status"),
+        # keyset walks (db.pages): WHERE project_id AND status AND id > :last ORDER BY id
+        Index("ix_image_project_status_id", "project_id", "status", "id"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     uri: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64))
@@ -149,8 +157,8 @@ class Prefill(Base):
         UniqueConstraint("image_id", "model_version_id", name="uq_prefill_image_model"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    image_id: Mapped[int] = mapped_column(BigId, ForeignKey("image.id", ondelete="CASCADE"))
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
     status: Mapped[str] = mapped_column(String(16), default="done")  # done | failed
     reason: Mapped[str | None] = mapped_column(Text)
@@ -158,6 +166,28 @@ class Prefill(Base):
     n_confident: Mapped[int] = mapped_column(Integer, default=0)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PrefillClaim(Base):
+    """A pre-fill worker's claim on one (image, model version) until ``expires_at``.
+
+    One row per pair (the primary key), so at most one live claim exists; another worker
+    may take the row over only once it has expired (``db.claims``). The row is deleted
+    when the image's ``prefill`` row is written.
+    """
+
+    __tablename__ = "prefill_claim"
+    __table_args__ = (Index("ix_prefill_claim_worker", "worker_id"),)
+
+    image_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_version.id", ondelete="CASCADE"), primary_key=True
+    )
+    worker_id: Mapped[str] = mapped_column(String(200))
+    claimed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
 
 
 def name_key(name: str) -> str:
@@ -190,7 +220,7 @@ class AuthToken(Base):
 
     __tablename__ = "auth_token"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # session | api
@@ -225,8 +255,8 @@ class Mask(Base):
         UniqueConstraint("author_id", "client_key", name="uq_mask_author_client_key"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    image_id: Mapped[int] = mapped_column(BigId, ForeignKey("image.id", ondelete="CASCADE"))
     rle: Mapped[dict[str, Any]] = mapped_column(JSON)
     bbox: Mapped[list[Any]] = mapped_column(JSON)
     area: Mapped[int] = mapped_column(Integer)
@@ -241,7 +271,7 @@ class Mask(Base):
     confident: Mapped[bool] = mapped_column(Boolean, default=False)
     point_coords: Mapped[list[Any] | None] = mapped_column(JSON)
     crop_box: Mapped[list[Any] | None] = mapped_column(JSON)
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("mask.id"))
+    parent_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("mask.id"))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     version: Mapped[int] = mapped_column(Integer, default=1)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -256,8 +286,8 @@ class Lease(Base):
     __tablename__ = "lease"
     __table_args__ = (Index("ix_lease_image_stage", "image_id", "stage"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    image_id: Mapped[int] = mapped_column(BigId, ForeignKey("image.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
     stage: Mapped[str] = mapped_column(String(32))  # annotate | generalist | specialist
     round_id: Mapped[int | None] = mapped_column(ForeignKey("round.id"))
@@ -301,12 +331,12 @@ class Event(Base):
         Index("ix_event_user", "user_id"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
-    image_id: Mapped[int | None] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
-    mask_id: Mapped[int | None] = mapped_column(ForeignKey("mask.id"))
-    lease_id: Mapped[int | None] = mapped_column(ForeignKey("lease.id"))
+    image_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("image.id", ondelete="CASCADE"))
+    mask_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("mask.id"))
+    lease_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("lease.id"))
     session_id: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer, default=0)
     kind: Mapped[str] = mapped_column(String(32))
@@ -320,8 +350,8 @@ class CurationDecision(Base):
     __tablename__ = "curation_decision"
     __table_args__ = (Index("ix_curation_image_stage", "image_id", "stage"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    image_id: Mapped[int] = mapped_column(BigId, ForeignKey("image.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     stage: Mapped[str] = mapped_column(String(16))  # auto | generalist | specialist
     decision: Mapped[str] = mapped_column(String(16))  # keep | drop | pass | fail
@@ -335,8 +365,8 @@ class CurationDecision(Base):
 class Caption(Base):
     __tablename__ = "caption"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    image_id: Mapped[int] = mapped_column(BigId, ForeignKey("image.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32))  # human | draft | import
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -367,11 +397,11 @@ class EffortCache(Base):
     __tablename__ = "effort_cache"
 
     image_id: Mapped[int] = mapped_column(
-        ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
+        BigId, ForeignKey("image.id", ondelete="CASCADE"), primary_key=True
     )
-    lease_id: Mapped[int | None] = mapped_column(Integer)
+    lease_id: Mapped[int | None] = mapped_column(BigId)
     idle_s: Mapped[float] = mapped_column(Float)
-    watermark: Mapped[int] = mapped_column(Integer)
+    watermark: Mapped[int] = mapped_column(BigId)
     seconds: Mapped[float] = mapped_column(Float)
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # per-image sums of engine.flywheel.metrics (0006_metrics_cache); NULL = not derived yet
@@ -398,9 +428,9 @@ class EffortObject(Base):
         Index("ix_effort_object_mask", "mask_id"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
-    mask_id: Mapped[int] = mapped_column(Integer)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    image_id: Mapped[int] = mapped_column(BigId, ForeignKey("image.id", ondelete="CASCADE"))
+    mask_id: Mapped[int] = mapped_column(BigId)
     seconds: Mapped[float] = mapped_column(Float)
     clicks: Mapped[int] = mapped_column(Integer)
     iou: Mapped[float | None] = mapped_column(Float)  # fixed proposals: IoU(final, proposal)

@@ -75,7 +75,36 @@ class Settings(BaseSettings):
     )
     embedding_cache_items: int = Field(
         default=32,
-        description="Embeddings kept in the in-memory LRU (the disk cache is unbounded).",
+        description="Embeddings kept in the in-memory LRU (the stored cache is bounded by "
+        "embedding_cache_max_bytes).",
+    )
+    embedding_cache_url: str = Field(
+        default="",
+        description="Where embeddings are cached: a folder, or an fsspec URL such as "
+        "s3://bucket/prefix or memory://cache. Empty means <data_dir>/cache.",
+    )
+    embedding_cache_max_bytes: int = Field(
+        default=20 * 1024**3,
+        ge=0,
+        description="Size limit of the stored embedding cache; the least recently used files "
+        "are evicted past it (a SAM embedding is about 2 MB). 0 = unbounded.",
+    )
+    prefill_cache_embeddings: bool = Field(
+        default=False,
+        description="Pre-fill writes each image's embedding to the cache (`dataengine prefill "
+        "--cache-embeddings`); off by default: bulk pre-fill would fill it with embeddings "
+        "that may never be opened. `dataengine embed` always writes.",
+    )
+
+    # Pre-fill workers
+    claim_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A pre-fill worker's claim on an image lives this long (renewed while it "
+        "works); a dead worker's images are taken over by the others after it.",
+    )
+    claim_batch: int = Field(
+        default=4, ge=1, description="Images a pre-fill worker claims at a time."
     )
 
     # Web app
@@ -218,6 +247,11 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Embedding cache and thumbnails."""
         return self.data_dir / "cache"
+
+    @property
+    def embedding_cache_location(self) -> str:
+        """Where the embedding cache lives: ``embedding_cache_url`` or ``cache_dir``."""
+        return self.embedding_cache_url or str(self.cache_dir)
 
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")

@@ -79,6 +79,31 @@ async function loadAgreement(project) {
   }
 }
 
+function ago(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s ago`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
+  return `${(seconds / 3600).toFixed(1)} h ago`;
+}
+
+async function loadWorkers() {
+  // pre-fill workers (GET /api/workers): heartbeat, totals and live claims of each run
+  try {
+    const ws = await getJSON("/api/workers");
+    const rows = ws.map((w) =>
+      `<tr><td style="text-align:left">${esc(w.worker_id)}</td><td>${esc(w.backend)}</td>` +
+      `<td>${w.alive ? "alive" : "<b>silent</b>"}</td><td>${ago(w.seconds_since_seen)}</td>` +
+      `<td>${w.passes}</td><td>${w.images_done}</td><td>${w.images_failed}</td>` +
+      `<td>${w.live_claims}</td></tr>`).join("");
+    $("workers").innerHTML = "<h2>Pre-fill workers</h2>" + (ws.length
+      ? `<table><thead><tr><th>worker</th><th>backend</th><th>state</th><th>last heartbeat</th>` +
+        `<th>passes</th><th>images done</th><th>failed</th><th>claims held</th></tr></thead>` +
+        `<tbody>${rows}</tbody></table>`
+      : "<p>No worker seen in the last day (start one with <code>dataengine worker</code>).</p>");
+  } catch (err) {
+    $("workers").textContent = `Pre-fill workers: ${err.message}`;
+  }
+}
+
 async function load() {
   const project = $("project").value;
   if (!project) return;
@@ -91,6 +116,7 @@ async function load() {
     renderTable(m);
     renderPlots(m, project);
     await loadAgreement(project);
+    await loadWorkers();
   } catch (err) {
     $("status").textContent = err.message;
   }

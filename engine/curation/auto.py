@@ -1,5 +1,9 @@
 """The automatic curation job: signals, composition, duplicates, rules -> auto decisions.
 
+Walks the project by keyset pages (``db.pages``): memory is a page of rows plus one
+(id, phash, quality) tuple per image for the near-duplicate clustering, never the ORM
+objects of a whole project.
+
 ``run_auto(factory, project=..., rules=...)`` computes each ok image's quality signals
 (``signals``), composition from its accepted masks (``composition``) and, when a CLIP
 encoder and head are given, an ``aesthetic`` score, and stores them in ``Image.signals``.
@@ -16,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.curation import accepted_masks, record_decision, set_curation_settings
 from db.models import Image
+from db.pages import count_images, image_ids, image_pages
 from db.projects import get_project
 from db.session import transaction
 from engine.curation.composition import composition_signals
@@ -84,21 +88,18 @@ def run_auto(
         p = get_project(s, name=project)
         project_id = p.id
         set_curation_settings(s, project=p, rules=rules.as_dict())
-        ids = list(
-            s.scalars(
-                select(Image.id)
-                .where(Image.project_id == project_id, Image.status == "ok")
-                .order_by(Image.id)
-            )
-        )
+        total = count_images(s, project_id=project_id)
     if on_total:
-        on_total(len(ids))
-    summary = AutoSummary(images=len(ids))
+        on_total(total)
+    summary = AutoSummary(images=0)
     errors: dict[int, str] = {}
-    for image_id in ids:
+    # walk 1 (keyset, one image per transaction): the signals
+    for image_id in image_ids(factory, project_id=project_id):
+        summary.images += 1
         with transaction(factory) as s:
             image = s.get(Image, image_id)
-            assert image is not None  # ids were just listed; images are never deleted mid-run
+            if image is None:  # deleted since the page was read
+                continue
             status = "cached"
             if recompute or (image.signals or {}).get("signals_version") != SIGNALS_VERSION:
                 try:
@@ -114,48 +115,51 @@ def run_auto(
                     log.warning("image %s: %s", image_id, err)
         if on_image:
             on_image(image, status)
-    with transaction(factory) as s:
-        images = (
-            list(s.scalars(select(Image).where(Image.id.in_(ids)).order_by(Image.id)))
-            if ids
-            else []
-        )
-        usable = [im for im in images if im.id not in errors and im.phash]
-        dups: dict[int, tuple[int, int]] = {}
-        if rules.drop_duplicates and usable:
-            clusters = cluster_ids(
-                [im.id for im in usable],
-                [im.phash for im in usable],
-                [float((im.signals or {}).get("quality", 0.0)) for im in usable],
-                radius=rules.radius,
-            )
-            dups = duplicate_of(clusters)
-        for im in images:
-            if im.id in errors:
-                reasons = [errors[im.id]]
-                summary.unreadable += 1
-            else:
-                reasons = evaluate(rules, im.signals or {})
-                if im.id in dups:
-                    keep_id, dist = dups[im.id]
-                    reasons.append(f"near-duplicate of image {keep_id} (hamming {dist})")
-                    summary.duplicates += 1
-            record_decision(
-                s,
-                image_id=im.id,
-                stage="auto",
-                decision="fail" if reasons else "pass",
-                reasons=reasons,
-            )
-            if reasons:
-                summary.failed += 1
-                for r in reasons:
-                    key = (
-                        r.split(" ", 1)[0]
-                        if not r.startswith("near-duplicate")
-                        else "near-duplicate"
-                    )
-                    summary.reasons[key] = summary.reasons.get(key, 0) + 1
-            else:
-                summary.passed += 1
+    # near-duplicates need every hash at once: (id, phash, quality) tuples, not ORM rows
+    dups: dict[int, tuple[int, int]] = {}
+    if rules.drop_duplicates:
+        ids: list[int] = []
+        hashes: list[str] = []
+        quality: list[float] = []
+        cols = (Image.id, Image.phash, Image.signals)
+        for page in image_pages(factory, project_id=project_id, columns=cols):
+            for iid, ph, sig in page:
+                if iid not in errors and ph:
+                    ids.append(int(iid))
+                    hashes.append(ph)
+                    quality.append(float((sig or {}).get("quality", 0.0)))
+        if ids:
+            dups = duplicate_of(cluster_ids(ids, hashes, quality, radius=rules.radius))
+    # walk 2 (keyset, one transaction per page): the decisions
+    for page in image_pages(factory, project_id=project_id, columns=(Image.id, Image.signals)):
+        with transaction(factory) as s:
+            for iid, sig in page:
+                if iid in errors:
+                    reasons = [errors[iid]]
+                    summary.unreadable += 1
+                else:
+                    reasons = evaluate(rules, sig or {})
+                    if iid in dups:
+                        keep_id, dist = dups[iid]
+                        reasons.append(f"near-duplicate of image {keep_id} (hamming {dist})")
+                        summary.duplicates += 1
+                _decide(summary, s, iid, reasons)
     return summary
+
+
+def _decide(summary: AutoSummary, session: Session, image_id: int, reasons: list[str]) -> None:
+    """Record the auto decision of one image (fail with ``reasons``, else pass) and count it."""
+    record_decision(
+        session,
+        image_id=image_id,
+        stage="auto",
+        decision="fail" if reasons else "pass",
+        reasons=reasons,
+    )
+    if not reasons:
+        summary.passed += 1
+        return
+    summary.failed += 1
+    for r in reasons:
+        key = "near-duplicate" if r.startswith("near-duplicate") else r.split(" ", 1)[0]
+        summary.reasons[key] = summary.reasons.get(key, 0) + 1

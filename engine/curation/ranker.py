@@ -32,6 +32,7 @@ FEATURES = (
 )  # fmt: skip
 LOG_FEATURES = {"short_side", "megapixels", "sharpness", "detail", "colourfulness", "noise"}
 MIN_EXAMPLES = 4
+SCORE_PAGE = 1000  # images scored per keyset page
 
 
 def feature_matrix(
@@ -220,24 +221,32 @@ def train_project_ranker(session: Session, *, project: Project) -> dict[str, Any
         [im.signals or {} for im in train], [labels[im.id] for im in train], embeddings=emb
     )
     set_curation_settings(session, project=project, ranker=model.to_dict())
-    everyone = list(
-        session.scalars(
-            select(Image)
-            .where(Image.project_id == project.id, Image.status == "ok")
-            .order_by(Image.id)
+    scored, last = 0, 0
+    while True:  # keyset pages: memory is one page of images, whatever the project's size
+        page = list(
+            session.scalars(
+                select(Image)
+                .where(Image.project_id == project.id, Image.status == "ok", Image.id > last)
+                .order_by(Image.id)
+                .limit(SCORE_PAGE)
+            )
         )
-    )
-    scores = model.score(
-        [im.signals or {} for im in everyone], _embeddings(everyone) if emb is not None else None
-    )
-    for im, sc in zip(everyone, scores, strict=True):
-        im.signals = {**(im.signals or {}), "ranker": round(float(sc), 6)}
-    session.flush()
+        if not page:
+            break
+        scores = model.score(
+            [im.signals or {} for im in page], _embeddings(page) if emb is not None else None
+        )
+        for im, sc in zip(page, scores, strict=True):
+            im.signals = {**(im.signals or {}), "ranker": round(float(sc), 6)}
+        session.flush()
+        last, scored = page[-1].id, scored + len(page)
+        for im in page:
+            session.expunge(im)  # flushed: the transaction holds the change, not the session
     order = np.argsort(-np.abs(model.coef[: len(model.features)]))[:5]
     return {
         "n_train": model.n_train,
         "n_keep": model.n_keep,
-        "scored": len(everyone),
+        "scored": scored,
         "uses_embeddings": bool(model.embedding_dim),
         "top_features": [(model.features[i], round(float(model.coef[i]), 3)) for i in order],
     }

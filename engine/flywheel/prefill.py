@@ -20,18 +20,26 @@ and its probability is stored as ``calibrated_confidence``.
 
 Idempotent and resumable: each image's masks and its ``prefill`` row are written in one
 transaction, and images that already have a ``prefill`` row for the model version are
-skipped. A killed run loses at most the image in flight; two concurrent workers are kept
-apart by the unique (image, model version) constraint (the loser rolls back and skips).
+skipped. A killed run loses at most the image in flight. Concurrent workers claim images
+in small batches (``db.claims``: a ``prefill_claim`` row with an expiry), so each image is
+computed by one of them while its claim lives; a dead worker's claims expire and the others
+take them over. The unique (image, model version) constraint stays the last guard (the
+loser of a race past an expired claim rolls back and skips). Pending images are walked by
+keyset pages and counted with ``SELECT count(*)``: memory is one page, not a project.
 A bad image gets ``prefill.status = "failed"`` with the reason and never stops the batch.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +48,10 @@ from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.claims import claim_images, release_claims, renew_claim
 from db.errors import InvalidInput, NotFound
-from db.models import Image, Mask, ModelVersion, Prefill, Project
+from db.models import Image, Mask, ModelVersion, Prefill, PrefillClaim, Project, utcnow
+from db.pages import count_images
 from db.rounds import current_round, ensure_first_round
 from db.session import transaction
 from engine.imageio import DEFAULT_MAX_PIXELS, load_rgb
@@ -52,6 +62,7 @@ from engine.telemetry import PREFILL_IMAGES
 log = logging.getLogger("dataengine.prefill")
 
 RLE_CHUNK = 32  # masks encoded per pycocotools call (bounds the NHW bool stack in memory)
+PAGE_SIZE = 500  # pending images read per keyset page
 
 
 # --- the confident rule ------------------------------------------------------------------
@@ -274,6 +285,7 @@ class PrefillSummary:
     total: int = 0  # ok images considered (after image_ids)
     done: int = 0
     skipped: int = 0  # already pre-filled for this model version (before or concurrently)
+    claimed_elsewhere: int = 0  # pending, but under another worker's live claim when reached
     failed: int = 0
     proposals: int = 0
     confident: int = 0
@@ -285,11 +297,38 @@ class PrefillSummary:
         n = self.done + self.failed
         return self.seconds / n if n else None
 
+    def add(self, image_id: int, outcome: str, info: dict[str, Any]) -> None:
+        """Count one ``_prefill_one`` result."""
+        if outcome == "done":
+            self.done += 1
+            self.proposals += info["proposals"]
+            self.confident += info["confident"]
+        elif outcome == "failed":
+            self.failed += 1
+            self.failures.append((image_id, info["reason"]))
+        else:
+            self.skipped += 1
+        if outcome != "skipped":
+            self.seconds += info["seconds"]
 
-def _embed(segmenter: Any, sha256: str | None, image: np.ndarray) -> Embedding:
-    if sha256 and hasattr(segmenter, "embed_cached"):
+
+def _embed(
+    segmenter: Any, sha256: str | None, image: np.ndarray, *, cache_embeddings: bool = True
+) -> Embedding:
+    """The image's embedding through the segmenter's cache when it has one: read (and with
+    ``cache_embeddings`` written) under the file's sha256. Without writing, a fresh embedding
+    still gets the cache's fp16 round trip, so proposals do not depend on the cache."""
+    cache = getattr(segmenter, "cache", None)
+    if not sha256 or not hasattr(segmenter, "embed_cached"):
+        return segmenter.embed(image)
+    if cache_embeddings or cache is None:
         return segmenter.embed_cached(sha256, lambda: image)
-    return segmenter.embed(image)
+    hit = cache.get(sha256)
+    if hit is not None:
+        return hit
+    from engine.segment.embedding_cache import roundtrip
+
+    return roundtrip(sha256, segmenter.inner.embed(image))
 
 
 def _mask_rows(
@@ -333,25 +372,90 @@ def _mask_rows(
     return rows
 
 
-def pending_images(
+def _pending_where(
+    model_version_id: int, *, worker_id: str | None = None, now: Any = None
+) -> list[Any]:
+    """Conditions on ``Image`` rows: no prefill row for the model version and, with
+    ``worker_id``, no live claim of another worker."""
+    conds: list[Any] = [
+        ~exists().where(Prefill.image_id == Image.id, Prefill.model_version_id == model_version_id)
+    ]
+    if worker_id is not None:
+        conds.append(
+            ~exists().where(
+                PrefillClaim.image_id == Image.id,
+                PrefillClaim.model_version_id == model_version_id,
+                PrefillClaim.worker_id != worker_id,
+                PrefillClaim.expires_at >= (now or utcnow()),
+            )
+        )
+    return conds
+
+
+def count_pending(
     session: Session,
     *,
     project_id: int,
     model_version_id: int,
     image_ids: Sequence[int] | None = None,
-) -> tuple[int, list[tuple[int, str, str | None]]]:
-    """(number of ok images considered, [(id, uri, sha256)] without a prefill row), by id."""
-    base = select(Image.id, Image.uri, Image.sha256).where(
-        Image.project_id == project_id, Image.status == "ok"
+) -> tuple[int, int]:
+    """(ok images considered, of which without a prefill row): two ``SELECT count(*)``."""
+    where = [] if image_ids is None else [Image.id.in_(list(image_ids))]
+    total = count_images(session, project_id=project_id, where=where)
+    if total == 0:
+        return 0, 0
+    pending = count_images(
+        session, project_id=project_id, where=[*where, *_pending_where(model_version_id)]
     )
+    return total, pending
+
+
+def pending_images(
+    session: Session,
+    *,
+    project_id: int,
+    model_version_id: int,
+    after_id: int = 0,
+    limit: int = PAGE_SIZE,
+    image_ids: Sequence[int] | None = None,
+    worker_id: str | None = None,
+) -> list[tuple[int, str, str | None]]:
+    """One keyset page: up to ``limit`` [(id, uri, sha256)] of ok images with id > ``after_id``
+    and no prefill row for the model version, ascending id. With ``worker_id``, images under
+    another worker's live claim are left out. Count them with ``count_pending``."""
+    where = [Image.id > after_id, *_pending_where(model_version_id, worker_id=worker_id)]
     if image_ids is not None:
-        base = base.where(Image.id.in_(list(image_ids)))
-    total = len(session.execute(base).all())
-    done = exists().where(
-        Prefill.image_id == Image.id, Prefill.model_version_id == model_version_id
+        where.append(Image.id.in_(list(image_ids)))
+    q = (
+        select(Image.id, Image.uri, Image.sha256)
+        .where(Image.project_id == project_id, Image.status == "ok", *where)
+        .order_by(Image.id)
+        .limit(limit)
     )
-    rows = session.execute(base.where(~done).order_by(Image.id)).all()
-    return total, [(r[0], r[1], r[2]) for r in rows]
+    return [(int(r[0]), r[1], r[2]) for r in session.execute(q).all()]
+
+
+def new_worker_id() -> str:
+    """``<hostname>:<pid>:<8 hex>``: unique per process run (claims and heartbeats)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Claims:
+    """How a pre-fill run claims images: ``worker_id`` (default ``new_worker_id()``), claims
+    live ``seconds`` (``DATAENGINE_CLAIM_SECONDS``) and are taken ``batch`` images at a time
+    (``DATAENGINE_CLAIM_BATCH``); a claim older than a third of its life is renewed before
+    its image is computed."""
+
+    worker_id: str = field(default_factory=new_worker_id)
+    seconds: float = 300.0
+    batch: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise InvalidInput(f"claim seconds must be > 0, got {self.seconds}")
+        if self.batch < 1:
+            raise InvalidInput(f"claim batch must be >= 1, got {self.batch}")
 
 
 def prefill_project(
@@ -367,6 +471,9 @@ def prefill_project(
     on_total: Callable[[int], None] | None = None,
     on_image: Callable[[int, str, dict[str, Any]], None] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    claims: Claims | None = None,
+    cache_embeddings: bool = False,
+    page_size: int = PAGE_SIZE,
 ) -> PrefillSummary:
     """Pre-fill every ok image of the project that has no prefill row for the model version.
 
@@ -376,8 +483,16 @@ def prefill_project(
     had a round gets round 1 (this model version, no control arm). on_total(n pending); on_image(image_id, outcome, info) with outcome
     ``done`` | ``failed`` | ``skipped`` and info ``{"proposals", "confident", "seconds",
     "reason"}``. max_pixels: the decode limit (``Settings.max_image_pixels``).
+
+    The pending images are walked by keyset pages of ``page_size`` (memory: one page) and
+    claimed ``claims.batch`` at a time (``db.claims``): several workers on one project
+    compute each image once; images under another worker's live claim are left to it
+    (counted in ``claimed_elsewhere``). cache_embeddings: write each embedding to the
+    segmenter's cache (off by default: a bulk pass would fill it with embeddings nobody
+    may open); cached ones are read either way.
     """
     rule = rule or ConfidentRule.for_backend(segmenter.name)
+    claims = claims or Claims()
     with transaction(factory) as s:
         if s.get(Project, project_id) is None:
             raise NotFound(f"no project with id {project_id}")
@@ -411,41 +526,106 @@ def prefill_project(
                 )
             )
     with factory() as s:
-        total, todo = pending_images(
+        total, pending = count_pending(
             s, project_id=project_id, model_version_id=mv_id, image_ids=image_ids
         )
-    summary = PrefillSummary(model_version_id=mv_id, total=total, skipped=total - len(todo))
-    if limit is not None:
-        todo = todo[: max(limit, 0)]
+    summary = PrefillSummary(model_version_id=mv_id, total=total, skipped=total - pending)
+    budget = pending if limit is None else min(max(limit, 0), pending)
     if on_total:
-        on_total(len(todo))
-    for image_id, uri, sha256 in todo:
-        outcome, info = _prefill_one(
-            factory,
-            image_id=image_id,
-            uri=uri,
-            sha256=sha256,
-            segmenter=segmenter,
-            mv_id=mv_id,
-            round_id=round_id,
-            rule=rule,
-            calibration=calibration,
-            max_pixels=max_pixels,
-        )
-        if outcome == "done":
-            summary.done += 1
-            summary.proposals += info["proposals"]
-            summary.confident += info["confident"]
-        elif outcome == "failed":
-            summary.failed += 1
-            summary.failures.append((image_id, info["reason"]))
-        else:
-            summary.skipped += 1
-        if outcome != "skipped":
-            summary.seconds += info["seconds"]
-        if on_image:
-            on_image(image_id, outcome, info)
+        on_total(budget)
+    step = partial(
+        _prefill_one,
+        factory,
+        segmenter=segmenter,
+        mv_id=mv_id,
+        round_id=round_id,
+        rule=rule,
+        calibration=calibration,
+        max_pixels=max_pixels,
+        worker_id=claims.worker_id,
+        cache_embeddings=cache_embeddings,
+    )
+    last = 0
+    while budget > 0:  # the idle pass (nothing pending) stops at the two counts
+        with factory() as s:
+            page = pending_images(
+                s,
+                project_id=project_id,
+                model_version_id=mv_id,
+                after_id=last,
+                limit=page_size,
+                image_ids=image_ids,
+                worker_id=claims.worker_id,
+            )
+        if not page:
+            break
+        last = page[-1][0]
+        for start in range(0, len(page), claims.batch):
+            batch = page[start : start + min(claims.batch, budget)]
+            budget = _claimed_batch(factory, batch, step, claims, mv_id, summary, budget, on_image)
+            if budget <= 0:
+                break
     return summary
+
+
+def _claimed_batch(
+    factory: sessionmaker[Session],
+    batch: Sequence[tuple[int, str, str | None]],
+    step: Callable[..., tuple[str, dict[str, Any]]],
+    claims: Claims,
+    mv_id: int,
+    summary: PrefillSummary,
+    budget: int,
+    on_image: Callable[[int, str, dict[str, Any]], None] | None,
+) -> int:
+    """Claim ``batch``, pre-fill the images this worker got, give back what it did not reach
+    (an exception); returns the budget left."""
+    with transaction(factory) as s:
+        mine = set(
+            claim_images(
+                s,
+                image_ids=[b[0] for b in batch],
+                model_version_id=mv_id,
+                worker_id=claims.worker_id,
+                seconds=claims.seconds,
+            )
+        )
+    claimed_at = time.monotonic()
+    todo = [b for b in batch if b[0] in mine]
+    summary.claimed_elsewhere += len(batch) - len(todo)
+    try:
+        while todo:
+            image_id, uri, sha256 = todo[0]
+            if time.monotonic() - claimed_at > claims.seconds / 3:
+                with transaction(factory) as s:
+                    kept = renew_claim(
+                        s,
+                        image_id=image_id,
+                        model_version_id=mv_id,
+                        worker_id=claims.worker_id,
+                        seconds=claims.seconds,
+                    )
+                claimed_at = time.monotonic()
+                if not kept:  # expired while we worked and another worker took it over
+                    todo.pop(0)
+                    summary.claimed_elsewhere += 1
+                    continue
+            outcome, info = step(image_id=image_id, uri=uri, sha256=sha256)
+            todo.pop(0)
+            budget -= 1
+            summary.add(image_id, outcome, info)
+            if on_image:
+                on_image(image_id, outcome, info)
+    finally:
+        if todo:  # interrupted: let the others have them now, not after expiry
+            with transaction(factory) as s:
+                release_claims(
+                    s,
+                    worker_id=claims.worker_id,
+                    model_version_id=mv_id,
+                    image_ids=[b[0] for b in todo],
+                )
+    return budget
 
 
 def _already_done(factory: sessionmaker[Session], image_id: int, mv_id: int) -> bool:
@@ -454,6 +634,15 @@ def _already_done(factory: sessionmaker[Session], image_id: int, mv_id: int) -> 
             Prefill.image_id == image_id, Prefill.model_version_id == mv_id
         )
         return s.scalar(q) is not None
+
+
+def _release(
+    factory: sessionmaker[Session], worker_id: str | None, mv_id: int, image_id: int
+) -> None:
+    """Drop this worker's claim on an image it will not pre-fill (someone else did)."""
+    if worker_id is not None:
+        with transaction(factory) as s:
+            release_claims(s, worker_id=worker_id, model_version_id=mv_id, image_ids=[image_id])
 
 
 def _prefill_one(
@@ -468,10 +657,16 @@ def _prefill_one(
     rule: ConfidentRule,
     calibration: dict[str, Any] | None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    worker_id: str | None = None,
+    cache_embeddings: bool = False,
 ) -> tuple[str, dict[str, Any]]:
-    """Process one image in its own transaction; returns (outcome, info)."""
+    """Process one image; its masks and prefill row are written in one transaction (which
+    also deletes the image's ``prefill_claim`` row when ``worker_id`` is given: the prefill
+    row now marks it done). Returns (outcome ``done`` | ``failed`` | ``skipped``, info).
+    ``cache_embeddings``: write the embedding to the segmenter's cache (``_embed``)."""
     info: dict[str, Any] = {"proposals": 0, "confident": 0, "seconds": 0.0, "reason": None}
     if _already_done(factory, image_id, mv_id):  # a concurrent worker got there first
+        _release(factory, worker_id, mv_id, image_id)
         return "skipped", info
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -479,7 +674,8 @@ def _prefill_one(
     try:
         image = load_rgb(uri, max_pixels=max_pixels)  # a stored uri (file:// for odd names)
         size = (int(image.shape[0]), int(image.shape[1]))
-        proposals = segmenter.propose(image, _embed(segmenter, sha256, image))
+        emb = _embed(segmenter, sha256, image, cache_embeddings=cache_embeddings)
+        proposals = segmenter.propose(image, emb)
         confident, calibrated = score(proposals, size, rule, calibration)
         rows = _mask_rows(
             proposals,
@@ -514,8 +710,11 @@ def _prefill_one(
             s.flush()  # the unique (image, model version) row first: a concurrent loser stops here
             if rows:
                 s.execute(insert(Mask), rows)
+            if worker_id is not None:
+                release_claims(s, worker_id=worker_id, model_version_id=mv_id, image_ids=[image_id])
     except IntegrityError:
         log.info("image %s was pre-filled concurrently; skipped", image_id)
+        _release(factory, worker_id, mv_id, image_id)
         return "skipped", info
     PREFILL_IMAGES.labels(outcome="failed" if reason else "done").inc()
     if reason:

@@ -1,8 +1,11 @@
-"""Embedding cache: one file per (model key, image sha256) on disk, plus an in-memory LRU.
+"""Embedding cache: one file per (model key, image sha256) in a store, plus an in-memory LRU.
 
-Disk layout: ``<cache_dir>/embeddings/<model dir>/<sha[:2]>/<sha>.npz`` where ``model dir``
-is a filesystem-safe slug of the segmenter's ``model_key`` plus a short hash of it. Each
-file is an uncompressed ``.npz`` written to a temp file and renamed, so readers see either
+Store layout: ``<cache_dir>/embeddings/<model dir>/<sha[:2]>/<sha>.npz`` where ``model dir``
+is a filesystem-safe slug of the segmenter's ``model_key`` plus a short hash of it, and
+``cache_dir`` is a local folder or an fsspec URL (``s3://bucket/prefix``, ``memory://x``;
+``engine.segment.cache_store``). With ``max_bytes`` the store keeps at most that many bytes
+per model key, evicting the least recently used files. Each file is an uncompressed
+``.npz`` written whole (locally: to a temp file that is renamed), so readers see either
 nothing or a whole file. Inside: ``__manifest__`` (JSON: model key, sha256, image size,
 the tree of ``Embedding.features`` with each leaf's kind and dtype) and one array per
 array leaf. Float arrays are stored as float16 (unless a value would overflow fp16) and
@@ -24,7 +27,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import zipfile
 from collections.abc import Callable
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from engine.lru import LRU
+from engine.segment.cache_store import CacheStore
 from engine.segment.protocol import Embedding
 
 log = logging.getLogger("dataengine.embedding_cache")
@@ -160,40 +163,55 @@ def roundtrip(sha256: str, emb: Embedding) -> Embedding:
 class EmbeddingCache:
     """Disk + memory cache of ``Embedding`` objects for one model key.
 
-    ``cache_dir=None`` keeps only the in-memory LRU of ``max_items`` embeddings.
-    Keys are image sha256 hex strings (or any 8-128 char ``[0-9A-Za-z_-]`` id).
+    ``cache_dir`` is a folder or an fsspec URL; None keeps only the in-memory LRU of
+    ``max_items`` embeddings. ``max_bytes`` (0 = unbounded) limits the stored files of this
+    model key, least recently used evicted first. Keys are image sha256 hex strings (or any
+    8-128 char ``[0-9A-Za-z_-]`` id).
     """
 
     def __init__(
-        self, cache_dir: str | os.PathLike[str] | None, model_key: str, max_items: int = 32
+        self,
+        cache_dir: str | os.PathLike[str] | None,
+        model_key: str,
+        max_items: int = 32,
+        max_bytes: int = 0,
     ):
         if max_items < 0:
             raise ValueError("max_items must be >= 0 (0 disables the in-memory LRU)")
         self.model_key = model_key
         self.max_items = max_items
-        self.root = (
-            Path(cache_dir) / "embeddings" / model_dir_name(model_key) if cache_dir else None
-        )
+        self.store: CacheStore | None = None
+        if cache_dir:
+            base = os.fspath(cache_dir).rstrip("/")
+            self.store = CacheStore(
+                f"{base}/embeddings/{model_dir_name(model_key)}", max_bytes=max_bytes
+            )
+        self.root = Path(self.store.root) if self.store is not None and self.store.local else None
         self.stats = CacheStats()
         self._lru: LRU[str, Embedding] = LRU(max_items)
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Event] = {}
 
     # paths
-    def path_for(self, sha256: str) -> Path | None:
-        """Where the embedding of ``sha256`` lives on disk (None without a cache_dir)."""
+    @staticmethod
+    def name_for(sha256: str) -> str:
+        """The file name of ``sha256`` inside the store (``ab/ab....npz``)."""
         if not _SHA_RE.match(sha256):
             raise ValueError(f"not a valid cache key (expected a sha256 hex string): {sha256!r}")
-        if self.root is None:
-            return None
-        return self.root / sha256[:2] / f"{sha256}.npz"
+        return f"{sha256[:2]}/{sha256}.npz"
+
+    def path_for(self, sha256: str) -> Path | None:
+        """Where the embedding of ``sha256`` lives on local disk (None without a cache_dir
+        or for an object store: see ``store.path``)."""
+        name = self.name_for(sha256)
+        return None if self.store is None else self.store.local_path(name)
 
     def contains(self, sha256: str) -> bool:
         """True when the embedding is in memory or a file for it exists (not validated)."""
         if sha256 in self._lru:
             return True
-        path = self.path_for(sha256)
-        return path is not None and path.exists()
+        name = self.name_for(sha256)
+        return self.store is not None and self.store.exists(name)
 
     # memory
     def _remember(self, sha256: str, emb: Embedding) -> None:
@@ -208,11 +226,19 @@ class EmbeddingCache:
 
     # disk
     def _read(self, sha256: str) -> Embedding | None:
-        path = self.path_for(sha256)
-        if path is None or not path.exists():
+        name = self.name_for(sha256)
+        if self.store is None:
             return None
         try:
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
+            data = self.store.read(name)
+        except OSError as err:  # object store unreachable: compute instead
+            log.warning("cannot read embedding cache file %s: %s", name, err)
+            return None
+        if data is None:
+            return None
+        path = self.store.path(name)
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 manifest = json.loads(bytes(npz["__manifest__"]).decode("utf-8"))
                 if manifest.get("format") != FORMAT_VERSION:
                     raise ValueError(f"format {manifest.get('format')} != {FORMAT_VERSION}")
@@ -232,38 +258,30 @@ class EmbeddingCache:
             with self._lock:
                 self.stats.corrupt += 1
             log.warning("corrupt embedding cache file %s (%s); deleting and recomputing", path, err)
-            path.unlink(missing_ok=True)
+            try:
+                self.store.delete(name)
+            except OSError as rm_err:
+                log.warning("cannot delete %s: %s", path, rm_err)
             return None
         with self._lock:
             self.stats.disk_hits += 1
         return emb
 
     def _write(self, sha256: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        path = self.path_for(sha256)
-        if path is None:
+        if self.store is None:
             return
-        tmp_name = None
+        name = self.name_for(sha256)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             blob = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
-            fd, tmp_name = tempfile.mkstemp(
-                prefix=f".{sha256[:16]}.", suffix=".tmp", dir=path.parent
-            )
-            with os.fdopen(fd, "wb") as fh:
-                buf = io.BufferedWriter(fh, buffer_size=1 << 20)
-                np.savez(buf, __manifest__=blob, **arrays)
-                buf.flush()
-            os.replace(tmp_name, path)
-            tmp_name = None
+            buf = io.BytesIO()
+            np.savez(buf, __manifest__=blob, **arrays)
+            self.store.write(name, buf.getvalue())
             with self._lock:
                 self.stats.writes += 1
         except OSError as err:  # full disk, read-only cache: keep working from memory
             with self._lock:
                 self.stats.write_errors += 1
-            log.warning("cannot write embedding cache file %s: %s", path, err)
-        finally:
-            if tmp_name is not None:
-                Path(tmp_name).unlink(missing_ok=True)
+            log.warning("cannot write embedding cache file %s: %s", self.store.path(name), err)
 
     # public API
     def get(self, sha256: str) -> Embedding | None:

@@ -156,14 +156,16 @@ class CachedSegmenter:
 
 
 def with_cache(
-    segmenter: Segmenter, cache_dir: PathLike | None, cache_items: int = 32
+    segmenter: Segmenter, cache_dir: PathLike | None, cache_items: int = 32, max_bytes: int = 0
 ) -> CachedSegmenter:
-    """Wrap ``segmenter`` with an embedding cache (memory-only when ``cache_dir`` is None)."""
+    """Wrap ``segmenter`` with an embedding cache (memory-only when ``cache_dir`` is None;
+    ``cache_dir`` may be an fsspec URL; ``max_bytes`` bounds the stored files, 0 = no bound)."""
     if isinstance(segmenter, CachedSegmenter):
         return segmenter
-    return CachedSegmenter(
-        segmenter, EmbeddingCache(cache_dir, segmenter.model_key, max_items=cache_items)
+    cache = EmbeddingCache(
+        cache_dir, segmenter.model_key, max_items=cache_items, max_bytes=max_bytes
     )
+    return CachedSegmenter(segmenter, cache)
 
 
 def build_segmenter(
@@ -175,20 +177,22 @@ def build_segmenter(
     device: str = "cpu",
     cache_dir: PathLike | None = None,
     cache_items: int = 32,
+    cache_max_bytes: int = 0,
 ) -> Segmenter:
     """Build the ``backend`` segmenter (weights loaded now, once).
 
     sam: ``model_type`` in vit_t/vit_b/vit_l/vit_h, ``checkpoint`` a .pth path (required),
     ``sha256`` its expected hash (checked when given), ``device`` a torch device.
     classical: needs nothing. With ``cache_dir`` the result is a ``CachedSegmenter``
-    (disk cache under ``cache_dir/embeddings`` + an LRU of ``cache_items`` embeddings).
+    (stored cache under ``cache_dir/embeddings``, a folder or an fsspec URL, at most
+    ``cache_max_bytes`` per model when > 0, + an LRU of ``cache_items`` embeddings).
     """
     builder = BACKENDS.get(backend)
     if builder is None:
         raise BackendError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     seg = builder(model_type=model_type, checkpoint=checkpoint, sha256=sha256, device=device)
     if cache_dir is not None:
-        return with_cache(seg, cache_dir, cache_items)
+        return with_cache(seg, cache_dir, cache_items, cache_max_bytes)
     return seg
 
 
@@ -209,6 +213,7 @@ def segmenter_from_settings(
         checkpoint=checkpoint or settings.sam_checkpoint,
         sha256=sha256 or settings.sam_checkpoint_sha256,
         device=device or settings.device,
-        cache_dir=settings.cache_dir,
+        cache_dir=settings.embedding_cache_location,
         cache_items=settings.embedding_cache_items,
+        cache_max_bytes=settings.embedding_cache_max_bytes,
     )

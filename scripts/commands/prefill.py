@@ -75,6 +75,8 @@ def print_summary(summary: PrefillSummary) -> None:
     table = Table("", "count", title=f"pre-fill summary (model version {summary.model_version_id})")
     table.add_row("images pre-filled now", str(summary.done))
     table.add_row("images skipped (already pre-filled)", str(summary.skipped))
+    if summary.claimed_elsewhere:
+        table.add_row("images left to other workers (live claims)", str(summary.claimed_elsewhere))
     table.add_row("images failed", str(summary.failed))
     table.add_row("proposals stored", str(summary.proposals))
     table.add_row("confident (pre-filled for review)", str(summary.confident))
@@ -100,6 +102,7 @@ def run_prefill(
     limit: int | None = None,
     rule: ConfidentRule | None = None,
     retry_failed: bool = False,
+    cache_embeddings: bool | None = None,
 ) -> PrefillSummary:
     """Resolve project/model version, load the segmenter once, pre-fill with a progress bar."""
     factory = open_db(settings)
@@ -117,6 +120,9 @@ def run_prefill(
             limit=limit,
             rule=rule,
             retry_failed=retry_failed,
+            cache_embeddings=settings.prefill_cache_embeddings
+            if cache_embeddings is None
+            else cache_embeddings,
         )
     finally:
         factory.kw["bind"].dispose()  # close pooled connections (the CLI may run in-process)
@@ -136,12 +142,13 @@ def _run_prefill(
     limit: int | None,
     rule: ConfidentRule | None,
     retry_failed: bool,
+    cache_embeddings: bool,
 ) -> PrefillSummary:
     from db.models import ModelVersion
     from db.projects import get_project
     from db.rounds import current_round, ensure_first_round
     from db.session import transaction
-    from engine.flywheel.prefill import ensure_model_version, prefill_project
+    from engine.flywheel.prefill import Claims, ensure_model_version, prefill_project
 
     with domain_errors():
         with transaction(factory) as s:
@@ -211,6 +218,8 @@ def _run_prefill(
                 on_total=on_total,
                 on_image=on_image,
                 max_pixels=settings.max_image_pixels,
+                claims=Claims(seconds=settings.claim_seconds, batch=settings.claim_batch),
+                cache_embeddings=cache_embeddings,
             )
     return summary
 
@@ -257,11 +266,17 @@ def prefill_command(
     ),
     min_area: int | None = typer.Option(None, help="Not confident below this many pixels (100)."),
     retry_failed: bool = typer.Option(False, help="Retry images whose pre-fill failed before."),
+    cache_embeddings: bool | None = typer.Option(
+        None,
+        "--cache-embeddings/--no-cache-embeddings",
+        help="Write each embedding to the cache (default: DATAENGINE_PREFILL_CACHE_EMBEDDINGS, "
+        "off).",
+    ),
     as_json: JsonFlag = False,
 ) -> None:
     """Store every automatic proposal as a mask and mark the confident ones.
 
-    Resumable and idempotent per (image, model version): rerun after an interruption and only the remaining images are processed. Unreadable images are recorded as failed and never stop the batch.
+    Resumable and idempotent per (image, model version): rerun after an interruption and only the remaining images are processed. Unreadable images are recorded as failed and never stop the batch. Images are claimed a few at a time (DATAENGINE_CLAIM_BATCH), so several `prefill`/`worker` processes share a project; a killed run's claims expire after DATAENGINE_CLAIM_SECONDS.
     """
     from engine.flywheel.prefill import ConfidentRule
     from engine.settings import Settings
@@ -291,6 +306,7 @@ def prefill_command(
             limit=limit,
             rule=rule,
             retry_failed=retry_failed,
+            cache_embeddings=cache_embeddings,
         )
     if as_json:
         print_json(summary_json(summary))
@@ -312,12 +328,14 @@ def embed_command(
     limit: int | None = typer.Option(None, help="Embed at most this many images."),
     as_json: JsonFlag = False,
 ) -> None:
-    """Precompute the embeddings of a project's images into the cache (DATAENGINE_DATA_DIR)."""
-    from rich.table import Table
+    """Precompute the embeddings of a project's images into the cache
+    (DATAENGINE_EMBEDDING_CACHE_URL, default <DATAENGINE_DATA_DIR>/cache).
 
-    from db.images import list_images
+    Walks the project by keyset pages (memory: one page of rows, not the project).
+    """
+    from db.models import Image
+    from db.pages import count_images
     from db.projects import get_project
-    from engine.imageio import load_rgb
     from engine.settings import Settings
 
     settings = Settings()
@@ -325,34 +343,60 @@ def embed_command(
     try:
         with domain_errors(), factory() as s:
             project_id = get_project(s, name=project).id
-            images = [(i.id, i.uri, i.sha256) for i in list_images(s, project_id=project_id)]
+            total = count_images(s, project_id=project_id, where=[Image.sha256.is_not(None)])
+        _embed_all(factory, settings, project_id, total, limit, as_json, backend=backend,
+                   model=model, checkpoint=checkpoint, sha256=sha256, device=device)  # fmt: skip
     finally:
         factory.kw["bind"].dispose()
-    images = [i for i in images if i[2]][: limit if limit is not None else None]
+
+
+def _embed_all(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    project_id: int,
+    total: int,
+    limit: int | None,
+    as_json: bool,
+    **model: Any,
+) -> None:
+    """``embed``'s walk: keyset pages of (id, uri, sha256), one image at a time."""
+    from rich.table import Table
+
+    from db.models import Image
+    from db.pages import image_pages
+    from engine.imageio import load_rgb
+
+    budget = total if limit is None else min(total, max(limit, 0))
     seg = configured_segmenter(
         settings,
-        backend=backend,
-        model_type=model,
-        checkpoint=checkpoint,
-        sha256=sha256,
-        device=device,
+        backend=model["backend"],
+        model_type=model["model"],
+        checkpoint=model["checkpoint"],
+        sha256=model["sha256"],
+        device=model["device"],
     )
     counts = {"embedded": 0, "cached": 0, "failed": 0}
+    pages = image_pages(factory, project_id=project_id, where=[Image.sha256.is_not(None)])
     with json_output(as_json), progress() as bar:
-        task = bar.add_task("embed", total=len(images), status="")
-        for image_id, uri, sha in images:
-            if seg.is_cached(sha):
-                counts["cached"] += 1
-            else:
-                try:
-                    seg.embed_cached(
-                        sha, lambda u=uri: load_rgb(u, max_pixels=settings.max_image_pixels)
-                    )
-                    counts["embedded"] += 1
-                except (OSError, ValueError) as err:
-                    counts["failed"] += 1
-                    console.print(f"  [red]failed[/] image {image_id}: {err}")
-            bar.update(task, advance=1, status=f"image {image_id}")
+        task = bar.add_task("embed", total=budget, status="")
+        seen = 0
+        for page in pages:
+            for image_id, uri, sha in page[: budget - seen]:
+                if seg.is_cached(sha):
+                    counts["cached"] += 1
+                else:
+                    try:
+                        seg.embed_cached(
+                            sha, lambda u=uri: load_rgb(u, max_pixels=settings.max_image_pixels)
+                        )
+                        counts["embedded"] += 1
+                    except (OSError, ValueError) as err:
+                        counts["failed"] += 1
+                        console.print(f"  [red]failed[/] image {image_id}: {err}")
+                bar.update(task, advance=1, status=f"image {image_id}")
+            seen += len(page)
+            if seen >= budget:
+                break
     if as_json:
         print_json({"model_key": seg.model_key, **counts})
         return

@@ -1,4 +1,5 @@
-"""The flywheel dashboard in Debian's Chromium shows curation agreement (kappa) per stage."""
+"""The flywheel dashboard in Debian's Chromium shows curation agreement (kappa) per stage
+and the pre-fill workers' heartbeats."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from db.curation import record_decision
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user
+from db.workers import record_heartbeat
 from tests.factories import make_image, make_project
 from tests.webapp import NoModel, launch_chromium, require_chromium, serve, settings_for
 
@@ -37,6 +39,8 @@ def test_dashboard_shows_curation_kappa(tmp_path: Path) -> None:
             image = make_image(s, project=project)
             record_decision(s, image_id=image.id, stage="generalist", decision=va, user_id=a.id)
             record_decision(s, image_id=image.id, stage="generalist", decision=vb, user_id=b.id)
+        record_heartbeat(s, worker_id="gpu1:42:abcd", hostname="gpu1", pid=42, backend="sam",
+                         model_key="sam:vit_b", passes=2, images_done=17, images_failed=1)  # fmt: skip
     # Cohen's kappa: p_o = 5/6, p_e = (3/6)(2/6) + (3/6)(4/6) = 1/2 -> kappa = 2/3
     app = create_app(settings_for(url, tmp_path / "var"), segmenter=NoModel())
     try:
@@ -56,6 +60,11 @@ def test_dashboard_shows_curation_kappa(tmp_path: Path) -> None:
             assert cells[1:3] == ["6", "2"]
             assert cells[4] == "0.667"  # Cohen's kappa of the one pair
             assert cells[5] == "0.833"  # percent agreement
+            page.wait_for_selector("#workers table")
+            worker = page.locator("#workers tbody tr").first
+            cells = [c.strip() for c in worker.locator("td").all_inner_texts()]
+            assert cells[:3] == ["gpu1:42:abcd", "sam", "alive"]
+            assert cells[4:8] == ["2", "17", "1", "0"]
             shot = Path("artifacts") / "e2e_dashboard.png"
             shot.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(shot), full_page=True)

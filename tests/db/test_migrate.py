@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, select, text
 
+import db.models
 from annotator_ui.app import create_app
 from db.errors import DatabaseBehind
 from db.migrate import check_up_to_date, upgrade
@@ -71,3 +72,89 @@ def test_0010_backfills_name_keys_and_names_case_twins(db_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM user_account")).scalar() == 2
     engine.dispose()
+
+
+def test_0011_widens_ids_on_a_populated_database(db_url: str) -> None:
+    """0011 keeps every row of a populated database; on PostgreSQL the ids that grow with
+    images, masks and events become BIGINT (sequences too) and take ids past 2^31."""
+    from alembic import command
+
+    from db.migrate import alembic_config
+    from db.models import Event, Lease, Mask, Prefill
+    from db.session import make_session_factory, transaction
+    from tests.factories import make_image, make_model_version, make_project, make_user
+
+    cfg = alembic_config(db_url)
+    command.downgrade(cfg, "0010_account_security")
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    with transaction(factory) as s:
+        project = make_project(s, name="old")
+        user = make_user(s)
+        mv = make_model_version(s)
+        images = [make_image(s, project=project) for _ in range(3)]
+        masks = [
+            Mask(
+                image_id=im.id,
+                rle={"size": [4, 4], "counts": "0"},
+                bbox=[0, 0, 1, 1],
+                area=1,
+                source="model",
+                model_version_id=mv.id,
+            )  # fmt: skip
+            for im in images
+        ]
+        s.add_all(masks)
+        s.flush()
+        s.add(Prefill(image_id=images[0].id, model_version_id=mv.id, n_proposals=1))
+        lease = Lease(image_id=images[1].id, user_id=user.id, stage="annotate",
+                      expires_at=db.models.utcnow())  # fmt: skip
+        s.add(lease)
+        s.flush()
+        s.add(Event(uuid="e" * 36, user_id=user.id, image_id=images[1].id, mask_id=masks[1].id,
+                    lease_id=lease.id, session_id="s", kind="click", client_time=1.0))  # fmt: skip
+    before = _dump(engine)
+    upgrade(db_url)
+    assert _dump(engine) == before
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            types = dict(
+                conn.execute(
+                    text(
+                        "SELECT table_name || '.' || column_name, data_type FROM "
+                        "information_schema.columns WHERE table_schema = 'public' AND "
+                        "(column_name IN ('id', 'image_id', 'mask_id', 'lease_id', 'parent_id'))"
+                    )
+                ).all()
+            )
+        for col in ("image.id", "mask.id", "mask.image_id", "mask.parent_id", "event.id",
+                    "event.mask_id", "event.lease_id", "lease.id", "prefill.image_id",
+                    "prefill_claim.image_id", "effort_object.mask_id"):  # fmt: skip
+            assert types[col] == "bigint", col
+        with engine.begin() as conn:  # the sequences count past 2^31 - 1 too
+            for table in ("image", "mask", "event"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), :v)"),
+                             {"v": 2**31 + 10})  # fmt: skip
+    with transaction(factory) as s:
+        project = s.scalars(select(db.models.Project)).one()
+        big = make_image(s, project=project)
+        if engine.dialect.name == "sqlite":
+            big = make_image(s, project=project, id=2**31 + 11)
+        mask = Mask(image_id=big.id, rle={"size": [4, 4], "counts": "0"}, bbox=[0, 0, 1, 1],
+                    area=1, source="human")  # fmt: skip
+        s.add(mask)
+        s.flush()
+        assert big.id > 2**31 and mask.image_id == big.id
+    with factory() as s:
+        assert s.get(db.models.Image, big.id) is not None
+    engine.dispose()
+
+
+def _dump(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of the tables 0011 touches, ordered by id (values only)."""
+    out = {}
+    with engine.connect() as conn:
+        for table in ("project", "image", "mask", "prefill", "lease", "event", "user_account"):
+            rows = conn.execute(text(f'SELECT * FROM "{table}" ORDER BY id')).all()
+            out[table] = [tuple(r) for r in rows]
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,14 @@ def test_worker_pass_records_heartbeat(
     assert row.images_done == 1 and row.images_failed == 0
     assert row.worker_id.startswith(f"{row.hostname}:{row.pid}:")
     assert row.last_seen_at > row.started_at
+    # `dataengine worker status` lists it (and its claims: none left after the pass)
+    status = CliRunner().invoke(app, ["worker", "status", "--json"])
+    assert status.exit_code == 0, status.output
+    (listed,) = json.loads(status.stdout)["workers"]
+    assert listed["worker_id"] == row.worker_id and listed["images_done"] == 1
+    assert listed["live_claims"] == 0 and listed["passes"] == 2
+    table = CliRunner().invoke(app, ["worker", "status"])
+    assert table.exit_code == 0 and "pre-fill workers (1 seen)" in table.output
 
 
 def test_record_heartbeat_updates_in_place_and_checks_input(factory) -> None:

@@ -107,3 +107,40 @@ def test_train_ranker_and_agreement_cli(factory, db_url, monkeypatch) -> None:
     assert "generalist" in result.output and "0.9" in result.output  # 9 of 10 agree
     empty = run_cli(["curate", "train-ranker", "-p", "nope"], db_url, monkeypatch)
     assert empty.exit_code == 1 and "no project" in empty.output
+
+
+def test_train_project_ranker_scores_every_image_page_by_page(
+    factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scores land on every ok image (pages of 3 here), equal to the model's own scores."""
+    from sqlalchemy import select
+
+    from db.curation import record_decision
+    from db.models import Image, Project
+    from db.session import transaction
+    from engine.curation import ranker
+    from tests.factories import make_image, make_project, make_user
+
+    monkeypatch.setattr(ranker, "SCORE_PAGE", 3)
+    rng = np.random.default_rng(1)
+    with transaction(factory) as s:
+        p = make_project(s)
+        curator = make_user(s, role="curator")
+        for k in range(11):
+            good = k % 2 == 0
+            im = make_image(s, project=p, signals=_signals(rng, good))
+            if k < 8:
+                record_decision(s, image_id=im.id, stage="generalist", user_id=curator.id,
+                                decision="keep" if good else "drop")  # fmt: skip
+        make_image(s, project=p, status="rejected", signals=_signals(rng, True))
+        pid = p.id
+    with transaction(factory) as s:
+        info = ranker.train_project_ranker(s, project=s.get(Project, pid))
+    assert info["scored"] == 11 and info["n_train"] == 8
+    with factory() as s:
+        images = s.scalars(select(Image).where(Image.project_id == pid).order_by(Image.id)).all()
+        model = ranker.RankerModel.from_dict(s.get(Project, pid).settings["curation"]["ranker"])
+    ok = [im for im in images if im.status == "ok"]
+    expected = model.score([{k: v for k, v in im.signals.items() if k != "ranker"} for im in ok])
+    assert [im.signals["ranker"] for im in ok] == [round(float(x), 6) for x in expected]
+    assert all("ranker" not in im.signals for im in images if im.status != "ok")

@@ -20,10 +20,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput
 from db.masks import list_masks
-from db.models import Image, Mask, ModelVersion, Prefill, Project, Round
+from db.models import Image, Mask, ModelVersion, Prefill, PrefillClaim, Project, Round, utcnow
 from db.rounds import start_round
 from db.session import make_engine, make_session_factory, transaction
-from engine.flywheel.prefill import ConfidentRule, box_nms, ensure_model_version, prefill_project
+from engine.flywheel.prefill import (
+    Claims,
+    ConfidentRule,
+    box_nms,
+    ensure_model_version,
+    prefill_project,
+)
 from engine.imageio import load_rgb
 from engine.ingest import ingest
 from engine.masks import decode_rle, mask_bbox
@@ -175,6 +181,7 @@ def test_prefill_stores_every_proposal_once(
         model_version_id=None,
         rule=ConfidentRule(),
         on_image=lambda i, outcome, info: seen.append((i, outcome)),
+        cache_embeddings=True,
     )
     assert (summary.total, summary.done, summary.skipped, summary.failed) == (5, 5, 0, 0)
     assert summary.proposals == 30 and summary.confident == 10
@@ -216,6 +223,32 @@ def test_prefill_stores_every_proposal_once(
     prefill_project(factory, project_id=project, segmenter=seg, model_version_id=other)
     assert seg.inner.embed_calls == 0 and seg.inner.propose_calls == 5
     assert count(factory, Mask, model_version_id=other) == 30
+
+
+def test_prefill_writes_embeddings_only_when_asked(
+    factory: sessionmaker[Session], project: int, tmp_path: Path
+) -> None:
+    """Bulk pre-fill leaves the cache alone by default; the masks are the same either way."""
+    off = with_cache(FakeSegmenter(), tmp_path / "off", cache_items=0)
+    a = prefill_project(factory, project_id=project, segmenter=off, model_version_id=None)
+    assert a.done == 5 and not list((tmp_path / "off").rglob("*.npz"))
+    on = with_cache(FakeSegmenter(), tmp_path / "on", cache_items=0)
+    other = make_mv(factory, "fake:v1", name="second")
+    b = prefill_project(
+        factory, project_id=project, segmenter=on, model_version_id=other, cache_embeddings=True
+    )
+    assert b.done == 5 and len(list((tmp_path / "on").rglob("*.npz"))) == 5
+    with factory() as s:
+        rles = {
+            mv: [
+                m.rle
+                for m in s.scalars(
+                    select(Mask).where(Mask.model_version_id == mv).order_by(Mask.id)
+                )
+            ]
+            for mv in (a.model_version_id, other)
+        }
+    assert rles[a.model_version_id] == rles[other]
 
 
 def make_mv(factory: sessionmaker[Session], key: str, **kw: Any) -> int:
@@ -340,35 +373,124 @@ def test_calibrated_rule_decides_and_is_stored(
     assert count(factory, Prefill) == 5
 
 
-def test_two_concurrent_workers_process_each_image_once(
-    factory: sessionmaker[Session], project: int
-) -> None:
-    mv_id = make_mv(factory, "fake:v1")
-    results: list[Any] = []
-    errors: list[BaseException] = []
+class SlowSegmenter(FakeSegmenter):
+    """FakeSegmenter whose ``propose`` takes ``delay`` s (workers overlap) and, with ``gate``,
+    first waits for it (a stalled worker); ``entered`` is set on the first call."""
 
-    def work() -> None:
+    def __init__(self, delay: float = 0.0, gate: threading.Event | None = None):
+        super().__init__()
+        self.delay, self.gate, self.entered = delay, gate, threading.Event()
+
+    def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(timeout=60)
+        time.sleep(self.delay)
+        return super().propose(image, embedding)
+
+
+def _in_thread(fn: Any, results: list[Any], errors: list[BaseException]) -> threading.Thread:
+    def run() -> None:
         try:
-            results.append(
-                prefill_project(
-                    factory, project_id=project, segmenter=FakeSegmenter(), model_version_id=mv_id
-                )
-            )
-        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            results.append(fn())
+        except BaseException as err:  # noqa: BLE001 - reported by the caller's assertion
             errors.append(err)
 
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for t in threads:
-        t.start()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_two_concurrent_workers_compute_each_image_once(
+    factory: sessionmaker[Session], project: int
+) -> None:
+    """Two workers on one project, claiming one image at a time: every image is computed
+    by exactly one of them (the segmenters' call counts add up to the image count)."""
+    mv_id = make_mv(factory, "fake:v1")
+    segs = [SlowSegmenter(delay=0.05), SlowSegmenter(delay=0.05)]
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    threads = [
+        _in_thread(
+            lambda seg=seg: prefill_project(
+                factory,
+                project_id=project,
+                segmenter=seg,
+                model_version_id=mv_id,
+                claims=Claims(seconds=60, batch=1),
+            ),
+            results,
+            errors,
+        )
+        for seg in segs
+    ]
     for t in threads:
         t.join()
     assert not errors
+    assert sum(seg.propose_calls for seg in segs) == 5, "no image computed twice"
+    assert sum(seg.embed_calls for seg in segs) == 5
     assert sum(r.done for r in results) == 5
     with factory() as s:
         per_image = s.execute(
             select(Prefill.image_id, func.count()).group_by(Prefill.image_id)
         ).all()
         assert sorted(n for _, n in per_image) == [1] * 5
+        assert s.scalar(select(func.count()).select_from(PrefillClaim)) == 0, "claims released"
+    assert count(factory, Mask) == 30
+
+
+def test_a_stalled_workers_claims_expire_and_another_takes_them(
+    factory: sessionmaker[Session], project: int
+) -> None:
+    """Worker a claims two images and stalls inside the model; b leaves them alone while the
+    claims live, takes them over once expired, and a's late result is dropped."""
+    mv_id = make_mv(factory, "fake:v1")
+    gate = threading.Event()
+    a_seg, b_seg = SlowSegmenter(gate=gate), SlowSegmenter()
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    a_claims = Claims(worker_id="a", seconds=3.0, batch=2)
+    a = _in_thread(
+        lambda: prefill_project(
+            factory, project_id=project, segmenter=a_seg, model_version_id=mv_id, claims=a_claims
+        ),
+        results,
+        errors,
+    )
+    try:
+        assert a_seg.entered.wait(timeout=60)
+        with factory() as s:
+            rows = s.execute(
+                select(PrefillClaim.image_id, PrefillClaim.expires_at).where(
+                    PrefillClaim.worker_id == "a"
+                )
+            ).all()
+        held, expires = {r[0] for r in rows}, max(r[1] for r in rows)
+        assert len(held) == 2
+        b_claims = Claims(worker_id="b", seconds=3.0, batch=2)
+        first = prefill_project(
+            factory, project_id=project, segmenter=b_seg, model_version_id=mv_id, claims=b_claims
+        )
+        assert utcnow() < expires, "the machine is too slow for a 3 s claim"
+        assert first.done == 3 and b_seg.propose_calls == 3  # a's two images left to it
+        time.sleep(max(0.0, (expires - utcnow()).total_seconds() + 0.1))
+        second = prefill_project(
+            factory, project_id=project, segmenter=b_seg, model_version_id=mv_id, claims=b_claims
+        )
+        assert second.done == 2 and b_seg.propose_calls == 5
+    finally:
+        gate.set()
+        a.join()
+    assert not errors
+    (late,) = results
+    # its in-flight image lost to b's row, the next one's claim lost to b, the rest found done
+    assert (late.done, late.skipped, late.claimed_elsewhere) == (0, 4, 1)
+    assert a_seg.propose_calls == 1  # the one in flight when it stalled; its result is dropped
+    with factory() as s:
+        per_image = dict(
+            s.execute(select(Prefill.image_id, func.count()).group_by(Prefill.image_id)).all()
+        )
+        assert sorted(per_image.values()) == [1] * 5 and held <= set(per_image)
     assert count(factory, Mask) == 30
 
 
@@ -456,6 +578,7 @@ def test_sigkill_mid_run_then_resume(
     data_dir = tmp_path / "var"
     data_dir.mkdir()
     args = ("prefill", "--project", "kill", "--backend", "classical")
+    monkeypatch.setenv("DATAENGINE_CLAIM_SECONDS", "2")  # the killed run's claims: 2 s
     proc = _cli(db_url, data_dir, tmp_path / "first.log", *args)
     request.addfinalizer(lambda: _reap(proc))  # never leak the child, whatever fails below
     # poll for the condition (two images stored) while the child lives; no deadline: a slow,
@@ -470,6 +593,7 @@ def test_sigkill_mid_run_then_resume(
     )
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+    killed = time.monotonic()
     killed_at = count(factory, Prefill)
     assert 2 <= killed_at < N_KILL
     # every stored prefill row has its full set of masks (one transaction per image)
@@ -487,9 +611,10 @@ def test_sigkill_mid_run_then_resume(
     monkeypatch.setenv("DATAENGINE_DATABASE_URL", db_url)
     monkeypatch.setenv("DATAENGINE_DATA_DIR", str(data_dir))
     monkeypatch.chdir(data_dir)
+    time.sleep(max(0.0, 2.2 - (time.monotonic() - killed)))  # the dead run's claims expire
     res = CliRunner().invoke(app, list(args))
     assert res.exit_code == 0, res.output
-    assert "pre-fill summary" in res.output
+    assert "pre-fill summary" in res.output and "other workers" not in res.output
     with factory() as s:
         per_image = dict(
             s.execute(select(Prefill.image_id, func.count()).group_by(Prefill.image_id)).all()
