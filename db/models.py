@@ -61,7 +61,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-# 64-bit ids for the tables that grow with images, masks and events (0011_bigint_ids).
+# 64-bit ids for the tables that grow with images, masks and events (0012_bigint_ids).
 # SQLite's INTEGER PRIMARY KEY is already a 64-bit rowid, and only "INTEGER" (not
 # "BIGINT") autoincrements there, hence the variant.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -310,9 +310,9 @@ class ImageFlag(Base):
     __table_args__ = (Index("ix_image_flag_image", "image_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(BigId, ForeignKey("image.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
-    lease_id: Mapped[int | None] = mapped_column(ForeignKey("lease.id"))
+    lease_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("lease.id"))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[dt.datetime | None] = mapped_column()

@@ -74,8 +74,8 @@ def test_0010_backfills_name_keys_and_names_case_twins(db_url: str) -> None:
     engine.dispose()
 
 
-def test_0011_widens_ids_on_a_populated_database(db_url: str) -> None:
-    """0011 keeps every row of a populated database; on PostgreSQL the ids that grow with
+def test_0012_widens_ids_on_a_populated_database(db_url: str) -> None:
+    """0012 keeps every row of a populated database; on PostgreSQL the ids that grow with
     images, masks and events become BIGINT (sequences too) and take ids past 2^31."""
     from alembic import command
 
@@ -85,7 +85,7 @@ def test_0011_widens_ids_on_a_populated_database(db_url: str) -> None:
     from tests.factories import make_image, make_model_version, make_project, make_user
 
     cfg = alembic_config(db_url)
-    command.downgrade(cfg, "0010_account_security")
+    command.downgrade(cfg, "0011_skip_and_flags")
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
     with transaction(factory) as s:

@@ -1,7 +1,7 @@
 """review canvas: lease.skipped_at (skip sends an image to the back of the user's queue),
 image_flag (images flagged for a reviewer, with a reason)
 
-Revision ID: 0011_canvasB_skip_and_flags
+Revision ID: 0011_skip_and_flags
 Revises: 0010_account_security
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 import db.models
 
-revision: str = "0011_canvasB_skip_and_flags"
+revision: str = "0011_skip_and_flags"
 down_revision: str | Sequence[str] | None = "0010_account_security"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -8,8 +8,8 @@ the models use ``BigInteger().with_variant(Integer, "sqlite")``). Both: the
 ``prefill_claim`` table (``db.claims``) and the image index of keyset walks
 (``ix_image_project_status_id`` replaces ``ix_image_project_status``).
 
-Revision ID: 0011_scaleA_bigint_ids
-Revises: 0010_account_security
+Revision ID: 0012_bigint_ids
+Revises: 0011_skip_and_flags
 """
 
 from collections.abc import Sequence
@@ -19,8 +19,8 @@ from alembic import op
 
 import db.models
 
-revision: str = "0011_scaleA_bigint_ids"
-down_revision: str | Sequence[str] | None = "0010_account_security"
+revision: str = "0012_bigint_ids"
+down_revision: str | Sequence[str] | None = "0011_skip_and_flags"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -51,6 +51,8 @@ REF_COLUMNS = (
     ("effort_cache", "watermark"),
     ("effort_object", "image_id"),
     ("effort_object", "mask_id"),
+    ("image_flag", "image_id"),
+    ("image_flag", "lease_id"),
 )
 
 
