@@ -43,6 +43,22 @@ class Settings(BaseSettings):
         "and on every route that decodes. Pillow's own decompression-bomb check (about 179 MP) "
         "also stays active.",
     )
+    max_image_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Objects read from object storage or the web (s3://, gs://, az://, "
+        "http(s)://) larger than this are refused before decoding; at most this many bytes "
+        "are read.",
+    )
+    presigned_redirect: bool = Field(
+        default=False,
+        description="GET /api/images/{id}/file answers an s3:// image stored as is with a 307 "
+        "redirect to a presigned URL (the browser then reads the bucket directly) instead of "
+        "streaming it through the app.",
+    )
+    presigned_expiry_seconds: int = Field(
+        default=900, gt=0, le=7 * 24 * 3600, description="Lifetime of those presigned URLs."
+    )
     min_image_side: int = Field(
         default=32,
         ge=1,

@@ -369,6 +369,30 @@ def image_meta(image_id: int, session: SessionDep, user: CurrentUser) -> ImageOu
 
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
+STORED_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
+STORED_TYPES |= {"WEBP": "image/webp", "GIF": "image/gif"}
+
+
+def _remote_file(image: Image, settings: Any) -> Response:
+    """An object-storage image sent as stored: a 307 to a presigned URL (s3, when
+    ``presigned_redirect`` is on), else the object streamed through (``max_image_bytes``)."""
+    from fastapi.responses import RedirectResponse, StreamingResponse
+
+    from engine.storage import StorageError, iter_chunks, presigned_url
+
+    try:
+        if settings.presigned_redirect:
+            url = presigned_url(image.uri, expires_s=settings.presigned_expiry_seconds)
+            if url is not None:
+                return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+        chunks = iter_chunks(image.uri, max_bytes=settings.max_image_bytes)
+    except StorageError as err:
+        raise NotFound(f"image {image.id}'s object cannot be read: {err}") from err
+    return StreamingResponse(
+        chunks,
+        media_type=STORED_TYPES[image.format or ""],
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
 
 
 @router.get(
@@ -389,17 +413,24 @@ def image_file(
     from PIL import Image as PILImage
 
     from engine.imageio import ImageRejected, display_path, load_rgb, uri_to_path
+    from engine.storage import is_remote
 
     image = require_ok(image=ensure_can_read(session, user=user, image_id=image_id))
-    src = uri_to_path(image.uri)
-    if not Path(src).is_file():
-        raise NotFound(f"image file missing: {display_path(src)} (moved since ingest?)")
-    if image.file_size is not None and Path(src).stat().st_size != image.file_size:
-        raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
     multi_frame = "multi-frame" in ((image.meta or {}).get("flags") or {})
     as_stored = image.exif_orientation in (None, 1) and not multi_frame
-    if as_stored and image.format in ("JPEG", "MPO", "PNG", "WEBP", "GIF"):
-        return FileResponse(src, headers={"Cache-Control": "private, max-age=3600"})
+    as_stored = as_stored and image.format in STORED_TYPES
+    if is_remote(image.uri):
+        if as_stored:
+            return _remote_file(image, settings)
+        src = image.uri
+    else:
+        src = uri_to_path(image.uri)
+        if not Path(src).is_file():
+            raise NotFound(f"image file missing: {display_path(src)} (moved since ingest?)")
+        if image.file_size is not None and Path(src).stat().st_size != image.file_size:
+            raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
+        if as_stored:
+            return FileResponse(src, headers={"Cache-Control": "private, max-age=3600"})
     try:
         rgb = load_rgb(src, max_pixels=settings.max_image_pixels)
     except ImageRejected as err:
