@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     presigned_expiry_seconds: int = Field(
         default=900, gt=0, le=7 * 24 * 3600, description="Lifetime of those presigned URLs."
     )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long an app process reuses a token's user without asking the "
+        "database (0 = every request asks). Logout, password and role changes clear it in the "
+        "process that made them at once; other processes (serve --workers) within this time.",
+    )
     min_image_side: int = Field(
         default=32,
         ge=1,

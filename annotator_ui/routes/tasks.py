@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -168,7 +168,12 @@ def project(project_id: int, session: SessionDep, user: CurrentUser) -> ProjectO
 
 @router.post("/api/tasks/next")
 def next_task(
-    body: NextIn, request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser
+    body: NextIn,
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> TaskOut:
     """My live lease in this project and stage, or a new one on a free image (404 when none)."""
     if user.role not in STAGE_ROLES[body.stage]:
@@ -185,24 +190,27 @@ def next_task(
         minutes=settings.lease_minutes,
     )
     session.commit()
-    _precompute_next(request, session, lease)
+    if getattr(request.app.state, "precomputer", None) is not None:
+        background.add_task(_precompute_next, request.app, lease.image_id)  # after the answer
     return _task(session, lease, settings.lease_minutes)
 
 
-def _precompute_next(request: Request, session: Session, lease: Lease) -> None:
-    """Ask the embedding precompute (if attached) for this image and the next few."""
-    if getattr(request.app.state, "precomputer", None) is None:
-        return
+def _precompute_next(app: Any, image_id: int) -> None:
+    """Ask the embedding precompute for this image and the next few (own session: this runs
+    after the response was sent)."""
     from engine.segment.precompute import schedule
 
-    image = session.get(Image, lease.image_id)
-    upcoming = session.scalars(
-        select(Image)
-        .where(Image.project_id == image.project_id, Image.id >= image.id, Image.status == "ok")
-        .order_by(Image.id)
-        .limit(4)
-    ).all()
-    schedule(request.app, [(im.sha256, im.uri) for im in upcoming])
+    with app.state.session_factory() as session:
+        image = session.get(Image, image_id)
+        if image is None:
+            return
+        upcoming = session.execute(
+            select(Image.sha256, Image.uri)
+            .where(Image.project_id == image.project_id, Image.id >= image.id, Image.status == "ok")
+            .order_by(Image.id)
+            .limit(4)
+        ).all()
+    schedule(app, [(sha, uri) for sha, uri in upcoming])
 
 
 @router.get("/api/tasks")
@@ -268,20 +276,22 @@ def _op_shape(op: dict[str, Any], image: Image, max_bytes: int) -> dict[str, Any
     return {**op, **shape}
 
 
-def _warm_metrics(session: Session, *, image_id: int, idle_s: float) -> None:
-    """Derive the image's metrics cache row now (a few ms) so metric queries stay warm.
+def _warm_metrics(app: Any, *, image_id: int, idle_s: float) -> None:
+    """Derive the image's metrics cache row (a few ms) so metric queries stay warm; runs
+    after the submit's answer was sent, in its own session.
 
     Best effort: the submit is already committed, and a failure here only means the next
     metrics query derives the row itself.
     """
     from engine.flywheel.metrics import refresh_image_cache
 
-    try:
-        refresh_image_cache(session, image_id=image_id, idle_s=idle_s)
-        session.commit()
-    except SQLAlchemyError as err:
-        session.rollback()
-        log.warning("metrics cache for image %s not refreshed: %s", image_id, err)
+    with app.state.session_factory() as session:
+        try:
+            refresh_image_cache(session, image_id=image_id, idle_s=idle_s)
+            session.commit()
+        except SQLAlchemyError as err:
+            session.rollback()
+            log.warning("metrics cache for image %s not refreshed: %s", image_id, err)
 
 
 MASK_OP_ROLES = STAGE_ROLES["annotate"]
@@ -293,7 +303,13 @@ def _request_sha256(payload: dict[str, Any]) -> str:
 
 @router.post("/api/tasks/{lease_id}/submit")
 def submit(
-    lease_id: int, body: SubmitIn, session: SessionDep, settings: SettingsDep, user: CurrentUser
+    lease_id: int,
+    body: SubmitIn,
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> SubmitOut:
     """Apply any pending ops and finish the image.
 
@@ -345,7 +361,9 @@ def submit(
         session, lease=lease, request_sha256=request_sha256, response=out.model_dump(mode="json")
     )
     session.commit()
-    _warm_metrics(session, image_id=lease.image_id, idle_s=settings.idle_seconds)
+    background.add_task(
+        _warm_metrics, request.app, image_id=lease.image_id, idle_s=settings.idle_seconds
+    )
     return out
 
 
