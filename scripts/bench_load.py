@@ -14,8 +14,10 @@ image:
     events    POST /api/events              (a batch of 2 events: commit, submit)
     submit    POST /api/tasks/{lease}/submit
 
-and prints requests/s and p50/p95 latency per route and for the mixed total, and stored
-events/s. Any answer other than 200 is counted per route as an error (and the first few are
+and prints requests/s and p50/p95 latency per route and for the mixed total, stored
+events/s, and a reference measured in the same run: the same clients on ``GET /livez`` (no
+database, no login), with the ratio mixed / reference (the machine's and client's ceiling,
+so runs on a busy machine can be compared). Any answer other than 200 is counted per route as an error (and the first few are
 printed). Bounded in time: set-up, ``--seconds`` of load, and a hard stop on each request.
 
     .venv/bin/python scripts/bench_load.py --db postgres --annotators 20 --seconds 20
@@ -68,10 +70,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--annotators", type=int, default=20, help="Simulated annotators.")
     ap.add_argument("--images", type=int, default=None, help="Images (default 40 per annotator).")
     ap.add_argument("--seconds", type=float, default=15.0, help="Length of the load phase.")
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=8.0,
+        help="Seconds of load before measuring (every worker process up, caches warm).",
+    )
     ap.add_argument("--json", action="store_true", help="Also print the figures as one JSON line.")
     args = ap.parse_args(argv)
-    if args.annotators < 1 or args.seconds <= 0:
-        ap.error("--annotators must be >= 1 and --seconds > 0")
+    if args.annotators < 1 or args.seconds <= 0 or args.warmup < 0:
+        ap.error("--annotators must be >= 1, --seconds > 0 and --warmup >= 0")
     if args.url is not None:
         check_loopback(args.url)
         if not args.target_db_url:
@@ -206,6 +214,16 @@ def server(url: str, work: Path, workers: int | None) -> Iterator[str]:
             proc.wait()
 
 
+@contextmanager
+def server_or_target(args: argparse.Namespace, url: str, work: Path) -> Iterator[str]:
+    """The base URL: ``--url`` as given, or a ``dataengine serve`` started here."""
+    if args.url:
+        yield args.url
+        return
+    with server(url, work, args.workers) as base:
+        yield base
+
+
 @dataclass
 class Tally:
     """Latencies (ms) and errors per route, stored events."""
@@ -242,8 +260,11 @@ def _events(n: int, session_id: str, seq: int, image_id: int, lease_id: int) -> 
     return out
 
 
-async def annotator(base: str, token: str, project_id: int, end: float, tally: Tally) -> None:
-    """One annotator's loop (module docstring) until ``end`` (monotonic seconds)."""
+async def annotator(
+    base: str, token: str, project_id: int, start: float, end: float, tally: Tally
+) -> None:
+    """One annotator's loop (module docstring) until ``end``; requests that both start after
+    ``start`` and end by ``end`` (monotonic seconds) are counted."""
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"}
@@ -256,9 +277,10 @@ async def annotator(base: str, token: str, project_id: int, end: float, tally: T
 
         async def call(route: str, method: str, path: str, **kw: Any) -> Any:
             t0 = time.perf_counter()
+            counted = time.monotonic() >= start
             r = await client.request(method, path, **kw)
             ms = (time.perf_counter() - t0) * 1000
-            if time.monotonic() <= end:
+            if counted and time.monotonic() <= end:
                 tally.lat[route].append(ms)
                 if r.status_code != 200:
                     tally.errors[route] += 1
@@ -282,7 +304,7 @@ async def annotator(base: str, token: str, project_id: int, end: float, tally: T
                     json={"events": _events(n, session_id, seq, image_id, lease_id)},
                 )
                 seq += n
-                if r.status_code == 200 and time.monotonic() <= end:
+                if r.status_code == 200 and start <= time.monotonic() <= end:
                     tally.events_stored += int(r.json().get("stored", 0))
                 if n == 6:
                     await call("heartbeat", "POST", f"/api/tasks/{lease_id}/heartbeat", json={})
@@ -294,16 +316,40 @@ async def annotator(base: str, token: str, project_id: int, end: float, tally: T
                         json={"rle": rle, "label": "object", "lease_id": lease_id},
                     )
             r = await call("submit", "POST", f"/api/tasks/{lease_id}/submit", json={"ops": []})
-            if r.status_code == 200 and time.monotonic() <= end:
+            if r.status_code == 200 and start <= time.monotonic() <= end:
                 tally.images_done += 1
 
 
-async def drive(base: str, tokens: list[str], project_id: int, seconds: float) -> Tally:
+async def drive(
+    base: str, tokens: list[str], project_id: int, seconds: float, warmup: float
+) -> Tally:
+    """Every annotator at once: ``warmup`` seconds unrecorded, then ``seconds`` measured."""
     tally = Tally()
-    end = time.monotonic() + seconds
-    tasks = [annotator(base, t, project_id, end, tally) for t in tokens]
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 60)
+    start = time.monotonic() + warmup
+    end = start + seconds
+    tasks = [annotator(base, t, project_id, start, end, tally) for t in tokens]
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=warmup + seconds + 60)
     return tally
+
+
+async def reference(base: str, clients: int, seconds: float) -> tuple[float, float]:
+    """The same number of clients on ``GET /livez`` (no database, no login) for ``seconds``:
+    (requests/s, p50 ms), the ceiling this machine and client allow, measured in the same run."""
+    import httpx
+
+    lat: list[float] = []
+    end = time.monotonic() + seconds
+
+    async def one() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            while time.monotonic() < end:
+                t0 = time.perf_counter()
+                r = await client.get("/livez")
+                if r.status_code == 200 and time.monotonic() <= end:
+                    lat.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(clients))), seconds + 60)
+    return len(lat) / seconds, _pct(lat, 50)
 
 
 def _pct(values: list[float], q: int) -> float:
@@ -359,21 +405,25 @@ def main(argv: list[str] | None = None) -> int:
             project_id, tokens = setup(url, work, args)
             print(
                 f"load on {args.db if not args.url else args.url}: {args.annotators} annotators, "
-                f"{args.seconds:g} s, {os.cpu_count()} CPUs, serve --workers "
+                f"{args.seconds:g} s after {args.warmup:g} s warm-up, {os.cpu_count()} CPUs, serve --workers "
                 f"{args.workers if args.workers is not None else 'default'} "
                 f"(set-up {time.perf_counter() - t0:.1f} s)",
                 flush=True,
             )
-            if args.url:
-                tally = asyncio.run(drive(args.url, tokens, project_id, args.seconds))
-            else:
-                with server(url, work, args.workers) as base:
-                    tally = asyncio.run(drive(base, tokens, project_id, args.seconds))
+            ref_s = min(args.seconds, 5.0)
+            with server_or_target(args, url, work) as base:
+                tally = asyncio.run(drive(base, tokens, project_id, args.seconds, args.warmup))
+                ref = asyncio.run(reference(base, args.annotators, ref_s))
     rows = table(tally, args.seconds)
     print_table(rows)
     print(
         f"stored events/s {tally.events_stored / args.seconds:.1f}   "
         f"images submitted/s {tally.images_done / args.seconds:.1f}"
+    )
+    ratio = rows["mixed"]["req/s"] / ref[0] if ref[0] else float("nan")
+    print(
+        f"reference GET /livez, same clients, {ref_s:g} s: {ref[0]:.1f} req/s (p50 {ref[1]:.1f} "
+        f"ms); mixed / reference = {ratio:.2f}"
     )
     for sample in tally.samples:
         print(f"  error: {sample}")
@@ -384,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
                     "rows": rows,
                     "events_stored_per_s": tally.events_stored / args.seconds,
                     "images_per_s": tally.images_done / args.seconds,
+                    "reference_req_per_s": ref[0],
+                    "mixed_over_reference": ratio,
                 }
             )
         )

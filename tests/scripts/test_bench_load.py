@@ -11,7 +11,19 @@ from scripts import bench_load
 
 def test_tiny_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     code = bench_load.main(
-        ["--annotators", "2", "--seconds", "3", "--images", "30", "--workers", "1", "--json"]
+        [
+            "--annotators",
+            "2",
+            "--seconds",
+            "3",
+            "--warmup",
+            "1",
+            "--images",
+            "30",
+            "--workers",
+            "1",
+            "--json",
+        ]
     )
     assert code == 0
     out = capsys.readouterr().out
