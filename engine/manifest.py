@@ -45,9 +45,9 @@ def _resolve(text: str, base: Path) -> str:
 
 def _row(line: int, value: object, base: Path) -> ManifestRow:
     if not isinstance(value, str) or not value.strip():
-        return ManifestRow(line, None, f"manifest row {line}: no uri")
+        return ManifestRow(line, None, f"bad manifest row: row {line} has no uri")
     if "\x00" in value:
-        return ManifestRow(line, None, f"manifest row {line}: NUL in the uri")
+        return ManifestRow(line, None, f"bad manifest row: row {line} has a NUL in the uri")
     return ManifestRow(line, _resolve(value, base))
 
 
@@ -100,7 +100,9 @@ def _read_jsonl(path: Path, base: Path) -> list[ManifestRow]:
             try:
                 item = json.loads(text)
             except json.JSONDecodeError as err:
-                out.append(ManifestRow(i, None, f"manifest row {i}: not JSON ({err.msg})"))
+                out.append(
+                    ManifestRow(i, None, f"bad manifest row: row {i} is not JSON ({err.msg})")
+                )
                 continue
             if isinstance(item, dict):
                 column = _pick(list(item))

@@ -190,9 +190,14 @@ def next_task(
         minutes=settings.lease_minutes,
     )
     session.commit()
+    out = _task(session, lease, settings.lease_minutes)
     if getattr(request.app.state, "precomputer", None) is not None:
-        background.add_task(_precompute_next, request.app, lease.image_id)  # after the answer
-    return _task(session, lease, settings.lease_minutes)
+        # after the answer, in its own session; ours gives its connection back first (the
+        # request's session is closed only after background tasks: holding both could
+        # exhaust the pool under load)
+        session.close()
+        background.add_task(_precompute_next, request.app, lease.image_id)
+    return out
 
 
 def _precompute_next(app: Any, image_id: int) -> None:
@@ -361,6 +366,7 @@ def submit(
         session, lease=lease, request_sha256=request_sha256, response=out.model_dump(mode="json")
     )
     session.commit()
+    session.close()  # the connection goes back to the pool before the background task's
     background.add_task(
         _warm_metrics, request.app, image_id=lease.image_id, idle_s=settings.idle_seconds
     )

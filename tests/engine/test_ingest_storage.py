@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Image, Mask, Prefill
+from db.session import make_engine, make_session_factory
 from engine.flywheel.prefill import prefill_project
 from engine.imageio import sha256_file
 from engine.ingest import ingest
@@ -76,8 +77,11 @@ def test_ingest_and_prefill_from_s3(factory: sessionmaker[Session], s3_server: s
 
 
 def test_ingest_manifest_from_http_and_prefill(
-    factory: sessionmaker[Session], http_folder: tuple[str, Path], tmp_path: Path
+    sqlite_url: str, http_folder: tuple[str, Path], tmp_path: Path
 ) -> None:
+    """One database here: the S3 test above covers both engines; pre-fill is the slow part."""
+    engine = make_engine(sqlite_url)
+    factory = make_session_factory(engine)
     base, folder = http_folder
     photos = sample_photos()
     for p in photos:
@@ -90,10 +94,18 @@ def test_ingest_manifest_from_http_and_prefill(
     summary = ingest(factory, project="web", paths=[], manifest=manifest, workers=3)
     assert summary.added == 3
     assert sum(summary.rejected.values()) == 2 and summary.rejected["unreadable"] == 1
-    assert dict(summary.skipped) == {"manifest row 6": 1}
-    assert set(_rows(factory)) == {f"{base}/{n}" for n in (*(p.name for p in photos), "bad.png")}
+    assert summary.skipped_files == [
+        (
+            f"{manifest}:6",
+            "bad manifest row: row 6 is not JSON "
+            "(Expecting property name enclosed in double quotes)",
+        )
+    ]
+    names = (*(p.name for p in photos), "bad.png", "gone.png")  # rejected ones recorded too
+    assert set(_rows(factory)) == {f"{base}/{n}" for n in names}
     done, masks = _prefill(factory, "web")
     assert done == 3 and masks > 0
+    engine.dispose()
 
 
 def test_manifests_csv_parquet_and_file_uris(
@@ -111,7 +123,7 @@ def test_manifests_csv_parquet_and_file_uris(
     parquet_path = tmp_path / "m.parquet"
     pq.write_table(pa.table({"path": [str(local / photos[2].name)]}), parquet_path)
     one = ingest(factory, project="f", paths=[], manifest=csv_path)
-    assert one.added == 2 and dict(one.skipped) == {"manifest row 3": 1}
+    assert one.added == 2 and dict(one.skipped) == {"bad manifest row": 1}
     two = ingest(factory, project="f", paths=[f"file://{local}/"], manifest=parquet_path, workers=2)
     assert (two.added, two.duplicates) == (1, 3)  # the folder's three, then parquet's one again
     assert set(_rows(factory)) == {str(local / p.name) for p in photos}

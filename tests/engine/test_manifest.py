@@ -16,7 +16,7 @@ def test_csv_with_and_without_header(tmp_path: Path) -> None:
     with_header.write_text("name,URL\nx,s3://b/x.jpg\ny,\nz,rel/z.png\n")
     assert read_manifest(with_header) == [
         ManifestRow(2, "s3://b/x.jpg"),
-        ManifestRow(3, None, "manifest row 3: no uri"),
+        ManifestRow(3, None, "bad manifest row: row 3 has no uri"),
         ManifestRow(4, str(tmp_path / "rel" / "z.png")),
     ]
     bare = tmp_path / "b.csv"
@@ -35,7 +35,7 @@ def test_jsonl(tmp_path: Path) -> None:
         (4, None),
         (5, None),
     ]
-    assert rows[3].problem is not None and rows[3].problem.startswith("manifest row 5: not JSON")
+    assert rows[3].problem is not None and rows[3].problem.startswith("bad manifest row: row 5 is not JSON")
 
 
 def test_parquet(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_parquet(tmp_path: Path) -> None:
     pq.write_table(pa.table({"image": ["s3://b/1.jpg", None], "n": [1, 2]}), path)
     assert [(r.uri, r.problem) for r in read_manifest(path)] == [
         ("s3://b/1.jpg", None),
-        (None, "manifest row 2: no uri"),
+        (None, "bad manifest row: row 2 has no uri"),
     ]
     wrong = tmp_path / "w.parquet"
     pq.write_table(pa.table({"file": ["x"]}), wrong)
@@ -62,4 +62,4 @@ def test_refused_manifests(tmp_path: Path) -> None:
         read_manifest(tmp_path / "missing.csv")
     nul = tmp_path / "nul.csv"
     nul.write_text("uri\ns3://b/\x00.jpg\n")
-    assert read_manifest(nul)[0].problem == "manifest row 2: NUL in the uri"
+    assert read_manifest(nul)[0].problem == "bad manifest row: row 2 has a NUL in the uri"
