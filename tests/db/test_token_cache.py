@@ -14,10 +14,15 @@ from db.users import create_user, issue_token, revoke_token, set_password, user_
 from tests.factories import PASSWORD
 
 
-def _count_queries(factory: sessionmaker[Session]) -> list[str]:
+def _token_queries(factory: sessionmaker[Session]) -> list[str]:
     statements: list[str] = []
     engine = factory.kw["bind"]
-    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if "auth_token" in statement:  # token lookups only (not SQLite's BEGIN IMMEDIATE)
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
     return statements
 
 
@@ -27,7 +32,7 @@ def test_hits_cost_no_query_and_changes_clear(factory: sessionmaker[Session]) ->
         user = create_user(s, name="ann", role="annotator", password=PASSWORD)
         token = issue_token(s, user=user, kind="api", hours=1)
         other = issue_token(s, user=user, kind="api", hours=1)
-    queries = _count_queries(factory)
+    queries = _token_queries(factory)
     with factory() as s:
         first = user_for_token(s, token=token, cache_s=5)
         n = len(queries)
@@ -68,7 +73,7 @@ def test_password_change_and_no_cache(factory: sessionmaker[Session]) -> None:
         assert user_for_token(s, token=token, cache_s=5) is None  # logged out everywhere
     with transaction(factory) as s:
         fresh = issue_token(s, user=s.get(User, user.id), kind="api", hours=1)  # type: ignore[arg-type]
-    queries = _count_queries(factory)
+    queries = _token_queries(factory)
     with factory() as s:
         for _ in range(3):
             assert user_for_token(s, token=fresh) is not None  # cache_s=0: always asks
