@@ -28,11 +28,13 @@ def test_file_route_streams_s3_objects(db_url: str, tmp_path: Path, s3_server: s
     rotated = io.BytesIO()
     exif = PILImage.Exif()
     exif[0x0112] = 6
-    PILImage.open(photos[0]).convert("RGB").save(rotated, format="JPEG", exif=exif)
+    with PILImage.open(photos[0]) as im:
+        im.convert("RGB").save(rotated, format="JPEG", exif=exif)
+        w, h = im.size
     objects = {p.name: p.read_bytes() for p in photos} | {"rotated.jpg": rotated.getvalue()}
-    make_bucket(s3_server, "b", objects)
+    make_bucket(s3_server, "imgs", objects)
     with start_web(db_url, tmp_path / "var") as web:
-        summary = ingest(web.factory, project="p", paths=["s3://b/"], workers=2)
+        summary = ingest(web.factory, project="p", paths=["s3://imgs/"], workers=2)
         assert summary.added == 4
         ids = _ids(web.factory)
         for p in photos:  # sent as stored, byte for byte
@@ -42,12 +44,12 @@ def test_file_route_streams_s3_objects(db_url: str, tmp_path: Path, s3_server: s
         # EXIF-rotated: decoded from the object's bytes and sent upright as JPEG
         r = web.client.get(f"/api/images/{ids['rotated.jpg']}/file", headers=web.as_("admin"))
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
-        w, h = PILImage.open(photos[0]).size
-        assert PILImage.open(io.BytesIO(r.content)).size == (h, w)
+        with PILImage.open(io.BytesIO(r.content)) as shown:
+            assert shown.size == (h, w)
         # the object disappears: 404 naming the reason, nothing else breaks
         import boto3
 
-        boto3.client("s3", endpoint_url=s3_server).delete_object(Bucket="b", Key=photos[1].name)
+        boto3.client("s3", endpoint_url=s3_server).delete_object(Bucket="imgs", Key=photos[1].name)
         r = web.client.get(f"/api/images/{ids[photos[1].name]}/file", headers=web.as_("admin"))
         assert r.status_code == 404 and "not found" in r.json()["detail"]
         assert "Traceback" not in r.text
@@ -55,9 +57,9 @@ def test_file_route_streams_s3_objects(db_url: str, tmp_path: Path, s3_server: s
 
 def test_presigned_redirect(sqlite_url: str, tmp_path: Path, s3_server: str) -> None:
     photo = sample_photos()[2]
-    make_bucket(s3_server, "b", {"c.png": photo.read_bytes()})
+    make_bucket(s3_server, "imgs", {"c.png": photo.read_bytes()})
     with start_web(sqlite_url, tmp_path / "var", presigned_redirect=True) as web:
-        ingest(web.factory, project="p", paths=["s3://b/c.png"])
+        ingest(web.factory, project="p", paths=["s3://imgs/c.png"])
         image_id = _ids(web.factory)["c.png"]
         r = web.client.get(
             f"/api/images/{image_id}/file", headers=web.as_("admin"), follow_redirects=False
