@@ -15,7 +15,7 @@ def test_tiny_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
             "--annotators",
             "2",
             "--seconds",
-            "3",
+            "4",
             "--warmup",
             "1",
             "--images",
@@ -35,11 +35,14 @@ def test_tiny_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     rows = figures["rows"]
     assert set(rows) == {*bench_load.ROUTES, "mixed"}
     for route in bench_load.ROUTES:
-        assert rows[route]["n"] > 0 and rows[route]["errors"] == 0, route
-        assert 0 < rows[route]["p50"] <= rows[route]["p95"]
+        assert rows[route]["errors"] == 0, route
+        if rows[route]["n"]:  # on a busy machine a slow route may finish no call in 4 s
+            assert 0 < rows[route]["p50"] <= rows[route]["p95"], route
+    assert rows["mixed"]["n"] > 0 and figures["reference_req_per_s"] > 0
     assert rows["mixed"]["n"] == sum(rows[r]["n"] for r in bench_load.ROUTES)
-    assert rows["mixed"]["req/s"] == pytest.approx(rows["mixed"]["n"] / 3)
-    assert figures["events_stored_per_s"] > 0 and figures["images_per_s"] > 0
+    assert rows["mixed"]["req/s"] == pytest.approx(rows["mixed"]["n"] / 4)
+    stored = figures["events_stored_per_s"] * 4
+    assert stored == pytest.approx(8 * rows["events"]["n"] / 2, abs=8)  # 6 + 2 events a cycle
 
 
 def test_refuses_non_loopback() -> None:
