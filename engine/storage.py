@@ -19,7 +19,6 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 REMOTE_SCHEMES: tuple[str, ...] = ("s3", "gs", "gcs", "az", "abfs", "abfss", "http", "https")
 # The package that provides each scheme's fsspec backend (named in the error when missing).
@@ -197,11 +196,6 @@ def copy_to(uri: str, dest: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def host_of(uri: str) -> str:
-    """The bucket or host of a remote uri (for messages)."""
-    return urlsplit(uri).netloc
 
 
 def local_copy(src: str, dest: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:

@@ -35,7 +35,9 @@ def test_jsonl(tmp_path: Path) -> None:
         (4, None),
         (5, None),
     ]
-    assert rows[3].problem is not None and rows[3].problem.startswith("bad manifest row: row 5 is not JSON")
+    assert rows[3].problem is not None and rows[3].problem.startswith(
+        "bad manifest row: row 5 is not JSON"
+    )
 
 
 def test_parquet(tmp_path: Path) -> None:
