@@ -21,7 +21,6 @@ and, when a user's next images are known::
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -41,8 +40,6 @@ class Precomputer:
 
     segmenter: a ``CachedSegmenter`` (anything with ``embed_cached(sha256, load_image)``
     and ``is_cached(sha256)``). max_pending: queue bound. load_image: path -> HWC uint8 RGB.
-    nice: how much to lower the worker thread's CPU priority (Linux, per thread), so requests
-    keep the cores when annotators outpace the encoder; 0 = unchanged.
     """
 
     def __init__(
@@ -51,7 +48,6 @@ class Precomputer:
         *,
         max_pending: int = 64,
         load_image: Callable[[str], np.ndarray] = load_rgb,
-        nice: int = 10,
     ):
         if not hasattr(segmenter, "embed_cached"):
             raise TypeError(
@@ -63,7 +59,6 @@ class Precomputer:
         self.segmenter = segmenter
         self.max_pending = max_pending
         self.load_image = load_image
-        self.nice = nice
         self._pending: OrderedDict[str, str] = OrderedDict()  # sha256 -> path, oldest first
         self._running: str | None = None
         self._cond = threading.Condition()
@@ -149,7 +144,6 @@ class Precomputer:
         return True
 
     def _run(self) -> None:
-        _lower_priority(self.nice)
         while True:
             with self._cond:
                 while not self._pending and not self._stop:
@@ -176,17 +170,6 @@ class Precomputer:
                     self._last_error = error
                     log.warning("precompute failed: %s", error)
                 self._cond.notify_all()
-
-
-def _lower_priority(nice: int) -> None:
-    """Lower the calling thread's CPU priority by ``nice`` (Linux nice is per thread)."""
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except OSError as err:  # not permitted here: the thread runs at normal priority
-        log.warning("could not lower the precompute thread's priority: %s", err)
 
 
 def attach_precompute(app: Any, *, max_pending: int = 64) -> None:
