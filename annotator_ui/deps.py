@@ -60,7 +60,8 @@ def request_token(request: Request) -> str | None:
 
 def get_current_user(request: Request, session: SessionDep) -> User:
     token = request_token(request)
-    user = user_for_token(session, token=token) if token else None
+    cache_s = request.app.state.settings.auth_cache_seconds
+    user = user_for_token(session, token=token, cache_s=cache_s) if token else None
     if user is None:
         raise HTTPException(
             status_code=401,

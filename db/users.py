@@ -26,6 +26,7 @@ from zxcvbn import zxcvbn
 
 from db.errors import Conflict, InvalidInput, NotFound
 from db.models import ROLES, AuthToken, User, name_key, utcnow
+from db.token_cache import TOKEN_CACHE
 
 _hasher = PasswordHasher()
 
@@ -203,13 +204,31 @@ def issue_token(
     return secret
 
 
-def user_for_token(session: Session, *, token: str) -> User | None:
-    """The active user a live token belongs to, or None."""
-    row = session.scalar(select(AuthToken).where(AuthToken.token_sha256 == _digest(token)))
-    if row is None or (row.expires_at is not None and row.expires_at < utcnow()):
+def user_for_token(session: Session, *, token: str, cache_s: float = 0.0) -> User | None:
+    """The active user a live token belongs to, or None (one query: token joined to user).
+
+    ``cache_s`` > 0: answers come from ``db.token_cache`` for up to that many seconds (no
+    query); changes to users or tokens in this process clear it (see that module).
+    """
+    digest = _digest(token)
+    now = utcnow()
+    if cache_s > 0:
+        cached = TOKEN_CACHE.get(digest, ttl_s=cache_s, now=now)
+        if cached is not None:
+            return session.merge(cached, load=False)
+    row = session.execute(
+        select(AuthToken.expires_at, User)
+        .join(User, User.id == AuthToken.user_id)
+        .where(AuthToken.token_sha256 == digest)
+    ).first()
+    if row is None or (row.expires_at is not None and row.expires_at < now):
         return None
-    user = session.get(User, row.user_id)
-    return user if user is not None and user.active else None
+    user = row.User
+    if not user.active:
+        return None
+    if cache_s > 0:
+        TOKEN_CACHE.put(digest, user, row.expires_at)
+    return user
 
 
 def revoke_token(session: Session, *, token: str) -> None:

@@ -19,8 +19,9 @@ File names that are not valid UTF-8 (``b"\\xff.jpg"``) are stored as percent-enc
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from urllib.parse import quote, unquote_to_bytes
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from scipy.fft import dctn
+
+from engine.storage import DEFAULT_MAX_BYTES, StorageError, is_remote, read_bytes
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 EXIF_ORIENTATION_TAG = 0x0112
@@ -130,11 +133,14 @@ def open_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     formats: tuple[str, ...] = ALLOWED_FORMATS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Iterator[Image.Image]:
     """Open an image lazily after checking it, before any pixel is decoded. The one way this
     project opens image files.
 
-    ``src``: a path, a stored uri (:func:`uri_to_path`) or a binary file object. The file's
+    ``src``: a path, a stored uri (:func:`uri_to_path`; ``s3://``, ``gs://``, ``az://`` and
+    ``http(s)://`` objects are read through ``engine.storage``, at most ``max_bytes``) or a
+    binary file object. The file's
     format (as Pillow detects it from the content) must be in ``formats``; its header size
     (width x height, before EXIF rotation) must be at most ``max_pixels``; Pillow's own
     decompression-bomb check also applies. Yields the Pillow image positioned at frame 0, not
@@ -142,7 +148,12 @@ def open_image(
     """
     if max_pixels <= 0:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
-    fp: str | BinaryIO = src if hasattr(src, "read") else uri_to_path(src)  # type: ignore[arg-type]
+    owned = not hasattr(src, "read")
+    fp: str | BinaryIO
+    if owned and is_remote(src):  # type: ignore[arg-type]
+        fp = io.BytesIO(_remote_bytes(os.fspath(src), max_bytes))  # type: ignore[arg-type]
+    else:
+        fp = src if not owned else uri_to_path(src)  # type: ignore[arg-type,assignment]
     Image.init()  # registers every plugin (idempotent), so each allowed format can be named
     try:
         img = Image.open(fp, formats=list(formats))
@@ -157,8 +168,16 @@ def open_image(
         _check_header(img, max_pixels=max_pixels, formats=formats)
         yield img
     finally:
-        if isinstance(fp, str):  # a caller's stream stays open
+        if owned:  # a caller's stream stays open
             img.close()
+
+
+def _remote_bytes(uri: str, max_bytes: int) -> bytes:
+    """A remote object's bytes (``engine.storage``), bounded; ImageRejected with the reason."""
+    try:
+        return read_bytes(uri, max_bytes=max_bytes)
+    except StorageError as err:
+        raise ImageRejected(safe_text(str(err))) from err
 
 
 def _unidentified_reason(fp: str | BinaryIO) -> str:
@@ -204,7 +223,7 @@ class ProbeResult:
     ``{"multi-frame": "animated GIF: only the first frame is used"}``.
     """
 
-    path: Path
+    path: Path | str  # a str for a remote uri (engine.storage)
     sha256: str | None
     file_size: int | None
     ok: bool
@@ -297,13 +316,29 @@ def probe(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = DEFAULT_MIN_SIDE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ProbeResult:
-    """Verify and fully decode one file. Never raises for bad files: returns ok=False + reason.
+    """Verify and fully decode one file or object. Never raises for bad files: returns
+    ok=False + reason.
 
-    Rejected before decoding: unreadable, empty, a format outside ``ALLOWED_FORMATS``, more
-    than ``max_pixels`` pixels, a side under ``min_side`` px (too small to segment).
-    Multi-frame files are kept (frame 0) with ``flags["multi-frame"]``.
+    Rejected before decoding: unreadable (``not found`` for a missing object), empty, more
+    than ``max_bytes`` bytes (objects; read at most once, bounded), a format outside
+    ``ALLOWED_FORMATS``, more than ``max_pixels`` pixels, a side under ``min_side`` px (too
+    small to segment). Multi-frame files are kept (frame 0) with ``flags["multi-frame"]``.
+    ``path``: a local path, a stored uri, or a remote uri (``engine.storage``), which stays
+    the result's ``path`` as a str.
     """
+    if is_remote(path):
+        uri = os.fspath(path)
+        try:
+            data = read_bytes(uri, max_bytes=max_bytes)
+        except StorageError as err:
+            return ProbeResult(uri, None, None, False, safe_text(str(err)))
+        res = ProbeResult(uri, hashlib.sha256(data).hexdigest(), len(data), False)
+        if not data:
+            res.reason = "empty file: 0 bytes"
+            return res
+        return _decode_checks(res, lambda: io.BytesIO(data), max_pixels, min_side)
     path = Path(uri_to_path(path))
     try:
         size = path.stat().st_size
@@ -319,8 +354,18 @@ def probe(
     if size == 0:
         res.reason = "empty file: 0 bytes"
         return res
+    return _decode_checks(res, lambda: path, max_pixels, min_side)
+
+
+def _decode_checks(
+    res: ProbeResult,
+    source: Callable[[], Path | BinaryIO],
+    max_pixels: int,
+    min_side: int,
+) -> ProbeResult:
+    """The header checks, ``verify`` and a full decode of frame 0; fills ``res``."""
     try:
-        with open_image(path, max_pixels=max_pixels) as img:
+        with open_image(source(), max_pixels=max_pixels) as img:
             w, h = img.size
             if min(w, h) < min_side:
                 raise ImageRejected(
@@ -328,7 +373,7 @@ def probe(
                     "(DATAENGINE_MIN_IMAGE_SIDE)"
                 )
             img.verify()  # structure and checksums
-        with open_image(path, max_pixels=max_pixels) as img:
+        with open_image(source(), max_pixels=max_pixels) as img:
             res.format = img.format
             res.mode = img.mode
             if note := _multi_frame(img):

@@ -43,6 +43,30 @@ class Settings(BaseSettings):
         "and on every route that decodes. Pillow's own decompression-bomb check (about 179 MP) "
         "also stays active.",
     )
+    max_image_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Objects read from object storage or the web (s3://, gs://, az://, "
+        "http(s)://) larger than this are refused before decoding; at most this many bytes "
+        "are read.",
+    )
+    presigned_redirect: bool = Field(
+        default=False,
+        description="GET /api/images/{id}/file answers an s3:// image stored as is with a 307 "
+        "redirect to a presigned URL (the browser then reads the bucket directly) instead of "
+        "streaming it through the app.",
+    )
+    presigned_expiry_seconds: int = Field(
+        default=900, gt=0, le=7 * 24 * 3600, description="Lifetime of those presigned URLs."
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long an app process reuses a token's user without asking the "
+        "database (0 = every request asks). Logout, password and role changes clear it in the "
+        "process that made them at once; other processes (serve --workers) within this time.",
+    )
     min_image_side: int = Field(
         default=32,
         ge=1,

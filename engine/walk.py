@@ -13,7 +13,7 @@ class WalkEntry:
     """One thing met while walking: a file to probe (``skipped`` None), or an entry not probed
     with the reason (``hidden``, ``unreadable folder: ...``, ``folder already walked ...``)."""
 
-    path: Path
+    path: Path | str  # a str for a remote uri or a manifest row (engine.ingest.collect)
     skipped: str | None = None
 
 

@@ -27,6 +27,7 @@ from engine.curation.agreement import agreement
 from engine.curation.captions import draft_caption
 from engine.curation.signal_words import describe_all, sorted_values
 from engine.imageio import ImageRejected, display_path, thumbnail, uri_to_path
+from engine.storage import is_remote
 
 router = APIRouter(prefix="/api/curation", tags=["curation"])
 Curator = Annotated[User, Depends(require_roles("curator", "reviewer", "admin"))]
@@ -251,11 +252,13 @@ def thumbnail_path(image: Image, size: int, cache_dir: Path, *, max_pixels: int)
     path = cache_dir / "thumbs" / key[:2] / f"{key}_{size}.jpg"
     if path.exists():
         return path
-    src = Path(uri_to_path(image.uri))
-    if not src.is_file():
-        raise NotFound(
-            f"the file of image {image.id} is missing ({display_path(src.name)}); re-ingest it"
-        )
+    src: Path | str = image.uri  # an object-storage uri is read by thumbnail() itself
+    if not is_remote(image.uri):
+        src = Path(uri_to_path(image.uri))
+        if not src.is_file():
+            raise NotFound(
+                f"the file of image {image.id} is missing ({display_path(src.name)}); re-ingest it"
+            )
     try:
         im = thumbnail(src, size=size, max_pixels=max_pixels)
     except ImageRejected as err:

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -168,7 +168,12 @@ def project(project_id: int, session: SessionDep, user: CurrentUser) -> ProjectO
 
 @router.post("/api/tasks/next")
 def next_task(
-    body: NextIn, request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser
+    body: NextIn,
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> TaskOut:
     """My live lease in this project and stage, or a new one on a free image (404 when none)."""
     if user.role not in STAGE_ROLES[body.stage]:
@@ -185,24 +190,32 @@ def next_task(
         minutes=settings.lease_minutes,
     )
     session.commit()
-    _precompute_next(request, session, lease)
-    return _task(session, lease, settings.lease_minutes)
+    out = _task(session, lease, settings.lease_minutes)
+    if getattr(request.app.state, "precomputer", None) is not None:
+        # after the answer, in its own session; ours gives its connection back first (the
+        # request's session is closed only after background tasks: holding both could
+        # exhaust the pool under load)
+        session.close()
+        background.add_task(_precompute_next, request.app, lease.image_id)
+    return out
 
 
-def _precompute_next(request: Request, session: Session, lease: Lease) -> None:
-    """Ask the embedding precompute (if attached) for this image and the next few."""
-    if getattr(request.app.state, "precomputer", None) is None:
-        return
+def _precompute_next(app: Any, image_id: int) -> None:
+    """Ask the embedding precompute for this image and the next few (own session: this runs
+    after the response was sent)."""
     from engine.segment.precompute import schedule
 
-    image = session.get(Image, lease.image_id)
-    upcoming = session.scalars(
-        select(Image)
-        .where(Image.project_id == image.project_id, Image.id >= image.id, Image.status == "ok")
-        .order_by(Image.id)
-        .limit(4)
-    ).all()
-    schedule(request.app, [(im.sha256, im.uri) for im in upcoming])
+    with app.state.session_factory() as session:
+        image = session.get(Image, image_id)
+        if image is None:
+            return
+        upcoming = session.execute(
+            select(Image.sha256, Image.uri)
+            .where(Image.project_id == image.project_id, Image.id >= image.id, Image.status == "ok")
+            .order_by(Image.id)
+            .limit(4)
+        ).all()
+    schedule(app, [(sha, uri) for sha, uri in upcoming])
 
 
 @router.get("/api/tasks")
@@ -268,20 +281,22 @@ def _op_shape(op: dict[str, Any], image: Image, max_bytes: int) -> dict[str, Any
     return {**op, **shape}
 
 
-def _warm_metrics(session: Session, *, image_id: int, idle_s: float) -> None:
-    """Derive the image's metrics cache row now (a few ms) so metric queries stay warm.
+def _warm_metrics(app: Any, *, image_id: int, idle_s: float) -> None:
+    """Derive the image's metrics cache row (a few ms) so metric queries stay warm; runs
+    after the submit's answer was sent, in its own session.
 
     Best effort: the submit is already committed, and a failure here only means the next
     metrics query derives the row itself.
     """
     from engine.flywheel.metrics import refresh_image_cache
 
-    try:
-        refresh_image_cache(session, image_id=image_id, idle_s=idle_s)
-        session.commit()
-    except SQLAlchemyError as err:
-        session.rollback()
-        log.warning("metrics cache for image %s not refreshed: %s", image_id, err)
+    with app.state.session_factory() as session:
+        try:
+            refresh_image_cache(session, image_id=image_id, idle_s=idle_s)
+            session.commit()
+        except SQLAlchemyError as err:
+            session.rollback()
+            log.warning("metrics cache for image %s not refreshed: %s", image_id, err)
 
 
 MASK_OP_ROLES = STAGE_ROLES["annotate"]
@@ -293,7 +308,13 @@ def _request_sha256(payload: dict[str, Any]) -> str:
 
 @router.post("/api/tasks/{lease_id}/submit")
 def submit(
-    lease_id: int, body: SubmitIn, session: SessionDep, settings: SettingsDep, user: CurrentUser
+    lease_id: int,
+    body: SubmitIn,
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> SubmitOut:
     """Apply any pending ops and finish the image.
 
@@ -345,7 +366,10 @@ def submit(
         session, lease=lease, request_sha256=request_sha256, response=out.model_dump(mode="json")
     )
     session.commit()
-    _warm_metrics(session, image_id=lease.image_id, idle_s=settings.idle_seconds)
+    session.close()  # the connection goes back to the pool before the background task's
+    background.add_task(
+        _warm_metrics, request.app, image_id=lease.image_id, idle_s=settings.idle_seconds
+    )
     return out
 
 
@@ -369,6 +393,30 @@ def image_meta(image_id: int, session: SessionDep, user: CurrentUser) -> ImageOu
 
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
+STORED_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png"}
+STORED_TYPES |= {"WEBP": "image/webp", "GIF": "image/gif"}
+
+
+def _remote_file(image: Image, settings: Any) -> Response:
+    """An object-storage image sent as stored: a 307 to a presigned URL (s3, when
+    ``presigned_redirect`` is on), else the object streamed through (``max_image_bytes``)."""
+    from fastapi.responses import RedirectResponse, StreamingResponse
+
+    from engine.storage import StorageError, iter_chunks, presigned_url
+
+    try:
+        if settings.presigned_redirect:
+            url = presigned_url(image.uri, expires_s=settings.presigned_expiry_seconds)
+            if url is not None:
+                return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+        chunks = iter_chunks(image.uri, max_bytes=settings.max_image_bytes)
+    except StorageError as err:
+        raise NotFound(f"image {image.id}'s object cannot be read: {err}") from err
+    return StreamingResponse(
+        chunks,
+        media_type=STORED_TYPES[image.format or ""],
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
 
 
 @router.get(
@@ -389,17 +437,24 @@ def image_file(
     from PIL import Image as PILImage
 
     from engine.imageio import ImageRejected, display_path, load_rgb, uri_to_path
+    from engine.storage import is_remote
 
     image = require_ok(image=ensure_can_read(session, user=user, image_id=image_id))
-    src = uri_to_path(image.uri)
-    if not Path(src).is_file():
-        raise NotFound(f"image file missing: {display_path(src)} (moved since ingest?)")
-    if image.file_size is not None and Path(src).stat().st_size != image.file_size:
-        raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
     multi_frame = "multi-frame" in ((image.meta or {}).get("flags") or {})
     as_stored = image.exif_orientation in (None, 1) and not multi_frame
-    if as_stored and image.format in ("JPEG", "MPO", "PNG", "WEBP", "GIF"):
-        return FileResponse(src, headers={"Cache-Control": "private, max-age=3600"})
+    as_stored = as_stored and image.format in STORED_TYPES
+    if is_remote(image.uri):
+        if as_stored:
+            return _remote_file(image, settings)
+        src = image.uri
+    else:
+        src = uri_to_path(image.uri)
+        if not Path(src).is_file():
+            raise NotFound(f"image file missing: {display_path(src)} (moved since ingest?)")
+        if image.file_size is not None and Path(src).stat().st_size != image.file_size:
+            raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
+        if as_stored:
+            return FileResponse(src, headers={"Cache-Control": "private, max-age=3600"})
     try:
         rgb = load_rgb(src, max_pixels=settings.max_image_pixels)
     except ImageRejected as err:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import select
@@ -32,6 +32,7 @@ from db.models import Image, Project
 from engine.curation.captions import draft_caption
 from engine.imageio import uri_to_path
 from engine.interop.exporters.atomic import file_sha256
+from engine.storage import StorageError, copy_to, is_remote
 
 STAGE_RULES = {
     "specialist": "effective specialist keep: every specialist who saw the image kept it",
@@ -130,7 +131,7 @@ def _record(
     decided: dict[str, dict[int, str]],
 ) -> Record:
     """One selected image's record (caption: newest human one, else a draft)."""
-    suffix = Path(im.uri).suffix.lower()
+    suffix = PurePosixPath(im.uri).suffix.lower()
     suffix = SUFFIXES.get(suffix, suffix) or ".img"
     cap = latest_caption(session, image_id=im.id)
     if cap is not None:
@@ -151,7 +152,7 @@ def _record(
         provenance={
             "image_id": im.id,
             "sha256": im.sha256,
-            "source_name": Path(im.uri).name,
+            "source_name": PurePosixPath(im.uri).name,
             "decisions": {s: decided[s].get(im.id) for s in decided},
             "specialists": len(ds),
         },
@@ -168,12 +169,19 @@ def copy_images(records: list[Record], folder: Path) -> tuple[list[Record], list
     folder.mkdir(parents=True, exist_ok=True)
     copied, skipped = [], []
     for r in records:
-        src = Path(uri_to_path(r.image.uri))  # file:// uris: names that are not UTF-8
-        if not src.is_file():
-            skipped.append({"image_id": r.image.id, "reason": "file missing"})
-            continue
         dest = folder / r.file_name
-        shutil.copyfile(src, dest)
+        if is_remote(r.image.uri):  # object storage: copied through engine.storage
+            try:
+                copy_to(r.image.uri, dest)
+            except StorageError as err:
+                skipped.append({"image_id": r.image.id, "reason": f"object {err}"})
+                continue
+        else:
+            src = Path(uri_to_path(r.image.uri))  # file:// uris: names that are not UTF-8
+            if not src.is_file():
+                skipped.append({"image_id": r.image.id, "reason": "file missing"})
+                continue
+            shutil.copyfile(src, dest)
         if r.image.sha256 and file_sha256(dest) != r.image.sha256:
             dest.unlink()
             skipped.append(

@@ -10,6 +10,7 @@ import typer
 from scripts.commands.common import (
     JsonFlag,
     console,
+    fail,
     json_output,
     open_db,
     print_json,
@@ -63,8 +64,16 @@ def print_summary(summary: IngestSummary) -> None:
         console.print(f"  flagged {path}: {note}", markup=False, highlight=False)
 
 
-def run_ingest(settings: Settings, project: str, paths: list[Path], copy: bool) -> IngestSummary:
-    """Ingest with a progress bar; returns the summary (used by `up` too)."""
+def run_ingest(
+    settings: Settings,
+    project: str,
+    paths: list[Path | str],
+    copy: bool,
+    *,
+    manifest: Path | None = None,
+    workers: int = 1,
+) -> IngestSummary:
+    """Ingest with a progress bar (counts, ETA); returns the summary (used by `up` too)."""
     from rich.markup import escape
 
     from engine.imageio import display_path
@@ -78,16 +87,19 @@ def run_ingest(settings: Settings, project: str, paths: list[Path], copy: bool) 
             bar.update(task, total=n)
 
         def on_file(res: ProbeResult, outcome: str) -> None:
-            name = escape(display_path(res.path.name))  # a file may be named "[/x].jpg"
-            bar.update(task, advance=1, status=f"{outcome}: {name}")
+            name = display_path(res.path).rstrip("/").rsplit("/", 1)[-1]
+            bar.update(task, advance=1, status=f"{outcome}: {escape(name)}")  # "[/x].jpg"
 
         summary = ingest(
             factory,
             project=project,
             paths=paths,
+            manifest=manifest,
             copy_to=settings.image_store if copy else None,
             max_pixels=settings.max_image_pixels,
             min_side=settings.min_image_side,
+            max_bytes=settings.max_image_bytes,
+            workers=workers,
             on_file=on_file,
             on_total=on_total,
         )
@@ -95,8 +107,18 @@ def run_ingest(settings: Settings, project: str, paths: list[Path], copy: bool) 
 
 
 def ingest_command(
-    paths: list[Path] = typer.Argument(..., help="Files or folders (walked recursively)."),
+    paths: list[str] = typer.Argument(
+        None,
+        help="Files or folders (walked recursively), file:// uris, or object-storage uris and "
+        "prefixes (s3://bucket/photos/, gs://..., az://..., https://host/x.jpg).",
+    ),
     project: str = typer.Option(..., "--project", "-p", help="Project name (created if missing)."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="A .csv, .jsonl or .parquet file of image uris (column 'uri')."
+    ),
+    workers: int = typer.Option(
+        8, "--workers", min=1, max=256, help="Threads reading and probing images in parallel."
+    ),
     copy: bool = typer.Option(False, "--copy", help="Copy images into the managed store."),
     max_pixels: int | None = typer.Option(
         None, help="Reject images above this many pixels (default: DATAENGINE_MAX_IMAGE_PIXELS)."
@@ -106,19 +128,32 @@ def ingest_command(
     """Ingest images: verify, decode, record size/orientation/mode, deduplicate by sha256.
 
     Bad files (corrupt, truncated, empty, non-image, a format outside JPEG/PNG/WebP/TIFF/
-    BMP/GIF/PPM, too large, too small) are recorded with their reason and never stop the
-    batch; hidden files and unreadable folders are listed as skipped. Animated GIF/WebP/PNG
-    and multi-page TIFF are added with their first frame and listed as flagged. A PATH that
-    does not exist stops the command before anything is ingested (exit 1).
+    BMP/GIF/PPM, too large, too small, a missing object) are recorded with their reason and
+    never stop the batch; hidden files and unreadable folders are listed as skipped. Animated
+    GIF/WebP/PNG and multi-page TIFF are added with their first frame and listed as flagged.
+    A local PATH that does not exist stops the command before anything is ingested (exit 1).
+    Object storage credentials come from the environment (AWS_*, GOOGLE_*, AZURE_*).
     """
+    from engine.manifest import ManifestError, read_manifest
     from engine.settings import Settings
+    from engine.storage import is_remote
 
-    require_paths(paths, "file or folder")
+    paths = list(paths or [])
+    if not paths and manifest is None:
+        fail("give PATH... or --manifest FILE (nothing was done)", code=2)
+    require_paths([Path(p) for p in paths if not is_remote(p) and "://" not in p])
+    if manifest is not None:
+        try:
+            read_manifest(manifest)  # a manifest that cannot be read stops before any work
+        except ManifestError as err:
+            fail(str(err))
     settings = Settings()
     if max_pixels is not None:
         settings.max_image_pixels = max_pixels
     with json_output(as_json):
-        summary = run_ingest(settings, project, paths, copy)
+        summary = run_ingest(
+            settings, project, list(paths), copy, manifest=manifest, workers=workers
+        )
     if as_json:
         print_json(summary_json(summary))
     else:

@@ -40,12 +40,30 @@ def prepare_multiprocess_metrics(settings: Settings, workers: int) -> Path | Non
     return folder
 
 
+def default_workers() -> int:
+    """One app process per CPU core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def serve_command(
     host: str | None = typer.Option(None, help="Bind address (default DATAENGINE_HOST)."),
     port: int | None = typer.Option(None, help="Port (default DATAENGINE_PORT)."),
-    workers: int = typer.Option(1, help="uvicorn worker processes."),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        max=256,
+        help="uvicorn worker processes (default: one per CPU core; 1 = a single process).",
+    ),
 ) -> None:
-    """Serve the annotator app and API (OpenAPI docs at /docs; /livez, /readyz, /metrics)."""
+    """Serve the annotator app and API (OpenAPI docs at /docs; /livez, /readyz, /metrics).
+
+    Several worker processes share the load: login throttling counts in the database, the
+    Prometheus metrics of all of them are summed, the token cache of each lives for at most
+    DATAENGINE_AUTH_CACHE_SECONDS.
+    """
     import uvicorn
     from pydantic import ValidationError
 
@@ -61,6 +79,7 @@ def serve_command(
         check_binding(settings, host)
     except UnsafeBinding as err:
         fail(str(err), code=2)
+    workers = workers or default_workers()
     open_db(settings)  # refuse to start on a database that is behind, with the fix
     os.environ["DATAENGINE_HOST"] = host  # the app's lifespan checks the same address
     prepare_multiprocess_metrics(settings, workers)

@@ -513,3 +513,33 @@ def test_label_studio_import_options_fail_with_one_line(tmp_path: Path) -> None:
         proc = _cli(["import", *args, "-p", "p"], tmp_path, **env)
         assert proc.returncode == 1, (args, proc.stderr)
         assert want in _one_line_error(proc)
+
+
+def test_ingest_manifest_and_http_uris(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+    import http.server
+    import threading
+
+    monkeypatch.setenv("DATAENGINE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "var"))
+    photos = _photos(tmp_path, 2)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(photos))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+        manifest = tmp_path / "uris.csv"
+        manifest.write_text(f"uri\n{base}/0.png\n{base}/missing.png\n")
+        got = _json(["ingest", "--manifest", str(manifest), "-p", "p", "--workers", "2", "-j"])
+        assert got["added"] == 1 and got["rejected"] == {"unreadable": 1}
+        got = _json(["ingest", f"{base}/1.png", f"file://{photos}/0.png", "-p", "p", "-j"])
+        assert got["added"] == 1 and got["duplicates"] == 1  # file:// 0.png: the same bytes
+        bad = runner.invoke(app, ["ingest", "--manifest", str(tmp_path / "m.txt"), "-p", "p"])
+        assert bad.exit_code == 1 and "unknown manifest format" in bad.output
+        assert runner.invoke(app, ["ingest", "-p", "p"]).exit_code == 2  # nothing to ingest
+    finally:
+        server.shutdown()
+        server.server_close()

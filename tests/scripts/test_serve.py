@@ -34,3 +34,9 @@ def test_multiprocess_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_environment_is_restored() -> None:
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # runs after the test above
+
+
+def test_default_workers_is_one_per_usable_core() -> None:
+    from scripts.commands.serve import default_workers
+
+    assert default_workers() == len(os.sched_getaffinity(0)) >= 1

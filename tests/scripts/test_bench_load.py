@@ -1,0 +1,54 @@
+"""scripts/bench_load.py in tiny mode: a real `dataengine serve`, 2 annotators, a few seconds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scripts import bench_load
+
+
+def test_tiny_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code = bench_load.main(
+        [
+            "--annotators",
+            "2",
+            "--seconds",
+            "4",
+            "--warmup",
+            "1",
+            "--images",
+            "30",
+            "--workers",
+            "1",
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("route"))
+    routes = [line.split()[0] for line in lines[header + 2 : header + 8]]
+    assert routes == ["next", "events", "heartbeat", "mask", "submit", "mixed"]
+    figures = json.loads(lines[-1])
+    rows = figures["rows"]
+    assert set(rows) == {*bench_load.ROUTES, "mixed"}
+    for route in bench_load.ROUTES:
+        assert rows[route]["errors"] == 0, route
+        if rows[route]["n"]:  # on a busy machine a slow route may finish no call in 4 s
+            assert 0 < rows[route]["p50"] <= rows[route]["p95"], route
+    assert rows["mixed"]["n"] > 0 and figures["reference_req_per_s"] > 0
+    assert rows["mixed"]["n"] == sum(rows[r]["n"] for r in bench_load.ROUTES)
+    assert rows["mixed"]["req/s"] == pytest.approx(rows["mixed"]["n"] / 4)
+    stored = figures["events_stored_per_s"] * 4
+    assert stored == pytest.approx(8 * rows["events"]["n"] / 2, abs=8)  # 6 + 2 events a cycle
+
+
+def test_refuses_non_loopback() -> None:
+    with pytest.raises(SystemExit, match="only targets loopback"):
+        bench_load.main(["--url", "http://example.com:8000", "--target-db-url", "sqlite://"])
+    with pytest.raises(SystemExit, match="only targets loopback"):
+        bench_load.check_loopback("http://10.0.0.5/")
+    bench_load.check_loopback("http://127.0.0.1:9/")
+    bench_load.check_loopback("http://[::1]:9/")
