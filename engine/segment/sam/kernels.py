@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from engine.segment.sam.fast_path import is_disabled
+
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "sam_kernels.c"
@@ -119,6 +121,8 @@ def library() -> ctypes.CDLL | None:
 
 def _native(*tensors: torch.Tensor | None) -> ctypes.CDLL | None:
     """The library when every given tensor is a CPU float32 tensor (else None)."""
+    if is_disabled("kernels"):
+        return None
     for t in tensors:
         if t is not None and (t.device.type != "cpu" or t.dtype != torch.float32):
             return None
