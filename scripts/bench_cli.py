@@ -61,7 +61,7 @@ def run_once(exe: list[str], args: list[str]) -> tuple[float, float, float]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="Runs per command (median printed).")
     ap.add_argument(
@@ -75,7 +75,7 @@ def main() -> None:
         default=None,
         help='Command paths to time with --help, e.g. root ingest "db upgrade".',
     )
-    opts = ap.parse_args()
+    opts = ap.parse_args(argv)
     exe = [opts.exe] if opts.exe else [sys.executable, "-m", "scripts.cli"]
     if opts.only:
         cases = [[*([] if c == "root" else shlex.split(c)), "--help"] for c in opts.only]

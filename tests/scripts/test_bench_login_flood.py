@@ -1,0 +1,32 @@
+"""scripts/bench_login_flood.py, one short configuration against a real server subprocess."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from scripts import bench_login_flood as bench
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_short_flood_is_throttled(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = bench.main(
+        ["--db", db, "--configs", "after", "--guessers", "2", "--accounts", "2", "--users", "1",
+         "--seconds", "1"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    rows = re.findall(
+        r"^after\s+(none|one account|2 accounts)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)",
+        out,
+        re.M,
+    )
+    assert [r[0] for r in rows] == ["none", "one account", "2 accounts"]
+    # with the throttle on, a flood against one account is refused (429s)
+    assert float(rows[1][2]) > 0
+
+
+def test_unknown_config_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--configs", "turbo"]) == 2
+    assert "unknown config(s) ['turbo']" in capsys.readouterr().out
