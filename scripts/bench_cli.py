@@ -53,11 +53,12 @@ def run_once(exe: list[str], args: list[str]) -> tuple[float, float, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"{shlex.join(args)} exited {proc.returncode}: {err.strip()[-500:]}")
+    err = ""
     if proc.stderr:
-        proc.stderr.close()
+        with proc.stderr:
+            err = proc.stderr.read().decode() if proc.returncode != 0 else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"{shlex.join(args)} exited {proc.returncode}: {err.strip()[-500:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
