@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import func, select
@@ -104,6 +105,21 @@ def list_images(
     if limit is not None:
         q = q.limit(limit)
     return list(session.scalars(q))
+
+
+def image_ids(session: Session, *, project_id: int, status: str | None = "ok") -> list[int]:
+    """Ids of the project's images (with ``status``; None: all), in id order."""
+    q = select(Image.id).where(Image.project_id == project_id).order_by(Image.id)
+    if status is not None:
+        q = q.where(Image.status == status)
+    return list(session.scalars(q))
+
+
+def images_by_id(session: Session, *, ids: Collection[int]) -> list[Image]:
+    """The images with these ids, in id order (ids that do not exist are left out)."""
+    if not ids:
+        return []
+    return list(session.scalars(select(Image).where(Image.id.in_(list(ids))).order_by(Image.id)))
 
 
 def count_by_status(session: Session, *, project_id: int) -> dict[str, int]:

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.curation import accepted_masks, record_decision, set_curation_settings
+from db.images import get_image, image_ids, images_by_id
 from db.models import Image
 from db.projects import get_project
 from db.session import transaction
@@ -84,21 +84,14 @@ def run_auto(
         p = get_project(s, name=project)
         project_id = p.id
         set_curation_settings(s, project=p, rules=rules.as_dict())
-        ids = list(
-            s.scalars(
-                select(Image.id)
-                .where(Image.project_id == project_id, Image.status == "ok")
-                .order_by(Image.id)
-            )
-        )
+        ids = image_ids(s, project_id=project_id, status="ok")
     if on_total:
         on_total(len(ids))
     summary = AutoSummary(images=len(ids))
     errors: dict[int, str] = {}
     for image_id in ids:
         with transaction(factory) as s:
-            image = s.get(Image, image_id)
-            assert image is not None  # ids were just listed; images are never deleted mid-run
+            image = get_image(s, image_id=image_id)  # listed above; never deleted mid-run
             status = "cached"
             if recompute or (image.signals or {}).get("signals_version") != SIGNALS_VERSION:
                 try:
@@ -115,11 +108,7 @@ def run_auto(
         if on_image:
             on_image(image, status)
     with transaction(factory) as s:
-        images = (
-            list(s.scalars(select(Image).where(Image.id.in_(ids)).order_by(Image.id)))
-            if ids
-            else []
-        )
+        images = images_by_id(s, ids=ids)
         usable = [im for im in images if im.id not in errors and im.phash]
         dups: dict[int, tuple[int, int]] = {}
         if rules.drop_duplicates and usable:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.curation import (
@@ -27,6 +26,7 @@ from db.curation import (
     stage_seconds,
 )
 from db.errors import InvalidInput
+from db.images import images_by_id
 from db.models import Image, Project
 from engine.curation.captions import draft_caption
 from engine.imageio import uri_to_path
@@ -105,7 +105,7 @@ def select_records(session: Session, *, project: Project, stage: str | None) -> 
         s: effective(session, project_id=project.id, stage=s)
         for s in ("auto", "generalist", "specialist")
     }
-    images = session.scalars(select(Image).where(Image.id.in_(chosen)).order_by(Image.id))
+    images = images_by_id(session, ids=chosen)
     out = []
     for im in images:
         suffix = Path(im.uri).suffix.lower()
