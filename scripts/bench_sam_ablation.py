@@ -13,7 +13,8 @@ The default single thread makes CPU seconds the work done; the worker threads' g
 wall-time gain and only shows with ``--threads 2`` on an idle machine. Thresholds are
 chosen as in ``bench_prefill.py`` (random weights pass no default).
 
-    .venv/bin/python scripts/bench_sam_ablation.py                      # 3 photos, ~3 min
+    .venv/bin/python scripts/bench_sam_ablation.py      # 3 photos at 384 px, 8x8 points
+    .venv/bin/python scripts/bench_sam_ablation.py --max-side 0 --points-per-side 32  # SAM's
     .venv/bin/python scripts/bench_sam_ablation.py --photos truck.jpg --model vit_b
     .venv/bin/python scripts/bench_sam_ablation.py --tiny               # seconds, for tests
 """
@@ -96,9 +97,12 @@ def user_model(model_type: str, folder: Path) -> torch.nn.Module:
 
 
 def configurations(
-    model: torch.nn.Module, params: dict[str, Any]
+    model: torch.nn.Module,
+    params: dict[str, Any],
+    components: Sequence[str] = COMPONENTS,
+    reference: bool = True,
 ) -> list[tuple[str, Callable[[np.ndarray], list[dict[str, Any]]]]]:
-    """(row name, generate) for everything on, each piece off, and the reference."""
+    """(row name, generate) for everything on, each of ``components`` off, the reference."""
     from segment_anything import SamAutomaticMaskGenerator
 
     def ours(disabled: frozenset[str], **kw: Any) -> Callable[[np.ndarray], list[dict]]:
@@ -108,12 +112,12 @@ def configurations(
 
         return run
 
-    ref = SamAutomaticMaskGenerator(model, **params)
     rows = [("all on", ours(frozenset()))]
-    rows += [(c, ours(frozenset({c}))) for c in COMPONENTS]
+    rows += [(c, ours(frozenset({c}))) for c in components]
     if torch.get_num_threads() > 1:
         rows += [("threads", ours(frozenset(), workers=1))]
-    rows += [("reference", ref.generate)]
+    if reference:
+        rows += [("reference", SamAutomaticMaskGenerator(model, **params).generate)]
     return rows
 
 
@@ -172,15 +176,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--photos", default=DEFAULT_PHOTOS, help="comma-separated names in --samples")
     ap.add_argument("--samples", type=Path, default=SAMPLES, help="folder of photos")
     ap.add_argument("--model", default="vit_t", help="architecture: vit_t (default) or vit_b")
-    ap.add_argument("--points-per-side", type=int, default=16, help="AMG grid (default 16)")
-    ap.add_argument("--max-side", type=int, default=768, help="downscale photos (0: full size)")
+    ap.add_argument("--points-per-side", type=int, default=8, help="AMG grid (default 8)")
+    ap.add_argument("--max-side", type=int, default=384, help="downscale photos (0: full size)")
     ap.add_argument("--threads", type=int, default=1, help="torch and numba CPU threads")
     ap.add_argument("--keep-at", type=float, default=1.15, help="speed-up a component must earn")
+    ap.add_argument(
+        "--components",
+        default=",".join(COMPONENTS),
+        help=f"comma-separated components to remove one at a time (default {','.join(COMPONENTS)})",
+    )
+    ap.add_argument("--no-reference", action="store_true", help="skip segment_anything's run")
     ap.add_argument("--tiny", action="store_true", help="96 px photos, 3x3 grid (for tests)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
     if args.points_per_side < 1 or args.threads < 1:
         ap.error("--points-per-side and --threads must be >= 1")
+    components = [c for c in args.components.split(",") if c]
+    if set(components) - set(COMPONENTS):
+        ap.error(f"--components takes {','.join(COMPONENTS)}, got {args.components}")
     if args.tiny:
         args.max_side, args.points_per_side = 96, 3
     torch.set_num_threads(args.threads)
@@ -206,14 +219,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         highlight=False,
     )
     FastAutomaticMaskGenerator(model, **params).generate(photos[0][1][:64, :64].copy())  # warm-up
-    results = measure(configurations(model, params), photos)
+    results = measure(
+        configurations(model, params, components, reference=not args.no_reference), photos
+    )
     rows = ablation_rows(results, component_lines(), args.keep_at)
-    base, ref = results["all on"]["seconds"], results["reference"]["seconds"]
+    base = results["all on"]["seconds"]
+    ref = results["reference"]["seconds"] if "reference" in results else None
     table = Table(title=f"SAM fast-path ablation ({args.model}, {len(photos)} photos, one run)")
     cols = ("component", "lines", "CPU-s (wall s)", "masks", "speed-up when removed", "verdict")
     for col in cols:
         table.add_column(col)
-    on, reference = results["all on"], results["reference"]
+    on, reference = results["all on"], results.get("reference", {})
     table.add_row(
         "everything on", "", f"{base:.1f} ({on['wall']:.1f})", str(on["masks"]), "1.00x", ""
     )
@@ -226,14 +242,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"{r['speedup_when_removed']:.2f}x",
             r["verdict"],
         )
-    table.add_row(
-        "reference segment_anything",
-        "",
-        f"{ref:.1f} ({reference['wall']:.1f})",
-        str(reference["masks"]),
-        f"{ref / base:.2f}x",
-        "",
-    )
+    if ref is not None:
+        table.add_row(
+            "reference segment_anything",
+            "",
+            f"{ref:.1f} ({reference['wall']:.1f})",
+            str(reference["masks"]),
+            f"{ref / base:.2f}x",
+            "",
+        )
     console.print(table)
     report = {
         "model": args.model,
@@ -243,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "threads": args.threads,
         "all_on_seconds": base,
         "reference_seconds": ref,
-        "reference_speedup": ref / base,
+        "reference_speedup": ref / base if ref is not None else None,
         "masks": {n: r["masks"] for n, r in results.items()},
         "components": rows,
     }

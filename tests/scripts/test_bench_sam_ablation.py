@@ -66,3 +66,20 @@ def test_bad_grid_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
         bench.main(["--points-per-side", "0"])
     assert exc.value.code == 2
     assert "--points-per-side and --threads must be >= 1" in capsys.readouterr().err
+
+
+def test_unknown_component_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--components", "encoder,turbo"])
+    assert exc.value.code == 2
+    assert "--components takes encoder," in capsys.readouterr().err
+
+
+def test_subset_without_reference(samples: Path) -> None:
+    report = bench.main(
+        ["--tiny", "--photos", "dog.jpg", "--samples", str(samples), "--components", "encoder",
+         "--no-reference"]
+    )  # fmt: skip
+    assert [r["component"] for r in report["components"]] == ["encoder"]
+    assert report["reference_seconds"] is None and report["reference_speedup"] is None
+    assert set(report["masks"]) == {"all on", "encoder"}
