@@ -52,7 +52,6 @@ FILES: dict[str, tuple[str, ...]] = {
     "decoder": ("decoder.py", "decoder_lowrank.py"),
     "lowrank": ("decoder_lowrank.py",),
     "upsample": ("upsample.py",),
-    "kernels": ("kernels.py", "csrc/sam_kernels.c"),
 }
 DEFAULT_PHOTOS = "truck.jpg,dog.jpg,groceries.jpg"
 console = Console()

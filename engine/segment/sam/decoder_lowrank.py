@@ -38,7 +38,6 @@ from torch import Tensor, nn
 
 from engine.segment.sam.decoder import FastMaskDecoder, ImageContext, _heads, _keys, _merge
 from engine.segment.sam.fast_path import is_disabled
-from engine.segment.sam.kernels import softmax_dim2_
 
 
 @dataclass
@@ -229,9 +228,9 @@ class LowRankMaskDecoder(FastMaskDecoder):
             kq = (kh @ bq.transpose(2, 3)).reshape(b, h * t, -1)
             out.baddbmm_(kq, x.q)
             s += kh @ a.q_proj.bias.view(h, -1, 1)
-        # softmax over the T prompt tokens, in place (torch's softmax over a middle
-        # dimension is much slower than one sweep along N)
-        softmax_dim2_(s)
+        # softmax over the T prompt tokens, in place
+        s.sub_(s.amax(dim=2, keepdim=True)).exp_()
+        s.div_(s.sum(dim=2, keepdim=True))
 
     def _normalise(
         self,

@@ -14,8 +14,7 @@ Components (``COMPONENTS``):
 * ``lowrank``: the low-rank per-prompt image tokens (``decoder_lowrank.py``) ->
   ``FastMaskDecoder`` with materialised image tokens;
 * ``upsample``: full-resolution statistics without full-resolution logits
-  (``upsample.FullResStats``) -> the reference's two bilinear interpolations;
-* ``kernels``: the fused C kernels (``kernels.py`` + ``csrc/``) -> the torch ops they fuse.
+  (``upsample.FullResStats``) -> the reference's two bilinear interpolations.
 
 The switch is process-wide (the generator's worker threads must see it), read when a
 generator is built and on every call; it is a benchmarking tool, not a setting to serve
@@ -28,7 +27,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-COMPONENTS = ("encoder", "decoder", "lowrank", "upsample", "kernels")
+COMPONENTS = ("encoder", "decoder", "lowrank", "upsample")
 
 _lock = threading.Lock()
 _disabled: frozenset[str] = frozenset()

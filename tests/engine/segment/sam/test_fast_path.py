@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from engine.masks import mask_iou
-from engine.segment.sam import decoder_lowrank, encoder, kernels, upsample
+from engine.segment.sam import decoder_lowrank, encoder, upsample
 from engine.segment.sam.amg import FastAutomaticMaskGenerator
 from engine.segment.sam.fast_path import COMPONENTS, fast_path_disabled, is_disabled
 from engine.segment.sam.models import random_sam
@@ -62,7 +62,6 @@ _MARKERS = {
     "decoder": (decoder_lowrank.LowRankMaskDecoder, "_transformer_dense"),
     "lowrank": (decoder_lowrank.LowRankMaskDecoder, "transformer"),
     "upsample": (upsample.ReferenceStats, "__call__"),
-    "kernels": None,  # checked directly below: the library is not handed out
 }
 
 
@@ -83,8 +82,6 @@ def test_disabled_component_gives_the_same_records(
         got = _generate(model, image)
         if component == "encoder":
             assert encoder.inference_encoder(model.image_encoder) is model.image_encoder
-        if component == "kernels":
-            assert kernels._native(torch.zeros(1)) is None
     assert not is_disabled(component)
     if marker is not None:
         assert calls, f"the {component} fallback never ran"
