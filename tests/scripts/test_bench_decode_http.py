@@ -16,7 +16,7 @@ def test_classical_decodes_over_http(tmp_path: Path, capsys: pytest.CaptureFixtu
     Image.new("RGB", (160, 120), (90, 140, 30)).save(photo)
     assert bench.main(["--backend", "classical", "--n", "3", "--image", str(photo)]) == 0
     out = capsys.readouterr().out
-    row = re.search(r"^classical\s+photo\.jpg\s+3\s+(\d+)\s+([\d.]+)\s+([\d.]+)", out, re.M)
+    row = re.search(r"^classical\s+photo\.jpg 160x120\s+3\s+(\d+)\s+([\d.]+)\s+([\d.]+)", out, re.M)
     assert row, out
     cold, p50, p90 = (float(g) for g in row.groups())
     assert cold > 0 and 0 < p50 <= p90
