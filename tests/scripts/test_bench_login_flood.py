@@ -18,7 +18,7 @@ def test_short_flood_is_measured(db: str, capsys: pytest.CaptureFixture[str]) ->
     assert code == 0
     out = capsys.readouterr().out
     rows = re.findall(
-        r"^after\s+(none|one account|2 accounts)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)",
+        r"^after\s+(none|one account|2 accounts)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+|nan)\s+([\d.]+|nan)",
         out,
         re.M,
     )
