@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import func, select
@@ -104,6 +105,32 @@ def list_images(
     if limit is not None:
         q = q.limit(limit)
     return list(session.scalars(q))
+
+
+def image_ids(session: Session, *, project_id: int, status: str | None = "ok") -> list[int]:
+    """Ids of the project's images (with ``status``; None: all), in id order."""
+    q = select(Image.id).where(Image.project_id == project_id).order_by(Image.id)
+    if status is not None:
+        q = q.where(Image.status == status)
+    return list(session.scalars(q))
+
+
+def image_page(
+    session: Session, *, project_id: int, after_id: int, limit: int, status: str | None = "ok"
+) -> list[Image]:
+    """One keyset page: the project's images with id > ``after_id`` (and ``status``; None:
+    all), at most ``limit``, in id order. Walk a project by passing the last id back."""
+    q = select(Image).where(Image.project_id == project_id, Image.id > after_id)
+    if status is not None:
+        q = q.where(Image.status == status)
+    return list(session.scalars(q.order_by(Image.id).limit(limit)))
+
+
+def images_by_id(session: Session, *, ids: Collection[int]) -> list[Image]:
+    """The images with these ids, in id order (ids that do not exist are left out)."""
+    if not ids:
+        return []
+    return list(session.scalars(select(Image).where(Image.id.in_(list(ids))).order_by(Image.id)))
 
 
 def count_by_status(session: Session, *, project_id: int) -> dict[str, int]:

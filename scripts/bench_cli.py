@@ -53,15 +53,16 @@ def run_once(exe: list[str], args: list[str]) -> tuple[float, float, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"{shlex.join(args)} exited {proc.returncode}: {err.strip()[-500:]}")
+    err = ""
     if proc.stderr:
-        proc.stderr.close()
+        with proc.stderr:
+            err = proc.stderr.read().decode() if proc.returncode != 0 else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"{shlex.join(args)} exited {proc.returncode}: {err.strip()[-500:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="Runs per command (median printed).")
     ap.add_argument(
@@ -75,7 +76,7 @@ def main() -> None:
         default=None,
         help='Command paths to time with --help, e.g. root ingest "db upgrade".',
     )
-    opts = ap.parse_args()
+    opts = ap.parse_args(argv)
     exe = [opts.exe] if opts.exe else [sys.executable, "-m", "scripts.cli"]
     if opts.only:
         cases = [[*([] if c == "root" else shlex.split(c)), "--help"] for c in opts.only]

@@ -134,7 +134,7 @@ def summarise(results: dict[str, list[float]]) -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
         "--images",
@@ -149,7 +149,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed for the click positions")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.images.split(",")
     if args.quick:

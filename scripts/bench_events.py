@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None) -> None:
         tokens = {}
         for role in ("annotator", "curator"):
             user = create_user(
-                s, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role, password="x" * 12
+                s,
+                name=f"{role}-{uuid.uuid4().hex[:6]}",
+                role=role,
+                password="heartbeat-bench-Quokka-71",
             )
             tokens[role] = {"Authorization": f"Bearer {issue_token(s, user=user, hours=1)}"}
         project_id = project.id

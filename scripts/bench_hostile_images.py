@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"  rejected: {dict(summary.rejected)}  added: {summary.added}")
         with transaction(factory) as s:
-            admin = create_user(s, name="admin", role="admin", password="bench-pass-1")
+            admin = create_user(s, name="admin", role="admin", password="hostile-bench-Pangolin-42")
             token = issue_token(s, user=admin, kind="api", hours=1)
             ids = {Path(r.uri).name: r.id for r in s.scalars(select(Image))}
         settings = Settings(

@@ -246,7 +246,7 @@ def phase(base: str, tokens: list[str], names: list[str] | None, args: argparse.
         "checked/s": counts["checked"] / args.seconds,
         "429/s": counts["refused"] / args.seconds,
         "other": counts["other"],
-        "p50": statistics.median(lat),
+        "p50": statistics.median(lat) if lat else float("nan"),  # none in time: loaded host
         "p95": q[18],
         "n": len(lat),
     }

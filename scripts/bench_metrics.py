@@ -212,7 +212,7 @@ def _pg_database(base_url: str) -> tuple[str, Any]:
     return url, drop
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -233,7 +233,7 @@ def main() -> None:
     )
     ap.add_argument("--no-postgres", action="store_true", help="SQLite only.")
     ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only.")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     n = 1000 if args.quick else args.images
     results = {}
     if not args.no_sqlite:

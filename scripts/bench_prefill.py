@@ -139,7 +139,7 @@ def timed(fn: Any) -> tuple[Any, float, float]:
     return out, secs, rss.mib
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--images", help="comma-separated file names in --samples (default: all)")
     ap.add_argument("--samples", type=Path, default=SAMPLES, help="folder of photos")
@@ -168,7 +168,7 @@ def main() -> None:
         "(this machine's timings vary by +-10%% from run to run)",
     )
     ap.add_argument("--json", type=Path, help="also write the results here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error(f"--repeat must be >= 1, got {args.repeat}")
     torch.set_num_threads(args.threads)

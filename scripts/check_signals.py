@@ -147,7 +147,7 @@ def check_duplicates(photos: list[tuple[str, np.ndarray]], radius: int) -> bool:
     return recall >= 0.95 and merged == 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -159,7 +159,7 @@ def main() -> int:
     ap.add_argument(
         "--radius", type=int, default=DEFAULT_RADIUS, help="Hamming radius for duplicates."
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if not args.data.is_dir():
         print(f"shared data not found at {args.data}; pass --data", file=sys.stderr)
         return 2

@@ -134,7 +134,7 @@ def plot(results: list[dict[str, object]], path: Path) -> None:
     print(f"plot: {path}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -152,7 +152,7 @@ def main() -> int:
     ap.add_argument(
         "--plot", type=Path, default=None, help="Write a found-vs-decisions plot (PNG) here."
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if not args.data.is_dir():
         print(f"shared data not found at {args.data}; pass --data", file=sys.stderr)
         return 2

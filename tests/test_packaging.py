@@ -1,5 +1,5 @@
 """The wheel and the Docker image: built from exactly what the Dockerfile copies, the wheel
-holds every source and data file (curation rules, SAM csrc, static client, migrations), and
+holds every source and data file (curation rules, static client, migrations), and
 its `dataengine` script runs the main job from a fresh virtualenv outside the repository.
 
 Docker itself is not exercised here (no daemon on the test machines): the Dockerfile is
@@ -122,7 +122,6 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_main_job(
         assert "dataengine = scripts.cli:main" in zf.read(entry_points).decode()
     for needed in (
         "engine/curation/default_rules.toml",
-        "engine/segment/sam/csrc/sam_kernels.c",
         "annotator_ui/static/index.html",
         "db/migrations/env.py",
         "db/migrations/script.py.mako",

@@ -18,10 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from db.models import Image, Project
 
 FEATURES = (
     "short_side", "aspect_ratio", "megapixels", "sharpness", "detail", "clip_shadows",
@@ -175,78 +171,3 @@ def decisions_to_find(order: Sequence[int], best: set[int]) -> int:
 def expected_random_decisions(n: int, k: int) -> float:
     """Expected position of the last of ``k`` targets among ``n`` items in random order."""
     return k * (n + 1) / (k + 1)
-
-
-def project_labels(session: Session, *, project_id: int) -> dict[int, int]:
-    """image id -> 1 kept / 0 dropped, from the human stages (specialist overrides generalist)."""
-    from db.curation import effective
-
-    labels = {
-        i: int(d == "keep")
-        for i, d in effective(session, project_id=project_id, stage="generalist").items()
-    }
-    for i, d in effective(session, project_id=project_id, stage="specialist").items():
-        labels[i] = int(d == "keep")
-    return labels
-
-
-def _embeddings(images: Sequence[Image]) -> np.ndarray | None:
-    vecs = [(im.meta or {}).get("clip_embedding") for im in images]
-    if (
-        not vecs
-        or any(not isinstance(v, list) or not v for v in vecs)
-        or len({len(v) for v in vecs}) != 1
-    ):  # type: ignore[arg-type]
-        return None
-    return np.asarray(vecs, dtype=np.float64)
-
-
-def train_project_ranker(session: Session, *, project: Project) -> dict[str, Any]:
-    """Train on the project's human decisions, store the model in ``project.settings`` and
-    write every ok image's score to ``signals["ranker"]`` (the queues sort by it).
-
-    Returns ``{"n_train", "n_keep", "scored", "uses_embeddings", "top_features"}``.
-    ``ValueError`` when there are too few decisions.
-    """
-    from db.curation import set_curation_settings
-
-    labels = project_labels(session, project_id=project.id)
-    train = (
-        list(session.scalars(select(Image).where(Image.id.in_(labels)).order_by(Image.id)))
-        if labels
-        else []
-    )
-    emb = _embeddings(train)
-    model = train_ranker(
-        [im.signals or {} for im in train], [labels[im.id] for im in train], embeddings=emb
-    )
-    set_curation_settings(session, project=project, ranker=model.to_dict())
-    scored, last = 0, 0
-    while True:  # keyset pages: memory is one page of images, whatever the project's size
-        page = list(
-            session.scalars(
-                select(Image)
-                .where(Image.project_id == project.id, Image.status == "ok", Image.id > last)
-                .order_by(Image.id)
-                .limit(SCORE_PAGE)
-            )
-        )
-        if not page:
-            break
-        scores = model.score(
-            [im.signals or {} for im in page], _embeddings(page) if emb is not None else None
-        )
-        for im, sc in zip(page, scores, strict=True):
-            im.signals = {**(im.signals or {}), "ranker": round(float(sc), 6)}
-        session.flush()
-        last, scored = page[-1].id, scored + len(page)
-        for im in page:
-            session.expunge(im)  # flushed: the transaction holds the change, not the session
-    order = np.argsort(-np.abs(model.coef[: len(model.features)]))[:5]
-    return {
-        "n_train": model.n_train,
-        "n_keep": model.n_keep,
-        "scored": scored,
-        "uses_embeddings": bool(model.embedding_dim),
-        "top_features": [(model.features[i], round(float(model.coef[i]), 3)) for i in order],
-    }

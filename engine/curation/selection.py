@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.curation import (
@@ -28,6 +27,7 @@ from db.curation import (
     stage_seconds,
 )
 from db.errors import InvalidInput
+from db.images import images_by_id
 from db.models import Image, Project
 from engine.curation.captions import draft_caption
 from engine.imageio import uri_to_path
@@ -119,7 +119,7 @@ def record_pages(
     page_size = page_size or PAGE_SIZE
     for start in range(0, len(chosen), page_size):
         ids = chosen[start : start + page_size]
-        images = session.scalars(select(Image).where(Image.id.in_(ids)).order_by(Image.id))
+        images = images_by_id(session, ids=ids)
         yield [_record(session, im, project, spec, decided) for im in images]
 
 

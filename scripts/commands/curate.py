@@ -203,7 +203,7 @@ def train_ranker_command(
     """Train the ranker on the human decisions; it then orders the generalist queue."""
     from db.projects import get_project
     from db.session import transaction
-    from engine.curation.ranker import train_project_ranker
+    from engine.curation.ranker_project import train_project_ranker
     from engine.settings import Settings
 
     factory = open_db(Settings())

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput, NotFound
-from db.images import add_image, get_image, require_ok
+from db.images import add_image, get_image, image_ids, images_by_id, require_ok
 from db.session import transaction
 from engine.imageio import path_to_uri, uri_to_path
-from tests.factories import make_project
+from tests.factories import make_image, make_project
 
 
 def test_text_that_postgres_cannot_hold_is_refused_with_the_fix(
@@ -44,3 +44,17 @@ def test_require_ok(factory: sessionmaker[Session]) -> None:
         with pytest.raises(NotFound, match=r"rejected at ingest \(too large: x\)"):
             require_ok(image=bad)
         assert require_ok(image=good) is good
+
+
+def test_image_ids_and_images_by_id_keep_id_order(factory: sessionmaker[Session]) -> None:
+    with transaction(factory) as s:
+        project = make_project(s)
+        other = make_project(s)
+        a = make_image(s, project=project).id
+        bad = make_image(s, project=project, status="rejected").id
+        b = make_image(s, project=project).id
+        make_image(s, project=other)
+        assert image_ids(s, project_id=project.id) == [a, b]
+        assert image_ids(s, project_id=project.id, status=None) == [a, bad, b]
+        assert [im.id for im in images_by_id(s, ids={b, a, 10**9})] == [a, b]
+        assert images_by_id(s, ids=[]) == []

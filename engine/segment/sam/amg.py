@@ -16,10 +16,7 @@ reorganised so that work is spent only on masks that can survive:
 3. stability scores and boxes are computed as the reference computes them on
    full-resolution logits, but without materialising those (``FullResStats``);
 4. box NMS runs on those boxes before any full-resolution mask exists; only the
-   survivors are thresholded at full resolution (block-wise, ``FullResStats.mask``);
-5. on CPU the upscaling's bias + LayerNorm + GELU and the image->token softmax run as
-   fused C kernels, compiled on first use (``engine.segment.sam.kernels``; torch ops without a
-   C compiler).
+   survivors are thresholded at full resolution (block-wise, ``FullResStats.mask``).
 
 Coordinates: ``point_coords`` are (x, y) pixels, ``bbox`` and ``crop_box`` are XYWH pixels
 of the original image; ``segmentation`` is an HxW bool mask.

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
-
-from engine.segment.sam.kernels import is_exact_gelu, upscale_norm_act
 
 # oneDNN's linear with a fused bias + exact-GELU epilogue (x86 CPU builds of torch): the
 # second upscaling ConvT and its GELU in one pass over the output, equal to float rounding to
@@ -93,6 +92,30 @@ def _pixel_grid_kernel(src: np.ndarray, out: np.ndarray) -> None:  # pragma: no 
                         out[k, y, j * 4 + 1] = src[r + 1, k]  # b2 = 1
                         out[k, y, j * 4 + 2] = src[r + 4, k]  # b1 = 1
                         out[k, y, j * 4 + 3] = src[r + 5, k]
+
+
+def is_exact_gelu(act: nn.Module) -> bool:
+    """Whether ``act`` is the erf GELU (the one oneDNN's fused linear epilogue computes)."""
+    return isinstance(act, nn.GELU) and act.approximate == "none"
+
+
+def upscale_norm_act(
+    y: Tensor,
+    b1: Tensor,
+    ln: nn.Module,
+    act: nn.Module,
+    us: Tensor | None = None,
+    alpha: Tensor | None = None,
+) -> Tensor:
+    """The upscaling between its two transposed convolutions, for one tile of tokens.
+
+    y: tokens x (G*c) first ConvT output without its bias b1 (G*c); ``us`` (tokens x G*c)
+    scaled per token by ``alpha`` (tokens) is added when both are given. Returns
+    (tokens*G) x c: act(LayerNorm ``ln`` over each token's G groups of c channels).
+    """
+    c = ln.weight.shape[0]
+    v = y + b1 if us is None or alpha is None else torch.addcmul(y + b1, us, alpha[:, None])
+    return act(F.layer_norm(v.reshape(-1, c), (c,), ln.weight, ln.bias, ln.eps))
 
 
 def _per_prompt_bmm(x: Tensor, w: Tensor, out: Tensor | None, accumulate: bool = False) -> Tensor:
@@ -301,7 +324,7 @@ class FastMaskDecoder:
         """
         up = self.md.output_upscaling
         ln, act1, act2 = up[1], up[2], up[4]
-        y = upscale_norm_act(y, b1, ln.weight, ln.bias, ln.eps, act1, us, alpha)
+        y = upscale_norm_act(y, b1, ln, act1, us, alpha)
         if _FUSED_LINEAR_GELU and is_exact_gelu(act2) and y.device.type == "cpu":
             z = torch.ops.mkldnn._linear_pointwise(y, w2.T, b2, "gelu", [], "none")
         else:

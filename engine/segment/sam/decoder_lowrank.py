@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.segment.sam.decoder import FastMaskDecoder, ImageContext, _heads, _keys, _merge
-from engine.segment.sam.kernels import softmax_dim2_
+from engine.segment.sam.fast_path import is_disabled
 
 
 @dataclass
@@ -78,6 +78,25 @@ class LowRankTokens:
         return LowRankTokens(self.alpha[rows], self.q[rows], self.b[rows])
 
 
+@dataclass
+class ReferenceContext:
+    """The inputs SAM's own ``MaskDecoder`` takes (``decoder`` fast path disabled), 1xCxhxw."""
+
+    image_embeddings: Tensor
+    image_pe: Tensor
+    dense: Tensor
+
+
+@dataclass
+class DenseTokens:
+    """Per-prompt image tokens materialised, BxNxC (``lowrank`` or ``decoder`` disabled)."""
+
+    x: Tensor
+
+    def select(self, rows: Tensor) -> DenseTokens:
+        return DenseTokens(self.x[rows])
+
+
 class LowRankMaskDecoder(FastMaskDecoder):
     """``FastMaskDecoder`` whose per-prompt image tokens stay in low-rank form."""
 
@@ -104,8 +123,17 @@ class LowRankMaskDecoder(FastMaskDecoder):
     @torch.inference_mode()
     def prepare_lowrank(
         self, image_embeddings: Tensor, image_pe: Tensor, dense: Tensor
-    ) -> LowRankContext:
-        """image_embeddings, image_pe, dense: 1xCxhxw (dense: the no-mask embedding)."""
+    ) -> LowRankContext | ImageContext | ReferenceContext:
+        """image_embeddings, image_pe, dense: 1xCxhxw (dense: the no-mask embedding).
+
+        With the ``decoder`` or ``lowrank`` fast path disabled (``fast_path``) this returns
+        the context of the simple path (``ReferenceContext`` or ``ImageContext``), which
+        ``transformer_lowrank`` and ``masks_lowrank`` then follow.
+        """
+        if is_disabled("decoder"):
+            return ReferenceContext(image_embeddings, image_pe, dense)
+        if is_disabled("lowrank"):
+            return self.prepare(image_embeddings, image_pe, dense)
         base = self.prepare(image_embeddings, image_pe, dense)
         l1, l2 = self.tr.layers[0], self.tr.layers[1]
         fa = self.tr.final_attn_token_to_image
@@ -200,9 +228,9 @@ class LowRankMaskDecoder(FastMaskDecoder):
             kq = (kh @ bq.transpose(2, 3)).reshape(b, h * t, -1)
             out.baddbmm_(kq, x.q)
             s += kh @ a.q_proj.bias.view(h, -1, 1)
-        # softmax over the T prompt tokens, in place (torch's softmax over a middle
-        # dimension is much slower than one sweep along N)
-        softmax_dim2_(s)
+        # softmax over the T prompt tokens, in place
+        s.sub_(s.amax(dim=2, keepdim=True)).exp_()
+        s.div_(s.sum(dim=2, keepdim=True))
 
     def _normalise(
         self,
@@ -231,9 +259,11 @@ class LowRankMaskDecoder(FastMaskDecoder):
     # -------------------------------------------------------------------------- forward
     @torch.inference_mode()
     def transformer_lowrank(
-        self, ctx: LowRankContext, tokens: Tensor
-    ) -> tuple[Tensor, LowRankTokens]:
+        self, ctx: LowRankContext | ImageContext | ReferenceContext, tokens: Tensor
+    ) -> tuple[Tensor, LowRankTokens | DenseTokens]:
         """tokens BxTxC -> (queries BxKxC for the IoU and mask tokens, final image tokens)."""
+        if not isinstance(ctx, LowRankContext):
+            return self._transformer_dense(ctx, tokens)
         base = ctx.base
         l1, l2 = self.tr.layers[0], self.tr.layers[1]
         h = self.heads
@@ -290,12 +320,39 @@ class LowRankMaskDecoder(FastMaskDecoder):
         q = self.tr.norm_final_attn(q + self._t2i(fa, q + t0, x2, ctx.ksf_h, ctx.vsf_h, base.kpf))
         return q, x2
 
+    def _transformer_dense(
+        self, ctx: ImageContext | ReferenceContext, tokens: Tensor
+    ) -> tuple[Tensor, DenseTokens]:
+        """``transformer_lowrank`` on a simple path: ``FastMaskDecoder`` or SAM's own."""
+        if isinstance(ctx, ImageContext):
+            q, x2 = self.transformer(ctx, tokens)
+            return q, DenseTokens(x2)
+        b = len(tokens)
+        src = torch.repeat_interleave(ctx.image_embeddings, b, dim=0) + ctx.dense
+        pos = torch.repeat_interleave(ctx.image_pe, b, dim=0)
+        hs, x2 = self.tr(src, pos, tokens)
+        return hs[:, : 1 + self.md.num_mask_tokens], DenseTokens(x2)
+
+    def _masks_dense(
+        self, ctx: ImageContext | ReferenceContext, queries: Tensor, x2: DenseTokens, keep: Tensor
+    ) -> Tensor:
+        """``masks_lowrank`` on a simple path: all three multimask outputs, then ``keep``."""
+        if isinstance(ctx, ImageContext):
+            return self.masks(queries, x2.x, [1, 2, 3])[keep]
+        b, n, c = x2.x.shape
+        side = int(round(math.sqrt(n)))
+        up = self.md.output_upscaling(x2.x.transpose(1, 2).reshape(b, c, side, side))
+        mlps = self.md.output_hypernetworks_mlps
+        hyper = torch.stack([mlps[i](queries[:, 1 + i, :]) for i in (1, 2, 3)], dim=1)
+        _, cu, hu, wu = up.shape
+        return (hyper @ up.view(b, cu, hu * wu)).view(b, 3, hu, wu)[keep]
+
     @torch.inference_mode()
     def masks_lowrank(
         self,
-        ctx: LowRankContext,
+        ctx: LowRankContext | ImageContext | ReferenceContext,
         queries: Tensor,
-        x2: LowRankTokens,
+        x2: LowRankTokens | DenseTokens,
         keep: Tensor,
         tile: int = 1024,
     ) -> Tensor:
@@ -306,6 +363,8 @@ class LowRankMaskDecoder(FastMaskDecoder):
         taken in low-rank form, alpha * (S2 W1) + Q^T (B W1) + b1, and each prompt reduces
         only against the hypernetwork outputs of its kept tokens.
         """
+        if isinstance(x2, DenseTokens):
+            return self._masks_dense(ctx, queries, x2, keep)
         b, n = x2.alpha.shape
         w1, b1, w2, b2 = self._upscale_weights()
         bw1 = x2.b @ w1  # BxRx(4*c1)

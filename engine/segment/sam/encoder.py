@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from engine.segment.sam.fast_path import is_disabled
+
 
 def _is_conv_bn(module: nn.Module) -> bool:
     """A ``Conv2d_BN``-style block: child ``c`` a Conv2d, child ``bn`` a BatchNorm2d."""
@@ -32,8 +34,9 @@ def inference_encoder(encoder: nn.Module) -> nn.Module:
 
     Input and output are as the original's: Bx3x1024x1024 float32 (normalised, padded) ->
     Bx256x64x64 float32. Inputs may be passed channels-last (``embed_input`` does).
+    With the ``encoder`` fast path disabled (``fast_path``) the encoder is returned as is.
     """
-    if not any(_is_conv_bn(m) for m in encoder.modules()):
+    if is_disabled("encoder") or not any(_is_conv_bn(m) for m in encoder.modules()):
         return encoder
     fused = copy.deepcopy(encoder).eval()
     for module in list(fused.modules()):
@@ -45,4 +48,6 @@ def inference_encoder(encoder: nn.Module) -> nn.Module:
 
 def embed_input(x: torch.Tensor) -> torch.Tensor:
     """A preprocessed Bx3xHxW batch in the memory layout ``inference_encoder`` prefers."""
+    if is_disabled("encoder"):
+        return x
     return x.contiguous(memory_format=torch.channels_last)

@@ -22,6 +22,10 @@ from functools import lru_cache
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
+from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
+
+from engine.segment.sam.fast_path import is_disabled
 
 
 def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -270,7 +274,65 @@ class FullResStats:
         return out
 
 
+class ReferenceStats:
+    """``FullResStats``'s interface computed as the reference does: full-res logits first.
+
+    The fallback when the ``upsample`` fast path is disabled (``fast_path``): each block of
+    ``block`` masks is interpolated to the padded 1024 square, cropped to ``input_size`` and
+    interpolated to ``original_size`` (``Sam.postprocess_masks``), then thresholded
+    (``calculate_stability_score``, ``batched_mask_to_box``). Same outputs, Mx H x W float32
+    intermediates.
+    """
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        pad: int = 1024,
+        block: int = 8,
+    ) -> None:
+        self.input_size = input_size
+        self.original_size = original_size
+        self.pad = pad
+        self.block = block
+
+    def _full(self, logits: torch.Tensor) -> torch.Tensor:
+        """Mx256x256 low-res logits -> MxHxW full-res logits (float32, CPU)."""
+        x = F.interpolate(logits[:, None].float().cpu(), (self.pad, self.pad), mode="bilinear")
+        x = x[..., : self.input_size[0], : self.input_size[1]]
+        return F.interpolate(x, self.original_size, mode="bilinear")[:, 0]
+
+    def __call__(
+        self, logits: torch.Tensor, offset: float, threshold: float = 0.0, parallel: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As ``FullResStats.__call__`` (``parallel`` is ignored)."""
+        if offset < 0:
+            raise ValueError("stability offset must be >= 0")
+        stab, boxes = [torch.zeros(0)], [torch.zeros(0, 4, dtype=torch.int64)]
+        for i in range(0, len(logits), self.block):
+            full = self._full(logits[i : i + self.block])
+            stab.append(calculate_stability_score(full, threshold, offset).float())
+            boxes.append(batched_mask_to_box(full > threshold))
+        return torch.cat(stab), torch.cat(boxes)
+
+    def mask(self, logits: torch.Tensor | np.ndarray, threshold: float = 0.0) -> np.ndarray:
+        """As ``FullResStats.mask``: one 256x256 logit map -> HxW bool mask."""
+        lg = torch.as_tensor(logits, dtype=torch.float32)
+        return (self._full(lg.reshape(1, *lg.shape[-2:]))[0] > threshold).numpy()
+
+
 @lru_cache(maxsize=32)
-def full_res_stats(input_size: tuple[int, int], original_size: tuple[int, int]) -> FullResStats:
-    """The ``FullResStats`` of one geometry, built once (its taps cost a dense product)."""
-    return FullResStats(tuple(input_size), tuple(original_size))
+def _cached_stats(input_size: tuple[int, int], original_size: tuple[int, int]) -> FullResStats:
+    return FullResStats(input_size, original_size)
+
+
+def full_res_stats(
+    input_size: tuple[int, int], original_size: tuple[int, int]
+) -> FullResStats | ReferenceStats:
+    """The ``FullResStats`` of one geometry, built once (its taps cost a dense product).
+
+    ``ReferenceStats`` when the ``upsample`` fast path is disabled (``fast_path``).
+    """
+    if is_disabled("upsample"):
+        return ReferenceStats(tuple(input_size), tuple(original_size))
+    return _cached_stats(tuple(input_size), tuple(original_size))

@@ -118,10 +118,10 @@ def test_train_project_ranker_scores_every_image_page_by_page(
     from db.curation import record_decision
     from db.models import Image, Project
     from db.session import transaction
-    from engine.curation import ranker
+    from engine.curation import ranker, ranker_project
     from tests.factories import make_image, make_project, make_user
 
-    monkeypatch.setattr(ranker, "SCORE_PAGE", 3)
+    monkeypatch.setattr(ranker_project, "SCORE_PAGE", 3)
     rng = np.random.default_rng(1)
     with transaction(factory) as s:
         p = make_project(s)
@@ -135,7 +135,7 @@ def test_train_project_ranker_scores_every_image_page_by_page(
         make_image(s, project=p, status="rejected", signals=_signals(rng, True))
         pid = p.id
     with transaction(factory) as s:
-        info = ranker.train_project_ranker(s, project=s.get(Project, pid))
+        info = ranker_project.train_project_ranker(s, project=s.get(Project, pid))
     assert info["scored"] == 11 and info["n_train"] == 8
     with factory() as s:
         images = s.scalars(select(Image).where(Image.project_id == pid).order_by(Image.id)).all()
