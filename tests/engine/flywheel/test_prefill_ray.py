@@ -93,16 +93,9 @@ def _model_version(factory: sessionmaker[Session]) -> int:
 def _per_image(factory: sessionmaker[Session]) -> dict[str, tuple[str, int, int]]:
     """sha256 -> (prefill status, masks, confident masks)."""
     with factory() as s:
-        masks = dict(
-            s.execute(select(Mask.image_id, func.count()).group_by(Mask.image_id)).tuples().all()
-        )
-        conf = dict(
-            s.execute(
-                select(Mask.image_id, func.count()).where(Mask.confident).group_by(Mask.image_id)
-            )
-            .tuples()
-            .all()
-        )
+        per_mask = select(Mask.image_id, func.count()).group_by(Mask.image_id)
+        masks = {i: n for i, n in s.execute(per_mask).all()}
+        conf = {i: n for i, n in s.execute(per_mask.where(Mask.confident)).all()}
         rows = s.execute(select(Image.id, Image.sha256, Prefill.status).join(Prefill)).all()
         n_prefill = s.scalar(select(func.count(Prefill.id)))
     assert n_prefill == len(rows)
