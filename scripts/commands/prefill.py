@@ -64,10 +64,12 @@ def ray_run(
 
 @contextmanager
 def ray_session(run: RayRun) -> Iterator[None]:
-    """Connect to the cluster (or start a local one); Ray's failures exit 1 with the fix."""
-    from engine.flywheel.prefill_ray import RayUnavailable, connect
+    """Connect to the cluster (or start a local one, shut down at the end); Ray's failures
+    exit 1 with the fix. A connection the process already has is used as it is."""
+    from engine.flywheel.prefill_ray import RayUnavailable, connect, import_ray
 
     try:
+        started = not import_ray().is_initialized()
         ray = connect(run.address)
     except RayUnavailable as err:
         fail(str(err))
@@ -82,8 +84,8 @@ def ray_session(run: RayRun) -> Iterator[None]:
             "is kept: run the same command again to do the rest"
         )
     finally:
-        if run.address is None:
-            ray.shutdown()  # the local cluster this command started
+        if started:
+            ray.shutdown()  # disconnect; a local cluster this command started stops with it
 
 
 def _actor_device(run: RayRun, device: str | None, settings: Settings) -> str:
