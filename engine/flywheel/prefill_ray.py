@@ -383,7 +383,8 @@ def _model_stage_args(opts: RayOptions) -> dict[str, Any]:
     from ray.data import ActorPoolStrategy
 
     args: dict[str, Any] = {
-        "compute": ActorPoolStrategy(size=opts.actors),
+        # the pool grows to ``actors`` with the backlog: a short run (one page) starts one
+        "compute": ActorPoolStrategy(min_size=1, max_size=opts.actors),
         "num_cpus": opts.cpus_per_actor,
     }
     if opts.gpus_per_actor:
