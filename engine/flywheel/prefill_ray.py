@@ -94,7 +94,15 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> Any:
             kwargs["address"] = address
         elif num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
-        ray.init(**kwargs)
+        for attempt in (1, 2):
+            try:
+                ray.init(**kwargs)
+                break
+            except Exception as err:  # Ray raises a bare Exception when its node starts slowly
+                if attempt == 2 or "timed out during startup" not in str(err):
+                    raise
+                log.warning("the Ray node started too slowly (%s); trying once more", err)
+                ray.shutdown()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the caller draws one from the stream
     return ray
