@@ -13,7 +13,8 @@ both paths stored the same number of masks per image.
 
 Both timings include building the model (the in-process one once, each actor once) and
 the classical backend's first-call compilation; on a 2-core machine Ray's processes share
-the same two cores as everything else, so expect a ratio near or below 1 there.
+the same two cores as everything else, so expect a ratio near 1 there (decode overlapping
+the model is what Ray adds on one machine).
 """
 
 from __future__ import annotations
