@@ -11,9 +11,13 @@ COPY engine engine
 COPY db db
 COPY annotator_ui annotator_ui
 COPY scripts scripts
-# CPU wheels of torch keep the image small; use the CUDA index for GPU workers.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1 \
-    && pip install .
+# CPU wheels of torch keep the image small; GPU workers build with the CUDA index
+# (docker-compose.yml's `gpu` profile: TORCH_INDEX=https://download.pytorch.org/whl/cu128).
+# DATAENGINE_EXTRAS="[ray]" adds Ray for the `ray` profile's head and workers.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG DATAENGINE_EXTRAS=
+RUN pip install --index-url "${TORCH_INDEX}" torch==2.14.1 torchvision==0.29.1 \
+    && pip install ."${DATAENGINE_EXTRAS}"
 ENV DATAENGINE_DATA_DIR=/data
 VOLUME ["/data", "/models"]
 EXPOSE 8000

@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and exactly pinned: pip takes these wheels from the local disk when present
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev,diffusion]'
+	$(BIN)/pip install --quiet -e '.[dev,diffusion,ray]'
 	touch $(STAMP)
 
 setup: $(STAMP)

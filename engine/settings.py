@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     device: str = Field(
         default="cpu", description="torch device for the sam backend (cpu, cuda, cuda:1, or auto)."
     )
+    ray_address: str = Field(
+        default="",
+        description="Ray cluster for `prefill --ray` / `embed --ray` (auto, HOST:6379, "
+        "ray://HOST:10001); empty: a local cluster on this machine.",
+    )
     embedding_cache_items: int = Field(
         default=32,
         description="Embeddings kept in the in-memory LRU (the stored cache is bounded by "

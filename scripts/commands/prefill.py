@@ -1,9 +1,11 @@
 """`dataengine prefill` (model proposals for a project) and `dataengine embed` (warm the
-embedding cache), both with a progress bar and a summary table."""
+embedding cache), both with a progress bar and a summary table; with ``--ray`` both run as
+a Ray Data pipeline on a cluster (``engine.flywheel.prefill_ray``, the ``ray`` extra)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +23,84 @@ from scripts.commands.common import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy.orm import Session, sessionmaker
 
     from db.models import ModelVersion
     from engine.flywheel.prefill import ConfidentRule, PrefillSummary
+    from engine.flywheel.prefill_ray import RayOptions
     from engine.settings import Settings
+
+
+@dataclass(frozen=True)
+class RayRun:
+    """``--ray`` and its options: where the cluster is and how the pipeline uses it."""
+
+    address: str | None
+    options: RayOptions
+
+
+def ray_run(
+    use_ray: bool,
+    settings: Settings,
+    *,
+    address: str | None,
+    actors: int,
+    gpus_per_actor: float,
+    batch_size: int,
+) -> RayRun | None:
+    """The ``RayRun`` of the command line (None without ``--ray``); bad values exit 1."""
+    if not use_ray:
+        if address is not None:
+            fail("--address needs --ray")
+        return None
+    from engine.flywheel.prefill_ray import RayOptions
+
+    with domain_errors():
+        opts = RayOptions(actors=actors, gpus_per_actor=gpus_per_actor, batch_size=batch_size)
+    return RayRun(address=address or settings.ray_address or None, options=opts)
+
+
+@contextmanager
+def ray_session(run: RayRun) -> Iterator[None]:
+    """Connect to the cluster (or start a local one, shut down at the end); Ray's failures
+    exit 1 with the fix. A connection the process already has is used as it is."""
+    from engine.flywheel.prefill_ray import RayUnavailable, connect, import_ray
+
+    try:
+        started = not import_ray().is_initialized()
+        ray = connect(run.address)
+    except RayUnavailable as err:
+        fail(str(err))
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        fail(f"cannot reach the Ray cluster at {run.address or 'local'}: {err}")
+    try:
+        yield
+    except ray.exceptions.RayError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        fail(
+            f"the Ray run stopped ({type(err).__name__}: {first}); every image written so far "
+            "is kept: run the same command again to do the rest"
+        )
+    finally:
+        if started:
+            ray.shutdown()  # disconnect; a local cluster this command started stops with it
+
+
+def _actor_device(run: RayRun, device: str | None, settings: Settings) -> str:
+    """The torch device inside a model actor: its GPU when it reserves one (Ray sets
+    CUDA_VISIBLE_DEVICES per actor), else the option / setting."""
+    if run.options.gpus_per_actor > 0:
+        return "cuda"
+    return device or settings.device
+
+
+def _actor_checkpoint(segmenter: Any, checkpoint: Path | None, settings: Settings) -> str | None:
+    if segmenter.name != "sam":
+        return None
+    path = checkpoint or settings.sam_checkpoint
+    return str(Path(path).resolve()) if path else None
 
 
 def configured_segmenter(
@@ -103,8 +178,10 @@ def run_prefill(
     rule: ConfidentRule | None = None,
     retry_failed: bool = False,
     cache_embeddings: bool | None = None,
+    ray: RayRun | None = None,
 ) -> PrefillSummary:
-    """Resolve project/model version, load the segmenter once, pre-fill with a progress bar."""
+    """Resolve project/model version, load the segmenter once, pre-fill with a progress bar
+    (in this process, or on Ray with ``ray``)."""
     factory = open_db(settings)
     try:
         return _run_prefill(
@@ -123,6 +200,7 @@ def run_prefill(
             cache_embeddings=settings.prefill_cache_embeddings
             if cache_embeddings is None
             else cache_embeddings,
+            ray=ray,
         )
     finally:
         factory.kw["bind"].dispose()  # close pooled connections (the CLI may run in-process)
@@ -143,6 +221,7 @@ def _run_prefill(
     rule: ConfidentRule | None,
     retry_failed: bool,
     cache_embeddings: bool,
+    ray: RayRun | None = None,
 ) -> PrefillSummary:
     from db.models import ModelVersion
     from db.projects import get_project
@@ -168,7 +247,7 @@ def _run_prefill(
             model_type=model_type,
             checkpoint=checkpoint,
             sha256=sha256,
-            device=device,
+            device="cpu" if ray is not None else device,  # on Ray the actors hold the model
             model_version=mv,
         )
         if mv is None:  # explicit --backend, or no round model version: find or record one
@@ -207,6 +286,32 @@ def _run_prefill(
                 )
                 bar.update(task, advance=1, status=f"image {image_id}: {detail}")
 
+            if ray is not None:
+                from engine.flywheel.prefill_ray import builder, prefill_project_ray
+
+                if limit is not None:
+                    fail("--limit is not supported with --ray")
+                build = builder(
+                    backend=segmenter.name,
+                    model_type=getattr(segmenter, "model_type", None) or settings.sam_model,
+                    checkpoint=_actor_checkpoint(segmenter, checkpoint, settings),
+                    sha256=sha256 or getattr(segmenter, "checkpoint_sha256", None),
+                    device=_actor_device(ray, device, settings),
+                )
+                del segmenter  # the driver's copy; each actor builds its own
+                with ray_session(ray):
+                    return prefill_project_ray(
+                        settings.resolved_database_url,
+                        project_id=project_id,
+                        model_version_id=mv.id,
+                        build=build,
+                        options=ray.options,
+                        rule=rule,
+                        retry_failed=retry_failed,
+                        on_total=on_total,
+                        on_image=on_image,
+                        max_pixels=settings.max_image_pixels,
+                    )
             summary = prefill_project(
                 factory,
                 project_id=project_id,
@@ -272,16 +377,40 @@ def prefill_command(
         help="Write each embedding to the cache (default: DATAENGINE_PREFILL_CACHE_EMBEDDINGS, "
         "off).",
     ),
+    use_ray: bool = typer.Option(
+        False, "--ray", help="Run on a Ray cluster (Ray Data; needs the `ray` extra)."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: DATAENGINE_RAY_ADDRESS, "
+        "else a local cluster on this machine).",
+    ),
+    actors: int = typer.Option(1, "--actors", help="With --ray: model actors (one model each)."),
+    gpus_per_actor: float = typer.Option(
+        0.0, "--gpus-per-actor", help="With --ray: GPUs each actor reserves (0: CPU; 0.5 shares)."
+    ),
+    batch_size: int = typer.Option(
+        4, "--batch-size", help="With --ray: images per model call (the SAM encoder's batch)."
+    ),
     as_json: JsonFlag = False,
 ) -> None:
     """Store every automatic proposal as a mask and mark the confident ones.
 
-    Resumable and idempotent per (image, model version): rerun after an interruption and only the remaining images are processed. Unreadable images are recorded as failed and never stop the batch. Images are claimed a few at a time (DATAENGINE_CLAIM_BATCH), so several `prefill`/`worker` processes share a project; a killed run's claims expire after DATAENGINE_CLAIM_SECONDS.
+    Resumable and idempotent per (image, model version): rerun after an interruption and only the remaining images are processed. Unreadable images are recorded as failed and never stop the batch. Images are claimed a few at a time (DATAENGINE_CLAIM_BATCH), so several `prefill`/`worker` processes share a project; a killed run's claims expire after DATAENGINE_CLAIM_SECONDS. --ray runs the same on a Ray cluster (docs/prefill.md).
     """
     from engine.flywheel.prefill import ConfidentRule
     from engine.settings import Settings
 
     settings = Settings()
+    ray = ray_run(
+        use_ray,
+        settings,
+        address=address,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
+        batch_size=batch_size,
+    )
     with domain_errors():
         overrides = {
             "pred_iou_thresh": pred_iou,
@@ -307,6 +436,7 @@ def prefill_command(
             rule=rule,
             retry_failed=retry_failed,
             cache_embeddings=cache_embeddings,
+            ray=ray,
         )
     if as_json:
         print_json(summary_json(summary))
@@ -326,12 +456,29 @@ def embed_command(
     sha256: str | None = typer.Option(None, help="Expected sha256 of the checkpoint."),
     device: str | None = typer.Option(None, help="torch device for sam (default: settings)."),
     limit: int | None = typer.Option(None, help="Embed at most this many images."),
+    use_ray: bool = typer.Option(
+        False, "--ray", help="Run on a Ray cluster (Ray Data; needs the `ray` extra)."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: DATAENGINE_RAY_ADDRESS, "
+        "else a local cluster on this machine).",
+    ),
+    actors: int = typer.Option(1, "--actors", help="With --ray: model actors (one model each)."),
+    gpus_per_actor: float = typer.Option(
+        0.0, "--gpus-per-actor", help="With --ray: GPUs each actor reserves (0: CPU; 0.5 shares)."
+    ),
+    batch_size: int = typer.Option(
+        4, "--batch-size", help="With --ray: images per model call (the SAM encoder's batch)."
+    ),
     as_json: JsonFlag = False,
 ) -> None:
     """Precompute the embeddings of a project's images into the cache
     (DATAENGINE_EMBEDDING_CACHE_URL, default <DATAENGINE_DATA_DIR>/cache).
 
     Walks the project by keyset pages (memory: one page of rows, not the project).
+    --ray embeds on a Ray cluster (batched encoder); every node must see the same cache.
     """
     from db.models import Image
     from db.pages import count_images
@@ -339,6 +486,28 @@ def embed_command(
     from engine.settings import Settings
 
     settings = Settings()
+    ray = ray_run(
+        use_ray,
+        settings,
+        address=address,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
+        batch_size=batch_size,
+    )
+    if ray is not None:
+        _embed_on_ray(
+            settings,
+            project,
+            ray,
+            backend=backend,
+            model_type=model,
+            checkpoint=checkpoint,
+            sha256=sha256,
+            device=device,
+            limit=limit,
+            as_json=as_json,
+        )
+        return
     factory = open_db(settings)
     try:
         with domain_errors(), factory() as s:
@@ -360,7 +529,6 @@ def _embed_all(
     **model: Any,
 ) -> None:
     """``embed``'s walk: keyset pages of (id, uri, sha256), one image at a time."""
-    from rich.table import Table
 
     from db.models import Image
     from db.pages import image_pages
@@ -400,10 +568,85 @@ def _embed_all(
     if as_json:
         print_json({"model_key": seg.model_key, **counts})
         return
-    table = Table("", "images", title=f"embedding cache ({seg.model_key})")
+    _print_embed_counts(seg.model_key, counts)
+
+
+def _print_embed_counts(model_key: str, counts: dict[str, int]) -> None:
+    from rich.table import Table
+
+    table = Table("", "images", title=f"embedding cache ({model_key})")
     for k, v in counts.items():
         table.add_row(k, str(v))
     console.print(table)
+
+
+def _embed_on_ray(
+    settings: Settings,
+    project: str,
+    ray: RayRun,
+    *,
+    backend: str | None,
+    model_type: str | None,
+    checkpoint: Path | None,
+    sha256: str | None,
+    device: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """`dataengine embed --ray`: the cache is written by the actors, the bar from the stream."""
+    from db.projects import get_project
+    from engine.flywheel.prefill_ray import builder, embed_project_ray
+
+    if limit is not None:
+        fail("--limit is not supported with --ray")
+    factory = open_db(settings)
+    try:
+        with domain_errors(), factory() as s:
+            project_id = get_project(s, name=project).id
+    finally:
+        factory.kw["bind"].dispose()
+    seg = configured_segmenter(
+        settings,
+        backend=backend,
+        model_type=model_type,
+        checkpoint=checkpoint,
+        sha256=sha256,
+        device="cpu",
+    )
+    cache_dir = settings.embedding_cache_location  # a folder or an fsspec URL every node sees
+    build = builder(
+        backend=seg.name,
+        model_type=getattr(seg, "model_type", None) or settings.sam_model,
+        checkpoint=_actor_checkpoint(seg, checkpoint, settings),
+        sha256=sha256 or getattr(seg, "checkpoint_sha256", None),
+        device=_actor_device(ray, device, settings),
+        cache_dir=cache_dir,
+    )
+    model_key = seg.model_key
+    del seg
+    with json_output(as_json), progress() as bar, ray_session(ray), domain_errors():
+        task = bar.add_task("embed (ray)", total=None, status="")
+
+        def on_image(image_id: int, outcome: str, reason: str | None) -> None:
+            if outcome == "failed":
+                console.print(f"  [red]failed[/] image {image_id}: {reason}")
+            bar.update(task, advance=1, status=f"image {image_id}: {outcome}")
+
+        counts = embed_project_ray(
+            settings.resolved_database_url,
+            project_id=project_id,
+            build=build,
+            model_key=model_key,
+            cache_dir=cache_dir,
+            options=ray.options,
+            on_total=lambda n: bar.update(task, total=n),
+            on_image=on_image,
+            max_pixels=settings.max_image_pixels,
+        )
+    if as_json:
+        print_json({"model_key": model_key, **counts})
+        return
+    _print_embed_counts(model_key, counts)
 
 
 def register(app: typer.Typer) -> None:

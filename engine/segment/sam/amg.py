@@ -18,6 +18,14 @@ reorganised so that work is spent only on masks that can survive:
 4. box NMS runs on those boxes before any full-resolution mask exists; only the
    survivors are thresholded at full resolution (block-wise, ``FullResStats.mask``).
 
+Devices: the model (encoder, prompt encoder, low-rank decoder) runs on the model's device;
+each chunk's survivors (IoU scores, 256x256 logits, prompt indices) are copied to the host
+once, and stability, boxes, NMS and the full-resolution masks run there. Every NMS gets
+its boxes, scores and category ids on one device (the boxes'); nothing calls ``.numpy()``
+on a tensor that may live on a GPU. On CUDA this host-side finishing has no benefit over
+the reference generator, so ``SamSegmenter`` uses ``SamAutomaticMaskGenerator`` there
+(``generator_for_device``); this class stays correct on any device.
+
 Coordinates: ``point_coords`` are (x, y) pixels, ``bbox`` and ``crop_box`` are XYWH pixels
 of the original image; ``segmentation`` is an HxW bool mask.
 """
@@ -99,6 +107,29 @@ def _host(t: torch.Tensor) -> torch.Tensor:
     return t if t.device.type == "cpu" else t.cpu()
 
 
+def _nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -> torch.Tensor:
+    """``batched_nms`` of N boxes (XYXY, any dtype) with one category, every argument on the
+    boxes' device (torchvision requires it). Returns kept indices, highest score first."""
+    dev = boxes.device
+    return batched_nms(
+        boxes.float(),
+        scores.to(dev, torch.float32),
+        torch.zeros(len(boxes), dtype=torch.int64, device=dev),
+        thresh,
+    )
+
+
+def generator_for_device(device: torch.device | str) -> str:
+    """Which automatic generator pays off on ``device``: ``"fast"`` (this module) on CPU,
+    ``"reference"`` (``segment_anything.SamAutomaticMaskGenerator``) on CUDA and others.
+
+    Our generator's gains are CPU-specific (cache-sized chunks on worker threads, fused C
+    kernels, host-side stats); on a GPU the reference's batched full-resolution path is as
+    fast or faster (``scripts/bench_gpu.py`` measures both) and is what Meta ran.
+    """
+    return "fast" if torch.device(device).type == "cpu" else "reference"
+
+
 class FastAutomaticMaskGenerator:
     """Drop-in for ``SamAutomaticMaskGenerator(model, **params).generate`` on CPU or GPU.
 
@@ -150,6 +181,20 @@ class FastAutomaticMaskGenerator:
         return self.encoder(embed_input(self.model.preprocess(x)))
 
     @torch.inference_mode()
+    def embed_batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """B HWC uint8 RGB images (any sizes) -> Bx256x64x64 float32 embeddings, one encoder
+        call on a Bx3x1024x1024 batch (each image resized to 1024 on its long side, normalised
+        and zero-padded as ``embed`` does), on the model's device."""
+        if not len(images):
+            raise ValueError("embed_batch needs at least one image")
+        batch = []
+        for image in images:
+            x = self.transform.apply_image(image)
+            x = torch.as_tensor(x, device=self.device).permute(2, 0, 1).contiguous()[None]
+            batch.append(self.model.preprocess(x))
+        return self.encoder(embed_input(torch.cat(batch)))
+
+    @torch.inference_mode()
     def generate(
         self, image: np.ndarray, embedding: torch.Tensor | None = None
     ) -> list[dict[str, Any]]:
@@ -169,11 +214,8 @@ class FastAutomaticMaskGenerator:
             parts.append(self._crop(image, box, layer, orig, emb))
         data = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         if len(crop_boxes) > 1 and len(data["boxes"]):
-            keep = batched_nms(
-                data["boxes"].float(),
-                1 / box_area(data["crop_boxes"].float()),
-                torch.zeros(len(data["boxes"])),
-                self.p.crop_nms_thresh,
+            keep = _nms(
+                data["boxes"], 1 / box_area(data["crop_boxes"].float()), self.p.crop_nms_thresh
             )
             data = {k: v[keep] for k, v in data.items()}
         masks = self._final_masks(data, orig)
@@ -250,18 +292,19 @@ class FastAutomaticMaskGenerator:
             }
         data = {k: torch.cat(v) for k, v in kept.items()}
         if len(data["boxes"]):
-            keep = batched_nms(
-                data["boxes"].float(),
-                data["iou"],
-                torch.zeros(len(data["boxes"])),
-                self.p.box_nms_thresh,
-            )
+            keep = _nms(data["boxes"], data["iou"], self.p.box_nms_thresh)
             data = {k: v[keep] for k, v in data.items()}
-        n = len(data["boxes"])
-        data["boxes"] = data["boxes"] + torch.tensor([[x0, y0, x0, y0]])
-        data["points"] = data["points"] + torch.tensor([[x0, y0]], dtype=data["points"].dtype)
-        data["crop_boxes"] = torch.tensor([crop_box] * n, dtype=torch.int64).reshape(n, 4)
-        data["input_size"] = torch.tensor([list(input_size)] * n, dtype=torch.int64).reshape(n, 2)
+        n, dev = len(data["boxes"]), data["boxes"].device  # the host (see ``_chunk``)
+        data["boxes"] = data["boxes"] + torch.tensor([[x0, y0, x0, y0]], device=dev)
+        data["points"] = data["points"] + torch.tensor(
+            [[x0, y0]], dtype=data["points"].dtype, device=dev
+        )
+        data["crop_boxes"] = torch.tensor([crop_box] * n, dtype=torch.int64, device=dev).reshape(
+            n, 4
+        )
+        data["input_size"] = torch.tensor(
+            [list(input_size)] * n, dtype=torch.int64, device=dev
+        ).reshape(n, 2)
         return data
 
     @torch.inference_mode()
@@ -342,11 +385,8 @@ class FastAutomaticMaskGenerator:
             scores.append(float(not (changed_h or changed_i)))
         stacked = torch.stack(new)
         boxes = batched_mask_to_box(stacked)
-        keep = batched_nms(
-            boxes.float(),
-            torch.as_tensor(scores),
-            torch.zeros(len(boxes)),
-            max(self.p.box_nms_thresh, self.p.crop_nms_thresh),
+        keep = _nms(
+            boxes, torch.as_tensor(scores), max(self.p.box_nms_thresh, self.p.crop_nms_thresh)
         )
         changed = torch.as_tensor(scores) == 0
         masks = torch.where(changed[:, None, None], stacked, masks)

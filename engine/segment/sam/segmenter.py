@@ -11,26 +11,32 @@ Implements ``engine.segment.protocol.Segmenter``:
   (``engine.segment.sam.upsample``).
 * ``mask_to_input``: a stored HxW bool mask -> the 1x256x256 low-res logits ``decode`` takes
   as ``mask_input`` (how a fix of a proposal starts from the proposal, not from scratch).
+* ``embed_batch``: B images -> B ``Embedding``s from one encoder call on a Bx3x1024x1024
+  batch (what bulk pre-fill on a GPU feeds; equal to ``embed`` per image to float rounding).
 * ``propose``: ``FastAutomaticMaskGenerator`` (equivalent to
-  ``SamAutomaticMaskGenerator``) with the parameters given at construction.
+  ``SamAutomaticMaskGenerator``) on CPU; on CUDA the reference ``SamAutomaticMaskGenerator``
+  itself (``generator="auto"``, see ``engine.segment.sam.amg.generator_for_device``), with
+  the parameters given at construction.
 
 Coordinates: points (x, y) and boxes XYXY in original-image pixels; masks HxW bool.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from segment_anything import SamPredictor
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as tnf
 
 from engine.lru import LRU
 from engine.masks import mask_bbox
 from engine.segment.protocol import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
-from engine.segment.sam.amg import FastAutomaticMaskGenerator
+from engine.segment.sam.amg import FastAutomaticMaskGenerator, generator_for_device
 from engine.segment.sam.decoder import FastMaskDecoder, ImageContext
 from engine.segment.sam.models import MODELS, file_sha256, load_checkpoint, resolve_device
 from engine.segment.sam.upsample import full_res_stats
@@ -54,6 +60,7 @@ class SamSegmenter:
         *,
         model: torch.nn.Module | None = None,
         amg_params: dict[str, Any] | None = None,
+        generator: str = "auto",
     ) -> None:
         """Load ``checkpoint`` (verified against ``sha256`` when given) or wrap ``model``.
 
@@ -61,7 +68,12 @@ class SamSegmenter:
 
         ``amg_params`` are ``SamAutomaticMaskGenerator`` keyword arguments for ``propose``
         (defaults: the SAM paper's, i.e. predicted IoU > 0.88, stability >= 0.95, NMS 0.7).
+
+        ``generator``: ``"fast"`` (ours), ``"reference"`` (``SamAutomaticMaskGenerator``) or
+        ``"auto"`` (fast on CPU, reference on CUDA: ``generator_for_device``).
         """
+        if generator not in ("auto", "fast", "reference"):
+            raise ValueError(f"generator must be auto, fast or reference, got {generator!r}")
         if model_type not in MODELS:
             raise ValueError(
                 f"unknown SAM model type {model_type!r}; choose one of {sorted(MODELS)}"
@@ -83,6 +95,18 @@ class SamSegmenter:
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self.decoder = FastMaskDecoder(self.model)
         self.generator = FastAutomaticMaskGenerator(self.model, **(amg_params or {}))
+        self.generator_kind = (
+            generator_for_device(self.device) if generator == "auto" else generator
+        )
+        self._reference: Any = None
+        if self.generator_kind == "reference":
+            from segment_anything import SamAutomaticMaskGenerator
+
+            self._reference = SamAutomaticMaskGenerator(
+                self.model, output_mode="binary_mask", **(amg_params or {})
+            )
+            self._reference.predictor = _ReusingPredictor(self.model)
+        self._reference_lock = threading.Lock()
         self._contexts: LRU[int, tuple[Any, ImageContext]] = LRU(8)
 
     # ---------------------------------------------------------------------------- embed
@@ -99,6 +123,29 @@ class SamSegmenter:
             image_size=(h, w),
             features={"image_embeddings": emb.cpu().numpy(), "input_size": tuple(input_size)},
         )
+
+    @torch.inference_mode()
+    def embed_batch(self, images: list[np.ndarray]) -> list[Embedding]:
+        """B HWC uint8 RGB images -> B Embeddings (as ``embed``), one Bx3x1024x1024 encoder
+        call; one device-to-host copy of the Bx256x64x64 result."""
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(
+                    f"image must be HWC uint8 RGB, got shape {image.shape} {image.dtype}"
+                )
+        embs = self.generator.embed_batch(images).cpu().numpy()
+        out = []
+        for image, emb in zip(images, embs, strict=True):
+            h, w = image.shape[:2]
+            input_size = self.transform.get_preprocess_shape(h, w, self.transform.target_length)
+            out.append(
+                Embedding(
+                    model_key=self.model_key,
+                    image_size=(h, w),
+                    features={"image_embeddings": emb[None], "input_size": tuple(input_size)},
+                )
+            )
+        return out
 
     def _embedding_tensor(self, embedding: Embedding) -> torch.Tensor:
         arr = embedding.features.get("image_embeddings")
@@ -229,7 +276,7 @@ class SamSegmenter:
         emb = None
         if embedding is not None and embedding.image_size == tuple(image.shape[:2]):
             emb = self._embedding_tensor(embedding)
-        records = self.generator.generate(image, embedding=emb)
+        records = self._generate(image, emb)
         out = []
         for r in records:
             mask = r["segmentation"]
@@ -245,3 +292,36 @@ class SamSegmenter:
                 )
             )
         return out
+
+    def _generate(self, image: np.ndarray, emb: torch.Tensor | None) -> list[dict[str, Any]]:
+        """Mask records from the chosen generator (``generator_kind``)."""
+        if self._reference is None:
+            return self.generator.generate(image, embedding=emb)
+        with self._reference_lock, torch.inference_mode():
+            predictor = self._reference.predictor
+            predictor.preset = None if emb is None else (tuple(image.shape[:2]), emb)
+            try:
+                return self._reference.generate(image)
+            finally:
+                predictor.preset = None
+
+
+class _ReusingPredictor(SamPredictor):
+    """``SamPredictor`` whose ``set_image`` takes a given whole-image embedding (``preset``:
+    ((H, W), 1x256x64x64 tensor on the model's device)) for an image of that size instead
+    of running the encoder again; crops of other sizes are encoded as usual."""
+
+    preset: tuple[tuple[int, int], torch.Tensor] | None = None
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        if self.preset is None or tuple(image.shape[:2]) != self.preset[0]:
+            super().set_image(image, image_format)
+            return
+        self.reset_image()
+        h, w = image.shape[:2]
+        self.original_size = (h, w)
+        self.input_size = tuple(
+            self.transform.get_preprocess_shape(h, w, self.transform.target_length)
+        )
+        self.features = self.preset[1].to(self.device).float()
+        self.is_image_set = True

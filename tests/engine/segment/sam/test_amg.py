@@ -140,3 +140,70 @@ def test_concurrent_generators_restore_torch_threads(
         assert fresh.submit(torch.get_num_threads).result() == threads
     for res in results:
         assert [r["point_coords"] for r in res] == [r["point_coords"] for r in alone]
+
+
+# --- the GPU path --------------------------------------------------------------------------
+# On this CPU-only machine these tests prove the device-agnostic code (every NMS call gets
+# its boxes, scores and category ids on one device, batched embeddings equal single ones,
+# the device decision); that CUDA itself runs is proven by test_cuda_generator_matches_cpu
+# and scripts/bench_gpu.py on a machine with a GPU.
+
+
+def test_generator_for_device() -> None:
+    from engine.segment.sam.amg import generator_for_device
+
+    assert generator_for_device("cpu") == "fast"
+    assert generator_for_device(torch.device("cpu")) == "fast"
+    assert generator_for_device("cuda") == "reference"
+    assert generator_for_device(torch.device("cuda", 1)) == "reference"
+    assert generator_for_device("mps") == "reference"
+
+
+def test_every_nms_gets_one_device(
+    model: torch.nn.Module, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.segment.sam import amg
+
+    calls: list[tuple[torch.device, ...]] = []
+    real = amg.batched_nms
+
+    def spy(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, thr: float):
+        calls.append((boxes.device, scores.device, idxs.device))
+        assert boxes.dtype == scores.dtype == torch.float32 and idxs.dtype == torch.int64
+        return real(boxes, scores, idxs, thr)
+
+    monkeypatch.setattr(amg, "batched_nms", spy)
+    image = _photo(shared_data, "dogs.jpg", 160)
+    # crops (per-crop and cross-crop NMS) and small-region removal (its re-NMS)
+    params = _every_candidate(points_per_side=3, crop_n_layers=1, min_mask_region_area=20)
+    params["crop_nms_thresh"] = 0.9
+    out = FastAutomaticMaskGenerator(model, **params).generate(image)
+    assert out
+    assert len(calls) >= 3  # whole image + crops, across crops, small regions
+    assert all(len(set(c)) == 1 for c in calls), calls
+
+
+def test_embed_batch_equals_single_embeds(model: torch.nn.Module, shared_data: Path) -> None:
+    gen = FastAutomaticMaskGenerator(model)
+    images = [_photo(shared_data, "dog.jpg", 200), _photo(shared_data, "groceries.jpg", 150)]
+    batch = gen.embed_batch(images)
+    assert batch.shape == (2, 256, 64, 64) and batch.dtype == torch.float32
+    for i, image in enumerate(images):
+        torch.testing.assert_close(batch[i : i + 1], gen.embed(image), atol=2e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="at least one image"):
+        gen.embed_batch([])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_generator_matches_cpu(model: torch.nn.Module, shared_data: Path) -> None:
+    import copy
+
+    image = _photo(shared_data, "dog.jpg", 256)
+    params = _every_candidate(points_per_side=5, box_nms_thresh=0.7)
+    cpu = FastAutomaticMaskGenerator(model, **params).generate(image)
+    gpu_model = copy.deepcopy(model).to("cuda")
+    ours = FastAutomaticMaskGenerator(gpu_model, chunk=64, **params).generate(image)
+    ref = SamAutomaticMaskGenerator(gpu_model, **params).generate(image)
+    assert len(ours) == len(cpu) == len(ref)
+    _match(cpu, ours)
+    _match(ref, ours)

@@ -239,3 +239,65 @@ def test_models_cli_list_and_refused_download(tmp_path: Path) -> None:
     )
     assert out.exit_code == 1
     assert list(dest.iterdir()) == []
+
+
+# --- batched encoder and the generator chosen by device ------------------------------------
+
+
+def test_embed_batch_equals_embed(segmenter: SamSegmenter) -> None:
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, (120, 90, 3), dtype=np.uint8),
+              rng.integers(0, 255, (64, 160, 3), dtype=np.uint8)]  # fmt: skip
+    batch = segmenter.embed_batch(images)
+    assert len(batch) == 2
+    for emb, image in zip(batch, images, strict=True):
+        one = segmenter.embed(image)
+        assert emb.model_key == one.model_key and emb.image_size == image.shape[:2]
+        assert emb.features["input_size"] == one.features["input_size"]
+        assert emb.features["image_embeddings"].shape == (1, 256, 64, 64)
+        np.testing.assert_allclose(
+            emb.features["image_embeddings"], one.features["image_embeddings"], atol=2e-4
+        )
+    with pytest.raises(ValueError, match="HWC uint8"):
+        segmenter.embed_batch([np.zeros((8, 8), np.uint8)])
+
+
+def test_generator_choice(checkpoint: tuple[Path, str]) -> None:
+    path, sha = checkpoint
+    assert SamSegmenter("vit_t", path, sha, "cpu").generator_kind == "fast"
+    ref = SamSegmenter("vit_t", path, sha, "cpu", generator="reference")
+    assert ref.generator_kind == "reference"
+    with pytest.raises(ValueError, match="auto, fast or reference"):
+        SamSegmenter("vit_t", path, sha, "cpu", generator="gpu")
+
+
+def test_reference_generator_proposes_what_the_fast_one_does(
+    checkpoint: tuple[Path, str],
+) -> None:
+    """The path CUDA takes (``SamAutomaticMaskGenerator``, here on CPU) gives the fast
+    generator's proposals, with a given whole-image embedding reused, not recomputed."""
+    path, sha = checkpoint
+    params = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
+              "box_nms_thresh": 1.0}  # fmt: skip
+    fast = SamSegmenter("vit_t", path, sha, "cpu", amg_params=params, generator="fast")
+    ref = SamSegmenter("vit_t", path, sha, "cpu", amg_params=params, generator="reference")
+    rng = np.random.default_rng(9)
+    image = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    image[20:70, 30:90] = (230, 40, 40)
+    emb = ref.embed(image)
+    calls = []
+    encoder = ref.model.image_encoder
+    hook = encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with_emb = ref.propose(image, emb)
+        assert calls == []  # the given embedding was used
+        without = ref.propose(image)
+        assert calls == [1]
+    finally:
+        hook.remove()
+    ours = fast.propose(image, fast.embed(image))
+    assert len(ours) == len(with_emb) == len(without) >= 3
+    for a in ours:
+        best = max(with_emb, key=lambda b: mask_iou(a.mask, b.mask))
+        assert mask_iou(a.mask, best.mask) >= 0.99
+        assert abs(a.predicted_iou - best.predicted_iou) <= 1e-3

@@ -1,0 +1,646 @@
+"""Bulk pre-fill and embedding on a Ray cluster (Ray Data): the optional ``ray`` extra.
+
+``prefill_project_ray`` does what ``engine.flywheel.prefill.prefill_project`` does (same
+proposals, same confident rule, same ``prefill`` and ``mask`` rows), as a streaming
+pipeline over a cluster:
+
+1. **pages** (the driver): pending image ids are walked by keyset (``id > last``, ``LIMIT
+   page_size``), and only each page's first and last id become a dataset row, so the
+   driver holds O(pages) ints, never the image list;
+2. **read** (``flat_map``, CPU tasks): each page's pending ``(id, uri, sha256)`` rows;
+3. **decode** (``map_batches``, CPU tasks): ``engine.imageio.load_rgb`` per image, HWC uint8
+   RGB; an unreadable file becomes that image's ``failed`` reason, never a batch error;
+4. **model** (``map_batches`` on an actor pool of ``actors`` actors, ``gpus_per_actor`` GPUs
+   each): the segmenter is built once per actor (``__init__``); a batch of images goes
+   through the encoder at once where the backend has ``embed_batch`` (SAM: Bx3x1024x1024),
+   else one by one (classical); then ``propose``, the confident rule / calibration, and
+   COCO RLE encoding (so only compact rows travel on);
+5. **write** (``map_batches``, CPU tasks): per image one transaction: ``INSERT ... ON
+   CONFLICT (image_id, model_version_id) DO NOTHING RETURNING id`` on ``prefill``; only the
+   writer whose row was inserted inserts the masks, in the same transaction. A second run,
+   a concurrent worker or a retried task therefore never duplicates anything.
+
+The driver iterates the write stage's output (``iter_batches``) and reports every image
+(``on_image``), which is what the CLI's progress bar shows. Resumable: a killed run (driver,
+actor or node) leaves only whole images behind; run it again and only images without a
+``prefill`` row are processed (deleting k results redoes exactly k).
+
+``embed_project_ray`` is the same pipeline for ``dataengine embed``: the decode stage skips
+images already in the embedding cache, the model stage embeds (batched) and stores them.
+
+Every node needs this package installed and must reach the database and the image uris
+(and, for ``embed``, the cache folder) at the same paths: the compose ``ray`` profile
+shares the ``data`` volume and PostgreSQL. SQLite works on one machine (local cluster).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.errors import InvalidInput, NotFound
+from db.models import Image, Mask, ModelVersion, Prefill, Project
+from db.rounds import current_round, ensure_first_round
+from db.session import make_engine, make_session_factory, transaction
+from engine.flywheel.prefill import ConfidentRule, PrefillSummary, _check_calibration, _mask_rows
+from engine.flywheel.prefill import score as score_proposals
+from engine.imageio import DEFAULT_MAX_PIXELS, load_rgb
+from engine.segment.protocol import Embedding, Segmenter
+
+log = logging.getLogger("dataengine.prefill_ray")
+
+PAGE_SIZE = 1000  # image ids per keyset page (one dataset row each)
+# CPUs Ray reserves per task of the database stages (read, write: they wait on the database)
+# and of the decode stage. Distinct from the model actors' reservation, which also keeps
+# Ray from fusing decode into the model actors: decoding then overlaps the model.
+DB_STAGE_CPUS = 0.1
+DECODE_CPUS = 0.5
+SegmenterBuilder = Callable[[], Segmenter]
+
+
+class RayUnavailable(RuntimeError):
+    """Ray is not installed; the message names the fix."""
+
+
+def import_ray() -> Any:
+    """``ray`` (with Ray Data), or ``RayUnavailable`` naming the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the Data library is a separate extra
+    except ImportError as err:
+        raise RayUnavailable(
+            "Ray is not installed: pip install 'dataengine[ray]' (or 'ray[data]'), "
+            "or pre-fill without --ray"
+        ) from err
+    return ray
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None) -> Any:
+    """Join the Ray cluster at ``address`` ("auto", "ray://host:10001", "host:6379"), or start
+    a local one (``num_cpus`` CPUs) when None; reuses a connection already made."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+        if address:
+            kwargs["address"] = address
+        elif num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
+        for attempt in (1, 2):
+            try:
+                ray.init(**kwargs)
+                break
+            except Exception as err:  # Ray raises a bare Exception when its node starts slowly
+                if attempt == 2 or "timed out during startup" not in str(err):
+                    raise
+                log.warning("the Ray node started too slowly (%s); trying once more", err)
+                ray.shutdown()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the caller draws one from the stream
+    return ray
+
+
+def builder(**build_kwargs: Any) -> SegmenterBuilder:
+    """A picklable ``() -> Segmenter`` running ``engine.segment.registry.build_segmenter``
+    with ``build_kwargs`` (backend, model_type, checkpoint, sha256, device, cache_dir, ...)
+    where it is called: in each model actor."""
+    from engine.segment.registry import build_segmenter
+
+    return functools.partial(build_segmenter, **build_kwargs)
+
+
+# --- the database side, per process ------------------------------------------------------
+
+_FACTORIES: dict[str, sessionmaker[Session]] = {}
+
+
+def _factory(db_url: str) -> sessionmaker[Session]:
+    """One engine per database url per worker process (tasks reuse Ray's workers)."""
+    found = _FACTORIES.get(db_url)
+    if found is None:
+        found = _FACTORIES[db_url] = make_session_factory(make_engine(db_url))
+    return found
+
+
+def _pending(project_id: int, mv_id: int) -> Any:
+    done = exists().where(Prefill.image_id == Image.id, Prefill.model_version_id == mv_id)
+    return select(Image.id).where(Image.project_id == project_id, Image.status == "ok", ~done)
+
+
+def page_bounds(
+    factory: sessionmaker[Session],
+    *,
+    project_id: int,
+    model_version_id: int | None,
+    page_size: int = PAGE_SIZE,
+) -> Iterator[tuple[int, int]]:
+    """(first id, last id) of each keyset page of the project's pending ok images (all ok
+    images with a sha256 when ``model_version_id`` is None), in id order; O(page) memory."""
+    if model_version_id is None:
+        base = select(Image.id).where(
+            Image.project_id == project_id, Image.status == "ok", Image.sha256.is_not(None)
+        )
+    else:
+        base = _pending(project_id, model_version_id)
+    last = 0
+    while True:
+        with factory() as s:
+            ids = list(s.scalars(base.where(Image.id > last).order_by(Image.id).limit(page_size)))
+        if not ids:
+            return
+        yield ids[0], ids[-1]
+        last = ids[-1]
+
+
+def _read_page(
+    page: dict[str, Any], *, db_url: str, project_id: int, mv_id: int | None
+) -> list[dict[str, Any]]:
+    """Stage 2: a page's (image_id, uri, sha256) rows still to do."""
+    lo, hi = int(page["lo"]), int(page["hi"])
+    if mv_id is None:
+        q = select(Image.id, Image.uri, Image.sha256).where(
+            Image.project_id == project_id, Image.status == "ok", Image.sha256.is_not(None)
+        )
+    else:
+        done = exists().where(Prefill.image_id == Image.id, Prefill.model_version_id == mv_id)
+        q = select(Image.id, Image.uri, Image.sha256).where(
+            Image.project_id == project_id, Image.status == "ok", ~done
+        )
+    with _factory(db_url)() as s:
+        rows = s.execute(q.where(Image.id.between(lo, hi)).order_by(Image.id)).all()
+    return [{"image_id": r[0], "uri": r[1], "sha256": r[2] or ""} for r in rows]
+
+
+_NO_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)  # placeholder where decoding failed
+
+
+def _decode(
+    batch: dict[str, np.ndarray],
+    *,
+    max_pixels: int,
+    cache_dir: str | None = None,
+    model_key: str | None = None,
+) -> dict[str, Any]:
+    """Stage 3: decode each image (HWC uint8 RGB); with ``cache_dir``/``model_key`` (embed),
+    images already in the embedding cache are passed on as ``cached`` without decoding."""
+    cache = None
+    if cache_dir is not None and model_key is not None:
+        from engine.segment.embedding_cache import EmbeddingCache
+
+        cache = EmbeddingCache(cache_dir, model_key, max_items=1)
+    images, errors, cached, seconds = [], [], [], []
+    for uri, sha in zip(batch["uri"], batch["sha256"], strict=True):
+        t0 = time.perf_counter()
+        hit = cache is not None and cache.contains(str(sha))
+        image, error = _NO_IMAGE, ""
+        if not hit:
+            try:
+                image = load_rgb(str(uri), max_pixels=max_pixels)
+            except (OSError, ValueError) as err:  # ImageRejected is a ValueError
+                error = str(err) or type(err).__name__
+        images.append(image)
+        errors.append(error)
+        cached.append(hit)
+        seconds.append(time.perf_counter() - t0)
+    return {
+        "image_id": batch["image_id"],
+        "sha256": batch["sha256"],
+        "image": images,
+        "error": np.array(errors, dtype=object),
+        "cached": np.array(cached, dtype=bool),
+        "seconds": np.array(seconds, dtype=np.float64),
+    }
+
+
+def _embed_all(segmenter: Any, images: Sequence[np.ndarray]) -> list[Embedding | Exception]:
+    """Embeddings of ``images``: one batched encoder call when the backend has one
+    (``embed_batch``), else (or when the batch fails) image by image; a failing image gets
+    its exception in place of an embedding."""
+    inner = getattr(segmenter, "inner", segmenter)
+    if len(images) > 1 and hasattr(inner, "embed_batch"):
+        try:
+            return list(inner.embed_batch(list(images)))
+        except (RuntimeError, ValueError) as err:  # e.g. out of memory: fall back per image
+            log.warning("batched embed of %d images failed (%s); one by one", len(images), err)
+    out: list[Embedding | Exception] = []
+    for image in images:
+        try:
+            out.append(inner.embed(image))
+        except Exception as err:  # noqa: BLE001 - one image's model error must not stop a batch
+            out.append(err)
+    return out
+
+
+class _ModelStage:
+    """Stage 4 (an actor): the segmenter is built once, in ``__init__``."""
+
+    def __init__(
+        self,
+        build: SegmenterBuilder,
+        *,
+        model_key: str | None,
+        mv_id: int,
+        round_id: int | None,
+        rule: dict[str, Any],
+        calibration: dict[str, Any] | None,
+    ) -> None:
+        self.segmenter = build()
+        if model_key is not None and self.segmenter.model_key != model_key:
+            raise InvalidInput(
+                f"the actor's segmenter is {self.segmenter.model_key}, the run's model version "
+                f"is {model_key}: give every node the same checkpoint"
+            )
+        self.mv_id, self.round_id = mv_id, round_id
+        self.rule = ConfidentRule(**rule)
+        self.calibration = calibration
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        n = len(batch["image_id"])
+        status, reasons, rows_json = ["failed"] * n, list(batch["error"]), [""] * n
+        n_prop, n_conf = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        seconds = np.asarray(batch["seconds"], dtype=np.float64).copy()
+        todo = [i for i in range(n) if not reasons[i]]
+        t0 = time.perf_counter()
+        embeddings = _embed_all(self.segmenter, [batch["image"][i] for i in todo])
+        share = (time.perf_counter() - t0) / max(len(todo), 1)
+        for i, emb in zip(todo, embeddings, strict=True):
+            t1 = time.perf_counter()
+            image = np.asarray(batch["image"][i])
+            try:
+                if isinstance(emb, Exception):
+                    raise emb
+                size = (int(image.shape[0]), int(image.shape[1]))
+                proposals = self.segmenter.propose(image, emb)
+                confident, calibrated = score_proposals(
+                    proposals, size, self.rule, self.calibration
+                )
+                rows = _mask_rows(
+                    proposals,
+                    confident,
+                    calibrated,
+                    image_id=int(batch["image_id"][i]),
+                    image_size=size,
+                    model_version_id=self.mv_id,
+                    round_id=self.round_id,
+                )
+                status[i], rows_json[i] = "done", json.dumps(rows)
+                n_prop[i], n_conf[i] = len(rows), sum(1 for r in rows if r["confident"])
+            except (OSError, ValueError) as err:
+                reasons[i] = str(err) or type(err).__name__
+            except Exception as err:  # noqa: BLE001 - one image's model error must not stop the batch
+                log.exception("pre-fill of image %s failed", batch["image_id"][i])
+                reasons[i] = f"{type(err).__name__}: {err}"
+            seconds[i] += share + time.perf_counter() - t1
+        return {
+            "image_id": batch["image_id"],
+            "status": np.array(status, dtype=object),
+            "reason": np.array(reasons, dtype=object),
+            "rows": np.array(rows_json, dtype=object),
+            "n_proposals": n_prop,
+            "n_confident": n_conf,
+            "seconds": seconds,
+        }
+
+
+def _insert_prefill(session: Session, values: dict[str, Any]) -> int | None:
+    """INSERT the prefill row unless (image, model version) has one; its id, or None."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = (
+        dialect_insert(Prefill)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["image_id", "model_version_id"])
+        .returning(Prefill.id)
+    )
+    return session.scalar(stmt)
+
+
+def _write(batch: dict[str, Any], *, db_url: str, mv_id: int) -> dict[str, Any]:
+    """Stage 5: per image one transaction (prefill row on conflict do nothing; the masks only
+    when this writer's row went in). Outcome per image: done | failed | skipped."""
+    factory = _factory(db_url)
+    outcomes = []
+    for i, image_id in enumerate(batch["image_id"]):
+        failed = batch["status"][i] != "done"
+        with transaction(factory) as s:
+            won = _insert_prefill(
+                s,
+                {
+                    "image_id": int(image_id),
+                    "model_version_id": mv_id,
+                    "status": "failed" if failed else "done",
+                    "reason": (batch["reason"][i] or None) if failed else None,
+                    "n_proposals": int(batch["n_proposals"][i]),
+                    "n_confident": int(batch["n_confident"][i]),
+                    "seconds": float(batch["seconds"][i]),
+                },
+            )
+            if won is not None and not failed and batch["rows"][i]:
+                s.execute(insert(Mask), json.loads(batch["rows"][i]))
+        outcomes.append("skipped" if won is None else ("failed" if failed else "done"))
+    return {
+        "image_id": batch["image_id"],
+        "outcome": np.array(outcomes, dtype=object),
+        "reason": batch["reason"],
+        "n_proposals": batch["n_proposals"],
+        "n_confident": batch["n_confident"],
+        "seconds": batch["seconds"],
+    }
+
+
+# --- the driver --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the pipeline uses the cluster.
+
+    ``actors``: model actors (one segmenter each); ``gpus_per_actor``: GPUs each reserves
+    (0: CPU; fractions share a GPU); ``cpus_per_actor``: CPUs each reserves; ``batch_size``:
+    images per model call (the SAM encoder's B); ``page_size``: ids per keyset page.
+    """
+
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float = 1.0
+    batch_size: int = 4
+    page_size: int = PAGE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise InvalidInput(f"--actors must be >= 1, got {self.actors}")
+        if self.gpus_per_actor < 0 or self.cpus_per_actor < 0:
+            raise InvalidInput("--gpus-per-actor and CPUs per actor must be >= 0")
+        if self.batch_size < 1:
+            raise InvalidInput(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.page_size < 1:
+            raise InvalidInput(f"page size must be >= 1, got {self.page_size}")
+
+
+def _model_stage_args(opts: RayOptions) -> dict[str, Any]:
+    from ray.data import ActorPoolStrategy
+
+    args: dict[str, Any] = {
+        # the pool grows to ``actors`` with the backlog: a short run (one page) starts one
+        "compute": ActorPoolStrategy(min_size=1, max_size=opts.actors),
+        "num_cpus": opts.cpus_per_actor,
+    }
+    if opts.gpus_per_actor:
+        args["num_gpus"] = opts.gpus_per_actor
+    return args
+
+
+def _prepare(
+    factory: sessionmaker[Session], *, project_id: int, model_version_id: int, retry_failed: bool
+) -> tuple[ModelVersion, int | None]:
+    """Check project and model version, open round 1 if the project has none, forget failed
+    rows when asked; (model version, round id)."""
+    with transaction(factory) as s:
+        if s.get(Project, project_id) is None:
+            raise NotFound(f"no project with id {project_id}")
+        mv = s.get(ModelVersion, model_version_id)
+        if mv is None:
+            raise NotFound(f"no model version with id {model_version_id}")
+        rnd = current_round(s, project_id=project_id)
+        round_id = rnd.id if rnd is not None else None
+        if rnd is None:
+            first = ensure_first_round(s, project_id=project_id, model_version_id=mv.id)
+            round_id = first.id if first is not None else None
+        if mv.calibration:
+            _check_calibration(mv.calibration, mv.id)
+        if retry_failed:
+            s.execute(
+                delete(Prefill).where(
+                    Prefill.model_version_id == mv.id,
+                    Prefill.status == "failed",
+                    Prefill.image_id.in_(select(Image.id).where(Image.project_id == project_id)),
+                )
+            )
+    return mv, round_id
+
+
+def prefill_project_ray(
+    db_url: str,
+    *,
+    project_id: int,
+    model_version_id: int,
+    build: SegmenterBuilder,
+    options: RayOptions | None = None,
+    rule: ConfidentRule | None = None,
+    retry_failed: bool = False,
+    on_total: Callable[[int], None] | None = None,
+    on_image: Callable[[int, str, dict[str, Any]], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> PrefillSummary:
+    """Pre-fill the project's pending ok images as ``model_version_id`` on the connected Ray
+    cluster (``connect`` first); the same rows as ``prefill_project``.
+
+    ``build()`` makes the segmenter in each actor (``builder(...)``); it must be the model
+    version's (its ``model_key`` is checked). rule None: the backend's default. on_total(n
+    pending), on_image(image_id, outcome, info) as ``prefill_project``'s, from the stream.
+    """
+    ray = import_ray()
+    opts = options or RayOptions()
+    factory = make_session_factory(make_engine(db_url))
+    try:
+        mv, round_id = _prepare(
+            factory,
+            project_id=project_id,
+            model_version_id=model_version_id,
+            retry_failed=retry_failed,
+        )
+        rule = rule or ConfidentRule.for_backend(mv.backend)
+        with factory() as s:
+            total = s.scalar(
+                select(func.count(Image.id)).where(
+                    Image.project_id == project_id, Image.status == "ok"
+                )
+            )
+            pending = s.scalar(
+                select(func.count()).select_from(_pending(project_id, mv.id).subquery())
+            )
+        pages = [
+            {"lo": lo, "hi": hi}
+            for lo, hi in page_bounds(
+                factory, project_id=project_id, model_version_id=mv.id, page_size=opts.page_size
+            )
+        ]
+    finally:
+        factory.kw["bind"].dispose()
+    summary = PrefillSummary(
+        model_version_id=mv.id, total=int(total or 0), skipped=int(total or 0) - int(pending or 0)
+    )
+    if on_total:
+        on_total(int(pending or 0))
+    if not pages:
+        return summary
+    ds = (
+        ray.data.from_items(pages)
+        .flat_map(
+            _read_page,
+            fn_kwargs={"db_url": db_url, "project_id": project_id, "mv_id": mv.id},
+            num_cpus=DB_STAGE_CPUS,
+        )
+        .map_batches(
+            _decode,
+            batch_size=opts.batch_size,
+            batch_format="numpy",
+            fn_kwargs={"max_pixels": max_pixels},
+            num_cpus=DECODE_CPUS,
+        )
+        .map_batches(
+            _ModelStage,
+            batch_size=opts.batch_size,
+            batch_format="numpy",
+            fn_constructor_args=(build,),
+            fn_constructor_kwargs={
+                "model_key": (mv.params or {}).get("model_key"),
+                "mv_id": mv.id,
+                "round_id": round_id,
+                "rule": rule.as_dict(),
+                "calibration": mv.calibration,
+            },
+            **_model_stage_args(opts),
+        )
+        .map_batches(
+            _write,
+            batch_size=opts.batch_size,
+            batch_format="numpy",
+            fn_kwargs={"db_url": db_url, "mv_id": mv.id},
+            num_cpus=DB_STAGE_CPUS,
+        )
+    )
+    for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for i, image_id in enumerate(out["image_id"]):
+            outcome = str(out["outcome"][i])
+            info = {
+                "proposals": int(out["n_proposals"][i]) if outcome == "done" else 0,
+                "confident": int(out["n_confident"][i]) if outcome == "done" else 0,
+                "seconds": float(out["seconds"][i]),
+                "reason": (str(out["reason"][i]) or None) if outcome == "failed" else None,
+            }
+            if outcome == "done":
+                summary.done += 1
+                summary.proposals += info["proposals"]
+                summary.confident += info["confident"]
+            elif outcome == "failed":
+                summary.failed += 1
+                summary.failures.append((int(image_id), str(info["reason"])))
+            else:
+                summary.skipped += 1
+            if outcome != "skipped":
+                summary.seconds += info["seconds"]
+            if on_image:
+                on_image(int(image_id), outcome, info)
+    return summary
+
+
+class _EmbedStage:
+    """The model stage of ``embed_project_ray`` (an actor): embeds (batched) and stores each
+    embedding in the segmenter's cache (``build`` must give a cached segmenter)."""
+
+    def __init__(self, build: SegmenterBuilder) -> None:
+        self.segmenter: Any = build()
+        if not hasattr(self.segmenter, "cache"):
+            raise InvalidInput("embed on Ray needs a segmenter with an embedding cache (cache_dir)")
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        n = len(batch["image_id"])
+        outcome = ["cached" if c else "failed" for c in batch["cached"]]
+        reasons = list(batch["error"])
+        todo = [i for i in range(n) if not batch["cached"][i] and not reasons[i]]
+        embeddings = _embed_all(self.segmenter, [batch["image"][i] for i in todo])
+        for i, emb in zip(todo, embeddings, strict=True):
+            if isinstance(emb, Exception):
+                reasons[i] = f"{type(emb).__name__}: {emb}"
+                continue
+            self.segmenter.cache.put(str(batch["sha256"][i]), emb)
+            outcome[i] = "embedded"
+        return {
+            "image_id": batch["image_id"],
+            "outcome": np.array(outcome, dtype=object),
+            "reason": np.array(reasons, dtype=object),
+        }
+
+
+def embed_project_ray(
+    db_url: str,
+    *,
+    project_id: int,
+    build: SegmenterBuilder,
+    model_key: str,
+    cache_dir: str,
+    options: RayOptions | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_image: Callable[[int, str, str | None], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> dict[str, int]:
+    """Warm the embedding cache (``cache_dir``, shared by every node) for the project's ok
+    images on the connected Ray cluster. Returns counts embedded / cached / failed;
+    on_image(image_id, outcome, reason) per image from the stream."""
+    ray = import_ray()
+    opts = options or RayOptions()
+    factory = make_session_factory(make_engine(db_url))
+    try:
+        with factory() as s:
+            if s.get(Project, project_id) is None:
+                raise NotFound(f"no project with id {project_id}")
+            total = s.scalar(
+                select(func.count(Image.id)).where(
+                    Image.project_id == project_id,
+                    Image.status == "ok",
+                    Image.sha256.is_not(None),
+                )
+            )
+        pages = [
+            {"lo": lo, "hi": hi}
+            for lo, hi in page_bounds(
+                factory, project_id=project_id, model_version_id=None, page_size=opts.page_size
+            )
+        ]
+    finally:
+        factory.kw["bind"].dispose()
+    counts = {"embedded": 0, "cached": 0, "failed": 0}
+    if on_total:
+        on_total(int(total or 0))
+    if not pages:
+        return counts
+    ds = (
+        ray.data.from_items(pages)
+        .flat_map(
+            _read_page,
+            fn_kwargs={"db_url": db_url, "project_id": project_id, "mv_id": None},
+            num_cpus=DB_STAGE_CPUS,
+        )
+        .map_batches(
+            _decode,
+            batch_size=opts.batch_size,
+            batch_format="numpy",
+            fn_kwargs={"max_pixels": max_pixels, "cache_dir": cache_dir, "model_key": model_key},
+            num_cpus=DECODE_CPUS,
+        )
+        .map_batches(
+            _EmbedStage,
+            batch_size=opts.batch_size,
+            batch_format="numpy",
+            fn_constructor_args=(build,),
+            **_model_stage_args(opts),
+        )
+    )
+    for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for i, image_id in enumerate(out["image_id"]):
+            outcome = str(out["outcome"][i])
+            counts[outcome] += 1
+            if on_image:
+                on_image(int(image_id), outcome, str(out["reason"][i]) or None)
+    return counts
