@@ -38,7 +38,7 @@ from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDen
 from db.images import get_image, require_ok
 from db.masks import apply_ops, shown_status_counts
 from db.models import Image, Lease, User, utcnow
-from db.projects import get_project, list_projects
+from db.projects import get_project, hotkeys_of, list_projects
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["tasks"])
@@ -142,7 +142,8 @@ def check_draft(draft: dict[str, Any] | None, max_bytes: int) -> None:
 def _task(session: Session, lease: Lease, minutes: float) -> TaskOut:
     image = get_image(session, image_id=lease.image_id)
     project = get_project(session, project_id=image.project_id)
-    return TaskOut.of(lease, image, [str(x) for x in project.labels or []], minutes)
+    labels = [str(x) for x in project.labels or []]
+    return TaskOut.of(lease, image, labels, minutes, hotkeys_of(project=project))
 
 
 # --- projects (read) --------------------------------------------------------------------
