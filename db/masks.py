@@ -396,7 +396,9 @@ def revert_many(
                 f"mask {mask_id} is on image {mask.image_id}, not {image_id}; "
                 "send one request per image"
             )
-        out.append(revert(session, mask_id=mask_id, version=version, status=status, user_id=user_id))
+        out.append(
+            revert(session, mask_id=mask_id, version=version, status=status, user_id=user_id)
+        )
     return out
 
 

@@ -59,7 +59,8 @@ def test_bad_lists_are_refused_with_the_fix(web: Web) -> None:
     assert r.status_code == 422 and "not in the taxonomy" in r.json()["detail"]
     pid = _project(web)
     r = web.client.patch(
-        f"/api/admin/projects/{pid}", json={"settings": {"hotkeys": ["label1", "label1"]}},
+        f"/api/admin/projects/{pid}",
+        json={"settings": {"hotkeys": ["label1", "label1"]}},
         headers=admin,
     )
     assert r.status_code == 422 and "repeat" in r.json()["detail"]
@@ -69,7 +70,8 @@ def test_bad_lists_are_refused_with_the_fix(web: Web) -> None:
     assert r.status_code == 422  # ten keys for nine numbers
     # dropping a hotkey's label from the taxonomy drops it from the keys, nothing else
     r = web.client.patch(
-        f"/api/admin/projects/{pid}", json={"settings": {"hotkeys": ["label2", "label5"]}},
+        f"/api/admin/projects/{pid}",
+        json={"settings": {"hotkeys": ["label2", "label5"]}},
         headers=admin,
     )
     assert r.status_code == 200, r.text
