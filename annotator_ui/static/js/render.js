@@ -112,6 +112,7 @@ export class Renderer {
     g.setLineDash([]);
     g.setTransform(1, 0, 0, 1, 0, 0);
     g.font = "12px system-ui, sans-serif";
+    this.badges = 0;
     for (const [m, tag] of [[next, "next"], [hov, ""], [sel, "selected"]]) {
       if (!m || !r.isShown(m) || (tag === "next" && m === sel)) continue;
       this.badge(m, tag, v);
@@ -124,6 +125,7 @@ export class Renderer {
     const conf = d.status === "proposed" && d.confidence != null ? `${Math.round(d.confidence * 100)}%` : "";
     const text = [tag === "next" ? "next" : "", d.label || "", conf, lessConfident(m) ? "less confident" : ""].filter(Boolean).join(" · ");
     if (!text) return;
+    this.badges++;
     const [x, y] = v.toScreen(m.geo.x0, m.geo.y0);
     const tw = g.measureText(text).width + 8;
     const bx = Math.min(Math.max(0, x), this.canvas.width - tw), by = Math.min(Math.max(0, y - 17), this.canvas.height - 16);
