@@ -237,6 +237,7 @@ def test_zoom_pan_minimap_and_outlines_at_screen_resolution(dense: Dense) -> Non
     assert page.evaluate(view)[0] == 1
     # space+drag pans and draws no box; the middle button pans too
     _, ox, oy = page.evaluate(view)
+    px, py = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2  # clear of the minimap
     page.keyboard.down("Space")
     page.mouse.move(px, py)
     page.mouse.down()
