@@ -816,8 +816,10 @@ export class Review {
   // --- keys ------------------------------------------------------------------------------
   key(e) {
     const tag = e.target && e.target.tagName;
-    if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
     const k = e.key;
+    const toggle = tag === "INPUT" && (e.target.type === "checkbox" || e.target.type === "range");
+    if ((tag === "INPUT" && !toggle) || tag === "SELECT" || tag === "TEXTAREA") return; // typing
+    if (toggle && /^(Arrow|Page|Home|End| )/.test(k)) return; // the slider's / checkbox's own keys
     if (tag === "BUTTON" && (k === "Enter" || k === " ")) return; // the focused button's own activation
     if (k === "Tab") return; // focus moves on: no keyboard trap
     const ctrl = e.ctrlKey || e.metaKey;
