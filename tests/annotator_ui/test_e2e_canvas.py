@@ -456,7 +456,8 @@ def test_buttons_focus_contrast_and_one_request_undo(dense: Dense) -> None:
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement !== deReview.canvas")
     # contrast on the review page
-    assert violations(page) == []
+    found = violations(page)
+    assert found == [], found
     # accept-all, then one undo: a single request puts every mask back
     requests: list[str] = []
     page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
@@ -489,7 +490,8 @@ def test_buttons_focus_contrast_and_one_request_undo(dense: Dense) -> None:
     other = ctx.new_page()
     other.goto(dense.base + "/")
     other.wait_for_selector("#login")
-    assert violations(other) == [], "login"
+    found = violations(other)
+    assert found == [], found
     other.fill("input[name=name]", "boss")
     other.fill("input[name=password]", PW)
     other.click("button[type=submit]")
@@ -498,5 +500,6 @@ def test_buttons_focus_contrast_and_one_request_undo(dense: Dense) -> None:
                  f"curate_specialist.html?project={dense.project_id}"):  # fmt: skip
         other.goto(f"{dense.base}/static/{path}")
         other.wait_for_load_state("networkidle")
-        assert violations(other) == [], path
+        found = violations(other)
+        assert found == [], (path, found)
     ctx.close()
