@@ -175,13 +175,15 @@ def screen_of(page: Any, x: float, y: float) -> tuple[float, float]:
     return box["x"] + sx, box["y"] + sy
 
 
-# canvas pixels differing from the bare photo drawn under the same view (sum |dRGB| > 30)
+# canvas pixels differing from the bare photo drawn under the same view, from the same level
+# of the renderer's photo pyramid (sum |dRGB| > 30)
 CHANGED = """() => {
   const r = deReview, v = r.viewport, c = r.canvas;
   const plain = document.createElement('canvas');
   plain.width = c.width; plain.height = c.height;
   const g = plain.getContext('2d');
-  v.apply(g); g.imageSmoothingEnabled = v.s < 2; g.drawImage(r.bitmap, 0, 0);
+  v.apply(g); g.imageSmoothingEnabled = v.s < 2;
+  g.drawImage(r.renderer.level(r.bitmap, v.s), 0, 0, r.W, r.H);
   const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   const b = g.getImageData(0, 0, c.width, c.height).data;
   let n = 0;
@@ -197,7 +199,8 @@ ROW_RUNS = """(y) => {
   const plain = document.createElement('canvas');
   plain.width = c.width; plain.height = c.height;
   const g = plain.getContext('2d');
-  v.apply(g); g.imageSmoothingEnabled = v.s < 2; g.drawImage(r.bitmap, 0, 0);
+  v.apply(g); g.imageSmoothingEnabled = v.s < 2;
+  g.drawImage(r.renderer.level(r.bitmap, v.s), 0, 0, r.W, r.H);
   const a = c.getContext('2d').getImageData(0, y, c.width, 1).data;
   const b = g.getImageData(0, y, c.width, 1).data;
   const runs = []; let run = 0;

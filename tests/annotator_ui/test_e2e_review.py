@@ -139,7 +139,7 @@ def test_annotator_reviews_prefill_in_chromium(shared_data: Path, tmp_path: Path
                   const plain = document.createElement('canvas');
                   plain.width = c.width; plain.height = c.height;
                   const g = plain.getContext('2d');
-                  g.drawImage(r.bitmap, v.ox, v.oy, r.W * v.s, r.H * v.s);
+                  g.drawImage(r.renderer.level(r.bitmap, v.s), v.ox, v.oy, r.W * v.s, r.H * v.s);
                   const live = c.getContext('2d');
                   const diff = ([x, y]) => {
                     const sx = Math.floor(v.ox + (x + 0.5) * v.s), sy = Math.floor(v.oy + (y + 0.5) * v.s);

@@ -4,9 +4,11 @@
 // - the live layer on top, each frame: selection, hover, the next target, badges, the
 //   object being drawn (with the brush strokes of the current drag), the box being dragged
 //   and the brush cursor.
-// Masks are Path2D objects in full-resolution coordinates (geometry.js rects / segs, built
-// once per mask) filled and stroked under the view transform, with line widths divided by
+// Masks are Path2D objects in full-resolution coordinates (geometry.js loops, simplified
+// per zoom level and cached per mask) filled and stroked under the view transform, with line widths divided by
 // the scale: outlines are crisp screen pixels at every zoom. Masks off screen are skipped.
+
+import { simplify } from "./geometry.js";
 
 export const STYLE = {
   outline: 1.5, // screen px
@@ -15,14 +17,22 @@ export const STYLE = {
   acceptedFill: 0.6, // accepted masks' fill relative to proposals (the slider sets proposals)
 };
 
-function pathsOf(entry) {
-  if (entry.paths && entry.paths.geo === entry.geo) return entry.paths;
-  const { rects, segs } = entry.geo;
-  const fill = new Path2D(), outline = new Path2D();
-  for (let i = 0; i < rects.length; i += 4) fill.rect(rects[i], rects[i + 1], rects[i + 2], rects[i + 3]);
-  for (let i = 0; i < segs.length; i += 4) { outline.moveTo(segs[i], segs[i + 1]); outline.lineTo(segs[i + 2], segs[i + 3]); }
-  entry.paths = { geo: entry.geo, fill, outline };
-  return entry.paths;
+// One Path2D per mask and level of detail: the loops simplified to a quarter of a screen
+// pixel (tolerance buckets by powers of two; exact from 2x zoom on). Fill even-odd.
+function pathOf(entry, s) {
+  const tol = s >= 2 ? 0 : 2 ** Math.floor(Math.log2(0.25 / s));
+  if (!entry.paths || entry.paths.geo !== entry.geo) entry.paths = { geo: entry.geo };
+  let p = entry.paths[tol];
+  if (!p) {
+    p = new Path2D();
+    for (const loop of simplify(entry.geo, tol)) {
+      p.moveTo(loop[0], loop[1]);
+      for (let i = 2; i < loop.length; i += 2) p.lineTo(loop[i], loop[i + 1]);
+      p.closePath();
+    }
+    entry.paths[tol] = p;
+  }
+  return p;
 }
 
 const rgba = (rgb, a) => `rgba(${rgb[0]},${rgb[1]},${rgb[2]},${a})`;
@@ -31,11 +41,10 @@ const rgba = (rgb, a) => `rgba(${rgb[0]},${rgb[1]},${rgb[2]},${a})`;
 export const lessConfident = (m) => m.data.status === "proposed" && !m.data.confident;
 
 function strokeMask(g, v, entry, width, colour, dashed) {
-  const p = pathsOf(entry);
   g.lineWidth = width / v.s;
   g.setLineDash(dashed ? STYLE.dash.map((d) => d / v.s) : []);
   g.strokeStyle = colour;
-  g.stroke(p.outline);
+  g.stroke(pathOf(entry, v.s));
 }
 
 export class Renderer {
@@ -51,6 +60,24 @@ export class Renderer {
 
   invalidate() { this.baseKey = null; }
 
+  // The photo at the coarsest power-of-two reduction still finer than the screen (made
+  // once per photo): drawing a 4000 px photo at 0.27x from its quarter is far cheaper.
+  level(bitmap, s) {
+    if (this.levelsOf !== bitmap) { this.levelsOf = bitmap; this.levels = [bitmap]; }
+    let k = 0;
+    while (2 ** -(k + 1) >= s && Math.min(bitmap.width, bitmap.height) * 2 ** -(k + 1) >= 64) k++;
+    while (this.levels.length <= k) {
+      const prev = this.levels[this.levels.length - 1];
+      const c = document.createElement("canvas");
+      c.width = Math.max(1, Math.round(prev.width / 2)); c.height = Math.max(1, Math.round(prev.height / 2));
+      const g = c.getContext("2d");
+      g.imageSmoothingQuality = "medium";
+      g.drawImage(prev, 0, 0, c.width, c.height);
+      this.levels.push(c);
+    }
+    return this.levels[k];
+  }
+
   // r: the Review (view, bitmap, masks, display settings); see review.js
   drawBase(r) {
     const v = r.view, c = this.canvas, g = this.bg;
@@ -61,7 +88,7 @@ export class Renderer {
     g.clearRect(0, 0, c.width, c.height);
     v.apply(g);
     g.imageSmoothingEnabled = v.s < 2; // pixels stay square when zoomed far in
-    g.drawImage(r.bitmap, 0, 0);
+    g.drawImage(this.level(r.bitmap, v.s), 0, 0, r.W, r.H);
     this.drawn = 0;
     if (!r.hideAll) {
       const fixing = r.draft && r.draft.fixOf;
@@ -71,7 +98,7 @@ export class Renderer {
         for (const m of masks) {
           const a = m.data.status === "accepted" ? alpha * STYLE.acceptedFill : alpha;
           g.fillStyle = rgba(m.rgb, a.toFixed(3));
-          g.fill(pathsOf(m).fill);
+          g.fill(pathOf(m, v.s), "evenodd");
         }
       }
       for (const m of masks) {
@@ -144,9 +171,9 @@ export class Renderer {
     g.clearRect(0, 0, c.width, c.height);
     v.apply(g);
     if (d.geo && d.geo.w) {
-      const p = pathsOf(d);
-      g.fillStyle = "rgba(255,255,255,0.45)"; g.fill(p.fill);
-      g.lineWidth = 2 / v.s; g.strokeStyle = "#fff"; g.stroke(p.outline);
+      const p = pathOf(d, v.s);
+      g.fillStyle = "rgba(255,255,255,0.45)"; g.fill(p, "evenodd");
+      g.lineWidth = 2 / v.s; g.strokeStyle = "#fff"; g.stroke(p);
     }
     for (const [x, y, rad, val] of d.dabs || []) {
       g.globalCompositeOperation = val ? "source-over" : "destination-out";

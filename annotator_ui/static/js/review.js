@@ -242,16 +242,22 @@ export class Review {
     this.revealed = false;
     this.$("#reveal").hidden = task.arm !== "prefill";
     // photo and masks load in parallel; the masks' RLEs are decoded by the workers
-    const photo = fetch(task.image.file_url, { credentials: "same-origin" }).then((r) => r.blob()).then((b) => createImageBitmap(b));
+    const since = () => performance.now() - t0;
+    const phase = {};
+    const photo = fetch(task.image.file_url, { credentials: "same-origin" }).then((r) => r.blob())
+      .then((b) => { phase.photo_fetch_ms = since(); return createImageBitmap(b); })
+      .then((bm) => { phase.photo_ms = since(); return bm; });
     const data = await api("GET", `/api/images/${this.image.id}/masks`);
-    const [bitmap] = await Promise.all([photo, this.addMasks(data.masks)]);
+    phase.masks_api_ms = since();
+    const [bitmap] = await Promise.all([photo, this.addMasks(data.masks).then((x) => { phase.masks_decoded_ms = since(); return x; })]);
     this.bitmap = bitmap;
     this.viewport.setImage(this.W, this.H);
     this.minimap.setImage(bitmap);
     this.selectNextProposal();
+    const t1 = performance.now();
     this.fit();
     performance.mark("de:canvas-ready");
-    this.timings = { ready_ms: performance.now() - t0, decode_ms: this.lastDecodeMs };
+    this.timings = { ready_ms: since(), decode_ms: this.lastDecodeMs, draw_ms: performance.now() - t1, ...phase };
     this.emit(K.IMAGE_OPEN, { payload: { arm: task.arm, masks: data.masks.length } });
     if (task.draft && task.draft.pending_ops && task.draft.pending_ops.length) {
       this.msg(`A draft with ${task.draft.pending_ops.length} unsaved change(s) was kept from a lost lease.`);
