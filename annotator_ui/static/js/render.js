@@ -17,10 +17,12 @@ export const STYLE = {
   acceptedFill: 0.6, // accepted masks' fill relative to proposals (the slider sets proposals)
 };
 
-// One Path2D per mask and level of detail: the loops simplified to a quarter of a screen
-// pixel (tolerance buckets by powers of two; exact from 2x zoom on). Fill even-odd.
+// One Path2D per mask and level of detail: below 1:1 the loops simplified to within one
+// or two screen pixels (tolerance buckets by powers of two: the staircase of pixel edges would
+// cost a hundred times more to stroke and is not visible there); exact from 1:1 on.
+// Fill even-odd.
 function pathOf(entry, s) {
-  const tol = s >= 2 ? 0 : 2 ** Math.floor(Math.log2(0.25 / s));
+  const tol = s >= 1 ? 0 : 2 ** Math.ceil(Math.log2(1 / s));
   if (!entry.paths || entry.paths.geo !== entry.geo) entry.paths = { geo: entry.geo };
   let p = entry.paths[tol];
   if (!p) {
