@@ -79,11 +79,10 @@ function loopsOf(x0, w, colStart, runs) {
   const n = ex.length / 4;
   const key = (x, y) => x * 131072 + y;
   const at = new Map(); // vertex -> edge indices touching it
-  for (let e = 0; e < n; e++) {
-    for (const [x, y] of [[ex[4 * e], ex[4 * e + 1]], [ex[4 * e + 2], ex[4 * e + 3]]]) {
-      const k = key(x, y), l = at.get(k);
-      if (l) l.push(e); else at.set(k, [e]);
-    }
+  const add = (k, e) => { const l = at.get(k); if (l === undefined) at.set(k, e); else if (typeof l === "number") at.set(k, [l, e]); else l.push(e); };
+  for (let e = 0; e < n; e++) { // one number per vertex (degree 2 mostly), a list at touching corners
+    add(key(ex[4 * e], ex[4 * e + 1]), e);
+    add(key(ex[4 * e + 2], ex[4 * e + 3]), e);
   }
   const used = new Uint8Array(n);
   const out = [], starts = [0];
@@ -95,7 +94,7 @@ function loopsOf(x0, w, colStart, runs) {
     for (;;) {
       const list = at.get(key(cx, cy));
       let next = -1;
-      for (const e of list) if (!used[e]) { next = e; break; }
+      if (typeof list === "number") { if (!used[list]) next = list; } else for (const e of list) if (!used[e]) { next = e; break; }
       pts.push(cx, cy);
       if (next < 0) break; // back at the start
       used[next] = 1;

@@ -62,22 +62,20 @@ export class Renderer {
 
   invalidate() { this.baseKey = null; }
 
-  // The photo at the coarsest power-of-two reduction still finer than the screen (made
-  // once per photo): drawing a 4000 px photo at 0.27x from its quarter is far cheaper.
+  // The photo and its reductions: [[image, factor]] with factor 1 first, e.g. the photo
+  // and its quarter (decoded straight from the file at that size, see review.js load):
+  // drawing a 4000 px photo at 0.27x from its quarter is far cheaper.
+  setLevels(bitmap, reduced) {
+    this.levelsOf = bitmap;
+    this.levels = [[bitmap, 1], ...reduced.filter(([b]) => b)];
+  }
+
+  // The photo at the coarsest prepared reduction still at least as fine as the screen.
   level(bitmap, s) {
-    if (this.levelsOf !== bitmap) { this.levelsOf = bitmap; this.levels = [bitmap]; }
-    let k = 0;
-    while (2 ** -(k + 1) >= s && Math.min(bitmap.width, bitmap.height) * 2 ** -(k + 1) >= 64) k++;
-    while (this.levels.length <= k) {
-      const prev = this.levels[this.levels.length - 1];
-      const c = document.createElement("canvas");
-      c.width = Math.max(1, Math.round(prev.width / 2)); c.height = Math.max(1, Math.round(prev.height / 2));
-      const g = c.getContext("2d");
-      g.imageSmoothingQuality = "medium";
-      g.drawImage(prev, 0, 0, c.width, c.height);
-      this.levels.push(c);
-    }
-    return this.levels[k];
+    if (this.levelsOf !== bitmap) return bitmap;
+    let best = bitmap;
+    for (const [b, f] of this.levels) if (f >= s) best = b; // coarser ones come later
+    return best;
   }
 
   // r: the Review (view, bitmap, masks, display settings); see review.js

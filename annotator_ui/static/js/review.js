@@ -244,15 +244,23 @@ export class Review {
     // photo and masks load in parallel; the masks' RLEs are decoded by the workers
     const since = () => performance.now() - t0;
     const phase = {};
+    // the photo at full size for zooming in, and decoded again at the reduction that fits
+    // the canvas (both by the browser's decoder, off the main thread) for the first view
+    const fitS = Math.min(this.canvas.clientWidth / this.W, this.canvas.clientHeight / this.H);
+    const k = Math.min(3, Math.max(0, Math.floor(Math.log2(1 / fitS))));
     const photo = fetch(task.image.file_url, { credentials: "same-origin" }).then((r) => r.blob())
-      .then((b) => { phase.photo_fetch_ms = since(); return createImageBitmap(b); })
-      .then((bm) => { phase.photo_ms = since(); return bm; });
+      .then((b) => {
+        phase.photo_fetch_ms = since();
+        const small = k ? createImageBitmap(b, { resizeWidth: Math.round(this.W / 2 ** k), resizeHeight: Math.round(this.H / 2 ** k), resizeQuality: "medium" }).catch(() => null) : null;
+        return Promise.all([createImageBitmap(b), small]);
+      })
+      .then(([bm, small]) => { this.renderer.setLevels(bm, small ? [[small, 2 ** -k]] : []); phase.photo_ms = since(); return bm; });
     const data = await api("GET", `/api/images/${this.image.id}/masks`);
     phase.masks_api_ms = since();
     const [bitmap] = await Promise.all([photo, this.addMasks(data.masks).then((x) => { phase.masks_decoded_ms = since(); return x; })]);
     this.bitmap = bitmap;
     this.viewport.setImage(this.W, this.H);
-    this.minimap.setImage(bitmap);
+    this.minimap.setImage(this.renderer.level(bitmap, 0)); // the smallest level
     this.selectNextProposal();
     const t1 = performance.now();
     this.fit();
