@@ -408,9 +408,14 @@ def test_labelling_cannot_hit_the_wrong_mask(dense: Dense) -> None:
 def test_dense_clicks_cycle_part_whole_then_new_object(dense: Dense) -> None:
     page, image_id, errors = open_review(dense)
     shapes = [e for e in dense.shapes[image_id] if e.id][:34]
-    part, whole = dense.pairs[image_id][2]
+
+    def under_centre(part: Ellipse) -> list[Ellipse]:
+        return sorted((e for e in shapes if e.has(part.cx, part.cy)), key=lambda e: e.area)
+
+    # a pair whose part is the smallest mask under its centre (random overlaps aside)
+    part, whole = next((p, w) for p, w in dense.pairs[image_id] if under_centre(p)[0] is p)
     x, y = part.cx, part.cy
-    under = sorted((e for e in shapes if e.has(x, y)), key=lambda e: e.area)
+    under = under_centre(part)
     assert under[0] is part and whole in under
     assert page.evaluate(f"() => deReview.under([{x}, {y}])") == [e.id for e in under]
     sx, sy = screen_of(page, x, y)
