@@ -33,6 +33,8 @@ ROUTERS = [
     "auth",
     "admin",
     "tasks",
+    "navigation",
+    "flags",
     "masks",
     "events",
     "metrics",

@@ -472,3 +472,26 @@ class EventsOut(BaseModel):
     stored: int
     duplicates: int
     rejected: list[EventRejected]
+
+
+class FlagIn(BaseModel):
+    """Flag an image for a reviewer; ``lease_id``: the lease it was flagged under, if any."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+    lease_id: int | None = None
+
+
+class FlagOut(BaseModel):
+    id: int
+    image_id: int
+    width: int
+    height: int
+    user: str
+    reason: str
+    created_at: dt.datetime
+    resolved_at: dt.datetime | None = None
+    resolution: str | None = None
+
+
+class ResolveIn(BaseModel):
+    resolution: str | None = Field(default=None, max_length=2000)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
@@ -86,7 +86,8 @@ def next_lease(
 ) -> Lease:
     """The user's live lease in this project and stage, or a new one on a free image.
 
-    Free = status ``ok``, no live and no done lease in ``stage``; lowest id first. The
+    Free = status ``ok``, no live and no done lease in ``stage``; lowest id first, except
+    that images this user skipped (``skip``) come last, the longest-skipped first. The
     lease records the round and arm (``control`` images are served without pre-fill) and
     inherits this user's draft from an earlier lost lease on the same image.
     Raises NotFound when the queue is empty, InvalidInput for an unknown stage.
@@ -98,11 +99,18 @@ def next_lease(
     if own is not None:
         return own
     skipped: list[int] = []
+    # images this user skipped go to the back of their queue (oldest skip first)
+    skip_time = (
+        select(func.max(Lease.skipped_at))
+        .where(Lease.image_id == Image.id, Lease.user_id == user_id, Lease.stage == stage)
+        .correlate(Image)
+        .scalar_subquery()
+    )
     while True:
         q = (
             select(Image.id)
             .where(Image.project_id == project_id, Image.status == "ok", ~_taken(stage, now))
-            .order_by(Image.id)
+            .order_by(skip_time.is_not(None), skip_time, Image.id)
             .limit(1)
             .with_for_update(skip_locked=True)  # rendered on PostgreSQL only
         )
@@ -158,8 +166,8 @@ def own_lease(session: Session, *, lease_id: int, user_id: int, lock: bool = Fal
 
 
 def _lost(lease: Lease, draft: dict[str, Any] | None, what: str) -> LeaseLost:
-    if draft is not None:
-        lease.draft = draft
+    if draft is not None:  # merged: changes refused earlier (pending_ops) stay in the draft
+        lease.draft = {**(lease.draft or {}), **draft}
     return LeaseLost(
         f"the lease on image {lease.image_id} was lost (it expired after missing heartbeats, "
         f"or was released) before {what}; your work was kept as a draft on lease {lease.id} "

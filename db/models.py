@@ -269,6 +269,27 @@ class Lease(Base):
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # the submit's answer (and request hash), replayed to a retry of the same submit
     submit_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # set when the user skipped the image: it goes to the back of that user's queue
+    skipped_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class ImageFlag(Base):
+    """An image an annotator flagged for a reviewer, with the reason; open until resolved."""
+
+    __tablename__ = "image_flag"
+    __table_args__ = (Index("ix_image_flag_image", "image_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    lease_id: Mapped[int | None] = mapped_column(ForeignKey("lease.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column()
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+    image: Mapped[Image] = relationship()
 
 
 class Event(Base):

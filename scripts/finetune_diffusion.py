@@ -14,7 +14,23 @@ effective batch (Emu: 64) reached here with **gradient accumulation**. Emu stopp
 
     .venv/bin/python scripts/finetune_diffusion.py --data EXPORT --base SD_DIR --out LORA_DIR
 
-``--base`` is a local diffusers model folder (``model_index.json``); nothing is downloaded.
+Checkpoint layouts (nothing is ever downloaded):
+
+- a diffusers folder (``model_index.json``) of a ``StableDiffusionPipeline`` or a
+  ``StableDiffusionXLPipeline`` (SDXL: both text encoders, pooled text embeds and the
+  ``time_ids`` added conditioning);
+- a folder holding only a weights variant (``*.fp16.safetensors``): the variant is found
+  and used (or name it with ``--variant``);
+- a single-file checkpoint (``.safetensors`` / ``.ckpt``, the original SD layout) loaded
+  with diffusers' ``from_single_file``; ``--config`` names a local diffusers folder with
+  the matching configs and tokenizer(s).
+
+dtype plan (``--mixed-precision no|fp16|bf16``): trainable LoRA weights are always fp32;
+the frozen UNet, text encoder(s) and VAE are cast to the compute dtype (fp32 for ``no``,
+whatever dtype the checkpoint was saved in). fp16 compute is not supported for every
+operation on CPU, so ``fp16`` on CPU is upcast to fp32 (logged); ``bf16`` runs on both.
+On CUDA the forward pass also runs under autocast (fp16 with a gradient scaler). With
+fp16, an SDXL VAE whose config asks for ``force_upcast`` stays fp32 (it overflows in fp16).
 """
 
 from __future__ import annotations
@@ -27,7 +43,22 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-NOT_DOWNLOADED = "nothing is downloaded: pass a local diffusers folder with model_index.json"
+from scripts.diffusion_pipeline import (
+    NOT_DOWNLOADED,
+    SINGLE_FILE,
+    DtypePlan,
+    detect_variant,
+    dtype_plan,
+    encode_captions,
+    is_sdxl,
+    load_pipeline,
+    pipeline_class_name,
+)
+
+__all__ = [
+    "DtypePlan", "detect_variant", "dtype_plan", "encode_captions", "is_sdxl",
+    "load_pipeline", "main", "parse_args", "pipeline_class_name", "read_export", "train",
+]  # fmt: skip
 
 
 def read_export(folder: Path) -> list[tuple[Path, str]]:
@@ -77,7 +108,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data", type=Path, required=True, help="Export folder (hf-imagefolder or kohya)."
     )
     ap.add_argument(
-        "--base", type=Path, required=True, help=f"Local diffusers model folder; {NOT_DOWNLOADED}."
+        "--base",
+        type=Path,
+        required=True,
+        help="Local diffusers model folder (SD or SDXL), or a single-file checkpoint "
+        f"(.safetensors/.ckpt, with --config); {NOT_DOWNLOADED}.",
+    )
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="For a single-file --base: a local diffusers folder with the matching configs "
+        "and tokenizer(s) (model_index.json); from_single_file reads it instead of the Hub.",
+    )
+    ap.add_argument(
+        "--variant",
+        default="auto",
+        help="Weights variant to load (e.g. fp16 for *.fp16.safetensors); 'auto' (default) "
+        "picks the one variant present when the folder has no plain weights; 'none' for plain.",
     )
     ap.add_argument(
         "--out",
@@ -126,7 +174,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--mixed-precision",
         choices=["no", "fp16", "bf16"],
         default="no",
-        help="Autocast dtype on CUDA.",
+        help="Compute dtype of the frozen weights: no (fp32), fp16, bf16. LoRA weights stay "
+        "fp32; fp16 on CPU is upcast to fp32. On CUDA also autocast.",
     )
     ap.add_argument(
         "--device",
@@ -146,7 +195,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.max_steps < 1 or args.batch_size < 1 or args.grad_accum < 1:
         ap.error("--max-steps, --batch-size and --grad-accum must be >= 1")
-    if not (args.base / "model_index.json").is_file():
+    if args.base.is_file():
+        if args.base.suffix.lower() not in SINGLE_FILE:
+            ap.error(f"--base {args.base}: a single-file checkpoint must be .safetensors or .ckpt")
+        if args.config is None or not (args.config / "model_index.json").is_file():
+            ap.error(
+                f"--base {args.base} is a single file: pass --config DIR, a local diffusers "
+                "folder with the same architecture's configs and tokenizer (model_index.json); "
+                + NOT_DOWNLOADED
+            )
+    elif not (args.base / "model_index.json").is_file():
         ap.error(f"--base {args.base}: no model_index.json; {NOT_DOWNLOADED}")
     return args
 
@@ -160,21 +218,12 @@ def _cuda() -> bool:
         return False
 
 
-def load_pipeline(base: Path, device: str) -> Any:
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline.from_pretrained(
-        base, local_files_only=True, safety_checker=None, requires_safety_checker=False
-    )
-    return pipe.to(device)
-
-
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Train and save the LoRA; returns a summary (steps, final loss, files)."""
+    """Train and save the LoRA; returns a summary (steps, final loss, dtypes, files)."""
     import numpy as np
     import torch
     import torch.nn.functional as F  # noqa: N812
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    from diffusers import DDPMScheduler
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
@@ -188,25 +237,38 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"{args.data} has no images")
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    pipe = load_pipeline(args.base, args.device)
-    unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+    plan = dtype_plan(args.mixed_precision, args.device)
+    pipe = load_pipeline(
+        args.base, args.device, config=args.config, variant=args.variant, dtype=plan.compute
+    )
+    sdxl = is_sdxl(pipe)
+    if sdxl and bool(getattr(pipe.vae.config, "force_upcast", False)):
+        plan = dtype_plan(args.mixed_precision, args.device, sdxl_vae_upcast=True)
+    for note in plan.notes:
+        print(f"dtype plan: {note}", file=sys.stderr)
+    unet, vae = pipe.unet, pipe.vae.to(dtype=plan.vae)
+    encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if sdxl else [])
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    for module in (unet, vae, text_encoder):
+    for module in (unet, vae, *encoders):
         module.requires_grad_(False)
     unet.add_adapter(
         LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian",
                    target_modules=["to_k", "to_q", "to_v", "to_out.0"])
     )  # fmt: skip
     params = [p for p in unet.parameters() if p.requires_grad]
+    for p in params:  # trainable weights are fp32 whatever the frozen ones are
+        p.data = p.data.float()
     optimizer = torch.optim.AdamW(params, lr=args.lr)
+    scaler = torch.amp.GradScaler("cuda") if plan.autocast == torch.float16 else None
 
-    def load(path: Path) -> torch.Tensor:
+    def load(path: Path) -> tuple[torch.Tensor, list[int]]:
+        """(CHW float in [-1, 1], SDXL time ids [orig h, orig w, crop top, crop left, h, w])."""
         with open_image(path) as src:  # the checked open (format allowlist, pixel limit)
             im = src.convert("RGB")
-            w, h = im.size
-            s = args.resolution / min(w, h)
+            w0, h0 = im.size
+            s = args.resolution / min(w0, h0)
             im = im.resize(
-                (max(args.resolution, round(w * s)), max(args.resolution, round(h * s))),
+                (max(args.resolution, round(w0 * s)), max(args.resolution, round(h0 * s))),
                 Image.Resampling.BICUBIC,
             )
             w, h = im.size
@@ -221,14 +283,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             if args.random_flip and rng.random() < 0.5:
                 im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
-        return a.permute(2, 0, 1)
+        return a.permute(2, 0, 1), [h0, w0, top, left, args.resolution, args.resolution]
 
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision)
-    autocast = (
-        torch.autocast(args.device.split(":")[0], dtype=dtype)
-        if dtype and args.device.startswith("cuda")
-        else None
-    )
+    def autocast() -> Any:
+        if plan.autocast is None:
+            from contextlib import nullcontext
+
+            return nullcontext()
+        return torch.autocast(args.device.split(":")[0], dtype=plan.autocast)
+
     unet.train()
     losses: list[float] = []
     order: list[int] = []
@@ -241,17 +304,25 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 if len(order) < args.batch_size:
                     order += rng.permutation(len(pairs)).tolist()
                 batch, order = order[: args.batch_size], order[args.batch_size :]
-                pixels = torch.stack([load(pairs[i][0]) for i in batch]).to(args.device)
-                ids = tokenizer([pairs[i][1] for i in batch], padding="max_length", truncation=True,
-                                max_length=tokenizer.model_max_length, return_tensors="pt").input_ids.to(args.device)  # fmt: skip
+                loaded = [load(pairs[i][0]) for i in batch]
+                pixels = torch.stack([x for x, _ in loaded]).to(args.device, dtype=plan.vae)
                 with torch.no_grad():
                     latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor
-                    hidden = text_encoder(ids)[0]
+                    latents = latents.to(plan.compute)
+                    hidden, pooled = encode_captions(
+                        pipe, [pairs[i][1] for i in batch], args.device
+                    )
+                added = None
+                if sdxl:
+                    time_ids = torch.tensor([t for _, t in loaded], device=args.device)
+                    added = {"text_embeds": pooled.to(plan.compute),
+                             "time_ids": time_ids.to(plan.compute)}  # fmt: skip
                 noise = torch.randn_like(latents)
                 if args.noise_offset:
                     noise = noise + args.noise_offset * torch.randn(
-                        latents.shape[0], latents.shape[1], 1, 1, device=latents.device
-                    )
+                        latents.shape[0], latents.shape[1], 1, 1,
+                        device=latents.device, dtype=latents.dtype,
+                    )  # fmt: skip
                 t = torch.randint(
                     0,
                     noise_scheduler.config.num_train_timesteps,
@@ -263,23 +334,26 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                     target = noise_scheduler.get_velocity(latents, noise, t)
                 else:
                     target = noise
-                if autocast is not None:
-                    with autocast:
-                        pred = unet(noisy, t, hidden).sample
-                else:
-                    pred = unet(noisy, t, hidden).sample
+                with autocast():
+                    pred = unet(noisy, t, hidden.to(plan.compute), added_cond_kwargs=added).sample
                 loss = F.mse_loss(pred.float(), target.float()) / args.grad_accum
-                loss.backward()
+                (scaler.scale(loss) if scaler is not None else loss).backward()
                 accum += float(loss.detach())
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             losses.append(accum)
             prog.update(task, advance=1, description=f"LoRA steps (loss {accum:.4f})")
     if not all(math.isfinite(x) for x in losses):
         raise SystemExit("training diverged (non-finite loss); lower --lr")
     args.out.mkdir(parents=True, exist_ok=True)
     lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    StableDiffusionPipeline.save_lora_weights(
+    type(pipe).save_lora_weights(
         save_directory=args.out, unet_lora_layers=lora, safe_serialization=True
     )
     summary = {
@@ -287,7 +361,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.max_steps,
         "effective_batch": args.batch_size * args.grad_accum,
         "final_loss": losses[-1],
+        "losses": losses,
         "lora_tensors": len(lora),
+        "pipeline": type(pipe).__name__,
+        "dtypes": {
+            "compute": str(plan.compute).removeprefix("torch."),
+            "vae": str(plan.vae).removeprefix("torch."),
+            "trainable": str(params[0].dtype).removeprefix("torch."),
+            "autocast": str(plan.autocast).removeprefix("torch.") if plan.autocast else None,
+            "notes": list(plan.notes),
+        },
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in sorted(vars(args).items())},
     }
     (args.out / "training_args.json").write_text(
@@ -300,7 +383,10 @@ def sample(args: argparse.Namespace) -> Path:
     """Reload the base model, load the saved LoRA and generate ``--sample-prompt``."""
     import torch
 
-    pipe = load_pipeline(args.base, args.device)
+    plan = dtype_plan(args.mixed_precision, args.device)
+    pipe = load_pipeline(
+        args.base, args.device, config=args.config, variant=args.variant, dtype=plan.compute
+    )
     pipe.load_lora_weights(args.out)
     size = args.sample_size or None
     g = torch.Generator(device="cpu").manual_seed(args.seed)

@@ -138,3 +138,13 @@ def require_chromium() -> Any:
 def launch_chromium(pw: Any) -> Any:
     """Debian's chromium, headless with the project's flags, from a ``sync_playwright()``."""
     return pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def submit_anyway(page: Any) -> None:
+    """Ctrl+Enter on the review page; confirms the warning about unreviewed confident
+    proposals ("Submit anyway") when it shows, then waits for the submit."""
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("() => deReview.submitted || document.querySelector('#navdialog[open]')")
+    if page.locator("#navdialog[open]").count():
+        page.click("#navdialog-ok")
+    page.wait_for_function("() => deReview.submitted")

@@ -25,6 +25,7 @@ from db.models import Image, Project, User
 from db.projects import get_project
 from engine.curation.agreement import agreement
 from engine.curation.captions import draft_caption
+from engine.curation.signal_words import describe_all, sorted_values
 from engine.imageio import ImageRejected, display_path, thumbnail, uri_to_path
 
 router = APIRouter(prefix="/api/curation", tags=["curation"])
@@ -143,8 +144,21 @@ def _page(
         lease_minutes=settings.lease_minutes, exclude=skip,
     )  # fmt: skip
     cfg = cur.curation_settings(project)
+    items = [_item(im, stage, cfg) for im in images]
+    if (
+        items
+    ):  # each signal in plain words, ranked within the project (engine/curation/signal_words)
+        from sqlalchemy import select
+
+        population = sorted_values(
+            session.scalars(
+                select(Image.signals).where(Image.project_id == project.id, Image.status == "ok")
+            )
+        )
+        for item, im in zip(items, images, strict=True):
+            item["signal_words"] = describe_all(im.signals or {}, population, SHOWN_SIGNALS)
     out = {
-        "items": [_item(im, stage, cfg) for im in images],
+        "items": items,
         "counts": cur.queue_counts(session, project_id=project.id),
     }
     session.commit()

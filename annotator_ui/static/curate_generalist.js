@@ -1,4 +1,6 @@
 // Generalist stage: a grid of server-made thumbnails; K keep, D drop, U undo, arrows move.
+// By mouse: Keep / Drop / Enlarge buttons on every tile, an Undo button, a tile-size slider;
+// Enlarge (or Enter, or a double click) opens the image large in a lightbox with Keep / Drop.
 // Decisions are posted in order (one at a time, retried); the next page is fetched and its
 // thumbnails preloaded while the curator works on this one, so a page swap is instant.
 
@@ -42,9 +44,22 @@ function render() {
       <img src="${esc(it.thumb)}" alt="image ${it.image_id}" loading="eager" draggable="false">
       ${it.overlap ? '<span class="badge">2×</span>' : ""}
       <figcaption>${it.decision ? esc(it.decision) : ""}</figcaption>
+      <div class="tile-actions">
+        <button type="button" data-act="keep" aria-label="keep image ${it.image_id}">Keep</button>
+        <button type="button" data-act="drop" aria-label="drop image ${it.image_id}">Drop</button>
+        <button type="button" data-act="enlarge" aria-label="enlarge image ${it.image_id}">Enlarge</button>
+      </div>
     </figure>`).join("")}</div>` + (items.length ? "" : `<div class="panel"><h2>All done</h2><p>No images left for you in this stage.</p></div>`);
   main.querySelectorAll(".tile").forEach((el) => {
     el.onclick = () => { cursor = Number(el.dataset.i); render(); };
+    el.ondblclick = () => { cursor = Number(el.dataset.i); enlarge(); };
+    el.querySelectorAll("button[data-act]").forEach((b) => {
+      b.onclick = (e) => {
+        e.stopPropagation();
+        cursor = Number(el.dataset.i);
+        if (b.dataset.act === "enlarge") enlarge(); else decide(b.dataset.act);
+      };
+    });
   });
   const el = main.querySelector(".tile.cursor");
   if (el) el.scrollIntoView({ block: "nearest" });
@@ -125,6 +140,35 @@ function undo() {
   flush();
 }
 
+// The lightbox: the image under the cursor at 1280 px, with Keep / Drop / Close.
+function enlarge() {
+  const it = items[cursor];
+  const box = document.getElementById("lightbox");
+  if (!it || !box) return;
+  box.querySelector("img").src = it.large || it.thumb;
+  box.querySelector("img").alt = `image ${it.image_id}, large`;
+  box.querySelector("#lb-title").textContent = `image ${it.image_id}${it.decision ? ` · ${it.decision}` : ""}`;
+  if (!box.open) box.showModal();
+}
+
+function lightboxDecide(decision) {
+  decide(decision);
+  const box = document.getElementById("lightbox");
+  if (items[cursor] && !items[cursor].decision) enlarge(); else box.close();
+}
+
+function bindControls() {
+  const size = document.getElementById("tilesize");
+  const apply = () => { document.documentElement.style.setProperty("--tile", `${size.value}px`); localStorage.setItem("dataengine.tile_px", size.value); };
+  size.value = localStorage.getItem("dataengine.tile_px") || size.value;
+  size.oninput = apply;
+  apply();
+  document.getElementById("undo").onclick = () => undo();
+  document.getElementById("lb-keep").onclick = () => lightboxDecide("keep");
+  document.getElementById("lb-drop").onclick = () => lightboxDecide("drop");
+  document.getElementById("lb-close").onclick = () => document.getElementById("lightbox").close();
+}
+
 function move(dx, dy) {
   const grid = main.querySelector(".grid");
   const cols = grid ? Math.max(1, Math.round(grid.clientWidth / (grid.firstElementChild?.clientWidth || 200))) : 1;
@@ -135,8 +179,12 @@ function move(dx, dy) {
 document.addEventListener("keydown", (e) => {
   if (e.target.tagName === "INPUT" || e.ctrlKey || e.metaKey || e.altKey || projectId === null) return;
   const k = e.key.toLowerCase();
-  if (k === "k") decide("keep");
+  const boxOpen = document.getElementById("lightbox")?.open;
+  if (boxOpen && (k === "k" || k === "d")) lightboxDecide(k === "k" ? "keep" : "drop");
+  else if (boxOpen) return; // Esc closes the dialog itself
+  else if (k === "k") decide("keep");
   else if (k === "d") decide("drop");
+  else if (e.key === "Enter") enlarge();
   else if (k === "u") undo();
   else if (e.key === "ArrowRight") move(1, 0);
   else if (e.key === "ArrowLeft") move(-1, 0);
@@ -148,6 +196,7 @@ document.addEventListener("keydown", (e) => {
 
 async function start() {
   await ensureLogin(main);
+  bindControls();
   projectId = await chooseProject(main, "Generalist");
   if (projectId === null) return;
   const page = await fetchPage([]);

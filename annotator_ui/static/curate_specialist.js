@@ -44,7 +44,7 @@ function render() {
     return;
   }
   const c = current;
-  const sig = Object.entries(c.signals || {}).map(([k, v]) => `${esc(k)} ${Number(v).toFixed(2)}`).join(" · ");
+  const sig = (c.signal_words || []).map((w) => `<span class="sigword" title="${esc(w.signal)} = ${Number(w.value).toFixed(2)}">${esc(w.text)}</span>`).join("<br>");
   main.innerHTML = `
     <div class="spec">
       <div class="view"><img id="large" src="${esc(c.large)}" alt="image ${c.image_id}"></div>

@@ -11,7 +11,8 @@ skipped and listed in the manifest, never silently dropped.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ STAGE_RULES = {
     "auto": "automatic rules passed the image",
 }
 SUFFIXES = {".jpeg": ".jpg", ".tif": ".tiff"}
+PAGE_SIZE = 200  # images per page of records
 
 
 @dataclass
@@ -88,7 +90,15 @@ def _numeric(signals: dict[str, Any]) -> dict[str, float]:
 
 
 def select_records(session: Session, *, project: Project, stage: str | None) -> list[Record]:
-    """The export's records in image-id order (see the module docstring)."""
+    """The export's records in image-id order (see the module docstring), all at once."""
+    return [r for page in record_pages(session, project=project, stage=stage) for r in page]
+
+
+def record_pages(
+    session: Session, *, project: Project, stage: str | None, page_size: int | None = None
+) -> Iterator[list[Record]]:
+    """The export's records in image-id order, ``page_size`` images at a time: the image
+    rows held are one page's (the selected ids and decisions are plain values)."""
     stage = stage or "specialist"
     if stage not in STAGE_RULES:
         raise InvalidInput(f"curated exports take --stage {', '.join(STAGE_RULES)}, not {stage!r}")
@@ -97,7 +107,7 @@ def select_records(session: Session, *, project: Project, stage: str | None) -> 
         i for i, d in effective(session, project_id=project.id, stage=stage).items() if d == wanted
     )
     if not chosen:
-        return []
+        return
     spec: dict[int, list[Any]] = {}
     for d in active_decisions(session, project_id=project.id, stage="specialist"):
         spec.setdefault(d.image_id, []).append(d)
@@ -105,39 +115,48 @@ def select_records(session: Session, *, project: Project, stage: str | None) -> 
         s: effective(session, project_id=project.id, stage=s)
         for s in ("auto", "generalist", "specialist")
     }
-    images = session.scalars(select(Image).where(Image.id.in_(chosen)).order_by(Image.id))
-    out = []
-    for im in images:
-        suffix = Path(im.uri).suffix.lower()
-        suffix = SUFFIXES.get(suffix, suffix) or ".img"
-        cap = latest_caption(session, image_id=im.id)
-        if cap is not None:
-            text, source = cap.text, cap.source
-        else:
-            masks = accepted_masks(session, image_id=im.id)
-            text, source = draft_caption([m.label for m in masks], [m.area for m in masks]), "draft"
-        ds = spec.get(im.id, [])
-        ratings = [d.rating for d in ds if d.rating is not None]
-        out.append(
-            Record(
-                image=im,
-                file_name=f"{im.id:08d}{suffix}",
-                text=text,
-                caption_source=source,
-                rating=round(sum(ratings) / len(ratings), 3) if ratings else None,
-                tags=sorted({t for d in ds for t in d.tags}),
-                signals=_numeric(im.signals),
-                provenance={
-                    "image_id": im.id,
-                    "sha256": im.sha256,
-                    "source_name": Path(im.uri).name,
-                    "decisions": {s: decided[s].get(im.id) for s in decided},
-                    "specialists": len(ds),
-                },
-                license=licence_of(im, project),
-            )
-        )
-    return out
+    page_size = page_size or PAGE_SIZE
+    for start in range(0, len(chosen), page_size):
+        ids = chosen[start : start + page_size]
+        images = session.scalars(select(Image).where(Image.id.in_(ids)).order_by(Image.id))
+        yield [_record(session, im, project, spec, decided) for im in images]
+
+
+def _record(
+    session: Session,
+    im: Image,
+    project: Project,
+    spec: dict[int, list[Any]],
+    decided: dict[str, dict[int, str]],
+) -> Record:
+    """One selected image's record (caption: newest human one, else a draft)."""
+    suffix = Path(im.uri).suffix.lower()
+    suffix = SUFFIXES.get(suffix, suffix) or ".img"
+    cap = latest_caption(session, image_id=im.id)
+    if cap is not None:
+        text, source = cap.text, cap.source
+    else:
+        masks = accepted_masks(session, image_id=im.id)
+        text, source = draft_caption([m.label for m in masks], [m.area for m in masks]), "draft"
+    ds = spec.get(im.id, [])
+    ratings = [d.rating for d in ds if d.rating is not None]
+    return Record(
+        image=im,
+        file_name=f"{im.id:08d}{suffix}",
+        text=text,
+        caption_source=source,
+        rating=round(sum(ratings) / len(ratings), 3) if ratings else None,
+        tags=sorted({t for d in ds for t in d.tags}),
+        signals=_numeric(im.signals),
+        provenance={
+            "image_id": im.id,
+            "sha256": im.sha256,
+            "source_name": Path(im.uri).name,
+            "decisions": {s: decided[s].get(im.id) for s in decided},
+            "specialists": len(ds),
+        },
+        license=licence_of(im, project),
+    )
 
 
 def copy_images(records: list[Record], folder: Path) -> tuple[list[Record], list[dict[str, Any]]]:
@@ -165,6 +184,26 @@ def copy_images(records: list[Record], folder: Path) -> tuple[list[Record], list
     return copied, skipped
 
 
+@dataclass
+class Tally:
+    """What the manifest needs from the exported records, kept as they are written."""
+
+    image_dir: str
+    images: int = 0
+    captions_human: int = 0
+    captions_draft: int = 0
+    rated: int = 0
+    licences: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, r: Record) -> None:
+        self.images += 1
+        self.captions_human += r.caption_source == "human"
+        self.captions_draft += r.caption_source == "draft"
+        self.rated += r.rating is not None
+        if r.license:
+            self.licences[f"{self.image_dir}/{r.file_name}".lstrip("/")] = r.license
+
+
 def build_manifest(
     session: Session,
     *,
@@ -172,9 +211,8 @@ def build_manifest(
     fmt: str,
     stage: str | None,
     root: Path,
-    records: list[Record],
+    tally: Tally,
     skipped: list[dict[str, Any]],
-    image_dir: str,
 ) -> dict[str, Any]:
     """The manifest: counts, selection rules, human seconds, sha256 of every file under
     ``root`` (relative POSIX paths), licences. No time stamps or absolute paths, so the same
@@ -188,7 +226,7 @@ def build_manifest(
     }
     seconds = stage_seconds(session, project_id=project.id, idle_seconds=float(cfg["idle_seconds"]))
     seconds["total"] = round(sum(seconds.values()), 3)
-    licences = {f"{image_dir}/{r.file_name}".lstrip("/"): r.license for r in records if r.license}
+    licences = tally.licences
     return {
         "format": fmt,
         "project": project.name,
@@ -200,11 +238,11 @@ def build_manifest(
             "seed": cfg["seed"],
         },
         "counts": {
-            "images": len(records),
+            "images": tally.images,
             "skipped": len(skipped),
-            "captions_human": sum(r.caption_source == "human" for r in records),
-            "captions_draft": sum(r.caption_source == "draft" for r in records),
-            "rated": sum(r.rating is not None for r in records),
+            "captions_human": tally.captions_human,
+            "captions_draft": tally.captions_draft,
+            "rated": tally.rated,
             "licensed": len(licences),
         },
         "human_seconds": seconds,

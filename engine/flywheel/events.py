@@ -37,6 +37,14 @@ UNDO = "undo"
 REDO = "redo"
 SUBMIT = "submit"  # the image is done; stops the image's clock
 
+# recovering and moving on (docs/effort.md: activity like any other action)
+MASK_RESTORE = "mask_restore"  # a rejected mask brought back from the list; payload: {"status": "proposed"|"accepted"}
+PROMPT_UNDO = (
+    "prompt_undo"  # Ctrl+Z while drawing: the last click/box removed; payload: {"left": int}
+)
+IMAGE_SKIP = "image_skip"  # the image was skipped (to the back of the user's queue)
+IMAGE_FLAG = "image_flag"  # flagged for a reviewer; payload: {"reason": str}
+
 REVIEW_DECISIONS = (MASK_ACCEPT, MASK_REJECT)
 PROMPTS = (PROMPT_CLICK, PROMPT_BOX, BRUSH)
 ALL_KINDS = (
@@ -59,6 +67,10 @@ ALL_KINDS = (
     UNDO,
     REDO,
     SUBMIT,
+    MASK_RESTORE,
+    PROMPT_UNDO,
+    IMAGE_SKIP,
+    IMAGE_FLAG,
 )
 # what curators may send (their pages time no masks): page-level kinds only, and on an
 # image only under their own curation lease (``annotator_ui.routes.events``)

@@ -385,6 +385,9 @@ def prefill_project(
         round_id = rnd.id if rnd is not None else None
         if model_version_id is None and rnd is not None:
             model_version_id = rnd.model_version_id
+            found = s.get(ModelVersion, model_version_id) if model_version_id else None
+            if found is not None and found.backend == "import":  # imported proposals' round
+                model_version_id = None
         if model_version_id is None:
             mv = ensure_model_version(s, segmenter=segmenter)
         else:

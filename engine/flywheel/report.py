@@ -60,13 +60,15 @@ LABELS = {
 
 
 def plot_png(metrics: dict[str, Any], figure: str, *, references: bool = True) -> bytes:
-    """One figure (a key of ``PLOTS``) per round and arm as PNG bytes (Agg, 100 dpi)."""
+    """One figure (a key of ``PLOTS``) per round and arm as PNG bytes (Agg, 100 dpi): bars
+    with 95 % intervals for one or two rounds, lines with an interval band for more."""
     if figure not in PLOTS:
         raise ValueError(f"no plot for {figure!r}; choose one of {', '.join(PLOTS)}")
     title, ylabel, refs = PLOTS[figure]
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=100)
     try:
-        offsets = {"prefill": -0.06, "control": 0.06}
+        bars = plot_kind(metrics) == "bars"
+        offsets = {"prefill": -0.2, "control": 0.2} if bars else {"prefill": -0.06, "control": 0.06}
         plotted = False
         for arm in ARMS:
             pts = [g for g in metrics.get("groups", []) if g["arm"] == arm]
@@ -80,8 +82,15 @@ def plot_png(metrics: dict[str, Any], figure: str, *, references: bool = True) -
             hi = [(g["figures"][figure]["hi"] if g["figures"][figure]["hi"] is not None else y) - y
                   for g, y in zip(pts, ys, strict=True)]  # fmt: skip
             color, marker = ARM_STYLE[arm]
-            ax.errorbar(xs, ys, yerr=[lo, hi], color=color, marker=marker, capsize=4,
-                        label=f"{arm} arm (95% CI)")  # fmt: skip
+            if bars:  # one or two rounds: a bar per arm with its interval, value written on it
+                drawn = ax.bar(xs, ys, width=0.36, yerr=[lo, hi], color=color, alpha=0.8,
+                               capsize=6, ecolor="black", label=f"{arm} arm (95% CI)")  # fmt: skip
+                ax.bar_label(drawn, labels=[f"{y:.3g}" for y in ys], fontsize=8, padding=2)
+            else:  # many rounds: a line through the rounds, the interval as a band
+                ax.plot(xs, ys, color=color, marker=marker, label=f"{arm} arm (95% CI)")
+                ax.fill_between(xs, [y - d for y, d in zip(ys, lo, strict=True)],
+                                [y + d for y, d in zip(ys, hi, strict=True)], color=color,
+                                alpha=0.2, linewidth=0)  # fmt: skip
             plotted = True
         if references:
             for value, label in refs:
@@ -106,6 +115,13 @@ def plot_png(metrics: dict[str, Any], figure: str, *, references: bool = True) -
         return buf.getvalue()
     finally:
         plt.close(fig)
+
+
+def plot_kind(metrics: dict[str, Any]) -> str:
+    """``"bars"`` when the metrics hold one or two rounds (a dot per round would be all there
+    is to see), ``"lines"`` from three on."""
+    rounds = {_x(g["round"]) for g in metrics.get("groups", [])}
+    return "bars" if len(rounds) <= 2 else "lines"
 
 
 def _x(rnd: int | None) -> int:

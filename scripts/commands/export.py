@@ -8,14 +8,26 @@ from typing import Any
 
 import typer
 
-from scripts.commands.common import JsonFlag, console, domain_errors, fail, open_db, print_json
+from scripts.commands.common import (
+    JsonFlag,
+    console,
+    domain_errors,
+    fail,
+    json_output,
+    open_db,
+    print_json,
+    progress,
+)
 
 # format name -> "module:function". Each function has the signature
 #   fn(session, *, project, out: Path, stage: str | None, options: dict) -> dict (counts)
 # and writes everything (including manifest.json) into ``out``, a fresh temporary folder.
+# The mask exporters also take ``progress=fn(done, total)`` and ``copy_images``.
+MASK_FORMATS = ("coco", "sa1b", "labelme")
 EXPORTERS: dict[str, str] = {
     "coco": "engine.interop.exporters.coco:export_coco",
     "sa1b": "engine.interop.exporters.sa1b:export_sa1b",
+    "labelme": "engine.interop.exporters.labelme:export_labelme",
     "label-studio": "engine.interop.exporters.label_studio:export_label_studio",
     "hf-imagefolder": "engine.interop.exporters.hf_imagefolder:export_hf_imagefolder",
     "kohya": "engine.interop.exporters.kohya:export_kohya",
@@ -44,6 +56,10 @@ def export_command(
         "'all' (proposals with scores too).",
     ),
     boxes: bool = typer.Option(False, help="label-studio: add RectangleLabels boxes too."),
+    copy_images: bool = typer.Option(
+        False, "--copy-images",
+        help="coco, sa1b, labelme: copy the images into the export, where each format's "
+        "readers look (coco: data/, sa1b: sa1b/, labelme: labelme/); checked by sha256."),
     events_format: str = typer.Option(
         "jsonl", "--events-format",
         help="events: 'jsonl' or 'parquet' (events + per-image effort tables; docs/effort.md)."),
@@ -62,15 +78,28 @@ def export_command(
     settings = Settings()
     factory = open_db(settings)
     options: dict[str, object] = {"include": include, "boxes": boxes}
+    if fmt in MASK_FORMATS:
+        options["copy_images"] = copy_images
+    elif copy_images:
+        fail(f"--copy-images applies to {', '.join(MASK_FORMATS)}; {fmt} exports carry images")
     if fmt == "events":
         options = {"events_format": events_format,
                    "idle_seconds": idle_seconds if idle_seconds is not None else settings.idle_seconds}  # fmt: skip
     if out.exists():
         fail(f"{out} exists; choose a new --out folder (exports are never merged)")
-    with domain_errors(), transaction(factory) as s:
+    with domain_errors(), transaction(factory) as s, json_output(as_json), progress() as bar:
         p = get_project(s, name=project)
+        task = bar.add_task(f"{fmt} export", total=None, status="")
+        kwargs: dict[str, Any] = {}
+        if fmt in MASK_FORMATS:
+
+            def on_image(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            kwargs["progress"] = on_image
         counts, manifest_sha = write_atomically(
-            out, lambda tmp: exporter(s, project=p, out=tmp, stage=stage, options=options)
+            out,
+            lambda tmp: exporter(s, project=p, out=tmp, stage=stage, options=options, **kwargs),
         )
         record_export(
             s,

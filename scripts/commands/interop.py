@@ -79,6 +79,18 @@ def import_command(
         "--predictions",
         help="label-studio: import the tasks' predictions too, as scored model proposals.",
     ),
+    as_proposals: bool = typer.Option(
+        False,
+        "--as-proposals",
+        help="coco: store the masks as confident model proposals (model version "
+        "'import:<file>', in a pre-fill round) for annotators to review, instead of final "
+        "human masks.",
+    ),
+    score: float = typer.Option(
+        1.0,
+        "--score",
+        help="With --as-proposals: the score of annotations without a 'score' field (0-1).",
+    ),
     user: str | None = typer.Option(
         None,
         "--user",
@@ -97,6 +109,10 @@ def import_command(
 
     if fmt not in IMPORTERS:
         fail(f"unknown format {fmt!r}; choose one of {', '.join(IMPORTERS)}")
+    if as_proposals and fmt != "coco":
+        fail(f"--as-proposals reads COCO files only; use -f coco (got -f {fmt})")
+    if not 0.0 <= score <= 1.0:
+        fail(f"--score must be between 0 and 1, got {score}")
     require_paths(paths, "annotation file or folder")
     for d in images:
         if not d.is_dir():
@@ -108,6 +124,9 @@ def import_command(
         "strict": strict,
         "force": force,
         "predictions": predictions,
+        "image_store": str(settings.image_store),  # labelme files with embedded imageData
+        "as_proposals": as_proposals,
+        "score": score,
     }
     if user:
         with domain_errors(), transaction(factory) as s:

@@ -20,7 +20,14 @@ from db.rounds import start_round
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user
 from engine.flywheel import events as ek
-from tests.webapp import classical_segmenter, launch_chromium, require_chromium, serve, settings_for
+from tests.webapp import (
+    classical_segmenter,
+    launch_chromium,
+    require_chromium,
+    serve,
+    settings_for,
+    submit_anyway,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -82,8 +89,7 @@ def test_client_log_with_hidden_time_and_post_submit_tab_switches(
             _elapse(page, 2500)
             page.evaluate(SET_HIDDEN, False)
             _elapse(page, 600)
-            page.keyboard.press("Control+Enter")
-            page.wait_for_function("() => deReview.submitted")
+            submit_anyway(page)
             for _ in range(2):  # tab switches on the submitted page
                 page.evaluate(SET_HIDDEN, True)
                 _elapse(page, 1500)
@@ -94,8 +100,7 @@ def test_client_log_with_hidden_time_and_post_submit_tab_switches(
                                    "&& deReview.bitmap && deReview.view")  # fmt: skip
             second = page.evaluate("() => deReview.image.id")
             _elapse(page, 800)
-            page.keyboard.press("Control+Enter")
-            page.wait_for_function("() => deReview.submitted")
+            submit_anyway(page)
             page.evaluate(SET_HIDDEN, True)  # and one more switch after the last submit
             page.evaluate(SET_HIDDEN, False)
             assert page.evaluate("() => deReview.ev.drain(10000)")

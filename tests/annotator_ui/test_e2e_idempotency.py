@@ -19,7 +19,7 @@ from db.models import Image, Mask
 from db.session import transaction
 from engine.masks import encode_rle
 from tests.factories import PASSWORD, box_mask, make_image, make_mask, make_project
-from tests.webapp import NoModel, launch_chromium, require_chromium, serve, start_web
+from tests.webapp import NoModel, launch_chromium, require_chromium, serve, start_web, submit_anyway
 
 pytestmark = pytest.mark.browser
 H, W = 48, 64
@@ -142,8 +142,7 @@ def test_review_page_commit_and_submit_survive_lost_answers(
             page.keyboard.press("Enter")
             page.wait_for_function("() => deReview.draft === null && deReview.selected !== null")
             added = page.evaluate("() => deReview.selected")
-            page.keyboard.press("Control+Enter")
-            page.wait_for_function("() => deReview.submitted")
+            submit_anyway(page)
             assert not errors, errors
             browser.close()
     adds = [key for what, key in seen if what == "masks"]

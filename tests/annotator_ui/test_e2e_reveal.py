@@ -21,7 +21,14 @@ from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user
 from engine.ingest import ingest
 from tests.factories import box_mask, make_mask
-from tests.webapp import NoModel, launch_chromium, require_chromium, serve, settings_for
+from tests.webapp import (
+    NoModel,
+    launch_chromium,
+    require_chromium,
+    serve,
+    settings_for,
+    submit_anyway,
+)
 
 pytestmark = pytest.mark.browser
 PW = "annotator-password-1"
@@ -80,8 +87,7 @@ def test_reveal_less_confident_in_chromium(tmp_path: Path) -> None:
                 ev = s.scalars(select(Event).where(Event.kind == "reveal_less_confident")).one()
                 assert ev.image_id == image_id and sorted(ev.payload["mask_ids"]) == hidden
                 assert ev.lease_id is not None
-            page.keyboard.press("Control+Enter")
-            page.wait_for_function("() => deReview.submitted")
+            submit_anyway(page)
             text = page.inner_text("#msg")
             assert "3 proposed" in text, text
             assert not errors, errors

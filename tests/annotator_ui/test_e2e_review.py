@@ -24,7 +24,14 @@ from db.models import Event, Lease, Mask
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user
 from engine.masks import decode_rle
-from tests.webapp import classical_segmenter, launch_chromium, require_chromium, serve, settings_for
+from tests.webapp import (
+    classical_segmenter,
+    launch_chromium,
+    require_chromium,
+    serve,
+    settings_for,
+    submit_anyway,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -189,8 +196,7 @@ def test_annotator_reviews_prefill_in_chromium(shared_data: Path, tmp_path: Path
             page.wait_for_function(f"() => deReview.masks.get({added}).data.label === 'dog'")
             ARTIFACT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACT))
-            page.keyboard.press("Control+Enter")
-            page.wait_for_function("() => deReview.submitted")
+            submit_anyway(page)
             assert page.evaluate("() => deReview.ev.drain(10000)")
             assert not errors, errors
             browser.close()

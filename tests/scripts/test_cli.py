@@ -455,3 +455,39 @@ def test_metrics_show_work_done_without_a_round(env: Path, tmp_path: Path) -> No
     page = report.read_text()
     assert "<td>no round</td>" in page and "Idle cap 10.0 s" in page
     assert "dataengine round start" in page
+
+
+def test_import_as_proposals_gives_a_prefilled_image(db_env: Path) -> None:
+    from PIL import Image
+
+    from engine.interop.dense_coco import dense_coco
+
+    runner.invoke(app, ["db", "upgrade"])
+    Image.new("RGB", (120, 80), (90, 120, 30)).save(db_env / "field.png")
+    doc = dense_coco("field.png", 120, 80, n=9)
+    for ann in doc["annotations"]:
+        ann.pop("score")
+    (db_env / "dense.json").write_text(json.dumps(doc))
+    bad = runner.invoke(
+        app, ["import", "-f", "labelme", str(db_env / "dense.json"), "-p", "d", "--as-proposals"]
+    )
+    assert bad.exit_code == 1 and "--as-proposals reads COCO files only" in bad.output
+    bad = runner.invoke(app, ["import", "-f", "coco", "x", "-p", "d", "--score", "3"])
+    assert bad.exit_code == 1 and "--score must be between 0 and 1" in bad.output
+    out = _json(
+        ["import", "-f", "coco", str(db_env / "dense.json"), "-p", "d", "--images", str(db_env)]
+        + ["--as-proposals", "--score", "0.93", "--json"]
+    )
+    assert out["masks"] == 9 and out["files_rejected"] == 0
+    from db.models import Mask
+    from db.session import make_engine, make_session_factory
+
+    engine = make_engine(os.environ["DATAENGINE_DATABASE_URL"])
+    try:
+        with make_session_factory(engine)() as s:
+            rows = s.query(Mask).all()
+            assert {(m.source, m.status, m.confident, m.predicted_iou) for m in rows} == {
+                ("model", "proposed", True, 0.93)
+            }
+    finally:
+        engine.dispose()

@@ -31,7 +31,11 @@ export async function api(method, url, body, { idempotencyKey = null, retries = 
       res = await fetch(url, opts);
       if (!RETRY_STATUS.has(res.status) || attempt + 1 >= tries) break;
     } catch (err) {
-      if (attempt + 1 >= tries) throw new ApiError(0, `network error: ${err.message}`);
+      if (attempt + 1 >= tries) {
+        const failed = new ApiError(0, `network error: ${err.message}`);
+        failed.request = { method, url, body, key: idempotencyKey }; // for the offline queue
+        throw failed;
+      }
     }
     await new Promise((done) => setTimeout(done, RETRY_DELAYS_MS[Math.min(attempt, 2)]));
   }
@@ -39,7 +43,10 @@ export async function api(method, url, body, { idempotencyKey = null, retries = 
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
   if (!res.ok) {
-    if (res.status === 401 && !url.endsWith("/login")) location.hash = "#/login";
+    if (res.status === 401 && !url.endsWith("/login")) {
+      window.dispatchEvent(new Event("de:session-expired")); // recovery.js keeps the work
+      location.hash = "#/login";
+    }
     throw new ApiError(res.status, data && data.detail !== undefined ? data.detail : data);
   }
   return data;

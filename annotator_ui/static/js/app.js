@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { EventLog, K } from "./events.js";
 import { esc } from "./html.js";
 import { loginForm } from "./login.js";
+import { attachRecovery, returnHash } from "./recovery.js";
 import { Review } from "./review.js";
 
 const main = document.getElementById("main");
@@ -39,7 +40,7 @@ async function showLogin() {
   await loginForm(main);
   await whoami();
   events.emit(K.SESSION_START, { payload: { user: me.name } });
-  location.hash = "#/queue";
+  location.hash = returnHash() || "#/queue"; // back to the image a session expiry interrupted
 }
 
 async function showQueue() {
@@ -72,7 +73,7 @@ async function showReview(projectId) {
     onNext: () => { events.flush(); showReview(projectId); },
   });
   window.deReview = review; // handle for debugging and the browser test
-  setStatus(`lease ${task.lease_id} until ${new Date(task.expires_at).toLocaleTimeString()}`);
+  setStatus(`reserved for you until ${new Date(task.expires_at).toLocaleTimeString()}`);
   await review.load(task);
 }
 
@@ -86,5 +87,6 @@ async function route() {
   return showQueue();
 }
 
+attachRecovery(() => review);
 window.addEventListener("hashchange", () => route().catch((err) => setStatus(err.message)));
 route().catch((err) => setStatus(err.message));

@@ -13,6 +13,8 @@ export const K = {
   BRUSH: "brush", OBJECT_COMMIT: "object_commit", OBJECT_CANCEL: "object_cancel",
   LABEL_SET: "label_set", UNDO: "undo", REDO: "redo", SUBMIT: "submit",
   REVEAL_LESS_CONFIDENT: "reveal_less_confident",
+  MASK_RESTORE: "mask_restore", PROMPT_UNDO: "prompt_undo", IMAGE_SKIP: "image_skip",
+  IMAGE_FLAG: "image_flag",
 };
 
 const STORE = "dataengine.pending_events.v1";

@@ -10,7 +10,7 @@
 // Performance marks for the benchmark: de:canvas-ready, de:prompt, de:preview,
 // de:commit-start, de:commit.
 
-import { api, ApiError, uuid4 } from "./api.js";
+import { api, uuid4 } from "./api.js";
 import { MaskDecoder } from "./decoder.js";
 import { K } from "./events.js";
 import { cropFromGeo, geoArea, geoFromCounts, geoFromCrop, geoHas } from "./geometry.js";
@@ -19,6 +19,9 @@ import { MaskList } from "./masklist.js";
 import { Renderer } from "./render.js";
 import { countsFromString, cropArea, encodeCrop, paintDisc } from "./rle.js";
 import { Minimap, Viewport } from "./viewport.js";
+import { attachNavigation, confirmSubmit, decorateList, flag, previous, skip } from "./navigation.js";
+import { plainError, showError } from "./notify.js";
+import { draftForServer, enqueue, reapply, refreshMasks, undoLastPrompt } from "./recovery.js";
 
 export const KEYS = [
   ["A", "accept the selected proposal (the selection stays on it; the next one is marked \"next\")"],
@@ -43,9 +46,12 @@ export const KEYS = [
   ["Space+drag / middle drag", "pan"],
   ["O", "outline only (no fill)"],
   ["H (hold)", "hide all masks while held"],
-  ["Ctrl+Z / Ctrl+Y", "undo / redo (an accept-all is undone in one step)"],
+  ["Ctrl+Z / Ctrl+Y", "undo / redo (an accept-all is undone in one step); while drawing an object, Ctrl+Z removes the last click only"],
   ["Ctrl+Enter", "submit the image"],
   ["N or Space", "next image (after submit)"],
+  ["S", "skip: put this image at the back of your queue"],
+  ["Shift+F", "flag this image for a reviewer (asks for a reason), then skip"],
+  ["P", "previous image (the one you finished or skipped last)"],
   ["Tab", "move focus to the next control (it is not captured by the canvas)"],
   ["?", "this help"],
 ];
@@ -179,6 +185,7 @@ export class Review {
       e.stopPropagation();
     });
     this.bindCanvas();
+    attachNavigation(this);
     this.onKey = (e) => this.key(e);
     this.onKeyUp = (e) => this.keyUp(e);
     window.addEventListener("keydown", this.onKey);
@@ -238,7 +245,7 @@ export class Review {
     this.labelsUI.set(this.labels, task.hotkeys);
     this.W = task.image.width; this.H = task.image.height;
     this.ev.context = { image_id: task.image.id, lease_id: task.lease_id };
-    this.$("#imginfo").textContent = `image ${this.image.id} · ${this.W}×${this.H}`;
+    this.$("#imginfo").textContent = `image ${this.image.id} · ${this.W}×${this.H} · ${task.arm === "prefill" ? "with suggestions" : "draw from scratch"}`;
     this.revealed = false;
     this.$("#reveal").hidden = task.arm !== "prefill";
     // photo and masks load in parallel; the masks' RLEs are decoded by the workers
@@ -267,13 +274,11 @@ export class Review {
     performance.mark("de:canvas-ready");
     this.timings = { ready_ms: since(), decode_ms: this.lastDecodeMs, draw_ms: performance.now() - t1, ...phase };
     this.emit(K.IMAGE_OPEN, { payload: { arm: task.arm, masks: data.masks.length } });
-    if (task.draft && task.draft.pending_ops && task.draft.pending_ops.length) {
-      this.msg(`A draft with ${task.draft.pending_ops.length} unsaved change(s) was kept from a lost lease.`);
-    }
     this.hbTimer = setInterval(() => this.heartbeat(), Math.max(5, task.heartbeat_seconds) * 1000);
     this.tickTimer = setInterval(() => this.tick(), 10000);
     this.canvas.focus();
     this.updateList();
+    await reapply(this, task);
   }
 
   // Decode a batch of masks off the main thread and keep them; one bad RLE is reported
@@ -305,19 +310,14 @@ export class Review {
   async heartbeat() {
     if (this.submitted || performance.now() - this.lastActivity > 10 * 60 * 1000) return;
     try {
-      await api("POST", `/api/tasks/${this.task.lease_id}/heartbeat`, { draft: this.draftState() });
+      await api("POST", `/api/tasks/${this.task.lease_id}/heartbeat`, { draft: draftForServer(this) });
     } catch (err) {
-      if (err.status === 409) this.ctx.setStatus(err.message);
+      if (err.status === 409) this.ctx.setStatus(plainError(err));
     }
   }
 
   tick() { // a timing tick only while the person is active (idle gaps are capped anyway)
     if (!this.submitted && !document.hidden && performance.now() - this.lastActivity < 10000) this.emit(K.HEARTBEAT);
-  }
-
-  draftState() {
-    if (!this.draft) return null;
-    return { target: this.draft.target, fix_of: this.draft.fixOf, points: this.draft.points, box: this.draft.box };
   }
 
   // --- geometry --------------------------------------------------------------------------
@@ -379,6 +379,7 @@ export class Review {
   updateList() {
     const items = [...this.masks.values()].filter((m) => VISIBLE.has(m.data.status) || m.data.status === "rejected");
     this.list.render(items, { selected: this.selected, next: this.nextTarget, hidden: this.hidden });
+    decorateList(this);
   }
 
   toggleMask(id) {
@@ -567,7 +568,7 @@ export class Review {
       this.draw();
       performance.mark("de:preview");
     } catch (err) {
-      this.msg(`decode failed: ${err.message}`);
+      if (seq === this.decodeSeq) showError(this.$("#msg"), err, () => this.decode());
     }
   }
 
@@ -769,7 +770,7 @@ export class Review {
 
   async undo(redo = false) {
     const from = redo ? this.redoStack : this.undoStack, to = redo ? this.undoStack : this.redoStack;
-    if (this.draft) { this.cancelDraft(); return; }
+    if (this.draft) { if (redo || !undoLastPrompt(this)) this.cancelDraft(); return; }
     const e = from.pop();
     if (!e) { this.msg(`nothing to ${redo ? "redo" : "undo"}`); return; }
     const t = performance.now();
@@ -789,9 +790,9 @@ export class Review {
       await fn();
     } catch (err) {
       if (onError) onError();
-      if (err instanceof ApiError && err.status === 409) this.msg(`${err.message}`);
-      else this.msg(`failed: ${err.message}`);
-      this.ctx.setStatus(err.message);
+      if (enqueue(this, err)) this.msg(plainError(err));
+      else showError(this.$("#msg"), err, async () => { this.ctx.setStatus(""); if (err.status === 409) await refreshMasks(this).catch(() => null); await this.run(fn, onError); });
+      this.ctx.setStatus(plainError(err));
     } finally {
       this.busy = false;
     }
@@ -801,6 +802,7 @@ export class Review {
   async submit() {
     if (this.submitted) return;
     if (this.draft) { this.msg("finish the object first: Enter commits, Esc cancels"); return; }
+    if (!(await confirmSubmit(this))) return;
     const t = performance.now();
     await this.run(async () => {
       // a repeated submit of the same body returns the first answer: safe to retry
@@ -860,10 +862,13 @@ export class Review {
     if (k === "z" || k === "Z") { handled(); this.viewport.actualSize(...at); this.viewChanged(); return; }
     if (k === "h" || k === "H") { handled(); if (!this.hideAll) { this.hideAll = true; this.draw(); } return; }
     if (k === "o" || k === "O") { handled(); this.outlineOnly = !this.outlineOnly; this.$("#outline").checked = this.outlineOnly; this.draw(); return; }
+    if (k === "p" || k === "P") { handled(); previous(this); return; }
+    if (k === "F" && e.shiftKey) { handled(); flag(this); return; }
     if (this.submitted) {
       if (k === "n" || k === "N" || k === " ") { handled(); this.next(); }
       return;
     }
+    if (k === "s" || k === "S") { handled(); skip(this); return; }
     if (k === " ") { handled(); this.spaceDown = true; return; } // hold + drag: pan
     if (k === "Enter") { handled(); this.commit(); return; }
     if (k === "A" && e.shiftKey) { handled(); this.acceptAll(); return; }

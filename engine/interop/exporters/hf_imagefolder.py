@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.models import Project
-from engine.curation.selection import build_manifest, copy_images, select_records
+from engine.curation.selection import Record, Tally, build_manifest, copy_images, record_pages
 from engine.interop.exporters.atomic import write_json
 
 SPLIT = "train"
@@ -30,24 +30,33 @@ def export_hf_imagefolder(
     session: Session, *, project: Project, out: Path, stage: str | None, options: dict[str, Any]
 ) -> dict[str, Any]:
     """Write the export into ``out`` (a fresh temporary folder); returns counts."""
-    records = select_records(session, project=project, stage=stage)
-    copied, skipped = copy_images(records, out / SPLIT)
+    (out / SPLIT).mkdir(parents=True, exist_ok=True)
+    tally = Tally(image_dir=SPLIT)
+    skipped: list[dict[str, Any]] = []
     with open(out / SPLIT / "metadata.jsonl", "w", encoding="utf-8") as f:
-        for r in copied:
-            row = {
-                "file_name": r.file_name,
-                "text": r.text,
-                "caption_source": r.caption_source,
-                "rating": r.rating,
-                "tags": r.tags,
-                "signals": r.signals,
-                "provenance": r.provenance,
-                "license": r.license,
-            }
-            f.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+        for page in record_pages(session, project=project, stage=stage):  # O(page) rows
+            copied, page_skipped = copy_images(page, out / SPLIT)
+            skipped += page_skipped
+            for r in copied:
+                tally.add(r)
+                f.write(_row(r))
     manifest = build_manifest(
         session, project=project, fmt="hf-imagefolder", stage=stage, root=out,
-        records=copied, skipped=skipped, image_dir=SPLIT,
+        tally=tally, skipped=skipped,
     )  # fmt: skip
     write_json(out / "manifest.json", manifest)
     return manifest["counts"]
+
+
+def _row(r: Record) -> str:
+    row = {
+        "file_name": r.file_name,
+        "text": r.text,
+        "caption_source": r.caption_source,
+        "rating": r.rating,
+        "tags": r.tags,
+        "signals": r.signals,
+        "provenance": r.provenance,
+        "license": r.license,
+    }
+    return json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n"

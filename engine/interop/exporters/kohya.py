@@ -22,7 +22,7 @@ import tomli_w
 from sqlalchemy.orm import Session
 
 from db.models import Project
-from engine.curation.selection import build_manifest, copy_images, select_records
+from engine.curation.selection import Tally, build_manifest, copy_images, record_pages
 from engine.interop.exporters.atomic import write_json
 
 
@@ -37,12 +37,17 @@ def export_kohya(
     repeats = int(options.get("repeats") or 1)
     resolution = int(options.get("resolution") or 512)
     image_dir = f"img/{repeats}_{_concept(project.name)}"
-    records = select_records(session, project=project, stage=stage)
-    copied, skipped = copy_images(records, out / image_dir)
-    for r in copied:
-        (out / image_dir / r.file_name).with_suffix(".txt").write_text(
-            r.text + "\n", encoding="utf-8"
-        )
+    (out / image_dir).mkdir(parents=True, exist_ok=True)
+    tally = Tally(image_dir=image_dir)
+    skipped: list[dict[str, Any]] = []
+    for page in record_pages(session, project=project, stage=stage):  # O(page) rows
+        copied, page_skipped = copy_images(page, out / image_dir)
+        skipped += page_skipped
+        for r in copied:
+            tally.add(r)
+            (out / image_dir / r.file_name).with_suffix(".txt").write_text(
+                r.text + "\n", encoding="utf-8"
+            )
     config = {
         "general": {"caption_extension": ".txt", "shuffle_caption": False, "keep_tokens": 0},
         "datasets": [
@@ -61,7 +66,7 @@ def export_kohya(
     (out / "dataset_config.toml").write_text(header + tomli_w.dumps(config), encoding="utf-8")
     manifest = build_manifest(
         session, project=project, fmt="kohya", stage=stage, root=out,
-        records=copied, skipped=skipped, image_dir=image_dir,
+        tally=tally, skipped=skipped,
     )  # fmt: skip
     write_json(out / "manifest.json", manifest)
     return manifest["counts"]

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Image, Mask, Project
 from engine.interop.exporters.atomic import file_sha256, write_json
-from engine.interop.exporters.selection import export_images, export_masks, model_names, score
+from engine.interop.exporters.selection import model_names, pages, score
 from engine.interop.label_studio import image_url, label_config_xml, mask_to_brush, rectangle_value
 from engine.masks import decode_rle
 
@@ -106,45 +106,43 @@ def export_label_studio(
 ) -> dict[str, Any]:
     """Write ``tasks.json``, ``label_config.xml`` and ``manifest.json``; returns counts."""
     boxes = bool(options.get("boxes"))
-    images = export_images(session, project=project, stage=stage)
-    masks = export_masks(session, images=images, options=options)
     versions = model_names(session)
-    tasks = []
-    n_regions = 0
-    for im in images:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for m in masks.get(im.id, []):
-            if m.status == "accepted":
-                key = FINAL
-            else:
-                key = versions.get(m.model_version_id or -1, f"dataengine:{m.source}")
-            groups.setdefault(key, []).extend(mask_regions(m, im, boxes=boxes))
-        n_regions += sum(len(r) for r in groups.values())
-        tasks.append(
-            {
-                "data": {
-                    "image": image_url(im),
-                    "dataengine_image_id": im.id,
-                    "dataengine_sha256": im.sha256,
-                },
-                "predictions": [_prediction(v, r) for v, r in groups.items()],
-            }
-        )
-    labels = list(
-        dict.fromkeys(
-            [*(project.labels or [])]
-            + [m.label for ms in masks.values() for m in ms if m.label is not None]
-        )
-    )
-    # compact: brush RLE is long lists of small ints (indenting would multiply the size)
-    (out / "tasks.json").write_text(
-        json.dumps(tasks, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
+    labels = list(dict.fromkeys(project.labels or []))
+    n_tasks = n_masks = n_regions = 0
+    # one keyset page at a time; compact JSON (brush RLE is long lists of small ints),
+    # byte-identical to dumping the whole list at once
+    with open(out / "tasks.json", "w", encoding="utf-8") as f:
+        f.write("[")
+        for page in pages(session, project=project, stage=stage, options=options):
+            for im in page.images:
+                groups: dict[str, list[dict[str, Any]]] = {}
+                for m in page.masks[im.id]:
+                    if m.status == "accepted":
+                        key = FINAL
+                    else:
+                        key = versions.get(m.model_version_id or -1, f"dataengine:{m.source}")
+                    groups.setdefault(key, []).extend(mask_regions(m, im, boxes=boxes))
+                    if m.label is not None and m.label not in labels:
+                        labels.append(m.label)
+                    n_masks += 1
+                n_regions += sum(len(r) for r in groups.values())
+                task = {
+                    "data": {
+                        "image": image_url(im),
+                        "dataengine_image_id": im.id,
+                        "dataengine_sha256": im.sha256,
+                    },
+                    "predictions": [_prediction(v, r) for v, r in groups.items()],
+                }
+                f.write(("," if n_tasks else "") + json.dumps(
+                    task, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+                ))  # fmt: skip
+                n_tasks += 1
+        f.write("]\n")
     (out / "label_config.xml").write_text(label_config_xml(labels, boxes=boxes), encoding="utf-8")
     counts = {
-        "tasks": len(tasks),
-        "masks": sum(len(ms) for ms in masks.values()),
+        "tasks": n_tasks,
+        "masks": n_masks,
         "regions": n_regions,
         "labels": len(labels),
     }

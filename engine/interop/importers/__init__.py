@@ -82,7 +82,9 @@ def import_files(
     options: ``add_labels`` (extend the taxonomy with unknown labels), ``strict``
     (any skipped item rejects its whole file), ``force`` (import a file again
     even if its sha256 was imported before), ``predictions`` (Label Studio:
-    import predictions as proposals too), ``user_id`` (author of imported masks).
+    import predictions as proposals too), ``user_id`` (author of imported masks),
+    ``as_proposals`` / ``score`` (COCO: store confident model proposals with that default
+    score, see ``engine.interop.importers.proposals``).
     """
     if fmt not in IMPORTERS:
         raise ValueError(f"unknown import format {fmt!r}; choose one of {', '.join(IMPORTERS)}")

@@ -9,14 +9,21 @@
   reported as ignored. ``_background_`` shapes are skipped too.
 - ``line``, ``linestrip``, ``point`` have no area and are skipped with a reason.
 The image is ``imagePath`` relative to the JSON file (ingested on the fly and
-deduplicated by sha256), or an ingested image with that file name.
+deduplicated by sha256), or an ingested image with that file name; when neither
+exists and the file embeds the image (``imageData``, base64, as labelme saves it),
+the bytes are checked with ``engine.imageio.open_image`` (format allowlist, pixel
+limit) and stored in the managed image store (``options["image_store"]``, default
+``<DATAENGINE_DATA_DIR>/images``, as ``<sha[:2]>/<sha256><ext>``) before ingest.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import io
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +33,7 @@ from PIL import ImageDraw
 from sqlalchemy.orm import Session
 
 from db.models import Project
-from engine.imageio import open_image
+from engine.imageio import ImageRejected, format_suffix, open_image
 from engine.interop.importers.common import (
     FileOutcome,
     FileRejected,
@@ -40,6 +47,44 @@ from engine.masks import decode_rle, encode_rle
 IGNORE = "__ignore__"
 BACKGROUND = "_background_"
 AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
+MAX_EMBEDDED_BYTES = 256 << 20  # decoded imageData larger than this is refused
+
+
+def _image_store(options: dict[str, Any]) -> Path:
+    store = options.get("image_store")
+    if store:
+        return Path(store)
+    from engine.settings import Settings
+
+    return Settings().image_store
+
+
+def store_embedded_image(data: Any, store: Path) -> Path:
+    """Check labelme's base64 ``imageData`` and write it to ``store``; returns the file.
+
+    Raises FileRejected naming the problem (not base64, not an allowed image, too large).
+    """
+    if not isinstance(data, str) or not data.strip():
+        raise FileRejected("'imageData' is not a base64 string")
+    if len(data) > MAX_EMBEDDED_BYTES * 4 // 3 + 4:
+        raise FileRejected(f"embedded imageData is larger than {MAX_EMBEDDED_BYTES} bytes")
+    try:
+        raw = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise FileRejected(f"'imageData' is not valid base64: {err}") from err
+    try:
+        with open_image(io.BytesIO(raw)) as img:  # checked: allowlist, header size, bombs
+            fmt = img.format
+    except ImageRejected as err:
+        raise FileRejected(f"embedded imageData is not a usable image: {err}") from err
+    sha = hashlib.sha256(raw).hexdigest()
+    dest = store / sha[:2] / f"{sha}{format_suffix(fmt)}"
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        tmp.write_bytes(raw)
+        tmp.replace(dest)
+    return dest.resolve()
 
 
 def _points(shape: dict[str, Any]) -> list[tuple[float, float]]:
@@ -132,6 +177,11 @@ def import_document(
         width=doc.get("imageWidth"),
         height=doc.get("imageHeight"),
     )
+    if image is None and doc.get("imageData"):
+        stored = store_embedded_image(doc["imageData"], _image_store(options))
+        image, reason = resolver.find(
+            str(stored), outcome, width=doc.get("imageWidth"), height=doc.get("imageHeight")
+        )
     if image is None:
         raise FileRejected(reason or f"image {image_path} not found")
     outcome.images += 1

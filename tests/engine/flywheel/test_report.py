@@ -110,3 +110,29 @@ def test_metrics_api_plots_and_dashboard(sqlite_url: str, tmp_path: Any) -> None
         dash = web.client.get("/static/dashboard.html")
         assert dash.status_code == 200 and "/static/dashboard.js" in dash.text
         assert "/api/metrics" in web.client.get("/static/dashboard.js").text
+
+
+def _blue_pixels(png: bytes) -> int:
+    """Pixels close to matplotlib's tab:blue (the prefill arm), drawn at full or 0.8 alpha."""
+    import numpy as np
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    full = (np.abs(rgb - [31, 119, 180]).sum(axis=2) < 40).sum()
+    faded = (np.abs(rgb - [76, 146, 195]).sum(axis=2) < 40).sum()  # 0.8 alpha on white
+    return int(full + faded)
+
+
+def test_one_round_is_bars_many_rounds_are_lines() -> None:
+    from engine.flywheel.report import plot_kind
+
+    one = _metrics()
+    one["groups"] = [g for g in one["groups"] if g["round"] == 1]
+    assert plot_kind(one) == "bars"
+    # a bar, not a dot: thousands of the arm's pixels
+    assert _blue_pixels(plot_png(one, "final_masks_per_image", references=False)) > 3000
+    many = _metrics()
+    many["groups"] = [
+        {**g, "round": r} for r in (1, 2, 3, 4) for g in _metrics()["groups"] if g["round"] == 1
+    ]
+    assert plot_kind(many) == "lines"
+    assert plot_png(many, "final_masks_per_image").startswith(b"\x89PNG")

@@ -160,3 +160,97 @@ def test_coco_import_of_labelme_coco_export_with_subfolder_file_names(
     with transaction(factory) as s:
         labels = get_project(s, name="voc").labels
     assert "person" in labels and "_background_" not in labels
+
+
+def _coco_eval_segm(gt: COCO, anns: list[dict]) -> float:
+    """COCOeval segm AP of ``anns`` (given score 1) against ``gt``."""
+    import contextlib
+    import io
+
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes([{**a, "score": 1.0} for a in anns])
+        ev = COCOeval(gt, dt, iouType="segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[0])
+
+
+@pytest.mark.slow
+def test_export_keeps_source_ids_and_scores_ap_1_against_the_source(
+    factory: sessionmaker[Session], shared_data: Path, tmp_path: Path
+) -> None:
+    """COCO's category ids are sparse (1..90 for 80 names): they, the image ids, the
+    supercategories and the licences come back, and COCOeval (segm) against the source
+    files with their own ids gives AP 1.000."""
+    root = shared_data / "tiny-coco"
+    files = [
+        root / "annotations/instances_val2017.json",
+        root / "annotations/instances_train2017.json",
+    ]
+    report = import_files(
+        factory, fmt="coco", project="ids", paths=files,
+        image_dirs=[root / "val2017", root / "train2017"],
+    )  # fmt: skip
+    assert report.rejected == [] and report.skipped == []
+    out = tmp_path / "coco-ids"
+    counts = _export(factory, "ids", out, copy_images=True)
+    assert counts["images_copied"] == 100 and counts["images_not_copied"] == 0
+    exported = json.loads((out / "annotations.json").read_text())
+    for path in files:
+        src = COCO(str(path))
+        src_cats = {c["id"]: c for c in src.dataset["categories"]}
+        out_cats = {c["id"]: c for c in exported["categories"]}
+        assert set(src_cats) <= set(out_cats)
+        assert max(src_cats) > len(src_cats)  # the source really is sparse
+        for cid, c in src_cats.items():
+            assert (out_cats[cid]["name"], out_cats[cid]["supercategory"]) == (
+                c["name"], c["supercategory"]
+            )  # fmt: skip
+        out_imgs = {im["id"]: im for im in exported["images"]}
+        for iid, im in src.imgs.items():
+            assert out_imgs[iid]["file_name"] == im["file_name"]
+            assert out_imgs[iid]["license"] == im["license"]
+            assert out_imgs[iid]["coco_url"] == im["coco_url"]
+            # the copied image is the source's file, byte for byte
+            split = root / ("val2017" if "val" in path.name else "train2017")
+            assert (out / "data" / im["file_name"]).read_bytes() == (
+                split / im["file_name"]
+            ).read_bytes()
+        assert exported["licenses"] == sorted(src.dataset["licenses"], key=lambda x: str(x["id"]))
+        mine = [a for a in exported["annotations"] if a["image_id"] in src.imgs]
+        assert len(mine) == len(src.anns)
+        ap = _coco_eval_segm(src, mine)
+        print(f"{path.name}: {len(mine)} masks, COCOeval segm AP {ap:.3f} with source ids")
+        assert ap == pytest.approx(1.0, abs=1e-9)
+
+
+def test_mixed_source_and_new_ids_never_clash(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Images/labels without a source id are numbered above the kept ones."""
+    with transaction(factory) as s:
+        p = make_project(s, name="mixed", labels=["dog", "kite"])
+        p.settings = {
+            "coco_categories": [{"id": 7, "name": "kite", "supercategory": "sports"}],
+            "licenses": [{"id": 3, "name": "CC BY", "url": "http://x"}],
+        }
+        a = make_image(s, project=p, uri="/x/a.jpg", meta={"coco": {"id": 5, "file": "f"}})
+        b = make_image(s, project=p, uri="/y/a.jpg")  # same basename, no source id
+        for im in (a, b):
+            make_mask(s, image=im, status="accepted", label="dog")
+            make_mask(s, image=im, status="accepted", label="kite")
+    _export(factory, "mixed", tmp_path / "o")
+    coco = COCO(str(tmp_path / "o/annotations.json"))
+    assert {c["name"]: (c["id"], c["supercategory"]) for c in coco.dataset["categories"]} == {
+        "kite": (7, "sports"),
+        "dog": (8, ""),
+    }
+    assert {im["id"]: im["file_name"] for im in coco.dataset["images"]} == {
+        5: f"{a.id}_a.jpg",
+        6: f"{b.id}_a.jpg",
+    }
+    assert coco.dataset["licenses"] == [{"id": 3, "name": "CC BY", "url": "http://x"}]
+    assert sorted(len(coco.getAnnIds(imgIds=[i])) for i in (5, 6)) == [2, 2]

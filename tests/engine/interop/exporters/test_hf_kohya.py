@@ -134,3 +134,20 @@ def test_export_cli(factory, curated, db_url: str, tmp_path: Path, monkeypatch) 
             f.kw["bind"].dispose()  # the CLI process would exit here; free its connections
     assert result.exit_code == 0, result.output
     assert (tmp_path / "k/manifest.json").exists() and not list(tmp_path.glob(".k.*"))
+
+
+@pytest.mark.parametrize("fn", [export_hf_imagefolder, export_kohya])
+def test_page_size_does_not_change_the_bytes(  # type: ignore[no-untyped-def]
+    factory, curated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fn
+) -> None:
+    """Records stream a page of images at a time; pages of 2 give the same export."""
+    from engine.curation import selection
+
+    _, whole = _export(factory, fn, curated["name"], tmp_path / "whole")
+    monkeypatch.setattr(selection, "PAGE_SIZE", 2)
+    with transaction(factory) as s:
+        p = get_project(s, name=curated["name"])
+        pages = list(selection.record_pages(s, project=p, stage=None))
+    assert len(pages) >= 2 and all(len(page) <= 2 for page in pages)
+    _, paged = _export(factory, fn, curated["name"], tmp_path / "paged")
+    assert paged == whole  # manifest sha256 (which holds every file's sha256)

@@ -90,3 +90,56 @@ def test_primitives_shapes(factory: sessionmaker[Session], shared_data: Path) ->
     octagon = json.loads(path.read_text())["shapes"][-1]
     assert masks["octagon"].bbox[:2] == [417.0, 305.0]
     assert masks["octagon"].area == shape_to_mask(octagon, 450, 560).sum() > 1000
+
+
+def test_embedded_image_data_is_checked_stored_and_ingested(
+    factory: sessionmaker[Session], shared_data: Path, tmp_path: Path
+) -> None:
+    """labelme's tutorial file embeds its photo (imageData) and its imagePath names the
+    JSON itself: the photo is decoded through the checked open, stored, and its 4 polygons
+    imported. A file with broken imageData is refused alone; the batch goes on."""
+    import base64
+    import hashlib
+
+    src = shared_data / "labelme-examples/examples/tutorial/apc2016_obj3.json"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    doc = json.loads(src.read_text())
+    (folder / "a.json").write_text(json.dumps(doc))
+    bad = {
+        **doc,
+        "imagePath": "nowhere.jpg",
+        "imageData": base64.b64encode(b"not an image").decode(),
+    }
+    (folder / "b.json").write_text(json.dumps(bad))
+    store = tmp_path / "store"
+    report = import_files(
+        factory, fmt="labelme", project="tut", paths=[folder], options={"image_store": str(store)}
+    )
+    assert [(Path(f.path).name, f.status) for f in report.files] == [
+        ("a.json", "imported"),
+        ("b.json", "rejected"),
+    ]
+    assert "embedded imageData is not a usable image" in (report.files[1].reason or "")
+    assert report.masks == 4 and report.summary()["images_added"] == 1
+    raw = base64.b64decode(doc["imageData"])
+    sha = hashlib.sha256(raw).hexdigest()
+    stored = store / sha[:2] / f"{sha}.jpg"
+    assert stored.read_bytes() == raw
+    with transaction(factory) as s:
+        (image,) = s.scalars(select(Image)).all()
+        assert (image.sha256, image.width, image.height) == (sha, 1210, 907)
+        assert Path(image.uri) == stored.resolve()
+        masks = s.scalars(select(Mask).order_by(Mask.id)).all()
+        labels = [m.label for m in masks]
+        want = shape_to_mask(doc["shapes"][1], 907, 1210)
+        assert np.array_equal(decode_rle(masks[1].rle), want)
+    assert labels == [sh["label"] for sh in doc["shapes"]]
+    # the same embedded photo again (a copy of the file) reuses the stored, ingested image
+    doc2 = {**doc, "shapes": doc["shapes"][:1]}
+    (tmp_path / "again.json").write_text(json.dumps(doc2))
+    again = import_files(
+        factory, fmt="labelme", project="tut", paths=[tmp_path / "again.json"],
+        options={"image_store": str(store)},
+    )  # fmt: skip
+    assert again.masks == 1 and again.summary()["images_added"] == 0
