@@ -192,6 +192,15 @@ def measure(
         )
         page.wait_for_function(READY, arg=n_masks, timeout=timeout, polling="raf")
         out["ready ms"].append(_since(page, t0, "de:canvas-ready"))
+        phases = page.evaluate("() => deReview.timings || null")
+        if phases:  # where the ready time went (the page's own figures)
+            print(
+                "  phases: "
+                + json.dumps(
+                    {k: round(v) for k, v in phases.items() if isinstance(v, int | float)}
+                ),
+                file=sys.stderr,
+            )
 
         # click in free space -> preview
         x, y, _d = page.evaluate(FREE_POINT)
@@ -208,7 +217,9 @@ def measure(
             )
         except Exception:
             state = "() => [!!deReview.draft, deReview.decoded, deReview.decodeSeq, deReview.selected, document.querySelector('#msg').textContent]"
-            print(f"no preview after a click at ({x}, {y}): {page.evaluate(state)}", file=sys.stderr)
+            print(
+                f"no preview after a click at ({x}, {y}): {page.evaluate(state)}", file=sys.stderr
+            )
             raise
         out["preview ms"].append(_since(page, t0, "de:preview"))
 

@@ -14,10 +14,11 @@ import hashlib
 import io
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -372,6 +373,33 @@ def image_meta(image_id: int, session: SessionDep, user: CurrentUser) -> ImageOu
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
 
 
+RENDITIONS_KEPT = 64  # reduced JPEGs kept in memory (a few hundred kB each)
+_RENDITIONS: dict[tuple[Any, ...], bytes] = {}
+_RENDITIONS_LOCK = threading.Lock()
+
+
+def _rendition(src: Any, image: Image, width: int, as_stored: bool, max_pixels: int) -> bytes:
+    """The image reduced to ``width`` pixels (height in proportion) as JPEG bytes."""
+    from PIL import Image as PILImage
+
+    from engine.imageio import ImageRejected, load_rgb
+
+    height = max(1, round(image.height * width / image.width))
+    try:
+        if as_stored and image.format in ("JPEG", "MPO"):
+            with PILImage.open(src) as im:
+                im.draft("RGB", (width, height))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
+                small = im.convert("RGB").resize((width, height), PILImage.Resampling.BILINEAR)
+        else:
+            rgb = load_rgb(src, max_pixels=max_pixels)
+            small = PILImage.fromarray(rgb).resize((width, height), PILImage.Resampling.BILINEAR)
+    except (ImageRejected, OSError) as err:
+        raise NotFound(f"image {image.id} cannot be read: {err}") from err
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=88)
+    return buf.getvalue()
+
+
 @router.get(
     "/api/images/{image_id}/file",
     response_model=None,
@@ -379,13 +407,20 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
     responses={200: {"description": "The image file.", "content": {t: {} for t in IMAGE_TYPES}}},
 )
 def image_file(
-    image_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser
+    image_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    width: int | None = Query(None, ge=16, le=16384),
 ) -> Response:
     """The image in display orientation (EXIF applied, first frame), as the masks' pixel frame.
 
     404 for an image not ingested ``ok``. Files needing no conversion are sent as stored;
     others are decoded through ``engine.imageio.load_rgb`` (format allowlist, pixel limit
     ``DATAENGINE_MAX_IMAGE_PIXELS`` checked from the header first) and sent as JPEG.
+    ``width`` (below the image's): a reduced JPEG rendition of that width (height in
+    proportion) for the review canvas's fit view, made once per process (JPEG files are
+    decoded at a reduced DCT scale) and then served from memory.
     """
     from PIL import Image as PILImage
 
@@ -399,6 +434,18 @@ def image_file(
         raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
     multi_frame = "multi-frame" in ((image.meta or {}).get("flags") or {})
     as_stored = image.exif_orientation in (None, 1) and not multi_frame
+    if width is not None and image.width and image.height and width < image.width:
+        key = (image_id, image.sha256, width)
+        body = _RENDITIONS.get(key)
+        if body is None:
+            body = _rendition(src, image, width, as_stored, settings.max_image_pixels)
+            with _RENDITIONS_LOCK:
+                _RENDITIONS[key] = body
+                while len(_RENDITIONS) > RENDITIONS_KEPT:
+                    _RENDITIONS.pop(next(iter(_RENDITIONS)))
+        return Response(
+            body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+        )
     if as_stored and image.format in ("JPEG", "MPO", "PNG", "WEBP", "GIF"):
         return FileResponse(src, headers={"Cache-Control": "private, max-age=3600"})
     try:

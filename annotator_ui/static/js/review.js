@@ -255,13 +255,14 @@ export class Review {
     // the canvas (both by the browser's decoder, off the main thread) for the first view
     const fitS = Math.min(this.canvas.clientWidth / this.W, this.canvas.clientHeight / this.H);
     const k = Math.min(3, Math.max(0, Math.floor(Math.log2(1 / fitS))));
-    const photo = fetch(task.image.file_url, { credentials: "same-origin" }).then((r) => r.blob())
-      .then((b) => {
-        phase.photo_fetch_ms = since();
-        const small = k ? createImageBitmap(b, { resizeWidth: Math.round(this.W / 2 ** k), resizeHeight: Math.round(this.H / 2 ** k), resizeQuality: "medium" }).catch(() => null) : null;
-        return Promise.all([createImageBitmap(b), small]);
-      })
-      .then(([bm, small]) => { this.renderer.setLevels(bm, small ? [[small, 2 ** -k]] : []); phase.photo_ms = since(); return bm; });
+    // below 1:1 at fit, the first view uses the server's reduced rendition (?width=, a
+    // fraction of the bytes and of the decode); the full resolution follows lazily
+    const url = task.image.file_url, image = this.image;
+    const getBitmap = (u) => fetch(u, { credentials: "same-origin" })
+      .then((r) => { if (!r.ok) throw new Error(`image: HTTP ${r.status}`); return r.blob(); })
+      .then((b) => { phase.photo_fetch_ms = phase.photo_fetch_ms || since(); return createImageBitmap(b); });
+    const photo = (k ? getBitmap(`${url}?width=${Math.round(this.W / 2 ** k)}`).catch(() => getBitmap(url)) : getBitmap(url))
+      .then((bm) => { this.renderer.setLevels(bm, []); phase.photo_ms = since(); return bm; });
     const data = await api("GET", `/api/images/${this.image.id}/masks`);
     phase.masks_api_ms = since();
     const [bitmap] = await Promise.all([photo, this.addMasks(data.masks).then((x) => { phase.masks_decoded_ms = since(); return x; })]);
@@ -278,7 +279,31 @@ export class Review {
     this.tickTimer = setInterval(() => this.tick(), 10000);
     this.canvas.focus();
     this.updateList();
+    // full resolution only once zoomed past what the reduced photo shows
+    this.fullPending = bitmap.width < this.W ? () => this.loadFull(url, image, bitmap) : null;
+    this.maybeLoadFull();
     await reapply(this, task);
+  }
+
+  maybeLoadFull() {
+    if (this.fullPending && this.bitmap && this.view && this.view.s > (this.bitmap.width / this.W) * 1.01) {
+      const go = this.fullPending;
+      this.fullPending = null;
+      go();
+    }
+  }
+
+  // The full-resolution photo when zoomed in (drawn from the reduced one until then).
+  loadFull(url, image, small) {
+    fetch(url, { credentials: "same-origin" }).then((r) => r.blob()).then((b) => createImageBitmap(b))
+      .then((full) => {
+        if (this.image !== image) { full.close(); return; }
+        this.renderer.setLevels(full, [[small, small.width / this.W]]);
+        this.bitmap = full;
+        this.renderer.baseKey = null;
+        this.draw();
+      })
+      .catch(() => null); // the reduced photo stays
   }
 
   // Decode a batch of masks off the main thread and keep them; one bad RLE is reported
@@ -334,6 +359,7 @@ export class Review {
     const v = this.viewport;
     this.view = v;
     Object.assign(this.canvas.dataset, { scale: v.s, ox: v.ox, oy: v.oy });
+    this.maybeLoadFull();
     this.draw();
   }
 
