@@ -56,6 +56,12 @@ class ProjectSettings(BaseModel):
     curation: CurationSettings | None = None
     licenses: list[dict[str, Any]] | None = Field(default=None, description="COCO licenses.")
     imports: list[dict[str, Any]] | None = Field(default=None, description="Import records.")
+    hotkeys: list[str] | None = Field(
+        default=None,
+        max_length=9,
+        description="Labels bound to the number keys 1-9 of the review page, in order "
+        "(each must be in the taxonomy); unset: the taxonomy's first nine labels.",
+    )
 
     def as_json(self) -> dict[str, Any]:
         """The settings to store, without unset known keys."""
@@ -166,6 +172,11 @@ class TaskOut(BaseModel):
     arm: str
     image: ImageOut
     labels: list[str]
+    hotkeys: list[str] = Field(
+        default_factory=list,
+        description="Labels of the number keys 1-9 (the project's hotkey list, else the "
+        "first nine labels).",
+    )
     created_at: dt.datetime
     expires_at: dt.datetime
     completed_at: dt.datetime | None
@@ -173,13 +184,21 @@ class TaskOut(BaseModel):
     draft: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, lease: Lease, image: Image, labels: list[str], lease_minutes: float) -> TaskOut:
+    def of(
+        cls,
+        lease: Lease,
+        image: Image,
+        labels: list[str],
+        lease_minutes: float,
+        hotkeys: list[str] | None = None,
+    ) -> TaskOut:
         return cls(
             lease_id=lease.id,
             stage=lease.stage,
             arm=lease.arm,
             image=ImageOut.of(image),
             labels=labels,
+            hotkeys=hotkeys if hotkeys is not None else labels[:9],
             created_at=lease.created_at,
             expires_at=lease.expires_at,
             completed_at=lease.completed_at,
@@ -305,6 +324,19 @@ class FixIn(NewMaskIn):
 
 class LeaseIn(BaseModel):
     lease_id: int | None = None
+
+
+class StatusChange(BaseModel):
+    mask_id: int
+    version: int = Field(description="The mask version you saw; 409 if it changed since.")
+    status: Literal["proposed", "accepted", "rejected", "superseded"]
+
+
+class BulkStatusIn(LeaseIn):
+    """Status changes of several masks of one image, applied all or nothing (undo / redo of
+    an accept-all in one request)."""
+
+    changes: list[StatusChange] = Field(min_length=1, max_length=2000)
 
 
 class DecodeIn(BaseModel):

@@ -381,6 +381,27 @@ def revert(
     return mask
 
 
+def revert_many(
+    session: Session, *, image_id: int, changes: Sequence[tuple[int, int, str]], user_id: int
+) -> list[Mask]:
+    """Set several masks of one image back to a status, all or nothing (undo / redo of an
+    accept-all in one request). ``changes``: ``(mask_id, version seen, status)``; the first
+    mask of another image, stale version or status not allowed raises before the caller
+    commits (so nothing changes)."""
+    out = []
+    for mask_id, version, status in changes:
+        mask = get_mask(session, mask_id=mask_id)
+        if mask.image_id != image_id:
+            raise InvalidInput(
+                f"mask {mask_id} is on image {mask.image_id}, not {image_id}; "
+                "send one request per image"
+            )
+        out.append(
+            revert(session, mask_id=mask_id, version=version, status=status, user_id=user_id)
+        )
+    return out
+
+
 def parent_links(session: Session, *, image_ids: Sequence[int]) -> dict[int, int | None]:
     """mask id -> parent mask id (None for a first version) of every mask of ``image_ids``."""
     if not image_ids:

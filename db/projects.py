@@ -74,3 +74,36 @@ def set_labels(session: Session, *, project: Project, labels: list[str]) -> Proj
     project.labels = list(dict.fromkeys(cleaned))
     session.flush()
     return project
+
+
+HOTKEY_COUNT = 9  # the number keys 1-9 of the review page
+
+
+def check_hotkeys(*, labels: list[str], hotkeys: list[str] | None) -> None:
+    """InvalidInput when a hotkey label is not in the taxonomy, repeats, or there are more
+    than nine (``settings.hotkeys`` of a project)."""
+    if hotkeys is None:
+        return
+    if len(hotkeys) > HOTKEY_COUNT:
+        raise InvalidInput(
+            f"{len(hotkeys)} hotkeys given; the number keys 1-{HOTKEY_COUNT} take at most "
+            f"{HOTKEY_COUNT}"
+        )
+    unknown = [h for h in hotkeys if h not in labels]
+    if unknown:
+        raise InvalidInput(
+            f"hotkey label(s) {', '.join(map(repr, unknown))} are not in the taxonomy "
+            f"{labels!r}; add them to labels first"
+        )
+    if len(set(hotkeys)) != len(hotkeys):
+        raise InvalidInput(f"hotkeys {hotkeys!r} repeat a label; give each label once")
+
+
+def hotkeys_of(*, project: Project) -> list[str]:
+    """The labels of the number keys 1-9, in key order: the project's ``settings.hotkeys``
+    (labels since removed from the taxonomy are dropped), else its first nine labels."""
+    labels = [str(x) for x in project.labels or []]
+    chosen = (project.settings or {}).get("hotkeys")
+    if not chosen:
+        return labels[:HOTKEY_COUNT]
+    return [str(h) for h in chosen if str(h) in labels][:HOTKEY_COUNT]

@@ -180,12 +180,29 @@ def rle_shape(
 ) -> dict[str, Any]:
     """A client's COCO RLE -> ``{"rle": RLE (str counts), "bbox": XYWH, "area": int}``.
 
-    Checked by ``check_coco_rle`` first, then decoded once (HW bool, full resolution).
-    Raises MaskPayloadError naming the problem.
+    Checked by ``check_coco_rle`` first. Runs as ``encode_rle`` writes them (no empty run
+    but the first) are re-encoded, and area and box read, from the runs alone (about 1 ms
+    instead of 180 ms for a 4000 x 2669 image); any other RLE is decoded once (HW bool, full
+    resolution) and encoded again. Raises MaskPayloadError naming the problem.
     """
-    from engine.masks import decode_rle, encode_rle, mask_bbox
+    from pycocotools import mask as mask_utils
 
-    arr = decode_rle(check_coco_rle(rle, height=height, width=width, max_bytes=max_bytes))
+    from engine.masks import decode_rle, encode_rle, mask_bbox, rle_bbox
+
+    checked = check_coco_rle(rle, height=height, width=width, max_bytes=max_bytes)
+    counts = checked["counts"]
+    runs = (
+        parse_coco_counts(counts, max_bytes=max_bytes)
+        if isinstance(counts, str)
+        else np.asarray(counts, dtype=np.int64)
+    )
+    if len(runs) > 1 and not (runs[1:] == 0).any():
+        coco = mask_utils.frPyObjects(
+            {"size": [height, width], "counts": [int(v) for v in runs]}, height, width
+        )
+        clean = {"size": [height, width], "counts": coco["counts"].decode("ascii")}
+        return {"rle": clean, "bbox": rle_bbox(clean), "area": int(runs[1::2].sum())}
+    arr = decode_rle(checked)
     return {"rle": encode_rle(arr), "bbox": mask_bbox(arr), "area": int(np.count_nonzero(arr))}
 
 

@@ -138,7 +138,10 @@ FREE_POINT = """() => {
   const r = deReview, step = Math.max(4, Math.round(Math.min(r.W, r.H) / 60));
   let best = null;
   for (let y = step; y < r.H - step; y += step) for (let x = step; x < r.W - step; x += step) {
-    if (r.hit([x, y]) !== null) continue;
+    const h = step / 2; // free around it too: the click lands within a screen pixel of it
+    if ([[0, 0], [h, 0], [-h, 0], [0, h], [0, -h]].some(([dx, dy]) => r.hit([x + dx, y + dy]) !== null)) continue;
+    const bb = r.canvas.getBoundingClientRect(); // not under the minimap or another overlay
+    if (document.elementFromPoint(bb.left + r.view.ox + x * r.view.s, bb.top + r.view.oy + y * r.view.s) !== r.canvas) continue;
     const d = Math.min(x, y, r.W - x, r.H - y);
     if (!best || d > best[2]) best = [x, y, d];
   }
@@ -189,6 +192,15 @@ def measure(
         )
         page.wait_for_function(READY, arg=n_masks, timeout=timeout, polling="raf")
         out["ready ms"].append(_since(page, t0, "de:canvas-ready"))
+        phases = page.evaluate("() => deReview.timings || null")
+        if phases:  # where the ready time went (the page's own figures)
+            print(
+                "  phases: "
+                + json.dumps(
+                    {k: round(v) for k, v in phases.items() if isinstance(v, int | float)}
+                ),
+                file=sys.stderr,
+            )
 
         # click in free space -> preview
         x, y, _d = page.evaluate(FREE_POINT)
@@ -196,11 +208,19 @@ def measure(
         s, ox, oy = page.evaluate("() => [deReview.view.s, deReview.view.ox, deReview.view.oy]")
         t0 = page.evaluate("performance.now()")
         page.mouse.click(box["x"] + ox + x * s, box["y"] + oy + y * s)
-        page.wait_for_function(
-            "() => deReview.draft && deReview.decoded === deReview.decodeSeq && deReview.draft.crop.w > 0",
-            timeout=timeout,
-            polling="raf",
-        )
+        try:
+            page.wait_for_function(
+                "() => deReview.draft && deReview.decoded === deReview.decodeSeq"
+                " && (deReview.draft.geo || (deReview.draft.crop && deReview.draft.crop.w > 0))",
+                timeout=timeout,
+                polling="raf",
+            )
+        except Exception:
+            state = "() => [!!deReview.draft, deReview.decoded, deReview.decodeSeq, deReview.selected, document.querySelector('#msg').textContent]"
+            print(
+                f"no preview after a click at ({x}, {y}): {page.evaluate(state)}", file=sys.stderr
+            )
+            raise
         out["preview ms"].append(_since(page, t0, "de:preview"))
 
         # Enter -> committed

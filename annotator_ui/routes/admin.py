@@ -20,7 +20,13 @@ from db.errors import Conflict, InvalidInput
 from db.images import list_images
 from db.leases import queue_counts
 from db.models import Project
-from db.projects import create_project, get_project, list_projects, set_labels
+from db.projects import (
+    check_hotkeys,
+    create_project,
+    get_project,
+    list_projects,
+    set_labels,
+)
 from db.users import create_user, get_user, list_users, revoke_all_tokens, set_password
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
@@ -38,7 +44,8 @@ def projects(session: SessionDep, user: AdminUser) -> list[ProjectOut]:
 
 @router.post("/projects", status_code=201)
 def create(body: ProjectIn, session: SessionDep, user: AdminUser) -> ProjectOut:
-    """Create a project with its label taxonomy."""
+    """Create a project with its label taxonomy (``settings.hotkeys``: labels of keys 1-9)."""
+    check_hotkeys(labels=body.labels, hotkeys=body.settings.hotkeys)
     p = create_project(
         session, name=body.name, labels=body.labels, settings=body.settings.as_json()
     )
@@ -64,6 +71,7 @@ def update(project_id: Id, body: ProjectPatch, session: SessionDep, user: AdminU
     if body.labels is not None:
         set_labels(session, project=p, labels=body.labels)
     if body.settings is not None:
+        check_hotkeys(labels=[str(x) for x in p.labels or []], hotkeys=body.settings.hotkeys)
         p.settings = body.settings.as_json()
     session.commit()
     return ProjectOut.of(p)

@@ -36,6 +36,7 @@ from annotator_ui.routes.tasks import (
 )
 from annotator_ui.schemas import (
     AcceptIn,
+    BulkStatusIn,
     DecodeIn,
     DecodeOut,
     FixIn,
@@ -376,6 +377,31 @@ def revert(mask_id: int, body: RevertIn, session: SessionDep, user: AnnotatorUse
     )
     session.commit()
     return MaskOut.of(mask)
+
+
+@router.post("/api/images/{image_id}/masks/bulk-status")
+def bulk_status(
+    image_id: int, body: BulkStatusIn, session: SessionDep, user: AnnotatorUser
+) -> list[MaskOut]:
+    """Set the status of several masks of the image at once, all or nothing: the undo or
+    redo of an accept-all in one request. Each change carries the version the client saw
+    (409 for the whole batch if one changed since). The client still logs its ``undo`` /
+    ``redo`` event; every mask's change is recorded in its ``meta`` as for one revert."""
+    _write(
+        session,
+        user,
+        image_id,
+        body.lease_id,
+        {"op": "bulk_status", "changes": [c.model_dump() for c in body.changes]},
+    )
+    rows = dbm.revert_many(
+        session,
+        image_id=image_id,
+        changes=[(c.mask_id, c.version, c.status) for c in body.changes],
+        user_id=user.id,
+    )
+    session.commit()
+    return _masks_out(session, rows)
 
 
 # --- decode ----------------------------------------------------------------------------------

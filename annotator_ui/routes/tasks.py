@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,7 +38,8 @@ from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDen
 from db.images import get_image, require_ok
 from db.masks import apply_ops, shown_status_counts
 from db.models import Image, Lease, User, utcnow
-from db.projects import get_project, list_projects
+from db.projects import get_project, hotkeys_of, list_projects
+from engine.lru import LRU
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["tasks"])
@@ -142,7 +143,8 @@ def check_draft(draft: dict[str, Any] | None, max_bytes: int) -> None:
 def _task(session: Session, lease: Lease, minutes: float) -> TaskOut:
     image = get_image(session, image_id=lease.image_id)
     project = get_project(session, project_id=image.project_id)
-    return TaskOut.of(lease, image, [str(x) for x in project.labels or []], minutes)
+    labels = [str(x) for x in project.labels or []]
+    return TaskOut.of(lease, image, labels, minutes, hotkeys_of(project=project))
 
 
 # --- projects (read) --------------------------------------------------------------------
@@ -419,6 +421,32 @@ def _remote_file(image: Image, settings: Any) -> Response:
     )
 
 
+RENDITIONS_KEPT = 64  # reduced JPEGs kept in memory (a few hundred kB each)
+_RENDITIONS: LRU[tuple[Any, ...], bytes] = LRU(RENDITIONS_KEPT)
+
+
+def _rendition(src: Any, image: Image, width: int, as_stored: bool, max_pixels: int) -> bytes:
+    """The image reduced to ``width`` pixels (height in proportion) as JPEG bytes."""
+    from PIL import Image as PILImage
+
+    from engine.imageio import ImageRejected, load_rgb
+
+    height = max(1, round(image.height * width / image.width))
+    try:
+        if as_stored and image.format in ("JPEG", "MPO"):
+            with PILImage.open(src) as im:
+                im.draft("RGB", (width, height))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
+                small = im.convert("RGB").resize((width, height), PILImage.Resampling.BILINEAR)
+        else:
+            rgb = load_rgb(src, max_pixels=max_pixels)
+            small = PILImage.fromarray(rgb).resize((width, height), PILImage.Resampling.BILINEAR)
+    except (ImageRejected, OSError) as err:
+        raise NotFound(f"image {image.id} cannot be read: {err}") from err
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=88)
+    return buf.getvalue()
+
+
 @router.get(
     "/api/images/{image_id}/file",
     response_model=None,
@@ -426,13 +454,20 @@ def _remote_file(image: Image, settings: Any) -> Response:
     responses={200: {"description": "The image file.", "content": {t: {} for t in IMAGE_TYPES}}},
 )
 def image_file(
-    image_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser
+    image_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    width: int | None = Query(None, ge=16, le=16384),
 ) -> Response:
     """The image in display orientation (EXIF applied, first frame), as the masks' pixel frame.
 
     404 for an image not ingested ``ok``. Files needing no conversion are sent as stored;
     others are decoded through ``engine.imageio.load_rgb`` (format allowlist, pixel limit
     ``DATAENGINE_MAX_IMAGE_PIXELS`` checked from the header first) and sent as JPEG.
+    ``width`` (below the image's): a reduced JPEG rendition of that width (height in
+    proportion) for the review canvas's fit view, made once per process (JPEG files are
+    decoded at a reduced DCT scale) and then served from memory.
     """
     from PIL import Image as PILImage
 
@@ -443,9 +478,8 @@ def image_file(
     multi_frame = "multi-frame" in ((image.meta or {}).get("flags") or {})
     as_stored = image.exif_orientation in (None, 1) and not multi_frame
     as_stored = as_stored and image.format in STORED_TYPES
-    if is_remote(image.uri):
-        if as_stored:
-            return _remote_file(image, settings)
+    remote = is_remote(image.uri)
+    if remote:
         src = image.uri
     else:
         src = uri_to_path(image.uri)
@@ -453,8 +487,20 @@ def image_file(
             raise NotFound(f"image file missing: {display_path(src)} (moved since ingest?)")
         if image.file_size is not None and Path(src).stat().st_size != image.file_size:
             raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
-        if as_stored:
-            return FileResponse(src, headers={"Cache-Control": "private, max-age=3600"})
+    if width is not None and image.width and image.height and width < image.width:
+        body = _RENDITIONS.get_or_put(
+            (image_id, image.sha256, width),
+            lambda: _rendition(
+                src, image, width, as_stored and not remote, settings.max_image_pixels
+            ),
+        )
+        return Response(
+            body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+        )
+    if as_stored:
+        if remote:
+            return _remote_file(image, settings)
+        return FileResponse(src, headers={"Cache-Control": "private, max-age=3600"})
     try:
         rgb = load_rgb(src, max_pixels=settings.max_image_pixels)
     except ImageRejected as err:

@@ -151,7 +151,7 @@ def test_submit_warning_restore_undo_and_plain_errors(shared_data: Path, tmp_pat
         rejected = page.evaluate("() => deReview.selected")
         page.keyboard.press("x")
         page.wait_for_function(f"() => deReview.masks.get({rejected}).data.status === 'rejected'")
-        page.click(f"#masklist li[data-id='{rejected}'] button.restore")
+        page.click(f"#masklist li[data-mask='{rejected}'] button.restore")
         page.wait_for_function(f"() => deReview.masks.get({rejected}).data.status === 'proposed'")
 
         # per-click undo while drawing: Ctrl+Z drops the last click only

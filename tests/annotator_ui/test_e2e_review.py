@@ -146,7 +146,7 @@ def test_annotator_reviews_prefill_in_chromium(shared_data: Path, tmp_path: Path
                   const plain = document.createElement('canvas');
                   plain.width = c.width; plain.height = c.height;
                   const g = plain.getContext('2d');
-                  g.drawImage(r.bitmap, v.ox, v.oy, r.W * v.s, r.H * v.s);
+                  g.drawImage(r.renderer.level(r.bitmap, v.s), v.ox, v.oy, r.W * v.s, r.H * v.s);
                   const live = c.getContext('2d');
                   const diff = ([x, y]) => {
                     const sx = Math.floor(v.ox + (x + 0.5) * v.s), sy = Math.floor(v.oy + (y + 0.5) * v.s);
@@ -160,14 +160,18 @@ def test_annotator_reviews_prefill_in_chromium(shared_data: Path, tmp_path: Path
             assert all(d > 30 for d in diffs["inside"]), diffs
             assert diffs["outside"] < 10, diffs
 
-            # A accepts the selected (largest) proposal, X rejects the next one
+            # A accepts the selected (largest) proposal and the selection stays on it (the
+            # next one is marked); J moves to the marked one, X rejects it
             accepted = page.evaluate("() => deReview.selected")
             page.keyboard.press("a")
             page.wait_for_function(
                 f"() => deReview.masks.get({accepted}).data.status === 'accepted'"
             )
-            rejected = page.evaluate("() => deReview.selected")
+            assert page.evaluate("() => deReview.selected") == accepted
+            rejected = page.evaluate("() => deReview.nextTarget")
             assert rejected not in (None, accepted)
+            page.keyboard.press("j")
+            assert page.evaluate("() => deReview.selected") == rejected
             page.keyboard.press("x")
             page.wait_for_function(
                 f"() => deReview.masks.get({rejected}).data.status === 'rejected'"

@@ -129,7 +129,7 @@ export async function restore(review, id) {
 // After the list is drawn: a "restore" button on every rejected mask.
 export function decorateList(review) {
   for (const li of review.root.querySelectorAll("#masklist li")) {
-    const m = review.masks.get(Number(li.dataset.id));
+    const m = review.masks.get(Number(li.dataset.mask));
     if (!m || m.data.status !== "rejected") continue;
     const b = document.createElement("button");
     b.type = "button";
@@ -146,9 +146,9 @@ export function attachNavigation(review) {
   const bar = document.createElement("div");
   bar.className = "navbar";
   bar.innerHTML = `
-    <button id="previous" type="button" title="reopen the image you finished last">Previous image</button>
-    <button id="skip" type="button" title="put this image at the back of your queue">Skip</button>
-    <button id="flag" type="button" title="ask a reviewer to look at this image">Flag for review…</button>`;
+    <button id="previous" type="button" title="reopen the image you finished last (P)" aria-keyshortcuts="P">Previous image</button>
+    <button id="skip" type="button" title="put this image at the back of your queue (S)" aria-keyshortcuts="S">Skip</button>
+    <button id="flag" type="button" title="ask a reviewer to look at this image (Shift+F)" aria-keyshortcuts="Shift+F">Flag for review…</button>`;
   review.$(".side").append(bar);
   const dlg = document.createElement("dialog");
   dlg.id = "navdialog";

@@ -1,40 +1,79 @@
 // The review canvas: the image with its masks (pre-filled proposals with confidence,
-// accepted masks), review keys, adding and fixing objects with clicks / boxes / brush,
-// labels, undo/redo, submit. Every action is saved at once through the API and logged
-// as an effort event. Coordinates: "full" = full-resolution image pixels (the masks'
-// frame); "screen" = canvas pixels. Masks stay exact at full resolution (bit crops) and
-// are drawn scaled.
+// accepted masks), review keys and buttons, adding and fixing objects with clicks / boxes /
+// brush, labels, undo/redo, submit. Every action is saved at once through the API and
+// logged as an effort event. Coordinates: "full" = full-resolution image pixels (the
+// masks' frame); "screen" = canvas pixels (viewport.js maps one to the other; zoom / pan).
+// Stored masks are kept as column-run geometry decoded off the main thread (decoder.js,
+// geometry.js) and drawn as paths (render.js); the object being drawn keeps an exact bit
+// crop (rle.js) for the brush. Display controls: opacity, outline only (O), hide all
+// (hold H), per-mask visibility in the list (masklist.js). Labels: labels.js.
+// Performance marks for the benchmark: de:canvas-ready, de:prompt, de:preview,
+// de:commit-start, de:commit.
 
 import { api, uuid4 } from "./api.js";
+import { MaskDecoder } from "./decoder.js";
 import { K } from "./events.js";
-import { esc } from "./html.js";
-import {
-  copyCrop, cropArea, cropCanvas, cropHas, decodeToCrop, encodeCrop, paintDisc,
-} from "./rle.js";
-import { attachNavigation, confirmSubmit, decorateList } from "./navigation.js";
+import { cropFromGeo, geoArea, geoFromCounts, geoFromCrop, geoHas } from "./geometry.js";
+import { Labels } from "./labels.js";
+import { MaskList } from "./masklist.js";
+import { Renderer } from "./render.js";
+import { countsFromString, cropArea, encodeCrop, paintDisc } from "./rle.js";
+import { Minimap, Viewport } from "./viewport.js";
+import { attachNavigation, confirmSubmit, decorateList, flag, previous, skip } from "./navigation.js";
 import { plainError, showError } from "./notify.js";
 import { draftForServer, enqueue, reapply, refreshMasks, undoLastPrompt } from "./recovery.js";
 
 export const KEYS = [
-  ["A", "accept the selected proposal"],
+  ["A", "accept the selected proposal (the selection stays on it; the next one is marked \"next\")"],
   ["X", "reject the selected proposal (or withdraw an accepted mask)"],
+  ["J", "select the next proposal (marked \"next\" with a dashed white outline)"],
   ["Shift+A", "accept every confident proposal"],
-  ["M", "show the less confident proposals too (hidden by the confident rule)"],
+  ["M", "show the less confident proposals too (dashed outlines)"],
   ["F", "fix the selected mask: further clicks refine it (mask_input)"],
-  ["Left click", "select a mask, or add a positive point (starts a new object)"],
+  ["Left click", "select the smallest mask under the cursor; click again at the same spot for the next larger one, then once more to start a new object there"],
+  ["Shift+click / Ctrl+click", "start a new object on top of masks (or the \"New object\" button, then click)"],
   ["Right click / Alt+click", "add a negative point"],
   ["Drag", "box prompt"],
   ["Enter", "commit the object being drawn"],
   ["Esc", "cancel the object / close help / unselect"],
   ["B / E", "brush / eraser for touch-ups (again: back to clicks)"],
   ["[ / ]", "smaller / larger brush"],
-  ["1 - 9", "label the selected mask with a top label"],
+  ["1 - 9", "label the selected mask (or the object being drawn) with the project's hotkey labels; nothing else"],
   ["L", "type a label (autocomplete over the taxonomy)"],
-  ["Tab", "select the next mask"],
-  ["Ctrl+Z / Ctrl+Y", "undo / redo"],
+  ["Wheel / + / -", "zoom in / out at the cursor"],
+  ["0", "fit the image"],
+  ["Z", "1:1 (one image pixel per screen pixel) at the cursor"],
+  ["Space+drag / middle drag", "pan"],
+  ["O", "outline only (no fill)"],
+  ["H (hold)", "hide all masks while held"],
+  ["Ctrl+Z / Ctrl+Y", "undo / redo (an accept-all is undone in one step); while drawing an object, Ctrl+Z removes the last click only"],
   ["Ctrl+Enter", "submit the image"],
   ["N or Space", "next image (after submit)"],
+  ["S", "skip: put this image at the back of your queue"],
+  ["Shift+F", "flag this image for a reviewer (asks for a reason), then skip"],
+  ["P", "previous image (the one you finished or skipped last)"],
+  ["Tab", "move focus to the next control (it is not captured by the canvas)"],
   ["?", "this help"],
+];
+
+// [action, button text, key shown, title]
+const TOOLBAR = [
+  ["accept", "Accept", "A", "accept the selected proposal"],
+  ["reject", "Reject", "X", "reject the selected proposal"],
+  ["next-target", "Next", "J", "select the next proposal"],
+  ["accept-all", "Accept all", "Shift+A", "accept every confident proposal"],
+  ["new-object", "New object", "Shift+click", "the next click starts a new object, even on a mask"],
+  ["fix", "Fix", "F", "fix the selected mask"],
+  ["brush", "Brush", "B", "brush (paint)"],
+  ["erase", "Eraser", "E", "eraser"],
+  ["commit", "Save object", "Enter", "commit the object being drawn"],
+  ["cancel", "Cancel", "Esc", "cancel the object being drawn"],
+  ["undo", "Undo", "Ctrl+Z", "undo"],
+  ["redo", "Redo", "Ctrl+Y", "redo"],
+  ["zoom-in", "Zoom +", "+", "zoom in"],
+  ["zoom-out", "Zoom −", "-", "zoom out"],
+  ["fit", "Fit", "0", "fit the image"],
+  ["actual", "1:1", "Z", "one image pixel per screen pixel"],
 ];
 
 const hsl2rgb = (h, s, l) => {
@@ -44,6 +83,7 @@ const hsl2rgb = (h, s, l) => {
 };
 const colourOf = (id) => hsl2rgb((id * 137.508) % 360, 0.8, 0.55);
 const VISIBLE = new Set(["proposed", "accepted"]);
+const SAME_SPOT_PX = 5; // clicks this close (screen px) cycle through the masks under them
 
 export class Review {
   // root: element to render into; ctx: {events, projectId, onNext(), setStatus(text)}
@@ -52,17 +92,27 @@ export class Review {
     this.ctx = ctx;
     this.ev = ctx.events;
     this.masks = new Map();
+    this.maskRev = 0; // bumped on every mask change: the base layer is re-drawn
+    this.hidden = new Set(); // mask ids hidden from the list's toggles
     this.draft = null;
     this.selected = null;
+    this.nextTarget = null;
     this.hover = null;
     this.tool = "prompt";
     this.brushPx = 12; // screen pixels
+    this.opacity = 0.4;
+    this.outlineOnly = false;
+    this.hideAll = false;
+    this.newMode = false;
     this.undoStack = [];
     this.redoStack = [];
     this.submitted = false;
     this.busy = false;
     this.decodeSeq = 0;
     this.lastActivity = performance.now();
+    this.view = null;
+    this.viewport = new Viewport();
+    this.decoder = new MaskDecoder();
     this.render();
   }
 
@@ -70,39 +120,76 @@ export class Review {
   render() {
     this.root.innerHTML = `
       <div class="review">
-        <div class="stage"><canvas id="view" tabindex="0" aria-label="image"></canvas>
-          <div id="help" hidden><h2>Keys</h2><table>${KEYS.map(([k, d]) => `<tr><td><kbd>${k}</kbd></td><td>${d}</td></tr>`).join("")}</table>
-          <p>Masks are drawn in distinct colours; proposals show their confidence. Press <kbd>?</kbd> or <kbd>Esc</kbd> to close.</p></div>
+        <div class="work">
+          <div class="toolbar" role="toolbar" aria-label="actions">${TOOLBAR.map(([act, text, key, title]) => `<button type="button" data-act="${act}" title="${title} (${key})" aria-keyshortcuts="${key}">${text} <kbd>${key}</kbd></button>`).join("")}</div>
+          <div class="stage"><canvas id="view" tabindex="0" aria-label="image with masks; keys: press ? for help"></canvas>
+            <canvas id="minimap" hidden aria-label="minimap: click to move the view"></canvas>
+            <div id="help" hidden><h2>Keys</h2><table>${KEYS.map(([k, d]) => `<tr><td><kbd>${k}</kbd></td><td>${d}</td></tr>`).join("")}</table>
+            <p>Every action also has a button above the image. Masks are drawn in distinct colours: solid outlines are confident proposals and accepted masks, dashed outlines are less confident proposals.
+            On a dense image a click selects the smallest mask under the cursor; clicking again at the same spot selects the next larger one, and once more starts a new object there.
+            Shift+click (or the <b>New object</b> button) always starts a new object, even on top of masks.
+            Number keys only ever label the selected mask; new objects get the label chosen under "Label for new objects".
+            Press <kbd>?</kbd> or <kbd>Esc</kbd> to close.</p></div>
+          </div>
         </div>
         <aside class="side">
           <div><span id="mode">review</span> · <span id="imginfo"></span></div>
-          <div><input id="label" list="taxonomy" placeholder="label (L)" autocomplete="off" style="width:100%"><datalist id="taxonomy"></datalist></div>
-          <div class="toplabels" id="toplabels"></div>
+          <div class="display">
+            <label>Opacity <input id="opacity" type="range" min="0" max="100" value="40" aria-label="mask opacity"></label>
+            <label><input id="outline" type="checkbox"> Outline only (O)</label>
+            <button id="hideall" type="button" title="hide all masks while pressed (or hold H)">Hide all (hold H)</button>
+            <button id="reveal" type="button" title="show the proposals the model is less sure of">Less confident (M)</button>
+            <div class="legend"><span class="sw"></span> confident <span class="sw dashed"></span> less confident <span class="sw nextsw"></span> next</div>
+          </div>
+          <div><label for="newlabel">Label for new objects</label> <select id="newlabel"></select></div>
+          <div><input id="label" list="taxonomy" placeholder="label the selection (L)" aria-label="label the selected mask" autocomplete="off" style="width:100%"><datalist id="taxonomy"></datalist></div>
+          <div class="toplabels" id="toplabels" aria-label="label hotkeys"></div>
           <h3>Masks</h3>
           <ul id="masklist"></ul>
-          <div id="msg"></div>
+          <div id="msg" role="status"></div>
           <div><button id="submit" class="primary" type="button">Submit (Ctrl+Enter)</button>
                <button id="next" type="button" disabled>Next (N)</button>
-               <button id="reveal" type="button" title="show the proposals the model is less sure of">Less confident (M)</button>
-               <button id="helpbtn" type="button">?</button></div>
+               <button id="helpbtn" type="button" aria-label="help">?</button></div>
         </aside>
       </div>`;
     this.canvas = this.root.querySelector("#view");
-    this.g = this.canvas.getContext("2d");
+    this.renderer = new Renderer(this.canvas);
     this.$ = (sel) => this.root.querySelector(sel);
+    this.minimap = new Minimap(this.$("#minimap"), this.viewport, () => this.viewChanged());
+    this.list = new MaskList(this.$("#masklist"), {
+      onSelect: (id) => { this.select(id); this.canvas.focus(); },
+      onToggle: (id) => this.toggleMask(id),
+    });
+    this.labelsUI = new Labels(this.root, {
+      onChip: (label) => { this.applyLabel(label); this.canvas.focus(); },
+      onNewLabel: (label) => this.msg(label ? `new objects will be labelled ${label}` : "new objects will have no label"),
+    });
     this.$("#submit").onclick = () => this.submit();
     this.$("#next").onclick = () => this.next();
     this.$("#helpbtn").onclick = () => this.toggleHelp();
     this.$("#reveal").onclick = () => this.reveal();
+    this.$("#opacity").addEventListener("input", (e) => { this.opacity = Number(e.target.value) / 100; this.draw(); });
+    this.$("#outline").addEventListener("change", (e) => { this.outlineOnly = e.target.checked; this.draw(); });
+    const hide = (on) => { if (this.hideAll !== on) { this.hideAll = on; this.draw(); } };
+    this.$("#hideall").addEventListener("pointerdown", () => hide(true));
+    for (const ev of ["pointerup", "pointerleave", "blur"]) this.$("#hideall").addEventListener(ev, () => hide(false));
+    this.$(".toolbar").addEventListener("click", (e) => {
+      const b = e.target.closest("button[data-act]");
+      if (!b) return;
+      this.act(b.dataset.act);
+      this.canvas.focus();
+    });
     this.$("#label").addEventListener("keydown", (e) => {
-      if (e.key === "Enter") { e.preventDefault(); this.applyLabel(this.$("#label").value.trim()); this.canvas.focus(); }
+      if (e.key === "Enter") { e.preventDefault(); this.typedLabel(this.$("#label").value.trim()); this.canvas.focus(); }
       if (e.key === "Escape") { e.preventDefault(); this.canvas.focus(); }
       e.stopPropagation();
     });
     this.bindCanvas();
     attachNavigation(this);
     this.onKey = (e) => this.key(e);
+    this.onKeyUp = (e) => this.keyUp(e);
     window.addEventListener("keydown", this.onKey);
+    window.addEventListener("keyup", this.onKeyUp);
     this.onResize = () => this.fit();
     window.addEventListener("resize", this.onResize);
     this.activity = () => { this.lastActivity = performance.now(); };
@@ -112,50 +199,131 @@ export class Review {
   destroy() {
     this.ev.context = {};
     window.removeEventListener("keydown", this.onKey);
+    window.removeEventListener("keyup", this.onKeyUp);
     window.removeEventListener("resize", this.onResize);
     window.removeEventListener("mousemove", this.activity);
+    window.removeEventListener("mouseup", this.onMouseUp);
     clearInterval(this.hbTimer);
     clearInterval(this.tickTimer);
+    this.decoder.destroy();
   }
 
   msg(text) { this.$("#msg").textContent = text || ""; }
 
+  // The toolbar's actions (each also has a key, see KEYS).
+  act(name) {
+    const v = this.viewport;
+    const actions = {
+      accept: () => this.decide("accept"),
+      reject: () => this.decide("reject"),
+      "next-target": () => this.goNext(),
+      "accept-all": () => this.acceptAll(),
+      "new-object": () => { this.newMode = !this.newMode; this.msg(this.newMode ? "click to start a new object (even on a mask)" : ""); this.draw(); },
+      fix: () => this.startFix(),
+      brush: () => this.setTool("brush"),
+      erase: () => this.setTool("erase"),
+      commit: () => this.commit(),
+      cancel: () => this.cancelDraft(),
+      undo: () => this.undo(false),
+      redo: () => this.undo(true),
+      "zoom-in": () => { v.zoomBy(1.5); this.viewChanged(); },
+      "zoom-out": () => { v.zoomBy(1 / 1.5); this.viewChanged(); },
+      fit: () => { v.fit(); this.viewChanged(); },
+      actual: () => { v.actualSize(); this.viewChanged(); },
+    };
+    if (this.submitted && !["zoom-in", "zoom-out", "fit", "actual"].includes(name)) return;
+    actions[name]();
+  }
+
   // --- loading ---------------------------------------------------------------------------
   async load(task) {
+    const t0 = performance.now();
+    performance.mark("de:load-start");
     this.task = task;
     this.image = task.image;
     this.labels = task.labels || [];
+    this.labelsUI.set(this.labels, task.hotkeys);
     this.W = task.image.width; this.H = task.image.height;
     this.ev.context = { image_id: task.image.id, lease_id: task.lease_id };
-    this.$("#taxonomy").innerHTML = this.labels.map((l) => `<option value="${esc(l)}">`).join("");
-    this.$("#toplabels").innerHTML = this.labels.slice(0, 9).map((l, i) => `<span>${i + 1} ${esc(l)}</span>`).join("");
     this.$("#imginfo").textContent = `image ${this.image.id} · ${this.W}×${this.H} · ${task.arm === "prefill" ? "with suggestions" : "draw from scratch"}`;
     this.revealed = false;
     this.$("#reveal").hidden = task.arm !== "prefill";
-    const blob = await (await fetch(task.image.file_url, { credentials: "same-origin" })).blob();
-    this.bitmap = await createImageBitmap(blob);
+    // photo and masks load in parallel; the masks' RLEs are decoded by the workers
+    const since = () => performance.now() - t0;
+    const phase = {};
+    // the photo at full size for zooming in, and decoded again at the reduction that fits
+    // the canvas (both by the browser's decoder, off the main thread) for the first view
+    const fitS = Math.min(this.canvas.clientWidth / this.W, this.canvas.clientHeight / this.H);
+    const k = Math.min(3, Math.max(0, Math.floor(Math.log2(1 / fitS))));
+    // below 1:1 at fit, the first view uses the server's reduced rendition (?width=, a
+    // fraction of the bytes and of the decode); the full resolution follows lazily
+    const url = task.image.file_url, image = this.image;
+    const getBitmap = (u) => fetch(u, { credentials: "same-origin" })
+      .then((r) => { if (!r.ok) throw new Error(`image: HTTP ${r.status}`); return r.blob(); })
+      .then((b) => { phase.photo_fetch_ms = phase.photo_fetch_ms || since(); return createImageBitmap(b); });
+    const photo = (k ? getBitmap(`${url}?width=${Math.round(this.W / 2 ** k)}`).catch(() => getBitmap(url)) : getBitmap(url))
+      .then((bm) => { this.renderer.setLevels(bm, []); phase.photo_ms = since(); return bm; });
     const data = await api("GET", `/api/images/${this.image.id}/masks`);
-    for (const m of data.masks) this.putMask(m);
+    phase.masks_api_ms = since();
+    const [bitmap] = await Promise.all([photo, this.addMasks(data.masks).then((x) => { phase.masks_decoded_ms = since(); return x; })]);
+    this.bitmap = bitmap;
+    this.viewport.setImage(this.W, this.H);
+    this.minimap.setImage(this.renderer.level(bitmap, 0)); // the smallest level
     this.selectNextProposal();
+    const t1 = performance.now();
     this.fit();
+    performance.mark("de:canvas-ready");
+    this.timings = { ready_ms: since(), decode_ms: this.lastDecodeMs, draw_ms: performance.now() - t1, ...phase };
     this.emit(K.IMAGE_OPEN, { payload: { arm: task.arm, masks: data.masks.length } });
     this.hbTimer = setInterval(() => this.heartbeat(), Math.max(5, task.heartbeat_seconds) * 1000);
     this.tickTimer = setInterval(() => this.tick(), 10000);
     this.canvas.focus();
     this.updateList();
+    // full resolution only once zoomed past what the reduced photo shows
+    this.fullPending = bitmap.width < this.W ? () => this.loadFull(url, image, bitmap) : null;
+    this.maybeLoadFull();
     await reapply(this, task);
   }
 
-  putMask(m, crop = null) {
-    const old = this.masks.get(m.id);
-    const entry = old && !crop ? Object.assign(old, { data: m }) : {
-      data: m, crop: crop || decodeToCrop(m.rle, m.bbox), rgb: colourOf(m.id), canvas: null,
-    };
-    if (!entry.canvas || crop || entry.drawnAs !== m.status) {
-      entry.canvas = cropCanvas(entry.crop, entry.rgb, m.status === "proposed" ? 80 : 150);
-      entry.drawnAs = m.status;
+  maybeLoadFull() {
+    if (this.fullPending && this.bitmap && this.view && this.view.s > (this.bitmap.width / this.W) * 1.01) {
+      const go = this.fullPending;
+      this.fullPending = null;
+      go();
     }
+  }
+
+  // The full-resolution photo when zoomed in (drawn from the reduced one until then).
+  loadFull(url, image, small) {
+    fetch(url, { credentials: "same-origin" }).then((r) => r.blob()).then((b) => createImageBitmap(b))
+      .then((full) => {
+        if (this.image !== image) { full.close(); return; }
+        this.renderer.setLevels(full, [[small, small.width / this.W]]);
+        this.bitmap = full;
+        this.renderer.baseKey = null;
+        this.draw();
+      })
+      .catch(() => null); // the reduced photo stays
+  }
+
+  // Decode a batch of masks off the main thread and keep them; one bad RLE is reported
+  // and skipped, the others are shown.
+  async addMasks(rows) {
+    const { geos, errors, ms } = await this.decoder.decode(rows);
+    this.lastDecodeMs = ms;
+    for (const m of rows) if (geos.has(m.id)) this.putMask(m, geos.get(m.id));
+    if (errors.length) this.msg(`${errors.length} mask(s) could not be shown (${errors[0].error}); the others are fine`);
+    return rows.filter((m) => geos.has(m.id));
+  }
+
+  // m: the API's mask; geo: its geometry when new or changed (else the kept one)
+  putMask(m, geo = null) {
+    const old = this.masks.get(m.id);
+    if (!geo && !old) geo = geoFromCounts(typeof m.rle.counts === "string" ? countsFromString(m.rle.counts) : m.rle.counts, m.rle.size[0], m.bbox);
+    const entry = old ? Object.assign(old, { data: m }) : { data: m, rgb: colourOf(m.id) };
+    if (geo) { entry.geo = geo; entry.paths = null; }
     this.masks.set(m.id, entry);
+    this.maskRev++;
     return entry;
   }
 
@@ -182,132 +350,132 @@ export class Review {
     const r = this.canvas.getBoundingClientRect();
     this.canvas.width = Math.max(1, Math.round(r.width));
     this.canvas.height = Math.max(1, Math.round(r.height));
+    this.viewport.resize(this.canvas.width, this.canvas.height);
     if (!this.W) return;
-    const s = Math.min(this.canvas.width / this.W, this.canvas.height / this.H);
-    this.view = { s, ox: (this.canvas.width - this.W * s) / 2, oy: (this.canvas.height - this.H * s) / 2 };
-    Object.assign(this.canvas.dataset, { scale: s, ox: this.view.ox, oy: this.view.oy });
+    this.viewChanged();
+  }
+
+  viewChanged() {
+    const v = this.viewport;
+    this.view = v;
+    Object.assign(this.canvas.dataset, { scale: v.s, ox: v.ox, oy: v.oy });
+    this.maybeLoadFull();
     this.draw();
   }
 
-  toFull(e) {
+  screenOf(e) {
     const r = this.canvas.getBoundingClientRect();
-    const sx = (e.clientX - r.left) * (this.canvas.width / r.width), sy = (e.clientY - r.top) * (this.canvas.height / r.height);
-    return [(sx - this.view.ox) / this.view.s, (sy - this.view.oy) / this.view.s];
+    return [(e.clientX - r.left) * (this.canvas.width / r.width), (e.clientY - r.top) * (this.canvas.height / r.height)];
   }
+
+  toFull(e) { return this.viewport.toFull(...this.screenOf(e)); }
 
   inside([x, y]) { return x >= 0 && y >= 0 && x < this.W && y < this.H; }
 
+  // Masks whose status is shown (proposed / accepted), whatever the visibility toggles.
   visibleMasks() {
     return [...this.masks.values()].filter((m) => VISIBLE.has(m.data.status));
   }
 
-  hit([x, y]) {
-    const cands = this.visibleMasks().filter((m) => cropHas(m.crop, x, y));
-    cands.sort((a, b) => a.data.area - b.data.area);
-    return cands.length ? cands[0].data.id : null;
+  isShown(m) { return VISIBLE.has(m.data.status) && !this.hidden.has(m.data.id); }
+
+  // Masks drawn on the canvas: shown status and not hidden from the list.
+  shownMasks() { return this.visibleMasks().filter((m) => !this.hidden.has(m.data.id)); }
+
+  // Ids of the drawn masks under full-res point p, smallest (a part) first.
+  under([x, y]) {
+    return this.shownMasks().filter((m) => geoHas(m.geo, x, y)).sort((a, b) => a.data.area - b.data.area).map((m) => m.data.id);
   }
+
+  hit(p) { const ids = this.under(p); return ids.length ? ids[0] : null; }
 
   // --- drawing ---------------------------------------------------------------------------
   draw() {
-    const g = this.g, v = this.view;
-    if (!v || !this.bitmap) return;
-    g.clearRect(0, 0, this.canvas.width, this.canvas.height);
-    g.imageSmoothingEnabled = true;
-    g.drawImage(this.bitmap, v.ox, v.oy, this.W * v.s, this.H * v.s);
-    const place = (crop, c) => g.drawImage(c, v.ox + crop.x0 * v.s, v.oy + crop.y0 * v.s, crop.w * v.s, crop.h * v.s);
-    const fixing = this.draft && this.draft.fixOf;
-    for (const m of this.visibleMasks()) {
-      if (m.data.id === fixing || !m.crop.w) continue;
-      place(m.crop, m.canvas);
-      if (m.data.id === this.hover || m.data.id === this.selected) place(m.crop, m.canvas);
+    if (!this.view || !this.bitmap) return;
+    this.renderer.draw(this);
+    this.minimap.draw();
+    for (const b of this.root.querySelectorAll(".toolbar button[data-act]")) {
+      const a = b.dataset.act;
+      b.setAttribute("aria-pressed", String((a === "brush" && this.tool === "brush") || (a === "erase" && this.tool === "erase") || (a === "new-object" && this.newMode)));
     }
-    g.font = "12px system-ui, sans-serif";
-    for (const m of this.visibleMasks()) {
-      if (!m.crop.w || m.data.id === fixing) continue;
-      const conf = m.data.confidence;
-      const text = `${m.data.label || ""}${m.data.status === "proposed" && conf != null ? ` ${Math.round(conf * 100)}%` : ""}`.trim();
-      const x = v.ox + m.crop.x0 * v.s, y = v.oy + m.crop.y0 * v.s;
-      if (m.data.id === this.selected) {
-        g.strokeStyle = "#fff"; g.lineWidth = 2; g.setLineDash([6, 4]);
-        g.strokeRect(x, y, m.crop.w * v.s, m.crop.h * v.s); g.setLineDash([]);
-      }
-      if (text) {
-        const tw = g.measureText(text).width + 6;
-        g.fillStyle = `rgba(${m.rgb.join(",")},0.85)`; g.fillRect(x, y, tw, 15);
-        g.fillStyle = "#000"; g.fillText(text, x + 3, y + 11);
-      }
-    }
-    if (this.draft) {
-      const d = this.draft;
-      if (d.crop && d.crop.w) {
-        if (!d.canvas) d.canvas = cropCanvas(d.crop, [255, 255, 255], 120);
-        place(d.crop, d.canvas);
-      }
-      for (const [x, y, l] of d.points) {
-        const sx = v.ox + x * v.s, sy = v.oy + y * v.s;
-        g.fillStyle = l ? "#2e2" : "#e22"; g.strokeStyle = "#000"; g.lineWidth = 1.5;
-        g.beginPath(); g.arc(sx, sy, 5, 0, 2 * Math.PI); g.fill(); g.stroke();
-      }
-      if (d.box) {
-        const [x0, y0, x1, y1] = d.box;
-        g.strokeStyle = "#2e2"; g.lineWidth = 2;
-        g.strokeRect(v.ox + x0 * v.s, v.oy + y0 * v.s, (x1 - x0) * v.s, (y1 - y0) * v.s);
-      }
-    }
-    if (this.drag && this.drag.box) {
-      const [a, b] = [this.drag.start, this.drag.end];
-      g.strokeStyle = "#ff0"; g.lineWidth = 1;
-      g.strokeRect(v.ox + Math.min(a[0], b[0]) * v.s, v.oy + Math.min(a[1], b[1]) * v.s, Math.abs(b[0] - a[0]) * v.s, Math.abs(b[1] - a[1]) * v.s);
-    }
-    if (this.tool !== "prompt" && this.cursor) {
-      g.strokeStyle = this.tool === "brush" ? "#fff" : "#f66"; g.lineWidth = 1;
-      g.beginPath(); g.arc(v.ox + this.cursor[0] * v.s, v.oy + this.cursor[1] * v.s, this.brushPx, 0, 2 * Math.PI); g.stroke();
-    }
-    this.$("#mode").textContent = this.submitted ? "submitted" : this.draft ? `${this.draft.target === "fix" ? "fixing" : "new object"} · ${this.tool}` : `review · ${this.tool}`;
+    const draftLabel = this.draft ? ` · label: ${this.draft.label || this.labelsUI.newLabel() || "none"}` : "";
+    this.$("#mode").textContent = this.submitted ? "submitted" : this.draft ? `${this.draft.target === "fix" ? "fixing" : "new object"} · ${this.tool}${draftLabel}` : `${this.newMode ? "new object: click" : "review"} · ${this.tool}`;
   }
 
   updateList() {
-    const items = [...this.masks.values()].filter((m) => VISIBLE.has(m.data.status) || m.data.status === "rejected")
-      .sort((a, b) => b.data.area - a.data.area).slice(0, 300);
-    const ul = this.$("#masklist");
-    ul.innerHTML = items.map((m) => {
-      const d = m.data, conf = d.confidence != null ? `${Math.round(d.confidence * 100)}%` : "";
-      return `<li data-id="${d.id}" class="${d.id === this.selected ? "sel" : ""}"><span class="sw" style="background:rgb(${m.rgb.join(",")})"></span>#${d.id} ${esc(d.label || "")} ${conf}<span class="st">${d.status}</span></li>`;
-    }).join("");
-    ul.querySelectorAll("li").forEach((li) => { li.onclick = () => this.select(Number(li.dataset.id)); });
+    const items = [...this.masks.values()].filter((m) => VISIBLE.has(m.data.status) || m.data.status === "rejected");
+    this.list.render(items, { selected: this.selected, next: this.nextTarget, hidden: this.hidden });
     decorateList(this);
+  }
+
+  toggleMask(id) {
+    if (this.hidden.has(id)) this.hidden.delete(id); else this.hidden.add(id);
+    this.maskRev++;
+    this.updateList(); this.draw();
   }
 
   // --- selection -------------------------------------------------------------------------
   select(id, log = true) {
     this.selected = id;
     if (id != null && log) this.emit(K.MASK_SELECT, { mask_id: id });
+    this.pickNextTarget();
     this.updateList();
     this.draw();
   }
 
-  selectNextProposal() {
-    const props = this.visibleMasks().filter((m) => m.data.status === "proposed").sort((a, b) => b.data.area - a.data.area);
-    this.selected = props.length ? props[0].data.id : null;
+  // The proposal J goes to: the largest remaining proposal other than the selection.
+  pickNextTarget() {
+    const props = this.shownMasks().filter((m) => m.data.status === "proposed" && m.data.id !== this.selected)
+      .sort((a, b) => b.data.area - a.data.area);
+    this.nextTarget = props.length ? props[0].data.id : null;
   }
 
-  target() { return this.selected ?? this.hover; }
+  selectNextProposal() {
+    const props = this.shownMasks().filter((m) => m.data.status === "proposed").sort((a, b) => b.data.area - a.data.area);
+    this.selected = props.length ? props[0].data.id : null;
+    this.pickNextTarget();
+  }
+
+  goNext() {
+    if (this.nextTarget == null) { this.msg("no proposal left to review"); return; }
+    this.select(this.nextTarget);
+  }
 
   // --- mouse -----------------------------------------------------------------------------
   bindCanvas() {
     const c = this.canvas;
     c.addEventListener("contextmenu", (e) => e.preventDefault());
+    c.addEventListener("wheel", (e) => {
+      if (!this.W) return;
+      e.preventDefault();
+      const [sx, sy] = this.screenOf(e);
+      this.viewport.zoomBy(Math.exp(-e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015)), sx, sy);
+      this.viewChanged();
+    }, { passive: false });
     c.addEventListener("mousedown", (e) => {
-      if (this.submitted || !this.view) return;
+      if (!this.view) return;
       c.focus();
+      if (e.button === 1 || (e.button === 0 && this.spaceDown)) { // pan
+        e.preventDefault();
+        this.pan = { x: e.clientX, y: e.clientY };
+        return;
+      }
+      if (this.submitted) return;
       const p = this.toFull(e);
-      this.drag = { start: p, end: p, button: e.button, alt: e.altKey, ctrl: e.ctrlKey || e.metaKey, sx: e.clientX, sy: e.clientY, box: false };
-      if (this.tool !== "prompt" && e.button === 0) { this.strokeStart(); this.paint(p); }
+      this.drag = { start: p, end: p, button: e.button, alt: e.altKey, ctrl: e.ctrlKey || e.metaKey, shift: e.shiftKey, sx: e.clientX, sy: e.clientY, box: false };
+      if (this.tool !== "prompt" && e.button === 0) { this.strokeStart(); this.paint(p); this.draw(); }
     });
     c.addEventListener("mousemove", (e) => {
       if (!this.view) return;
+      if (this.pan) {
+        this.viewport.panBy(e.clientX - this.pan.x, e.clientY - this.pan.y);
+        this.pan = { x: e.clientX, y: e.clientY };
+        this.viewChanged();
+        return;
+      }
       const p = this.toFull(e);
       this.cursor = p;
+      this.cursorScreen = this.screenOf(e);
       if (this.drag) {
         this.drag.end = p;
         if (this.tool !== "prompt") { if (this.drag.button === 0) this.paint(p); }
@@ -319,30 +487,52 @@ export class Review {
       if (h !== this.hover) { this.hover = h; this.draw(); }
       else if (this.tool !== "prompt") this.draw();
     });
-    window.addEventListener("mouseup", (e) => {
-      const d = this.drag;
-      if (!d) return;
-      this.drag = null;
-      if (this.submitted) return;
-      if (this.tool !== "prompt") { if (d.button === 0) this.strokeEnd(); return; }
-      if (d.box) {
-        const [a, b] = [d.start, d.end];
-        const box = [Math.max(0, Math.min(a[0], b[0])), Math.max(0, Math.min(a[1], b[1])), Math.min(this.W, Math.max(a[0], b[0])), Math.min(this.H, Math.max(a[1], b[1]))];
-        if (box[2] - box[0] >= 2 && box[3] - box[1] >= 2) this.prompt({ box });
-        else this.draw();
-        return;
+    this.onMouseUp = (e) => this.mouseUp(e);
+    window.addEventListener("mouseup", this.onMouseUp);
+  }
+
+  mouseUp(e) {
+    if (this.pan) { this.pan = null; return; }
+    const d = this.drag;
+    if (!d) return;
+    this.drag = null;
+    if (this.submitted) return;
+    if (this.tool !== "prompt") { if (d.button === 0) this.strokeEnd(); return; }
+    if (d.box) {
+      const [a, b] = [d.start, d.end];
+      const box = [Math.max(0, Math.min(a[0], b[0])), Math.max(0, Math.min(a[1], b[1])), Math.min(this.W, Math.max(a[0], b[0])), Math.min(this.H, Math.max(a[1], b[1]))];
+      if (box[2] - box[0] >= 2 && box[3] - box[1] >= 2) this.prompt({ box });
+      else this.draw();
+      return;
+    }
+    if (!this.inside(d.start)) return;
+    const positive = d.button === 0 && !d.alt;
+    const negative = d.button === 2 || (d.button === 0 && d.alt);
+    if (!positive && !negative) return;
+    if (!this.draft) {
+      const forceNew = d.ctrl || d.shift || this.newMode;
+      if (!forceNew) {
+        const ids = this.under(d.start);
+        if (ids.length && this.cycle(ids, d)) return;
       }
-      if (!this.inside(d.start)) return;
-      const positive = d.button === 0 && !d.alt;
-      const negative = d.button === 2 || (d.button === 0 && d.alt);
-      if (!positive && !negative) return;
-      if (!this.draft) {
-        const h = this.hit(d.start);
-        if (h != null && !d.ctrl) { this.select(h); return; }
-        if (!positive) return;
-      }
-      this.prompt({ point: [d.start[0], d.start[1], positive ? 1 : 0] });
-    });
+      if (!positive) return;
+      this.newMode = false;
+      this.lastClick = null;
+    }
+    this.prompt({ point: [d.start[0], d.start[1], positive ? 1 : 0] });
+  }
+
+  // Repeated clicks at the same spot: smallest mask -> next larger -> ... -> a new object.
+  // Returns true when the click selected a mask (false: start a new object here).
+  cycle(ids, d) {
+    const last = this.lastClick;
+    const same = last && Math.hypot(d.sx - last.sx, d.sy - last.sy) <= SAME_SPOT_PX && last.ids.join() === ids.join() && this.selected === ids[last.i];
+    const i = same ? last.i + 1 : 0;
+    if (i >= ids.length) { this.lastClick = null; this.select(null, false); return false; }
+    this.lastClick = { sx: d.sx, sy: d.sy, ids, i };
+    this.select(ids[i]);
+    if (ids.length > 1) this.msg(`mask ${i + 1} of ${ids.length} under the cursor${i + 1 < ids.length ? " — click again for the larger one" : " — click again to start a new object here"}`);
+    return true;
   }
 
   // --- objects: prompts, preview, commit -------------------------------------------------
@@ -350,15 +540,27 @@ export class Review {
     const base = fixOf != null ? this.masks.get(fixOf) : null;
     this.draft = {
       target, fixOf, points: [], box: null, maskInputId: null, score: null, clicks: 0,
-      crop: base ? copyCrop(base.crop) : { x0: 0, y0: 0, w: 0, h: 0, bits: new Uint8Array(0) },
-      canvas: null, label: base ? base.data.label : null, useStored: base != null,
+      geo: base ? base.geo : null, crop: null, rle: base ? base.data.rle : null, dabs: [],
+      label: base ? base.data.label : null, useStored: base != null,
     };
   }
+
+  startFix() {
+    const id = this.selected;
+    if (id == null) { this.msg("select a mask to fix"); return; }
+    this.startDraft("fix", id);
+    this.emit(K.FIX_START, { mask_id: id, payload: { mask_id: id } });
+    this.msg(`fixing #${id}: click to refine, B/E to paint, Enter to save, Esc to cancel`);
+    this.draw();
+  }
+
+  setTool(tool) { this.tool = this.tool === tool ? "prompt" : tool; this.draw(); }
 
   async prompt({ point, box }) {
     if (!this.draft) this.startDraft("new");
     const d = this.draft;
     const t = performance.now();
+    performance.mark("de:prompt");
     if (point) {
       d.points.push(point.map((v, i) => (i < 2 ? Math.min(Math.max(v, 0), (i ? this.H : this.W) - 0.001) : v)));
       d.clicks++;
@@ -382,13 +584,15 @@ export class Review {
     try {
       const r = await api("POST", `/api/images/${this.image.id}/decode`, body);
       if (seq !== this.decodeSeq || this.draft !== d) return; // a newer prompt won
-      d.crop = decodeToCrop(r.rle, r.bbox);
-      d.canvas = null;
+      d.geo = geoFromCounts(typeof r.rle.counts === "string" ? countsFromString(r.rle.counts) : r.rle.counts, r.rle.size[0], r.bbox);
+      d.rle = r.rle; // committed as is unless the brush changes it
+      d.crop = null;
       d.score = r.score;
       d.maskInputId = r.mask_input_id;
       this.decoded = seq;
       this.msg(`preview: ${r.area} px, score ${r.score.toFixed(2)} (${Math.round(r.decode_ms)} ms) — Enter commits`);
       this.draw();
+      performance.mark("de:preview");
     } catch (err) {
       if (seq === this.decodeSeq) showError(this.$("#msg"), err, () => this.decode());
     }
@@ -400,21 +604,31 @@ export class Review {
       if (sel && VISIBLE.has(sel.data.status)) this.startDraft("fix", sel.data.id);
       else this.startDraft("new");
     }
+    const d = this.draft;
+    if (!d.crop) d.crop = d.geo ? cropFromGeo(d.geo) : { x0: 0, y0: 0, w: 0, h: 0, bits: new Uint8Array(0) };
     this.stroke = { mode: this.tool === "brush" ? "paint" : "erase" };
   }
 
+  // One brush dab: the exact bits change at once; the screen shows the dab on the draft
+  // layer until the stroke ends (no re-tracing of the whole mask per mouse move).
   paint([x, y]) {
-    if (!this.draft || !this.stroke) return;
-    const r = this.brushPx / this.view.s;
-    this.draft.crop = paintDisc(this.draft.crop, x, y, r, this.tool === "brush" ? 1 : 0, this.W, this.H);
-    this.draft.canvas = null;
+    const d = this.draft;
+    if (!d || !this.stroke) return;
+    const r = this.brushPx / this.view.s, value = this.tool === "brush" ? 1 : 0;
+    d.crop = paintDisc(d.crop, x, y, r, value, this.W, this.H);
+    d.dabs.push([x, y, r, value]);
+    d.rle = null;
   }
 
   strokeEnd() {
     if (!this.stroke) return;
-    this.emit(K.BRUSH, { mask_id: this.draft.fixOf, payload: { mode: this.stroke.mode, radius: this.brushPx / this.view.s } });
+    const d = this.draft;
+    this.emit(K.BRUSH, { mask_id: d.fixOf, payload: { mode: this.stroke.mode, radius: this.brushPx / this.view.s } });
     this.stroke = null;
-    this.draft.brushed = true;
+    d.brushed = true;
+    d.geo = geoFromCrop(d.crop);
+    d.paths = null;
+    d.dabs = [];
     this.draw();
   }
 
@@ -430,9 +644,11 @@ export class Review {
     const d = this.draft;
     if (!d || this.busy) return;
     const t = performance.now();
-    if (!d.crop.w || cropArea(d.crop) === 0) { this.msg("nothing to commit: the mask is empty"); return; }
-    const rle = encodeCrop(d.crop, this.H, this.W);
-    const label = d.label || this.currentLabel || null;
+    performance.mark("de:commit-start");
+    const empty = d.rle ? !d.geo || geoArea(d.geo) === 0 : !d.crop || !d.crop.w || cropArea(d.crop) === 0;
+    if (empty) { this.msg("nothing to commit: the mask is empty"); return; }
+    const rle = d.rle || encodeCrop(d.crop, this.H, this.W);
+    const label = d.label || this.labelsUI.newLabel();
     // one key per object: a retry (automatic, or Enter again after an error) reuses it, so
     // the server answers with the mask it already made instead of adding a second one
     d.idempotencyKey = d.idempotencyKey || uuid4();
@@ -449,19 +665,22 @@ export class Review {
         m = await api("POST", `/api/images/${this.image.id}/masks`, { rle, label, score: d.score, lease_id: this.task.lease_id }, keyed);
         this.pushUndo({ kind: "add", id: m.id });
       }
-      this.putMask(m, d.crop);
+      this.putMask(m, d.geo && !d.crop ? d.geo : geoFromCrop(d.crop));
       this.emit(K.OBJECT_COMMIT, { t, mask_id: m.id, payload: { parent_id: m.parent_id, label: m.label, clicks: d.clicks } });
       this.draft = null;
       this.select(m.id, false);
+      performance.mark("de:commit");
       this.msg(`object #${m.id} saved${m.label ? ` as ${m.label}` : " — press 1-9 or L to label it"}`);
     });
   }
 
   // --- review decisions ------------------------------------------------------------------
+  // The selection stays on the mask acted on (so a number key right after labels it); the
+  // next proposal is marked "next" and J (or the Next button) moves there.
   async decide(kind) {
-    const id = this.target();
+    const id = this.selected;
     const m = id != null ? this.masks.get(id) : null;
-    if (!m) { this.msg("select a mask first (click it, or Tab)"); return; }
+    if (!m) { this.msg("select a mask first (click it, or J for the next proposal)"); return; }
     const t = performance.now();
     await this.run(async () => {
       const prev = m.data.status;
@@ -477,7 +696,9 @@ export class Review {
         this.emit(K.MASK_REJECT, { t, mask_id: id, payload: { withdraw: true } });
       } else return;
       this.pushUndo({ kind: "status", ids: [id], prev: [prev] });
-      this.selectNextProposal();
+      this.pickNextTarget();
+      const now = this.masks.get(id).data.status;
+      this.msg(`#${id} ${now}${this.nextTarget != null ? ` — J: next proposal #${this.nextTarget}` : " — no proposal left"}`);
       this.updateList(); this.draw();
     });
   }
@@ -489,7 +710,7 @@ export class Review {
       for (const r of rows) this.putMask(r);
       this.emit(K.ACCEPT_ALL_CONFIDENT, { t, payload: { mask_ids: rows.map((r) => r.id) } });
       if (rows.length) this.pushUndo({ kind: "status", ids: rows.map((r) => r.id), prev: rows.map(() => "proposed") });
-      this.selectNextProposal();
+      this.pickNextTarget();
       this.msg(`${rows.length} confident proposal(s) accepted`);
       this.updateList(); this.draw();
     });
@@ -503,11 +724,10 @@ export class Review {
     const t = performance.now();
     await this.run(async () => {
       const data = await api("GET", `/api/images/${this.image.id}/masks?include=less_confident`);
-      const fresh = data.masks.filter((m) => !this.masks.has(m.id));
-      for (const m of fresh) this.putMask(m);
+      const fresh = await this.addMasks(data.masks.filter((m) => !this.masks.has(m.id)));
       this.revealed = true;
       this.$("#reveal").disabled = true;
-      if (this.selected == null) this.selectNextProposal();
+      if (this.selected == null) this.selectNextProposal(); else this.pickNextTarget();
       this.updateList(); this.draw();
       this.emit(K.REVEAL_LESS_CONFIDENT, { t, payload: { mask_ids: fresh.map((m) => m.id) } });
       const sent = await this.ev.drain(5000);
@@ -515,13 +735,14 @@ export class Review {
     });
   }
 
+  // Number keys, chips and the typed label: label the object being drawn, else the
+  // selected mask; with neither, nothing is labelled (no hidden "current label").
   async applyLabel(label) {
     if (!label) return;
     if (this.labels.length && !this.labels.includes(label)) { this.msg(`"${label}" is not in the taxonomy`); return; }
-    this.currentLabel = label;
-    if (this.draft) { this.draft.label = label; this.msg(`the object will be labelled ${label}`); return; }
+    if (this.draft) { this.draft.label = label; this.msg(`the object will be labelled ${label}`); this.draw(); return; }
     const m = this.selected != null ? this.masks.get(this.selected) : null;
-    if (!m) { this.msg(`new objects will be labelled ${label}`); return; }
+    if (!m) { this.msg(`select a mask to label it ${label} (for new objects, choose "Label for new objects")`); return; }
     const t = performance.now();
     await this.run(async () => {
       const prev = m.data.label;
@@ -531,6 +752,19 @@ export class Review {
       this.msg(`#${m.data.id} labelled ${label}`);
       this.updateList(); this.draw();
     });
+  }
+
+  // The label box (L): labels the selection; with nothing selected it sets the label for
+  // new objects, visibly, in its select.
+  typedLabel(label) {
+    if (!label) return;
+    if (!this.draft && this.selected == null && this.labels.includes(label)) {
+      this.labelsUI.newSel.value = label;
+      this.msg(`new objects will be labelled ${label}`);
+      this.draw();
+      return;
+    }
+    this.applyLabel(label);
   }
 
   // --- undo / redo (inverse operations through the API) ----------------------------------
@@ -544,9 +778,11 @@ export class Review {
   async applyEntry(e, undo) {
     if (e.kind === "status") {
       if (undo) e.next = e.ids.map((id) => this.masks.get(id).data.status);
-      for (let i = 0; i < e.ids.length; i++) {
-        this.putMask(await this.revert(e.ids[i], undo ? e.prev[i] : e.next[i]));
-      }
+      const want = undo ? e.prev : e.next;
+      // all masks of the step in one request (an accept-all of 56 masks is one undo)
+      const changes = e.ids.map((id, i) => ({ mask_id: id, version: this.masks.get(id).data.version, status: want[i] }));
+      const rows = await api("POST", `/api/images/${this.image.id}/masks/bulk-status`, { lease_id: this.task.lease_id, changes });
+      for (const r of rows) this.putMask(r);
     } else if (e.kind === "add") {
       this.putMask(await this.revert(e.id, undo ? "rejected" : "accepted"));
     } else if (e.kind === "fix") {
@@ -569,6 +805,7 @@ export class Review {
       to.push(e);
       this.emit(redo ? K.REDO : K.UNDO, { t, payload: { action: e.kind } });
       this.msg(`${redo ? "redone" : "undone"}: ${e.kind}`);
+      this.pickNextTarget();
       this.updateList(); this.draw();
     }, () => from.push(e));
   }
@@ -620,8 +857,13 @@ export class Review {
 
   // --- keys ------------------------------------------------------------------------------
   key(e) {
-    if (e.target && e.target.tagName === "INPUT") return;
+    const tag = e.target && e.target.tagName;
     const k = e.key;
+    const toggle = tag === "INPUT" && (e.target.type === "checkbox" || e.target.type === "range");
+    if ((tag === "INPUT" && !toggle) || tag === "SELECT" || tag === "TEXTAREA") return; // typing
+    if (toggle && /^(Arrow|Page|Home|End| )/.test(k)) return; // the slider's / checkbox's own keys
+    if (tag === "BUTTON" && (k === "Enter" || k === " ")) return; // the focused button's own activation
+    if (k === "Tab") return; // focus moves on: no keyboard trap
     const ctrl = e.ctrlKey || e.metaKey;
     const handled = () => e.preventDefault();
     this.lastActivity = performance.now();
@@ -630,6 +872,7 @@ export class Review {
       handled();
       if (!this.$("#help").hidden) this.toggleHelp(false);
       else if (this.draft) this.cancelDraft();
+      else if (this.newMode) { this.newMode = false; this.draw(); }
       else this.select(null, false);
       return;
     }
@@ -637,39 +880,42 @@ export class Review {
     if (ctrl && (k === "z" || k === "Z")) { handled(); this.undo(e.shiftKey); return; }
     if (ctrl && (k === "y" || k === "Y")) { handled(); this.undo(true); return; }
     if (ctrl) return;
+    // view keys work before and after submit
+    const at = this.cursorScreen || [this.canvas.width / 2, this.canvas.height / 2];
+    if (k === "+" || k === "=") { handled(); this.viewport.zoomBy(1.5, ...at); this.viewChanged(); return; }
+    if (k === "-" || k === "_") { handled(); this.viewport.zoomBy(1 / 1.5, ...at); this.viewChanged(); return; }
+    if (k === "0") { handled(); this.viewport.fit(); this.viewChanged(); return; }
+    if (k === "z" || k === "Z") { handled(); this.viewport.actualSize(...at); this.viewChanged(); return; }
+    if (k === "h" || k === "H") { handled(); if (!this.hideAll) { this.hideAll = true; this.draw(); } return; }
+    if (k === "o" || k === "O") { handled(); this.outlineOnly = !this.outlineOnly; this.$("#outline").checked = this.outlineOnly; this.draw(); return; }
+    if (k === "p" || k === "P") { handled(); previous(this); return; }
+    if (k === "F" && e.shiftKey) { handled(); flag(this); return; }
     if (this.submitted) {
       if (k === "n" || k === "N" || k === " ") { handled(); this.next(); }
       return;
     }
+    if (k === "s" || k === "S") { handled(); skip(this); return; }
+    if (k === " ") { handled(); this.spaceDown = true; return; } // hold + drag: pan
     if (k === "Enter") { handled(); this.commit(); return; }
     if (k === "A" && e.shiftKey) { handled(); this.acceptAll(); return; }
     if (k === "m" || k === "M") { handled(); this.reveal(); return; }
     if (k === "a") { handled(); this.decide("accept"); return; }
     if (k === "x" || k === "X") { handled(); this.decide("reject"); return; }
-    if (k === "f" || k === "F") {
-      handled();
-      const id = this.target();
-      if (id == null) { this.msg("select a mask to fix"); return; }
-      this.startDraft("fix", id);
-      this.emit(K.FIX_START, { mask_id: id, payload: { mask_id: id } });
-      this.msg(`fixing #${id}: click to refine, B/E to paint, Enter to save, Esc to cancel`);
-      this.draw();
-      return;
-    }
-    if (k === "b" || k === "B") { handled(); this.tool = this.tool === "brush" ? "prompt" : "brush"; this.draw(); return; }
-    if (k === "e" || k === "E") { handled(); this.tool = this.tool === "erase" ? "prompt" : "erase"; this.draw(); return; }
+    if (k === "j" || k === "J") { handled(); this.goNext(); return; }
+    if (k === "f" || k === "F") { handled(); this.startFix(); return; }
+    if (k === "b" || k === "B") { handled(); this.setTool("brush"); return; }
+    if (k === "e" || k === "E") { handled(); this.setTool("erase"); return; }
     if (k === "[") { handled(); this.brushPx = Math.max(2, this.brushPx - 2); this.draw(); return; }
     if (k === "]") { handled(); this.brushPx = Math.min(80, this.brushPx + 2); this.draw(); return; }
     if (k === "l" || k === "L") { handled(); this.$("#label").focus(); this.$("#label").select(); return; }
-    if (k === "Tab") {
-      handled();
-      const ids = this.visibleMasks().sort((a, b) => b.data.area - a.data.area).map((m) => m.data.id);
-      if (ids.length) this.select(ids[(ids.indexOf(this.selected) + 1) % ids.length]);
-      return;
-    }
     if (/^[1-9]$/.test(k)) {
-      const label = this.labels[Number(k) - 1];
+      const label = this.labelsUI.forKey(Number(k));
       if (label) { handled(); this.applyLabel(label); }
     }
+  }
+
+  keyUp(e) {
+    if (e.key === " ") this.spaceDown = false;
+    if ((e.key === "h" || e.key === "H") && this.hideAll) { this.hideAll = false; this.draw(); }
   }
 }

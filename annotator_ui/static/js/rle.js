@@ -122,7 +122,10 @@ export function growCrop(crop, ax0, ay0, ax1, ay1, W, H) {
 
 // Paint (value 1) or erase (0) a disc of radius r (full-res px) at (cx, cy).
 export function paintDisc(crop, cx, cy, r, value, W, H) {
-  const out = value ? growCrop(crop, Math.floor(cx - r), Math.floor(cy - r), Math.ceil(cx + r) + 1, Math.ceil(cy + r) + 1, W, H) : crop;
+  const nx0 = Math.floor(cx - r), ny0 = Math.floor(cy - r), nx1 = Math.ceil(cx + r) + 1, ny1 = Math.ceil(cy + r) + 1;
+  const inside = crop.w && nx0 >= crop.x0 && ny0 >= crop.y0 && nx1 <= crop.x0 + crop.w && ny1 <= crop.y0 + crop.h;
+  const m = inside ? 0 : Math.ceil(Math.max(16, 3 * r)); // grow with room to spare: fewer copies per stroke
+  const out = value ? growCrop(crop, nx0 - m, ny0 - m, nx1 + m, ny1 + m, W, H) : crop;
   const r2 = r * r;
   for (let y = Math.max(out.y0, Math.floor(cy - r)); y <= Math.min(out.y0 + out.h - 1, Math.ceil(cy + r)); y++) {
     for (let x = Math.max(out.x0, Math.floor(cx - r)); x <= Math.min(out.x0 + out.w - 1, Math.ceil(cx + r)); x++) {

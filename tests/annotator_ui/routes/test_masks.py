@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from db.models import Mask
+from db.models import Mask, Project
 from db.session import transaction
 from engine.ingest import ingest
 from engine.masks import decode_rle, encode_rle
@@ -208,3 +208,44 @@ def test_decode_endpoint(live: tuple[Web, int, int]) -> None:
         c.post(url, json={"points": [[1, 1]], "labels": [1]}, headers=web.as_(other)).status_code
         == 403
     )
+
+
+def test_bulk_status_reverts_an_accept_all_in_one_request_all_or_nothing(web: Web) -> None:
+    ids = setup_image(web)
+    c, ann = web.client, web.as_("annotator")
+    task = c.post("/api/tasks/next", json={"project_id": ids["project"]}, headers=ann).json()
+    lease = task["lease_id"]
+    rows = c.post(
+        f"/api/images/{ids['image']}/masks/accept-all-confident",
+        json={"lease_id": lease},
+        headers=ann,
+    ).json()
+    assert {m["id"] for m in rows} == {ids["sure"], ids["also"]}
+    url = f"/api/images/{ids['image']}/masks/bulk-status"
+    # one stale version: 409 and nothing changed (the other mask stays accepted)
+    stale = [
+        {"mask_id": ids["sure"], "version": 2, "status": "proposed"},
+        {"mask_id": ids["also"], "version": 1, "status": "proposed"},
+    ]
+    r = c.post(url, json={"lease_id": lease, "changes": stale}, headers=ann)
+    assert r.status_code == 409 and "changed by someone else" in r.json()["detail"]
+    with web.factory() as s:
+        assert s.get(Mask, ids["sure"]).status == "accepted"
+    # a mask of another image: 422 naming the fix, nothing changed
+    with transaction(web.factory) as s:
+        other = make_mask(s, image=make_image(s, project=s.get(Project, ids["project"])))
+        other_id = other.id
+    foreign = [*stale[:1], {"mask_id": other_id, "version": 1, "status": "proposed"}]
+    r = c.post(url, json={"lease_id": lease, "changes": foreign}, headers=ann)
+    assert r.status_code == 422 and "one request per image" in r.json()["detail"]
+    # the undo: both back to proposed in one request, versions bumped
+    good = [{"mask_id": m["id"], "version": m["version"], "status": "proposed"} for m in rows]
+    r = c.post(url, json={"lease_id": lease, "changes": good}, headers=ann)
+    assert r.status_code == 200, r.text
+    assert {(m["id"], m["status"], m["version"]) for m in r.json()} == {
+        (m["id"], "proposed", m["version"] + 1) for m in rows
+    }
+    with web.factory() as s:
+        assert s.get(Mask, ids["sure"]).meta["reverted"] is True
+    r = c.post(url, json={"lease_id": lease, "changes": []}, headers=ann)
+    assert r.status_code == 422
