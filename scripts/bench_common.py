@@ -4,6 +4,7 @@ the functions, so a script's ``--help`` stays fast."""
 
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
 import time
@@ -86,3 +87,13 @@ def serving(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def add_database_args(ap: argparse.ArgumentParser) -> None:
+    """``--db sqlite|postgres`` and ``--pg-url``: the options :func:`fresh_database` reads."""
+    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument(
+        "--pg-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL server (a fresh database is created on it and dropped after).",
+    )

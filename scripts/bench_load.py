@@ -51,13 +51,10 @@ IMAGE_SIDE = 64
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from scripts.bench_common import add_database_args
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    ap.add_argument(
-        "--pg-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-        help="PostgreSQL server (a fresh database is created on it and dropped after).",
-    )
+    add_database_args(ap)
     ap.add_argument(
         "--url",
         default=None,
@@ -355,8 +352,8 @@ def print_table(rows: dict[str, dict[str, float]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         work = Path(tmp)
         with database(args, work) as url:

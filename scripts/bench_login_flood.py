@@ -48,13 +48,10 @@ CONFIGS: dict[str, dict[str, str]] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from scripts.bench_common import add_database_args
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    ap.add_argument(
-        "--pg-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-        help="PostgreSQL server (a fresh database is created on it and dropped after).",
-    )
+    add_database_args(ap)
     ap.add_argument("--guessers", type=int, default=16, help="Parallel guessing clients.")
     ap.add_argument("--accounts", type=int, default=8, help="Accounts in the spread flood.")
     ap.add_argument("--users", type=int, default=2, help="Other users measuring latency.")
@@ -215,8 +212,8 @@ def phase(base: str, tokens: list[str], names: list[str] | None, args: argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    args = parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = set(configs) - set(CONFIGS)
     if unknown:
