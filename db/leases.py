@@ -75,6 +75,35 @@ def _lost_draft(session: Session, *, image_id: int, user_id: int, stage: str) ->
     return session.scalar(q)
 
 
+def add_lease(
+    session: Session,
+    *,
+    image_id: int,
+    user_id: int,
+    stage: str,
+    round_id: int | None,
+    arm: str,
+    minutes: float,
+    now: dt.datetime,
+) -> Lease:
+    """Add (and flush) a new live lease on ``image_id`` for ``minutes`` from ``now``; it
+    inherits this user's draft from an earlier lost or released lease on the image."""
+    lease = Lease(
+        image_id=image_id,
+        user_id=user_id,
+        stage=stage,
+        round_id=round_id,
+        arm=arm,
+        created_at=now,
+        heartbeat_at=now,
+        expires_at=now + dt.timedelta(minutes=minutes),
+        draft=_lost_draft(session, image_id=image_id, user_id=user_id, stage=stage),
+    )
+    session.add(lease)
+    session.flush()
+    return lease
+
+
 def next_lease(
     session: Session,
     *,
@@ -125,20 +154,16 @@ def next_lease(
             skipped.append(image_id)
             continue
         rnd = current_round(session, project_id=project_id)
-        lease = Lease(
+        return add_lease(
+            session,
             image_id=image_id,
             user_id=user_id,
             stage=stage,
             round_id=rnd.id if rnd else None,
             arm=arm_for_image(rnd, image_id),
-            created_at=now,
-            heartbeat_at=now,
-            expires_at=now + dt.timedelta(minutes=minutes),
-            draft=_lost_draft(session, image_id=image_id, user_id=user_id, stage=stage),
+            minutes=minutes,
+            now=now,
         )
-        session.add(lease)
-        session.flush()
-        return lease
 
 
 def get_lease(session: Session, *, lease_id: int) -> Lease:

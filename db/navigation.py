@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from db.errors import Conflict, NotFound
-from db.leases import _lost_draft, _own_live_lease, _taken, live_holders, release
+from db.leases import _own_live_lease, _taken, add_lease, live_holders, release
 from db.models import Image, Lease, utcnow
 from db.rounds import current_round
 
@@ -102,17 +102,13 @@ def previous_lease(
         last.expires_at = now + dt.timedelta(minutes=minutes)
         session.flush()
         return last
-    lease = Lease(
+    return add_lease(
+        session,
         image_id=last.image_id,
         user_id=user_id,
         stage=stage,
         round_id=rnd.id if rnd else None,
         arm=last.arm,
-        created_at=now,
-        heartbeat_at=now,
-        expires_at=now + dt.timedelta(minutes=minutes),
-        draft=_lost_draft(session, image_id=last.image_id, user_id=user_id, stage=stage),
+        minutes=minutes,
+        now=now,
     )
-    session.add(lease)
-    session.flush()
-    return lease

@@ -31,7 +31,6 @@ import asyncio
 import ipaddress
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,13 +51,10 @@ IMAGE_SIDE = 64
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from scripts.bench_common import add_database_args
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    ap.add_argument(
-        "--pg-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-        help="PostgreSQL server (a fresh database is created on it and dropped after).",
-    )
+    add_database_args(ap)
     ap.add_argument(
         "--url",
         default=None,
@@ -100,32 +96,15 @@ def check_loopback(url: str) -> None:
 
 @contextmanager
 def database(args: argparse.Namespace, work: Path) -> Iterator[str]:
-    """A fresh migrated database URL (SQLite file in ``work`` or a new PostgreSQL db)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from db.migrate import upgrade
-
+    """A fresh migrated database URL (SQLite file in ``work`` or a new PostgreSQL db), or
+    ``--target-db-url`` as given."""
     if args.target_db_url:
         yield args.target_db_url
         return
-    if args.db == "sqlite":
-        url = f"sqlite:///{work / 'bench.db'}"
-        upgrade(url)
+    from scripts.bench_common import fresh_database
+
+    with fresh_database(args.db, args.pg_url, work, "bench_load") as url:
         yield url
-        return
-    name = f"bench_load_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(args.pg_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def make_images(folder: Path, count: int) -> None:
@@ -166,18 +145,12 @@ def setup(url: str, work: Path, args: argparse.Namespace) -> tuple[int, list[str
     return project_id, tokens
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(url: str, work: Path, workers: int | None) -> Iterator[str]:
     """``dataengine serve`` in a subprocess on a free loopback port; its base URL."""
-    import httpx
+    from scripts.bench_common import free_port, serving
 
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -191,27 +164,10 @@ def server(url: str, work: Path, workers: int | None) -> Iterator[str]:
         cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"dataengine serve exited during start-up ({proc.returncode})")
-            if time.monotonic() > deadline:
-                raise RuntimeError("dataengine serve did not answer /readyz within 180 s")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(
+        proc, base, ready_path="/readyz", start_timeout_s=180, stop_timeout_s=20, poll_s=0.2
+    ) as ready:
+        yield ready
 
 
 @contextmanager
@@ -396,8 +352,8 @@ def print_table(rows: dict[str, dict[str, float]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         work = Path(tmp)
         with database(args, work) as url:

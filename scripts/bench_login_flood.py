@@ -24,14 +24,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,13 +48,10 @@ CONFIGS: dict[str, dict[str, str]] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from scripts.bench_common import add_database_args
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    ap.add_argument(
-        "--pg-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-        help="PostgreSQL server (a fresh database is created on it and dropped after).",
-    )
+    add_database_args(ap)
     ap.add_argument("--guessers", type=int, default=16, help="Parallel guessing clients.")
     ap.add_argument("--accounts", type=int, default=8, help="Accounts in the spread flood.")
     ap.add_argument("--users", type=int, default=2, help="Other users measuring latency.")
@@ -70,28 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @contextmanager
 def database(args: argparse.Namespace, work: Path) -> Iterator[str]:
     """A fresh migrated database URL (SQLite file in ``work`` or a new PostgreSQL db)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from scripts.bench_common import fresh_database
 
-    from db.migrate import upgrade
-
-    if args.db == "sqlite":
-        url = f"sqlite:///{work / 'bench.db'}"
-        upgrade(url)
+    with fresh_database(args.db, args.pg_url, work, "bench_login") as url:
         yield url
-        return
-    name = f"bench_login_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(args.pg_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def setup_users(url: str, args: argparse.Namespace) -> list[str]:
@@ -126,11 +103,9 @@ def reset_throttle(url: str) -> None:
 @contextmanager
 def server(url: str, work: Path, extra: dict[str, str]) -> Iterator[str]:
     """``uvicorn annotator_ui.main:app`` in a subprocess on a free loopback port."""
-    import httpx
+    from scripts.bench_common import free_port, serving
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -143,26 +118,10 @@ def server(url: str, work: Path, extra: dict[str, str]) -> Iterator[str]:
         [*cmd, "--port", str(port), "--log-level", "warning"], env=env, cwd=work
     )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("the app process exited during start-up")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the app did not start within 120 s")
-            try:
-                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(
+        proc, base, ready_path="/api/health", start_timeout_s=120, stop_timeout_s=10, poll_s=0.1
+    ) as ready:
+        yield ready
 
 
 def _guesser(base: str, names: list[str], seconds: float, out: Any, idx: int) -> None:
@@ -253,8 +212,8 @@ def phase(base: str, tokens: list[str], names: list[str] | None, args: argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    args = parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = set(configs) - set(CONFIGS)
     if unknown:

@@ -100,6 +100,22 @@ def _region_mask(region: dict[str, Any]) -> np.ndarray:
     )
 
 
+def _ask_interactive(
+    ls: LabelStudio, ml_id: int, task_id: int, prompt: dict[str, Any], hw: tuple[int, int]
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Send one prompt region to the ML backend's interactive endpoint through Label
+    Studio; the regions it answered and the first one's mask, (H, W) bool (all False
+    when it answered none)."""
+    r = ls.call(
+        "POST",
+        f"/api/ml/{ml_id}/interactive-annotating",
+        json={"task": task_id, "context": {"result": [prompt]}},
+    )
+    regions = (r.get("data") or {}).get("result", []) if isinstance(r, dict) else []
+    mask = _region_mask(regions[0]) if regions else np.zeros(hw, bool)
+    return regions, mask
+
+
 def _live_masks(s: Session, image_id: int) -> list[np.ndarray]:
     rows = s.scalars(select(Mask).where(Mask.image_id == image_id, Mask.status == "accepted"))
     return [decode_rle(m.rle) for m in rows]
@@ -346,14 +362,8 @@ def _interactive(
         "type": "keypointlabels",
         "origin": "manual",
     }  # fmt: skip
-    r = ls.call(
-        "POST",
-        f"/api/ml/{ml_id}/interactive-annotating",
-        json={"task": task["id"], "context": {"result": [point]}},
-    )
-    regions = (r.get("data") or {}).get("result", []) if isinstance(r, dict) else []
+    regions, mask = _ask_interactive(ls, ml_id, task["id"], point, (h, w))
     hops = [Hop("interactive click: regions", 1, len(regions))]
-    mask = _region_mask(regions[0]) if regions else np.zeros((h, w), bool)
     hops.append(Hop("interactive click: mask covers the click", True, bool(mask[cy, cx])))
     if target is not None:
         y0, x0 = ys.min(), xs.min()
@@ -371,13 +381,7 @@ def _interactive(
         "type": "rectanglelabels",
         "origin": "manual",
     }  # fmt: skip
-    r = ls.call(
-        "POST",
-        f"/api/ml/{ml_id}/interactive-annotating",
-        json={"task": task["id"], "context": {"result": [box]}},
-    )
-    regions = (r.get("data") or {}).get("result", []) if isinstance(r, dict) else []
-    mask = _region_mask(regions[0]) if regions else np.zeros((h, w), bool)
+    _, mask = _ask_interactive(ls, ml_id, task["id"], box, (h, w))
     inside = mask[y0:y1, x0:x1].sum() / max(int(mask.sum()), 1)
     hops.append(Hop("interactive box: mask >= 90 % inside the box", True, bool(inside >= 0.9)))
     return hops

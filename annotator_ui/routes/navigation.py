@@ -6,11 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from annotator_ui.deps import CurrentUser, SessionDep, SettingsDep
-from annotator_ui.routes.tasks import STAGE_ROLES, _task, check_draft
+from annotator_ui.routes.tasks import _task, check_draft, check_stage_access
 from annotator_ui.schemas import HeartbeatIn, NextIn, TaskOut
 from db import navigation
-from db.errors import PermissionDenied
-from db.projects import get_project
 
 router = APIRouter(tags=["tasks"])
 
@@ -33,12 +31,7 @@ def previous(
 ) -> TaskOut:
     """Reopen the image I submitted or skipped last in this project (404 when there is
     none, 409 with the reason when it can't be reopened); my current image is given back."""
-    if user.role not in STAGE_ROLES[body.stage]:
-        raise PermissionDenied(
-            f"role {user.role!r} may not work in stage {body.stage!r}; needs one of: "
-            + ", ".join(STAGE_ROLES[body.stage])
-        )
-    get_project(session, project_id=body.project_id)
+    check_stage_access(session, user=user, project_id=body.project_id, stage=body.stage)
     lease = navigation.previous_lease(
         session,
         user_id=user.id,

@@ -120,6 +120,17 @@ def ensure_can_write(
     )
 
 
+def check_stage_access(session: Session, *, user: User, project_id: int, stage: str) -> None:
+    """Raise PermissionDenied (403) when ``user``'s role may not work in ``stage``, then
+    NotFound (404) when the project does not exist; checked before any lease is taken."""
+    if user.role not in STAGE_ROLES[stage]:
+        raise PermissionDenied(
+            f"role {user.role!r} may not work in stage {stage!r}; needs one of: "
+            + ", ".join(STAGE_ROLES[stage])
+        )
+    get_project(session, project_id=project_id)
+
+
 def commit_then_raise(session: Session, err: Exception) -> None:
     """Keep what the failing call stored (a draft), then answer with ``err``."""
     session.commit()
@@ -178,12 +189,7 @@ def next_task(
     user: CurrentUser,
 ) -> TaskOut:
     """My live lease in this project and stage, or a new one on a free image (404 when none)."""
-    if user.role not in STAGE_ROLES[body.stage]:
-        raise PermissionDenied(
-            f"role {user.role!r} may not work in stage {body.stage!r}; needs one of: "
-            + ", ".join(STAGE_ROLES[body.stage])
-        )
-    get_project(session, project_id=body.project_id)
+    check_stage_access(session, user=user, project_id=body.project_id, stage=body.stage)
     lease = leases.next_lease(
         session,
         user_id=user.id,

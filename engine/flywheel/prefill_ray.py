@@ -400,6 +400,52 @@ def _model_stage_args(opts: RayOptions) -> dict[str, Any]:
     return args
 
 
+def _page_items(
+    factory: sessionmaker[Session],
+    *,
+    project_id: int,
+    model_version_id: int | None,
+    page_size: int,
+) -> list[dict[str, int]]:
+    """``page_bounds`` as the ``{"lo": first id, "hi": last id}`` items the pipeline reads."""
+    return [
+        {"lo": lo, "hi": hi}
+        for lo, hi in page_bounds(
+            factory, project_id=project_id, model_version_id=model_version_id, page_size=page_size
+        )
+    ]
+
+
+def _decoded(
+    ray: Any,
+    pages: list[dict[str, int]],
+    *,
+    db_url: str,
+    project_id: int,
+    mv_id: int | None,
+    batch_size: int,
+    decode_kwargs: dict[str, Any],
+) -> Any:
+    """The first two stages of both pipelines: each page's rows read from the database
+    (``_read_page``), then decoded in batches of ``batch_size`` (``_decode(**decode_kwargs)``).
+    Returns the Ray Dataset, ready for the model stage."""
+    return (
+        ray.data.from_items(pages)
+        .flat_map(
+            _read_page,
+            fn_kwargs={"db_url": db_url, "project_id": project_id, "mv_id": mv_id},
+            num_cpus=DB_STAGE_CPUS,
+        )
+        .map_batches(
+            _decode,
+            batch_size=batch_size,
+            batch_format="numpy",
+            fn_kwargs=decode_kwargs,
+            num_cpus=DECODE_CPUS,
+        )
+    )
+
+
 def _prepare(
     factory: sessionmaker[Session], *, project_id: int, model_version_id: int, retry_failed: bool
 ) -> tuple[ModelVersion, int | None]:
@@ -469,12 +515,9 @@ def prefill_project_ray(
             pending = s.scalar(
                 select(func.count()).select_from(_pending(project_id, mv.id).subquery())
             )
-        pages = [
-            {"lo": lo, "hi": hi}
-            for lo, hi in page_bounds(
-                factory, project_id=project_id, model_version_id=mv.id, page_size=opts.page_size
-            )
-        ]
+        pages = _page_items(
+            factory, project_id=project_id, model_version_id=mv.id, page_size=opts.page_size
+        )
     finally:
         factory.kw["bind"].dispose()
     summary = PrefillSummary(
@@ -485,18 +528,14 @@ def prefill_project_ray(
     if not pages:
         return summary
     ds = (
-        ray.data.from_items(pages)
-        .flat_map(
-            _read_page,
-            fn_kwargs={"db_url": db_url, "project_id": project_id, "mv_id": mv.id},
-            num_cpus=DB_STAGE_CPUS,
-        )
-        .map_batches(
-            _decode,
+        _decoded(
+            ray,
+            pages,
+            db_url=db_url,
+            project_id=project_id,
+            mv_id=mv.id,
             batch_size=opts.batch_size,
-            batch_format="numpy",
-            fn_kwargs={"max_pixels": max_pixels},
-            num_cpus=DECODE_CPUS,
+            decode_kwargs={"max_pixels": max_pixels},
         )
         .map_batches(
             _ModelStage,
@@ -602,12 +641,9 @@ def embed_project_ray(
                     Image.sha256.is_not(None),
                 )
             )
-        pages = [
-            {"lo": lo, "hi": hi}
-            for lo, hi in page_bounds(
-                factory, project_id=project_id, model_version_id=None, page_size=opts.page_size
-            )
-        ]
+        pages = _page_items(
+            factory, project_id=project_id, model_version_id=None, page_size=opts.page_size
+        )
     finally:
         factory.kw["bind"].dispose()
     counts = {"embedded": 0, "cached": 0, "failed": 0}
@@ -615,27 +651,20 @@ def embed_project_ray(
         on_total(int(total or 0))
     if not pages:
         return counts
-    ds = (
-        ray.data.from_items(pages)
-        .flat_map(
-            _read_page,
-            fn_kwargs={"db_url": db_url, "project_id": project_id, "mv_id": None},
-            num_cpus=DB_STAGE_CPUS,
-        )
-        .map_batches(
-            _decode,
-            batch_size=opts.batch_size,
-            batch_format="numpy",
-            fn_kwargs={"max_pixels": max_pixels, "cache_dir": cache_dir, "model_key": model_key},
-            num_cpus=DECODE_CPUS,
-        )
-        .map_batches(
-            _EmbedStage,
-            batch_size=opts.batch_size,
-            batch_format="numpy",
-            fn_constructor_args=(build,),
-            **_model_stage_args(opts),
-        )
+    ds = _decoded(
+        ray,
+        pages,
+        db_url=db_url,
+        project_id=project_id,
+        mv_id=None,
+        batch_size=opts.batch_size,
+        decode_kwargs={"max_pixels": max_pixels, "cache_dir": cache_dir, "model_key": model_key},
+    ).map_batches(
+        _EmbedStage,
+        batch_size=opts.batch_size,
+        batch_format="numpy",
+        fn_constructor_args=(build,),
+        **_model_stage_args(opts),
     )
     for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for i, image_id in enumerate(out["image_id"]):

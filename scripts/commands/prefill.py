@@ -7,7 +7,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,6 +31,35 @@ if TYPE_CHECKING:
     from engine.flywheel.prefill import ConfidentRule, PrefillSummary
     from engine.flywheel.prefill_ray import RayOptions
     from engine.settings import Settings
+
+
+# The --ray options of `prefill` and `embed` (defaults: False, None, 1, 0.0, 4).
+RayFlag = Annotated[
+    bool, typer.Option("--ray", help="Run on a Ray cluster (Ray Data; needs the `ray` extra).")
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: DATAENGINE_RAY_ADDRESS, "
+        "else a local cluster on this machine).",
+    ),
+]
+RayActors = Annotated[
+    int, typer.Option("--actors", help="With --ray: model actors (one model each).")
+]
+RayGpusPerActor = Annotated[
+    float,
+    typer.Option(
+        "--gpus-per-actor", help="With --ray: GPUs each actor reserves (0: CPU; 0.5 shares)."
+    ),
+]
+RayBatchSize = Annotated[
+    int,
+    typer.Option(
+        "--batch-size", help="With --ray: images per model call (the SAM encoder's batch)."
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -377,22 +406,11 @@ def prefill_command(
         help="Write each embedding to the cache (default: DATAENGINE_PREFILL_CACHE_EMBEDDINGS, "
         "off).",
     ),
-    use_ray: bool = typer.Option(
-        False, "--ray", help="Run on a Ray cluster (Ray Data; needs the `ray` extra)."
-    ),
-    address: str | None = typer.Option(
-        None,
-        "--address",
-        help="Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: DATAENGINE_RAY_ADDRESS, "
-        "else a local cluster on this machine).",
-    ),
-    actors: int = typer.Option(1, "--actors", help="With --ray: model actors (one model each)."),
-    gpus_per_actor: float = typer.Option(
-        0.0, "--gpus-per-actor", help="With --ray: GPUs each actor reserves (0: CPU; 0.5 shares)."
-    ),
-    batch_size: int = typer.Option(
-        4, "--batch-size", help="With --ray: images per model call (the SAM encoder's batch)."
-    ),
+    use_ray: RayFlag = False,
+    address: RayAddress = None,
+    actors: RayActors = 1,
+    gpus_per_actor: RayGpusPerActor = 0.0,
+    batch_size: RayBatchSize = 4,
     as_json: JsonFlag = False,
 ) -> None:
     """Store every automatic proposal as a mask and mark the confident ones.
@@ -456,22 +474,11 @@ def embed_command(
     sha256: str | None = typer.Option(None, help="Expected sha256 of the checkpoint."),
     device: str | None = typer.Option(None, help="torch device for sam (default: settings)."),
     limit: int | None = typer.Option(None, help="Embed at most this many images."),
-    use_ray: bool = typer.Option(
-        False, "--ray", help="Run on a Ray cluster (Ray Data; needs the `ray` extra)."
-    ),
-    address: str | None = typer.Option(
-        None,
-        "--address",
-        help="Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: DATAENGINE_RAY_ADDRESS, "
-        "else a local cluster on this machine).",
-    ),
-    actors: int = typer.Option(1, "--actors", help="With --ray: model actors (one model each)."),
-    gpus_per_actor: float = typer.Option(
-        0.0, "--gpus-per-actor", help="With --ray: GPUs each actor reserves (0: CPU; 0.5 shares)."
-    ),
-    batch_size: int = typer.Option(
-        4, "--batch-size", help="With --ray: images per model call (the SAM encoder's batch)."
-    ),
+    use_ray: RayFlag = False,
+    address: RayAddress = None,
+    actors: RayActors = 1,
+    gpus_per_actor: RayGpusPerActor = 0.0,
+    batch_size: RayBatchSize = 4,
     as_json: JsonFlag = False,
 ) -> None:
     """Precompute the embeddings of a project's images into the cache

@@ -31,8 +31,8 @@ from typing import IO, Any
 from sqlalchemy.orm import Session
 
 from db.models import Image, Mask, Project
-from engine.interop.exporters.atomic import file_sha256, write_json
-from engine.interop.exporters.images import ProgressFn, copier_for
+from engine.interop.exporters.atomic import file_sha256
+from engine.interop.exporters.images import ProgressFn, copier_for, write_manifest
 from engine.interop.exporters.selection import Survey, pages, score, source_coco_id, survey
 
 UNLABELED = "unlabeled"
@@ -194,19 +194,14 @@ def export_coco(
         "categories": len(cats),
     }
     files = {"annotations.json": file_sha256(out / "annotations.json")}
-    if copier is not None:
-        counts |= copier.counts()
-        files |= {f"{IMAGES_DIR}/{k}": v for k, v in copier.files.items()}
-    write_json(
-        out / "manifest.json",
-        {
-            "format": "coco",
-            "project": project.name,
-            "stage": stage,
-            "options": dict(options),
-            "counts": counts,
-            "files": files,
-            "images_not_copied": copier.skipped if copier is not None else [],
-        },
+    return write_manifest(
+        out,
+        fmt="coco",
+        project_name=project.name,
+        stage=stage,
+        options=options,
+        counts=counts,
+        files=files,
+        copier=copier,
+        subdir=IMAGES_DIR,
     )
-    return counts

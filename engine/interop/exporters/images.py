@@ -17,7 +17,7 @@ from typing import Any
 
 from db.models import Image
 from engine.imageio import uri_to_path
-from engine.interop.exporters.atomic import file_sha256
+from engine.interop.exporters.atomic import file_sha256, write_json
 
 ProgressFn = Callable[[int, int], None]  # (images done, images in the export)
 
@@ -71,3 +71,39 @@ class ImageCopier:
 def copier_for(out: Path, options: dict[str, Any], subdir: str) -> ImageCopier | None:
     """An :class:`ImageCopier` into ``out/subdir`` when ``options["copy_images"]``, else None."""
     return ImageCopier(out / subdir) if options.get("copy_images") else None
+
+
+def write_manifest(
+    out: Path,
+    *,
+    fmt: str,
+    project_name: str,
+    stage: str,
+    options: dict[str, Any],
+    counts: dict[str, Any],
+    files: dict[str, str],
+    copier: ImageCopier | None,
+    subdir: str,
+) -> dict[str, Any]:
+    """Write ``out/manifest.json`` for a finished export and return its counts.
+
+    ``counts`` (updated in place) and ``files`` (name relative to ``out`` -> sha256)
+    gain the copier's figures and files, the latter under ``subdir``, when images
+    were copied; ``images_not_copied`` lists the copier's skip reasons (else empty).
+    """
+    if copier is not None:
+        counts |= copier.counts()
+        files |= {f"{subdir}/{k}": v for k, v in copier.files.items()}
+    write_json(
+        out / "manifest.json",
+        {
+            "format": fmt,
+            "project": project_name,
+            "stage": stage,
+            "options": dict(options),
+            "counts": counts,
+            "files": files,
+            "images_not_copied": copier.skipped if copier is not None else [],
+        },
+    )
+    return counts

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from db.models import Mask, Project
 from engine.imageio import uri_to_path
 from engine.interop.exporters.atomic import file_sha256, write_json
-from engine.interop.exporters.images import ProgressFn, copier_for
+from engine.interop.exporters.images import ProgressFn, copier_for, write_manifest
 from engine.interop.exporters.selection import pages, score, survey
 from engine.masks import decode_rle
 
@@ -158,19 +158,14 @@ def export_labelme(
         "polygon_shapes": n_polygons,
         "mask_shapes": n_mask_shapes,
     }
-    if copier is not None:
-        counts |= copier.counts()
-        files |= {f"{FOLDER}/{k}": v for k, v in copier.files.items()}
-    write_json(
-        out / "manifest.json",
-        {
-            "format": "labelme",
-            "project": project.name,
-            "stage": stage,
-            "options": dict(options),
-            "counts": counts,
-            "files": files,
-            "images_not_copied": copier.skipped if copier is not None else [],
-        },
+    return write_manifest(
+        out,
+        fmt="labelme",
+        project_name=project.name,
+        stage=stage,
+        options=options,
+        counts=counts,
+        files=files,
+        copier=copier,
+        subdir=FOLDER,
     )
-    return counts

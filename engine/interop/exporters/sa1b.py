@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Mask, Project
 from engine.interop.exporters.atomic import file_sha256, write_json
-from engine.interop.exporters.images import ProgressFn, copier_for
+from engine.interop.exporters.images import ProgressFn, copier_for, write_manifest
 from engine.interop.exporters.selection import pages, survey
 
 FOLDER = "sa1b"
@@ -91,19 +91,14 @@ def export_sa1b(
             if progress is not None:
                 progress(n_images, plan.images)
     counts: dict[str, Any] = {"images": n_images, "annotations": n_masks}
-    if copier is not None:
-        counts |= copier.counts()
-        files |= {f"{FOLDER}/{k}": v for k, v in copier.files.items()}
-    write_json(
-        out / "manifest.json",
-        {
-            "format": "sa1b",
-            "project": project.name,
-            "stage": stage,
-            "options": dict(options),
-            "counts": counts,
-            "files": files,
-            "images_not_copied": copier.skipped if copier is not None else [],
-        },
+    return write_manifest(
+        out,
+        fmt="sa1b",
+        project_name=project.name,
+        stage=stage,
+        options=options,
+        counts=counts,
+        files=files,
+        copier=copier,
+        subdir=FOLDER,
     )
-    return counts
