@@ -15,28 +15,35 @@
 // transform, so outlines stay one screen pixel wide at every zoom.
 
 // Column runs of a COCO RLE (counts as numbers) inside its bbox -> {colStart, runs}.
+// Two passes over the counts (count the runs per column, then fill), typed arrays only.
 function runsFromCounts(cnts, H, x0, w) {
-  const perCol = Array.from({ length: w }, () => []);
-  let p = 0;
-  for (let i = 0; i < cnts.length; i++) {
-    let n = cnts[i];
-    if (i % 2 === 1) {
+  const perCol = new Int32Array(w + 1), lastEnd = new Int32Array(w).fill(-1);
+  const visit = (fill) => {
+    let p = 0;
+    for (let i = 0; i < cnts.length; i++) {
+      let n = cnts[i];
+      if (i % 2 === 0) { p += n; continue; }
       while (n > 0) { // a run may wrap from the bottom of one column to the top of the next
-        const x = Math.floor(p / H), y = p % H;
+        const x = Math.floor(p / H), y = p - x * H;
         const run = Math.min(n, H - y);
         const cx = x - x0;
-        if (cx >= 0 && cx < w) {
-          const col = perCol[cx];
-          if (col.length && col[col.length - 1] === y) col[col.length - 1] = y + run; // touching
-          else col.push(y, y + run);
-        }
+        if (cx >= 0 && cx < w) fill(cx, y, y + run);
         p += run; n -= run;
       }
-    } else {
-      p += n;
     }
-  }
-  return packColumns(perCol);
+  };
+  visit((cx, y0, y1) => { if (lastEnd[cx] !== y0) perCol[cx]++; lastEnd[cx] = y1; });
+  const colStart = new Int32Array(w + 1);
+  for (let i = 0; i < w; i++) colStart[i + 1] = colStart[i] + perCol[i];
+  const runs = new Int32Array(2 * colStart[w]);
+  const at = colStart.slice(0, w);
+  lastEnd.fill(-1);
+  visit((cx, y0, y1) => {
+    if (lastEnd[cx] === y0) runs[2 * at[cx] - 1] = y1; // touching the previous run: extend it
+    else { runs[2 * at[cx]] = y0; runs[2 * at[cx] + 1] = y1; at[cx]++; }
+    lastEnd[cx] = y1;
+  });
+  return { colStart, runs };
 }
 
 function packColumns(perCol) {
@@ -50,71 +57,111 @@ function packColumns(perCol) {
   return { colStart, runs };
 }
 
+// Vertices of the boundary -> the (2, or 4 where two loops touch) edges meeting there:
+// open addressing on (x, y) in typed arrays (a Map of numbers costs ten times more).
+class VertexTable {
+  constructor(nVertices) {
+    let size = 16;
+    while (size < 2 * nVertices) size *= 2;
+    this.mask = size - 1;
+    this.kx = new Int32Array(size).fill(-1);
+    this.ky = new Int32Array(size);
+    this.edges = new Int32Array(4 * size).fill(-1);
+  }
+
+  slot(x, y) { // the slot of vertex (x, y), claimed if new
+    let h = (Math.imul(x, 0x9e3779b1) ^ Math.imul(y, 0x85ebca77)) & this.mask;
+    for (;;) {
+      const kx = this.kx[h];
+      if (kx === -1) { this.kx[h] = x; this.ky[h] = y; return h; }
+      if (kx === x && this.ky[h] === y) return h;
+      h = (h + 1) & this.mask;
+    }
+  }
+
+  add(x, y, e) {
+    const o = 4 * this.slot(x, y), E = this.edges;
+    if (E[o] < 0) E[o] = e; else if (E[o + 1] < 0) E[o + 1] = e; else if (E[o + 2] < 0) E[o + 2] = e; else E[o + 3] = e;
+  }
+
+  // an edge at (x, y) not used yet, or -1
+  free(x, y, used) {
+    const o = 4 * this.slot(x, y), E = this.edges;
+    for (let k = o; k < o + 4; k++) if (E[k] >= 0 && !used[E[k]]) return E[k];
+    return -1;
+  }
+}
+
 // The boundary's edges: a horizontal unit edge at each run's top and bottom in each column,
 // and vertical edges where neighbouring columns differ (symmetric difference of their run
 // end points, which splits them wherever a horizontal edge meets them). Then chained into
 // closed loops; at a vertex where two loops touch (a checkerboard corner) either pairing
 // is right for the even-odd fill.
 function loopsOf(x0, w, colStart, runs) {
-  const ex = []; // edges: xa, ya, xb, yb
+  const nRuns = runs.length / 2;
+  const ex = new Int32Array(4 * (4 * nRuns + 1)); // <= 2 horizontal + 2 vertical edges per run
+  let n = 0;
+  const edge = (xa, ya, xb, yb) => { const o = 4 * n++; ex[o] = xa; ex[o + 1] = ya; ex[o + 2] = xb; ex[o + 3] = yb; };
   for (let i = 0; i <= w; i++) {
+    const x = x0 + i;
     if (i < w) {
       for (let r = colStart[i]; r < colStart[i + 1]; r++) {
-        ex.push(x0 + i, runs[2 * r], x0 + i + 1, runs[2 * r]);
-        ex.push(x0 + i, runs[2 * r + 1], x0 + i + 1, runs[2 * r + 1]);
+        edge(x, runs[2 * r], x + 1, runs[2 * r]);
+        edge(x, runs[2 * r + 1], x + 1, runs[2 * r + 1]);
       }
     }
-    const pts = [];
-    if (i > 0) for (let r = colStart[i - 1]; r < colStart[i]; r++) pts.push(runs[2 * r], runs[2 * r + 1]);
-    if (i < w) for (let r = colStart[i]; r < colStart[i + 1]; r++) pts.push(runs[2 * r], runs[2 * r + 1]);
-    if (!pts.length) continue;
-    pts.sort((a, b) => a - b);
-    const ys = [];
-    for (let k = 0; k < pts.length; k++) { // equal toggle points cancel
-      if (k + 1 < pts.length && pts[k] === pts[k + 1]) { k++; continue; }
-      ys.push(pts[k]);
+    // merge the two columns' sorted end points; equal ones cancel (symmetric difference)
+    let a = i > 0 ? 2 * colStart[i - 1] : 0;
+    const aEnd = i > 0 ? 2 * colStart[i] : 0;
+    let b = i < w ? 2 * colStart[i] : 0;
+    const bEnd = i < w ? 2 * colStart[i + 1] : 0;
+    let open = -1;
+    while (a < aEnd || b < bEnd) {
+      let y;
+      if (b >= bEnd || (a < aEnd && runs[a] < runs[b])) y = runs[a++];
+      else if (a >= aEnd || runs[b] < runs[a]) y = runs[b++];
+      else { a++; b++; continue; }
+      if (open < 0) open = y; else { edge(x, open, x, y); open = -1; }
     }
-    for (let k = 0; k + 1 < ys.length; k += 2) ex.push(x0 + i, ys[k], x0 + i, ys[k + 1]);
   }
-  const n = ex.length / 4;
-  const key = (x, y) => x * 131072 + y;
-  const at = new Map(); // vertex -> edge indices touching it
-  const add = (k, e) => { const l = at.get(k); if (l === undefined) at.set(k, e); else if (typeof l === "number") at.set(k, [l, e]); else l.push(e); };
-  for (let e = 0; e < n; e++) { // one number per vertex (degree 2 mostly), a list at touching corners
-    add(key(ex[4 * e], ex[4 * e + 1]), e);
-    add(key(ex[4 * e + 2], ex[4 * e + 3]), e);
+  const table = new VertexTable(2 * n);
+  for (let e = 0; e < n; e++) {
+    table.add(ex[4 * e], ex[4 * e + 1], e);
+    table.add(ex[4 * e + 2], ex[4 * e + 3], e);
   }
   const used = new Uint8Array(n);
-  const out = [], starts = [0];
+  const pts = new Int32Array(2 * (n + 1));
+  const out = new Int32Array(2 * n);
+  const starts = [0];
+  let nOut = 0;
   for (let e0 = 0; e0 < n; e0++) {
     if (used[e0]) continue;
-    const pts = [ex[4 * e0], ex[4 * e0 + 1]];
+    pts[0] = ex[4 * e0]; pts[1] = ex[4 * e0 + 1];
+    let np = 1;
     let cx = ex[4 * e0 + 2], cy = ex[4 * e0 + 3];
     used[e0] = 1;
     for (;;) {
-      const list = at.get(key(cx, cy));
-      let next = -1;
-      if (typeof list === "number") { if (!used[list]) next = list; } else for (const e of list) if (!used[e]) { next = e; break; }
-      pts.push(cx, cy);
+      const next = table.free(cx, cy, used);
+      pts[2 * np] = cx; pts[2 * np + 1] = cy; np++;
       if (next < 0) break; // back at the start
       used[next] = 1;
-      const fwd = ex[4 * next] === cx && ex[4 * next + 1] === cy;
-      cx = fwd ? ex[4 * next + 2] : ex[4 * next]; cy = fwd ? ex[4 * next + 3] : ex[4 * next + 1];
+      const o = 4 * next;
+      const fwd = ex[o] === cx && ex[o + 1] === cy;
+      cx = fwd ? ex[o + 2] : ex[o]; cy = fwd ? ex[o + 3] : ex[o + 1];
     }
     // keep corners only: drop a vertex on the line through its neighbours
-    const m = pts.length / 2 - 1; // last point repeats the first
-    const keep = [];
+    const m = np - 1; // last point repeats the first
+    const from = nOut;
     for (let k = 0; k < m; k++) {
       const p = (k + m - 1) % m, q = (k + 1) % m;
       const ax = pts[2 * k] - pts[2 * p], ay = pts[2 * k + 1] - pts[2 * p + 1];
       const bx = pts[2 * q] - pts[2 * k], by = pts[2 * q + 1] - pts[2 * k + 1];
-      if (ax * by - ay * bx !== 0) keep.push(pts[2 * k], pts[2 * k + 1]);
+      if (ax * by - ay * bx !== 0) { out[2 * nOut] = pts[2 * k]; out[2 * nOut + 1] = pts[2 * k + 1]; nOut++; }
     }
-    if (keep.length < 6) continue;
-    for (const v of keep) out.push(v);
-    starts.push(out.length / 2);
+    if (nOut - from < 3) { nOut = from; continue; }
+    starts.push(nOut);
   }
-  return { loops: Int32Array.from(out), loopStart: Int32Array.from(starts) };
+  return { loops: out.slice(0, 2 * nOut), loopStart: Int32Array.from(starts) };
 }
 
 function finish(x0, y0, w, h, colStart, runs) {
