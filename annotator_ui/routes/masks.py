@@ -469,25 +469,31 @@ def decode(
             mask_input = seg.mask_to_input(prior_mask, emb)
         elif mask_input is None and prior_mask is not None and seg.name == "classical":
             mask_input = np.where(prior_mask, 1.0, -1.0).astype(np.float32)  # HW map accepted
-        res = seg.decode(emb, points, labels, box, mask_input)
+        mask = None
+        if body.format != "png" and hasattr(seg, "decode_rle"):  # no photo-size array
+            rle, score, logits = seg.decode_rle(emb, points, labels, box, mask_input)
+        else:
+            res = seg.decode(emb, points, labels, box, mask_input)
+            rle, score, logits, mask = None, res.score, res.logits, np.asarray(res.mask, bool)
     except PromptError as err:
         raise InvalidInput(f"bad prompt: {err}") from err
     t2 = time.perf_counter()
-    key = store.put(user.id, image_id, res.logits) if res.logits is not None else None
-    mask = np.asarray(res.mask, dtype=bool)
-    if body.format == "png":
-        from PIL import Image as PILImage
+    key = store.put(user.id, image_id, logits) if logits is not None else None
+    if mask is not None:
+        if body.format == "png":
+            from PIL import Image as PILImage
 
-        buf = io.BytesIO()
-        PILImage.fromarray(mask.astype(np.uint8) * 255).convert("1").save(buf, format="PNG")
-        headers = {"X-Score": f"{float(res.score):.6f}"}
-        if key:
-            headers["X-Mask-Input-Id"] = key
-        return Response(buf.getvalue(), media_type="image/png", headers=headers)
-    rle = encode_rle(mask)  # area and box from the RLE: far cheaper than scanning pixels
+            buf = io.BytesIO()
+            PILImage.fromarray(mask.astype(np.uint8) * 255).convert("1").save(buf, format="PNG")
+            headers = {"X-Score": f"{float(score):.6f}"}
+            if key:
+                headers["X-Mask-Input-Id"] = key
+            return Response(buf.getvalue(), media_type="image/png", headers=headers)
+        rle = encode_rle(mask)
+    # area and box from the RLE: far cheaper than scanning pixels
     return DecodeOut(
         rle=rle,
-        score=float(res.score),
+        score=float(score),
         area=rle_area(rle),
         bbox=rle_bbox(rle),
         mask_input_id=key,

@@ -36,8 +36,9 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from engine.masks import mask_bbox
+from engine.masks import RLE, mask_bbox
 from engine.segment.classical.features import FEATURE_PARAMS, build_features, region_hierarchy
+from engine.segment.classical.upscale import upscaled_mask, upscaled_rle
 from engine.segment.protocol import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
 
 SOLVER_PARAMS: dict[str, Any] = {
@@ -104,22 +105,41 @@ class ClassicalSegmenter:
         Returns mask HW bool at original resolution, score in [0, 1] (mean label
         certainty) and logits (n,) float32 signed margins (> 0 object).
         """
+        lab, score, logits = self._labels(embedding, points, labels, box, mask_input)
+        return DecodeResult(
+            upscaled_mask(lab[embedding.features["sp"]], embedding.image_size), score, logits
+        )
+
+    def decode_rle(
+        self,
+        embedding: Embedding,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+    ) -> tuple[RLE, float, np.ndarray]:
+        """``decode`` with the mask as COCO RLE (``counts`` str, original resolution), made
+        without the full-resolution array (``upscaled_rle``: the same RLE, ~60x cheaper at
+        4000 px). Returns (rle, score, logits)."""
+        lab, score, logits = self._labels(embedding, points, labels, box, mask_input)
+        return upscaled_rle(lab[embedding.features["sp"]], embedding.image_size), score, logits
+
+    def _labels(self, embedding, points, labels, box, mask_input):
+        """Prompt -> (object bool (n,) per superpixel, score, logits (n,) float32)."""
         points, labels, box = validate_prompt(embedding.image_size, points, labels, box)
         f = embedding.features
         pos, neg = self._click_nodes(f, embedding.image_size, points, labels)
         inbox = self._box_nodes(f, embedding.image_size, box)
         prev = self._prior(f, mask_input)
+        n = len(f["area"])
         if len(pos) == 0 and inbox is None:  # only negative clicks: nothing is object
-            n = len(f["area"])
-            return DecodeResult(
-                self._to_full(f, np.zeros(n, bool), embedding), 0.0, np.full(n, -1.0, np.float32)
-            )
+            return np.zeros(n, bool), 0.0, np.full(n, -1.0, np.float32)
         geo = self._geodesic(f, pos, neg, inbox)
         lab, margin = self._solve(f, pos, neg, inbox, prev, geo, 1.0)
         certainty = np.abs(np.tanh(margin))
         score = float(np.average(certainty, weights=f["area"]))
         logits = np.where(lab, np.abs(margin) + 1e-3, -np.abs(margin) - 1e-3).astype(np.float32)
-        return DecodeResult(self._to_full(f, lab, embedding), score, logits)
+        return lab, score, logits
 
     # ---------------------------------------------------------------- propose
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
@@ -193,7 +213,7 @@ class ClassicalSegmenter:
                 found[dup] = (lab, pred, stability)
         out = []
         for lab, pred, stability in found:
-            mask = self._to_full(f, lab, emb)
+            mask = upscaled_mask(lab[f["sp"]], emb.image_size)
             idx = np.flatnonzero(lab)
             inner = idx[np.argmax(self._depth(f, lab)[idx])]
             point = [float(f["cx"][inner] + 0.5) / sx, float(f["cy"][inner] + 0.5) / sy]
@@ -385,14 +405,3 @@ class ClassicalSegmenter:
                 _, comp = connected_components(adj, directed=False)
                 lab &= np.isin(comp, comp[pos])
         return lab, margin
-
-    @staticmethod
-    def _to_full(f: dict, lab: np.ndarray, emb: Embedding) -> np.ndarray:
-        """Per-superpixel labels -> HW bool mask at the original resolution."""
-        small = lab[f["sp"]]
-        h, w = emb.image_size
-        if small.shape == (h, w):
-            return small
-        return cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(
-            bool
-        )
