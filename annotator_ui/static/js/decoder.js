@@ -1,6 +1,7 @@
 // A small pool of module workers (rle_worker.js) turning mask RLEs into geometry
 // (geometry.js) off the main thread, so a 4000 px photo with dozens of masks opens
 // without freezing the page. Falls back to the main thread where workers are unavailable.
+// One pool serves the page (sharedDecoder): the next image reuses the started workers.
 
 import { geoFromCounts } from "./geometry.js";
 import { countsFromString } from "./rle.js";
@@ -91,4 +92,13 @@ export class MaskDecoder {
     for (const w of this.workers) w.terminate();
     this.workers = [];
   }
+}
+
+let shared = null;
+
+// The page's pool, started on first use and kept across images (a worker's start-up, its
+// module fetch and compile, is then paid once per page, not once per image).
+export function sharedDecoder() {
+  if (!shared) shared = new MaskDecoder();
+  return shared;
 }

@@ -11,7 +11,7 @@
 // de:commit-start, de:commit.
 
 import { api, uuid4 } from "./api.js";
-import { MaskDecoder } from "./decoder.js";
+import { sharedDecoder } from "./decoder.js";
 import { K } from "./events.js";
 import { cropFromGeo, geoArea, geoFromCounts, geoFromCrop, geoHas } from "./geometry.js";
 import { Labels } from "./labels.js";
@@ -112,7 +112,7 @@ export class Review {
     this.lastActivity = performance.now();
     this.view = null;
     this.viewport = new Viewport();
-    this.decoder = new MaskDecoder();
+    this.decoder = sharedDecoder(); // kept for the next image
     this.render();
   }
 
@@ -205,7 +205,6 @@ export class Review {
     window.removeEventListener("mouseup", this.onMouseUp);
     clearInterval(this.hbTimer);
     clearInterval(this.tickTimer);
-    this.decoder.destroy();
   }
 
   msg(text) { this.$("#msg").textContent = text || ""; }
