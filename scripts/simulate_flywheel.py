@@ -71,7 +71,7 @@ from engine.flywheel import events as ek
 from engine.flywheel.calibration_project import calibrate_project
 from engine.flywheel.clicker import next_click
 from engine.flywheel.effort import derive_effort
-from engine.flywheel.metrics import per_image_table, project_metrics
+from engine.flywheel.metrics_project import per_image_table, project_metrics
 from engine.flywheel.power import power_analysis
 from engine.flywheel.prefill import ConfidentRule, ensure_model_version, prefill_project
 from engine.flywheel.report import render_html
