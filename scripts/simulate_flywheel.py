@@ -73,7 +73,9 @@ from engine.flywheel.clicker import next_click
 from engine.flywheel.effort import derive_effort
 from engine.flywheel.metrics_project import per_image_table, project_metrics
 from engine.flywheel.power import power_analysis
-from engine.flywheel.prefill import ConfidentRule, ensure_model_version, prefill_project
+from engine.flywheel.confident_rule import ConfidentRule
+from engine.flywheel.prefill import prefill_project
+from engine.flywheel.prefill_model import ensure_model_version
 from engine.flywheel.report import render_html
 from engine.flywheel.synthetic import ProposalSpec, SyntheticProposer
 from engine.imageio import load_rgb, open_image

@@ -51,8 +51,11 @@ from db.errors import InvalidInput, NotFound
 from db.models import Image, Mask, ModelVersion, Prefill, Project
 from db.rounds import current_round, ensure_first_round
 from db.session import make_engine, make_session_factory, transaction
-from engine.flywheel.prefill import ConfidentRule, PrefillSummary, _check_calibration, _mask_rows
-from engine.flywheel.prefill import score as score_proposals
+from engine.flywheel.confident_rule import ConfidentRule
+from engine.flywheel.confident_rule import score as score_proposals
+from engine.flywheel.prefill import PrefillSummary
+from engine.flywheel.prefill_model import check_calibration
+from engine.flywheel.prefill_rows import mask_rows
 from engine.imageio import DEFAULT_MAX_PIXELS, load_rgb
 from engine.segment.protocol import Embedding, Segmenter
 
@@ -282,7 +285,7 @@ class _ModelStage:
                 confident, calibrated = score_proposals(
                     proposals, size, self.rule, self.calibration
                 )
-                rows = _mask_rows(
+                rows = mask_rows(
                     proposals,
                     confident,
                     calibrated,
@@ -463,7 +466,7 @@ def _prepare(
             first = ensure_first_round(s, project_id=project_id, model_version_id=mv.id)
             round_id = first.id if first is not None else None
         if mv.calibration:
-            _check_calibration(mv.calibration, mv.id)
+            check_calibration(mv.calibration, mv.id)
         if retry_failed:
             s.execute(
                 delete(Prefill).where(

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from db.models import ModelVersion
-    from engine.flywheel.prefill import ConfidentRule, PrefillSummary
+    from engine.flywheel.confident_rule import ConfidentRule
+    from engine.flywheel.prefill import PrefillSummary
     from engine.flywheel.prefill_ray import RayOptions
     from engine.settings import Settings
 
@@ -256,7 +257,8 @@ def _run_prefill(
     from db.projects import get_project
     from db.rounds import current_round, ensure_first_round
     from db.session import transaction
-    from engine.flywheel.prefill import Claims, ensure_model_version, prefill_project
+    from engine.flywheel.prefill import Claims, prefill_project
+    from engine.flywheel.prefill_model import ensure_model_version
 
     with domain_errors():
         with transaction(factory) as s:
@@ -417,7 +419,7 @@ def prefill_command(
 
     Resumable and idempotent per (image, model version): rerun after an interruption and only the remaining images are processed. Unreadable images are recorded as failed and never stop the batch. Images are claimed a few at a time (DATAENGINE_CLAIM_BATCH), so several `prefill`/`worker` processes share a project; a killed run's claims expire after DATAENGINE_CLAIM_SECONDS. --ray runs the same on a Ray cluster (docs/prefill.md).
     """
-    from engine.flywheel.prefill import ConfidentRule
+    from engine.flywheel.confident_rule import ConfidentRule
     from engine.settings import Settings
 
     settings = Settings()

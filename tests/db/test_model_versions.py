@@ -10,6 +10,7 @@ from db.model_versions import (
     add_model_version,
     find_model_version,
     get_model_version,
+    versions_of_backend,
     versions_sharing_weights,
 )
 from tests.factories import make_model_version
@@ -26,6 +27,11 @@ def test_versions_sharing_weights_and_lookups(factory: sessionmaker[Session]) ->
         assert sorted(versions_sharing_weights(s, parent=parent)) == sorted([parent.id, child.id])
         keyless = make_model_version(s, backend="sam", params={})
         assert versions_sharing_weights(s, parent=keyless) == [keyless.id]
+        assert [mv.id for mv in versions_of_backend(s, backend="sam")] == sorted(
+            mv.id for mv in versions_of_backend(s, backend="sam")
+        )
+        assert {mv.backend for mv in versions_of_backend(s, backend="sam")} == {"sam"}
+        assert len(versions_of_backend(s, backend="sam")) == 4
         assert get_model_version(s, model_version_id=child.id) is child
         assert find_model_version(s, model_version_id=10**9) is None
         with pytest.raises(NotFound, match="no model version with id"):

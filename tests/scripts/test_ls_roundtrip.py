@@ -24,7 +24,8 @@ from annotator_ui.app import create_app
 from db.models import Prefill, Project
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user, issue_token
-from engine.flywheel.prefill import ConfidentRule, prefill_project
+from engine.flywheel.confident_rule import ConfidentRule
+from engine.flywheel.prefill import prefill_project
 from engine.ingest import ingest
 from engine.interop.exporters.label_studio import export_label_studio
 from engine.interop.label_studio_api import LabelStudio

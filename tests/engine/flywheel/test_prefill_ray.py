@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.migrate import upgrade
 from db.models import Image, Mask, Prefill
 from db.session import make_engine, make_session_factory, transaction
-from engine.flywheel.prefill import ensure_model_version, prefill_project
+from engine.flywheel.prefill import prefill_project
+from engine.flywheel.prefill_model import ensure_model_version
 from engine.ingest import ingest
 from engine.segment.classical.segmenter import ClassicalSegmenter
 from engine.segment.protocol import Embedding, Proposal
