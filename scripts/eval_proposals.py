@@ -42,7 +42,7 @@ from engine.flywheel.confident_rule import ConfidentRule
 from engine.imageio import load_rgb, open_image
 from engine.masks import encode_rle, rle_iou
 from engine.segment.registry import build_segmenter
-from scripts.simulate_flywheel import load_coco
+from scripts.sim_dataset import load_coco
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATASETS = ("tiny-coco", "coco-panoptic", "penn-fudan")
