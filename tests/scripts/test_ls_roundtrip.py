@@ -29,7 +29,8 @@ from engine.flywheel.prefill import prefill_project
 from engine.ingest import ingest
 from engine.interop.exporters.label_studio import export_label_studio
 from engine.interop.label_studio_api import LabelStudio
-from scripts.ls_roundtrip import hop_table, roundtrip
+from scripts.ls_hop import hop_table
+from scripts.ls_roundtrip import roundtrip
 from tests.factories import PASSWORD
 from tests.label_studio_server import LabelStudioServer, start_label_studio
 from tests.webapp import classical_segmenter, serve, settings_for
