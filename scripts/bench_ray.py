@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from db.session import transaction
     from engine.flywheel.prefill import prefill_project
     from engine.flywheel.prefill_model import ensure_model_version
-    from engine.flywheel.prefill_ray import RayOptions, builder, connect, prefill_project_ray
+    from engine.flywheel.prefill_ray import RayOptions, prefill_project_ray
+    from engine.flywheel.ray_cluster import builder, connect
     from engine.segment.classical.segmenter import ClassicalSegmenter
 
     with tempfile.TemporaryDirectory() as tmp:

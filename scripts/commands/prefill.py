@@ -96,7 +96,7 @@ def ray_run(
 def ray_session(run: RayRun) -> Iterator[None]:
     """Connect to the cluster (or start a local one, shut down at the end); Ray's failures
     exit 1 with the fix. A connection the process already has is used as it is."""
-    from engine.flywheel.prefill_ray import RayUnavailable, connect, import_ray
+    from engine.flywheel.ray_cluster import RayUnavailable, connect, import_ray
 
     try:
         started = not import_ray().is_initialized()
@@ -318,7 +318,8 @@ def _run_prefill(
                 bar.update(task, advance=1, status=f"image {image_id}: {detail}")
 
             if ray is not None:
-                from engine.flywheel.prefill_ray import builder, prefill_project_ray
+                from engine.flywheel.prefill_ray import prefill_project_ray
+                from engine.flywheel.ray_cluster import builder
 
                 if limit is not None:
                     fail("--limit is not supported with --ray")
@@ -604,7 +605,8 @@ def _embed_on_ray(
 ) -> None:
     """`dataengine embed --ray`: the cache is written by the actors, the bar from the stream."""
     from db.projects import get_project
-    from engine.flywheel.prefill_ray import builder, embed_project_ray
+    from engine.flywheel.prefill_ray import embed_project_ray
+    from engine.flywheel.ray_cluster import builder
 
     if limit is not None:
         fail("--limit is not supported with --ray")

@@ -35,14 +35,9 @@ except ImportError:
         raise
     pytest.skip("Ray is not installed: pip install -e '.[ray]'", allow_module_level=True)
 
-from engine.flywheel.prefill_ray import (
-    RayOptions,
-    builder,
-    connect,
-    embed_project_ray,
-    page_bounds,
-    prefill_project_ray,
-)
+from engine.flywheel.prefill_ray import RayOptions, embed_project_ray, prefill_project_ray
+from engine.flywheel.prefill_ray_stages import page_bounds
+from engine.flywheel.ray_cluster import builder, connect
 
 N = 8
 
