@@ -49,6 +49,11 @@ def get_project(
     return project
 
 
+def project_name(session: Session, *, project_id: int) -> str | None:
+    """The project's name (None: no such project)."""
+    return session.scalar(select(Project.name).where(Project.id == project_id))
+
+
 def get_or_create_project(
     session: Session, *, name: str, labels: list[str] | None = None
 ) -> Project:

@@ -4,8 +4,9 @@ are served without pre-fill (a seeded, deterministic fraction)."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,18 @@ def current_round(session: Session, *, project_id: int) -> Round | None:
         .limit(1)
     )
     return session.scalars(q).first()
+
+
+def project_rounds(session: Session, *, project_id: int) -> list[Row[Any]]:
+    """(number, id, model_version_id, control_fraction, seed, started_at, ended_at) of every
+    round of the project, by number."""
+    return list(
+        session.execute(
+            select(Round.number, Round.id, Round.model_version_id, Round.control_fraction,
+                   Round.seed, Round.started_at, Round.ended_at)
+            .where(Round.project_id == project_id).order_by(Round.number)
+        ).all()
+    )  # fmt: skip
 
 
 def start_round(

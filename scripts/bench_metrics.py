@@ -1,5 +1,5 @@
 """Benchmark: flywheel metrics at scale (default 10,000 images / 500,000 masks, ~800k events)
-on SQLite and PostgreSQL. Generates the volume, then times ``engine.flywheel.metrics.project_metrics``.
+on SQLite and PostgreSQL. Generates the volume, then times ``engine.flywheel.metrics_project.project_metrics``.
 
     .venv/bin/python scripts/bench_metrics.py                       # both databases, full size
     .venv/bin/python scripts/bench_metrics.py --quick               # 1,000 images
@@ -31,11 +31,11 @@ from db.migrate import upgrade
 from db.models import Event, Image, Lease, Mask, ModelVersion, Project, Round, User, utcnow
 from db.session import make_engine, make_session_factory, transaction
 from engine.flywheel import events as ek
-from engine.flywheel.metrics import (
+from engine.flywheel.metrics import summarise
+from engine.flywheel.metrics_project import (
     per_image_table,
     project_metrics,
     refresh_project_cache,
-    summarise,
 )
 from engine.masks import encode_rle, mask_bbox
 
@@ -65,7 +65,7 @@ def generate(session: Session, n_images: int, batch: int = 500) -> int:
     rnd = Round(project_id=p.id, number=1, model_version_id=mv.id, control_fraction=0.2)
     session.add(rnd)
     session.flush()
-    now = utcnow() - dt.timedelta(hours=1)  # past activity, older than metrics.SETTLE
+    now = utcnow() - dt.timedelta(hours=1)  # past activity, older than db.effort_cache.SETTLE
     rng = np.random.default_rng(1)
     next_mask = (session.execute(text("SELECT COALESCE(MAX(id), 0) FROM mask")).scalar() or 0) + 1
     for start in range(0, n_images, batch):

@@ -80,8 +80,10 @@ def _masks_per_image(factory: Any) -> dict[str, int]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Both paths over the same photos; the figures as a dict."""
     from db.session import transaction
-    from engine.flywheel.prefill import ensure_model_version, prefill_project
-    from engine.flywheel.prefill_ray import RayOptions, builder, connect, prefill_project_ray
+    from engine.flywheel.prefill import prefill_project
+    from engine.flywheel.prefill_model import ensure_model_version
+    from engine.flywheel.prefill_ray import RayOptions, prefill_project_ray
+    from engine.flywheel.ray_cluster import builder, connect
     from engine.segment.classical.segmenter import ClassicalSegmenter
 
     with tempfile.TemporaryDirectory() as tmp:

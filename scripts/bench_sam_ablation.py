@@ -13,6 +13,12 @@ The default single thread makes CPU seconds the work done; the worker threads' g
 wall-time gain and only shows with ``--threads 2`` on an idle machine. Thresholds are
 chosen as in ``bench_prefill.py`` (random weights pass no default).
 
+Judge ``upsample`` at full size: it computes statistics at the photo's resolution, so at the
+default 384 px it has almost nothing to save. Measured 2026-12-03 (vit_t, one thread, CPU-s):
+at 384 px encoder 1.18x, decoder 3.41x, lowrank 1.22x, upsample 1.00x, reference 4.83x;
+at full size (``--max-side 0 --components upsample --no-reference``: 1800x1200, 800x534,
+800x534) upsample 1.24x. Every component is above ``--keep-at`` where it does its work.
+
     .venv/bin/python scripts/bench_sam_ablation.py      # 3 photos at 384 px, 8x8 points
     .venv/bin/python scripts/bench_sam_ablation.py --max-side 0 --points-per-side 32  # SAM's
     .venv/bin/python scripts/bench_sam_ablation.py --photos truck.jpg --model vit_b

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def reference_pending_images(session: Any, *, project_id: int, model_version_id: int) -> tuple:
-    """``engine.flywheel.prefill.pending_images`` before keyset paging (commit ee27b84):
+    """``db.prefills.pending_images`` before keyset paging (commit ee27b84):
     every ok row fetched to count them, the whole pending list returned."""
     from sqlalchemy import exists, select
 
@@ -67,12 +67,8 @@ def _child_worker(url: str, project_id: int, mv_id: int, mode: str) -> dict:
     """One pre-fill worker process: loads, says ``ready``, waits for ``go`` on stdin (so
     the workers start together), pre-fills; returns its compute count and wall times."""
     from db.session import make_engine, make_session_factory
-    from engine.flywheel.prefill import (
-        Claims,
-        ConfidentRule,
-        _prefill_one,
-        prefill_project,
-    )
+    from engine.flywheel.confident_rule import ConfidentRule
+    from engine.flywheel.prefill import Claims, _prefill_one, prefill_project
     from engine.segment.registry import build_segmenter
 
     factory = make_session_factory(make_engine(url))
@@ -113,8 +109,9 @@ def _child_worker(url: str, project_id: int, mv_id: int, mode: str) -> dict:
 
 def _child_pass(url: str, project_id: int, mv_id: int, mode: str) -> dict:
     """One pass over the generated project in a fresh process: seconds, rows, RSS (KiB)."""
+    from db.prefills import count_pending, pending_images
     from db.session import make_engine, make_session_factory
-    from engine.flywheel.prefill import count_pending, pending_images, prefill_project
+    from engine.flywheel.prefill import prefill_project
     from engine.segment.registry import build_segmenter
 
     factory = make_session_factory(make_engine(url))
@@ -197,7 +194,7 @@ def _work_images(folder: Path, n: int, side: int) -> Path:
 
 def _classical_version(session: Any) -> int:
     """The classical backend's model version id (created if missing)."""
-    from engine.flywheel.prefill import ensure_model_version
+    from engine.flywheel.prefill_model import ensure_model_version
     from engine.segment.registry import build_segmenter
 
     return ensure_model_version(session, segmenter=build_segmenter("classical")).id

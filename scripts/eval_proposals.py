@@ -9,7 +9,7 @@ Printed:
 
 - the sweep table: for each candidate stability threshold (``--stability-thresh``, a comma
   list) and predicted-IoU threshold, the confident rule
-  (``engine.flywheel.prefill.ConfidentRule`` with those thresholds, its area limits and box NMS) -> confident proposals per image, their precision (share
+  (``engine.flywheel.confident_rule.ConfidentRule`` with those thresholds, its area limits and box NMS) -> confident proposals per image, their precision (share
   correct) with a Wilson 95 % interval, the share with IoU >= 0.85 (accepted as is by the
   simulator), and on the sample photos (``../shared/data/samples``, no ground truth) the
   confident count per photo (min / median) and how many photos get >= ``--several``;
@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from engine.flywheel.prefill import ConfidentRule
+from engine.flywheel.confident_rule import ConfidentRule
 from engine.imageio import load_rgb, open_image
 from engine.masks import encode_rle, rle_iou
 from engine.segment.registry import build_segmenter
-from scripts.simulate_flywheel import load_coco
+from scripts.sim_dataset import load_coco
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATASETS = ("tiny-coco", "coco-panoptic", "penn-fudan")

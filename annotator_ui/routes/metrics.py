@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse
 
 from annotator_ui.deps import ReviewerUser, SessionDep, SettingsDep
 from db.projects import get_project, list_projects
-from engine.flywheel.metrics import FIGURES, project_metrics
+from engine.flywheel.metrics import FIGURES
+from engine.flywheel.metrics_project import project_metrics
 from engine.flywheel.report import LABELS, PLOTS, plot_png, render_html
 
 router = APIRouter(prefix="/api/metrics", tags=["metrics"])

@@ -22,7 +22,7 @@ Endpoints (JSON shapes as label-studio-ml-backend's ``api.py``):
 Task images are matched to ingested images as ``engine.interop.label_studio`` documents
 (``dataengine_sha256`` / ``dataengine_image_id`` in task data, or the image URL).
 
-Authentication (``ml_user``; every endpoint, ``/ml/health`` too: Label Studio sends the
+Authentication (``annotator_ui.routes.ml_auth.ml_user``; every endpoint, ``/ml/health`` too: Label Studio sends the
 model's credentials there as well): by default an app API token (``dataengine user token
 NAME``) as ``Authorization: Bearer <token>`` or ``Token <token>``, or as HTTP basic auth
 ``NAME:<token>`` (Label Studio 1.23's model settings: "Basic Authentication", user NAME,
@@ -38,38 +38,28 @@ rows, never by looking at the server's filesystem.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
-import hmac
 import logging
 import threading
 import uuid
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from annotator_ui.deps import SegmenterDep, SessionDep, SettingsDep
-from annotator_ui.routes.tasks import ensure_can_read
+from annotator_ui.routes.ml_auth import MlUser, MlWriter, ml_user
+from annotator_ui.routes.ml_tasks import ensure_can_write, find_image, image_for
 from db import leases
-from db.errors import PermissionDenied
-from db.images import require_ok
 from db.models import Image, Project, User
-from db.users import user_for_token
 from engine.imageio import ImageRejected, load_rgb
 from engine.interop.importers.common import FileOutcome, LabelPolicy
 from engine.interop.importers.label_studio import record_annotation
 from engine.interop.label_studio import (
     LabelConfig,
-    find_task_image,
     mask_to_brush,
     parse_label_config,
-    task_image_name,
 )
 from engine.interop.label_studio_prefill import shown_prefill
 from engine.lru import LRU
@@ -79,101 +69,6 @@ log = logging.getLogger("dataengine.ml_backend")
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 EMBEDDINGS_KEPT = 4  # per-app LRU when the segmenter has no cache of its own
 _cache_lock = threading.Lock()  # guards creating the per-app LRU
-
-
-def _basic_user(session: Session, credentials: str, expected: str | None) -> User | None:
-    """The app user named by ``ml_backend_basic_auth`` ("NAME:PASSWORD") when the basic
-    credentials match it, else None."""
-    if not expected:
-        return None
-    try:
-        given = base64.b64decode(credentials, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        return None
-    user = session.scalar(select(User).where(User.name == expected.partition(":")[0]))
-    if user is None or not user.active:
-        log.warning(
-            "ML backend basic auth matched, but %r is not an active app user: "
-            "dataengine user add NAME --role reviewer",
-            expected.partition(":")[0],
-        )
-        return None
-    return user
-
-
-def _token_as_basic(session: Session, credentials: str) -> User | None:
-    """Basic auth ``NAME:<app API token of NAME>``: how Label Studio sends a token (its ML
-    backend settings offer only "Basic Authentication"), else None."""
-    try:
-        name, _, token = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user = user_for_token(session, token=token) if token else None
-    if user is None or not hmac.compare_digest(user.name.encode(), name.encode()):
-        return None
-    return user
-
-
-def ml_user(request: Request, session: SessionDep) -> User | None:
-    """The user an ``/ml`` request acts as (with that user's role rights).
-
-    ``ml_backend_auth``: "token" -> ``Authorization: Bearer <token>`` or ``Token <token>``
-    (an app token: ``POST /api/auth/login`` or ``dataengine user token``), or HTTP basic
-    auth with the user's name and that token as the password (Label Studio 1.23's ML
-    backend form has only "Basic Authentication"); "basic" -> also
-    HTTP basic auth matching ``ml_backend_basic_auth``, acting as its NAME; "none" ->
-    anonymous requests act with full rights (None; only allowed on a loopback bind). No
-    session cookies: Label Studio sends headers, and a cookie would let other pages post here.
-    """
-    settings = request.app.state.settings
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    scheme, credentials = scheme.lower(), credentials.strip()
-    user: User | None = None
-    if scheme in ("bearer", "token") and credentials:
-        user = user_for_token(session, token=credentials)
-    elif scheme == "basic" and settings.ml_backend_auth in ("token", "basic"):
-        user = _token_as_basic(session, credentials)
-        if user is None and settings.ml_backend_auth == "basic":
-            user = _basic_user(session, credentials, settings.ml_backend_basic_auth)
-    if user is not None or settings.ml_backend_auth == "none":
-        return user
-    challenge = 'Basic realm="dataengine-ml"' if settings.ml_backend_auth == "basic" else "Bearer"
-    raise HTTPException(
-        status_code=401,
-        detail="the Label Studio ML backend needs authentication: in Label Studio's model "
-        "settings turn on 'Basic Authentication' with an app user's name and their API token "
-        "(dataengine user token NAME) as the password, or send Authorization: Bearer/"
-        "Token <token>"
-        + (
-            ", or use basic auth (DATAENGINE_ML_BACKEND_BASIC_AUTH)"
-            if settings.ml_backend_auth == "basic"
-            else ""
-        ),
-        headers={"WWW-Authenticate": challenge},
-    )
-
-
-MlUser = Annotated[User | None, Depends(ml_user)]
-
-
-def ml_roles(*roles: str) -> Callable[[User | None], User | None]:
-    """Dependency factory: the /ml user if their role is one of ``roles`` (else 403)."""
-
-    def check(user: MlUser) -> User | None:
-        if user is not None and user.role not in roles:
-            raise HTTPException(
-                status_code=403,
-                detail=f"role {user.role!r} may not do this; needs one of: {', '.join(roles)}",
-            )
-        return user
-
-    check.roles = tuple(roles)  # type: ignore[attr-defined]  # read by the route-permission test
-    return check
-
-
-MlWriter = Annotated[User | None, Depends(ml_roles("annotator", "reviewer", "admin"))]
 
 
 router = APIRouter(prefix="/ml", tags=["label-studio-ml"], dependencies=[Depends(ml_user)])
@@ -230,77 +125,6 @@ def _embedding(request: Request, seg: Any, image: Image) -> Embedding:
     return cache.get_or_put(image.id, lambda: seg.embed(load()))
 
 
-def _readable(session: Session, user: User | None, image: Image) -> bool:
-    if user is None:  # ml_backend_auth = "none" (loopback only)
-        return True
-    try:
-        ensure_can_read(session, user=user, image_id=image.id)
-    except PermissionDenied:
-        return False
-    return True
-
-
-def _find_image(
-    session: Session, task: Any, cfg: LabelConfig, user: User | None
-) -> tuple[Image | None, str]:
-    """The ingested image a task names, if ``user`` may read it, else (None, reason).
-
-    Only database rows are consulted (sha256, id, or the uri matched against the task's
-    URL/path string); the server's filesystem is never looked at with a client's path. An
-    image the user may not read gets the same answer as one that is not there."""
-    data = task.get("data") if isinstance(task, dict) else None
-    image, reason = find_task_image(session, data or {}, value_key=cfg.image_value)
-    if image is not None and _readable(session, user, image):
-        return image, ""
-    if image is not None or not reason:
-        name = task_image_name(data, cfg.image_value) if isinstance(data, dict) else None
-        reason = (
-            f"no ingested image matches {name!r} (ingest it first)"
-            if name
-            else "task data names no image"
-        )
-    return None, reason
-
-
-def _image_for(session: Session, task: Any, cfg: LabelConfig, user: User | None) -> Image:
-    image, reason = _find_image(session, task, cfg, user)
-    if image is None:
-        raise HTTPException(
-            status_code=404,
-            detail=f"task {task.get('id') if isinstance(task, dict) else '?'}: {reason}. "
-            "Ingest the image, or export tasks with `dataengine export --format label-studio`"
-            " (annotators: only images leased to you, POST /api/tasks/next).",
-        )
-    return require_ok(image=image)
-
-
-def _ensure_can_write(session: Session, settings: Any, user: User | None, image: Image) -> None:
-    """Webhook writes: nobody writes into an image someone else holds under a live lease;
-    an annotator only into an image under their own annotate lease, live or ended at most
-    ``event_grace_minutes`` ago (the same rule as their effort events)."""
-    others = leases.live_holders(session, image_id=image.id) - {user.id if user else None}
-    if others:
-        raise HTTPException(
-            status_code=409,
-            detail=f"image {image.id} is being annotated under another user's live lease; "
-            "send the annotation again after it is submitted or expires",
-        )
-    if user is not None and user.role == "annotator":
-        held = leases.recent_lease(
-            session,
-            user_id=user.id,
-            image_id=image.id,
-            stages=("annotate",),
-            grace=dt.timedelta(minutes=settings.event_grace_minutes),
-        )
-        if held is None:
-            raise HTTPException(
-                status_code=403,
-                detail=f"you hold no lease on image {image.id}: ask for it with "
-                "POST /api/tasks/next, or send Label Studio webhooks with a reviewer's token",
-            )
-
-
 def _prompt(context: dict[str, Any], h: int, w: int) -> tuple[Any, Any, Any, str | None]:
     """context.result -> (points Nx2 px | None, labels N | None, box XYXY px | None, label)."""
     points, labels, box, label = [], [], None, None
@@ -346,7 +170,7 @@ def _interactive(
     cfg: LabelConfig,
     user: User | None,
 ) -> dict[str, Any]:
-    image = _image_for(session, task, cfg, user)
+    image = image_for(session, task, cfg, user)
     emb = _embedding(request, seg, image)
     h, w = emb.image_size
     try:
@@ -380,7 +204,7 @@ def _prefill(
 ) -> dict[str, Any]:
     """The task's stored pre-fill as the annotator would see it; never computed here: an
     image with no pre-fill yet is added to ``queue`` and answered empty for now."""
-    image, reason = _find_image(session, task, cfg, user)
+    image, reason = find_image(session, task, cfg, user)
     version = _model_version(seg)
     if image is None:
         log.info(
@@ -485,8 +309,8 @@ def webhook(
         )
     project_cfg = body.get("project") if isinstance(body.get("project"), dict) else {}
     cfg = parse_label_config(project_cfg.get("label_config"))
-    image = _image_for(session, task, cfg, user)
-    _ensure_can_write(session, settings, user, image)
+    image = image_for(session, task, cfg, user)
+    ensure_can_write(session, settings, user, image)
     project = session.get(Project, image.project_id)
     outcome = FileOutcome(path=f"webhook {action}")
     masks = record_annotation(

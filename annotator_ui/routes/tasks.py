@@ -296,7 +296,7 @@ def _warm_metrics(app: Any, *, image_id: int, idle_s: float) -> None:
     Best effort: the submit is already committed, and a failure here only means the next
     metrics query derives the row itself.
     """
-    from engine.flywheel.metrics import refresh_image_cache
+    from engine.flywheel.metrics_project import refresh_image_cache
 
     with app.state.session_factory() as session:
         try:

@@ -1,6 +1,6 @@
 """Flywheel plots (matplotlib Agg PNG) and a self-contained HTML report.
 
-Input is the dict of ``engine.flywheel.metrics.project_metrics``. Each plot shows one figure per
+Input is the dict of ``engine.flywheel.metrics_project.project_metrics``. Each plot shows one figure per
 round, one series per arm, with the bootstrap 95 % interval as error bars, and the SAM
 paper's values (Kirillov et al. 2023, section 4) as labelled horizontal reference lines.
 """

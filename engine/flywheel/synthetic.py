@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import ndtr
 
-from engine.flywheel.prefill import ConfidentRule
+from engine.flywheel.confident_rule import ConfidentRule
 from engine.masks import mask_bbox
 from engine.segment.protocol import DecodeResult, Embedding, Proposal, Segmenter
 from engine.segment.registry import image_key

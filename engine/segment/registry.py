@@ -35,7 +35,7 @@ def _build_classical(**_: Any) -> Segmenter:
 
 # Pre-fill stores every plausible proposal, not only the confident ones: rejected and fixed
 # proposals are what calibration learns from (docs/architecture.md), and the annotator can reveal
-# the less confident ones on demand. The confident rule (engine.flywheel.prefill.ConfidentRule,
+# the less confident ones on demand. The confident rule (engine.flywheel.confident_rule.ConfidentRule,
 # thresholds per backend below) decides which proposals annotators are shown pre-filled.
 SAM_PROPOSAL_PARAMS: dict[str, Any] = {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.5}
 
@@ -69,7 +69,7 @@ def _build_sam(
 
 
 # The uncalibrated confident rule of each backend, on that backend's own score scale
-# (``engine.flywheel.prefill.ConfidentRule`` fields; area limits and box NMS 0.7 are shared).
+# (``engine.flywheel.confident_rule.ConfidentRule`` fields; area limits and box NMS 0.7 are shared).
 #
 # sam: the SAM paper's predicted IoU >= 0.88 and stability >= 0.95.
 # classical: its predicted IoU is a heuristic (stability x quantisation x rim x contrast) that

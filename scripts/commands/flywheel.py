@@ -134,7 +134,7 @@ def _metrics(
     idle_s = idle_seconds if idle_seconds is not None else settings.idle_seconds
     from db.projects import get_project
     from db.session import transaction
-    from engine.flywheel.metrics import project_metrics
+    from engine.flywheel.metrics_project import project_metrics
 
     factory = open_db(settings)
     with domain_errors(), transaction(factory) as s:  # commits the refreshed effort cache

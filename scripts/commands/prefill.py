@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from db.models import ModelVersion
-    from engine.flywheel.prefill import ConfidentRule, PrefillSummary
+    from engine.flywheel.confident_rule import ConfidentRule
+    from engine.flywheel.prefill import PrefillSummary
     from engine.flywheel.prefill_ray import RayOptions
     from engine.settings import Settings
 
@@ -95,7 +96,7 @@ def ray_run(
 def ray_session(run: RayRun) -> Iterator[None]:
     """Connect to the cluster (or start a local one, shut down at the end); Ray's failures
     exit 1 with the fix. A connection the process already has is used as it is."""
-    from engine.flywheel.prefill_ray import RayUnavailable, connect, import_ray
+    from engine.flywheel.ray_cluster import RayUnavailable, connect, import_ray
 
     try:
         started = not import_ray().is_initialized()
@@ -256,7 +257,8 @@ def _run_prefill(
     from db.projects import get_project
     from db.rounds import current_round, ensure_first_round
     from db.session import transaction
-    from engine.flywheel.prefill import Claims, ensure_model_version, prefill_project
+    from engine.flywheel.prefill import Claims, prefill_project
+    from engine.flywheel.prefill_model import ensure_model_version
 
     with domain_errors():
         with transaction(factory) as s:
@@ -316,7 +318,8 @@ def _run_prefill(
                 bar.update(task, advance=1, status=f"image {image_id}: {detail}")
 
             if ray is not None:
-                from engine.flywheel.prefill_ray import builder, prefill_project_ray
+                from engine.flywheel.prefill_ray import prefill_project_ray
+                from engine.flywheel.ray_cluster import builder
 
                 if limit is not None:
                     fail("--limit is not supported with --ray")
@@ -417,7 +420,7 @@ def prefill_command(
 
     Resumable and idempotent per (image, model version): rerun after an interruption and only the remaining images are processed. Unreadable images are recorded as failed and never stop the batch. Images are claimed a few at a time (DATAENGINE_CLAIM_BATCH), so several `prefill`/`worker` processes share a project; a killed run's claims expire after DATAENGINE_CLAIM_SECONDS. --ray runs the same on a Ray cluster (docs/prefill.md).
     """
-    from engine.flywheel.prefill import ConfidentRule
+    from engine.flywheel.confident_rule import ConfidentRule
     from engine.settings import Settings
 
     settings = Settings()
@@ -602,7 +605,8 @@ def _embed_on_ray(
 ) -> None:
     """`dataengine embed --ray`: the cache is written by the actors, the bar from the stream."""
     from db.projects import get_project
-    from engine.flywheel.prefill_ray import builder, embed_project_ray
+    from engine.flywheel.prefill_ray import embed_project_ray
+    from engine.flywheel.ray_cluster import builder
 
     if limit is not None:
         fail("--limit is not supported with --ray")

@@ -132,7 +132,7 @@ def test_client_log_with_hidden_time_and_post_submit_tab_switches(
     assert 1.0 <= seconds[first] <= open_to_submit - hidden[0]["raw_s"] + 1e-6
     assert 0.7 <= seconds[second] < 5.0
     # /effort and /api/metrics agree on every image (both done in round 1)
-    from engine.flywheel.metrics import per_image_table
+    from engine.flywheel.metrics_project import per_image_table
 
     with transaction(factory) as s:
         table = per_image_table(s, project_id=project_id)

@@ -64,7 +64,8 @@ def interior_point(mask: np.ndarray, others: np.ndarray) -> tuple[int, int]:
 
 def test_annotator_reviews_prefill_in_chromium(shared_data: Path, tmp_path: Path) -> None:
     sync_api = require_chromium()
-    from engine.flywheel.prefill import ConfidentRule, prefill_project
+    from engine.flywheel.confident_rule import ConfidentRule
+    from engine.flywheel.prefill import prefill_project
     from engine.ingest import ingest
 
     t_start = time.monotonic()

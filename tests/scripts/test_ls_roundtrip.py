@@ -24,11 +24,13 @@ from annotator_ui.app import create_app
 from db.models import Prefill, Project
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user, issue_token
-from engine.flywheel.prefill import ConfidentRule, prefill_project
+from engine.flywheel.confident_rule import ConfidentRule
+from engine.flywheel.prefill import prefill_project
 from engine.ingest import ingest
 from engine.interop.exporters.label_studio import export_label_studio
 from engine.interop.label_studio_api import LabelStudio
-from scripts.ls_roundtrip import hop_table, roundtrip
+from scripts.ls_hop import hop_table
+from scripts.ls_roundtrip import roundtrip
 from tests.factories import PASSWORD
 from tests.label_studio_server import LabelStudioServer, start_label_studio
 from tests.webapp import classical_segmenter, serve, settings_for

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from db.models import Event, Lease, Mask, Round
 from db.session import make_engine, make_session_factory
 from engine.flywheel.effort import derive_effort
-from scripts.simulate_flywheel import Costs, build_parser, fit_costs, main
+from scripts.sim_annotator import Costs
+from scripts.simulate_flywheel import build_parser, fit_costs, main
 
 
 def _mask_folder(root: Path, n: int = 4) -> Path:

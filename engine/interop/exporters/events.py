@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session
 
 from db.errors import InvalidInput
 from db.models import Event, Image, Lease, Project, Round, User
+from db.worked_images import worked_images
 from engine.flywheel.effort import DEFAULT_IDLE_S
 from engine.flywheel.effort_loader import load_effort
-from engine.flywheel.metrics import worked_images
 from engine.interop.exporters.atomic import write_json
 
 FORMATS = ("jsonl", "parquet")
@@ -163,7 +163,7 @@ def _event_row(row: Any) -> dict[str, Any]:
 def _effort_rows(
     session: Session, project_id: int, idle_s: float
 ) -> Iterator[list[dict[str, Any]]]:
-    units = worked_images(project_id).subquery("units")
+    units = worked_images(project_id=project_id).subquery("units")
     last = 0
     while True:
         page = session.execute(

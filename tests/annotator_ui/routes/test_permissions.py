@@ -18,7 +18,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from annotator_ui.deps import get_current_user
-from annotator_ui.routes.ml_backend import ml_user
+from annotator_ui.routes.ml_auth import ml_user
 from db.models import ROLES
 from tests.webapp import NoModel, Web, start_web
 

@@ -15,7 +15,7 @@ from db.models import Event, Lease, Round, utcnow
 from db.session import transaction
 from engine.flywheel import events as ek
 from engine.flywheel.effort_loader import image_effort
-from engine.flywheel.metrics import per_image_table, project_metrics
+from engine.flywheel.metrics_project import per_image_table, project_metrics
 from tests.factories import make_image, make_mask, make_project, make_user
 
 

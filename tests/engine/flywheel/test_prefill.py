@@ -23,13 +23,9 @@ from db.masks import list_masks
 from db.models import Image, Mask, ModelVersion, Prefill, PrefillClaim, Project, Round, utcnow
 from db.rounds import start_round
 from db.session import make_engine, make_session_factory, transaction
-from engine.flywheel.prefill import (
-    Claims,
-    ConfidentRule,
-    box_nms,
-    ensure_model_version,
-    prefill_project,
-)
+from engine.flywheel.confident_rule import ConfidentRule
+from engine.flywheel.prefill import Claims, prefill_project
+from engine.flywheel.prefill_model import ensure_model_version
 from engine.imageio import load_rgb
 from engine.ingest import ingest
 from engine.masks import decode_rle, mask_bbox
@@ -156,14 +152,6 @@ def test_confident_rule_on_hand_made_proposals() -> None:
     assert ConfidentRule().apply([], (40, 60)).tolist() == []
     with pytest.raises(InvalidInput, match="pred_iou_thresh"):
         ConfidentRule(pred_iou_thresh=1.5)
-
-
-def test_box_nms() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]], float)
-    keep = box_nms(boxes, np.array([0.5, 0.9, 0.3, 0.5]), 0.7)
-    assert keep.tolist() == [1, 2]
-    assert box_nms(boxes, np.ones(4), 1.0).tolist() == [0, 1, 2, 3]
-    assert box_nms(np.zeros((0, 4)), np.zeros(0), 0.7).tolist() == []
 
 
 # --- the job -------------------------------------------------------------------------------
@@ -634,21 +622,6 @@ def test_sigkill_mid_run_then_resume(
 
 
 # --- the per-backend default rule and the less confident proposals ------------------------
-
-
-def test_each_backend_has_its_own_default_rule() -> None:
-    sam = ConfidentRule.for_backend("sam")
-    assert (sam.pred_iou_thresh, sam.stability_thresh) == (0.88, 0.95)
-    classical = ConfidentRule.for_backend("classical")
-    params = DEFAULT_RULES["classical"]
-    assert classical.pred_iou_thresh == params["pred_iou_thresh"] < 0.88  # its own scale
-    assert classical.stability_thresh == params["stability_thresh"]
-    assert (classical.nms_thresh, classical.min_area) == (0.7, 100)  # shared parts
-    tuned = ConfidentRule.for_backend("classical", pred_iou_thresh=0.5, min_area=None)
-    assert (tuned.pred_iou_thresh, tuned.min_area) == (0.5, 100)
-    assert ConfidentRule.for_backend("something-new") == ConfidentRule()
-    with pytest.raises(InvalidInput, match="unknown confident-rule field"):
-        ConfidentRule.for_backend("sam", pred_iou=0.5)
 
 
 class ScaledSegmenter(FakeSegmenter):

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.migrate import upgrade
 from db.models import Image, Mask, Prefill
 from db.session import make_engine, make_session_factory, transaction
-from engine.flywheel.prefill import ensure_model_version, prefill_project
+from engine.flywheel.prefill import prefill_project
+from engine.flywheel.prefill_model import ensure_model_version
 from engine.ingest import ingest
 from engine.segment.classical.segmenter import ClassicalSegmenter
 from engine.segment.protocol import Embedding, Proposal
@@ -34,14 +35,9 @@ except ImportError:
         raise
     pytest.skip("Ray is not installed: pip install -e '.[ray]'", allow_module_level=True)
 
-from engine.flywheel.prefill_ray import (
-    RayOptions,
-    builder,
-    connect,
-    embed_project_ray,
-    page_bounds,
-    prefill_project_ray,
-)
+from engine.flywheel.prefill_ray import RayOptions, embed_project_ray, prefill_project_ray
+from engine.flywheel.prefill_ray_stages import page_bounds
+from engine.flywheel.ray_cluster import builder, connect
 
 N = 8
 

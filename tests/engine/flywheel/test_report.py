@@ -68,7 +68,7 @@ def test_html_is_self_contained_with_table_and_references() -> None:
 
 
 def test_metrics_api_plots_and_dashboard(sqlite_url: str, tmp_path: Any) -> None:
-    from tests.engine.flywheel.test_metrics import build
+    from tests.engine.flywheel.test_metrics_project import build
     from tests.webapp import NoModel, start_web
 
     with start_web(sqlite_url, tmp_path, segmenter=NoModel()) as web:

@@ -27,7 +27,7 @@ except ImportError:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    from engine.flywheel.prefill_ray import connect
+    from engine.flywheel.ray_cluster import connect
 
     yield connect(num_cpus=2)
     ray.shutdown()

@@ -1,0 +1,63 @@
+"""Prefill data functions: pending pages and counts, claims of other workers, done rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Mask, Prefill, PrefillClaim, utcnow
+from db.prefills import (
+    add_prefill,
+    count_pending,
+    forget_failed_prefills,
+    pending_images,
+    prefill_exists,
+)
+from tests.factories import make_image, make_model_version, make_project
+
+
+def test_pending_pages_counts_and_done_rows(factory: sessionmaker[Session]) -> None:
+    with factory() as s:
+        p = make_project(s)
+        mv = make_model_version(s)
+        imgs = [make_image(s, project=p) for _ in range(5)]
+        ids = [im.id for im in imgs]
+        assert count_pending(s, project_id=p.id, model_version_id=mv.id) == (5, 5)
+        page = pending_images(s, project_id=p.id, model_version_id=mv.id, limit=2)
+        assert [r[0] for r in page] == ids[:2] and page[0][1] == imgs[0].uri
+        nxt = pending_images(s, project_id=p.id, model_version_id=mv.id, after_id=ids[1], limit=2)
+        assert [r[0] for r in nxt] == ids[2:4]
+
+        add_prefill(s, image_id=ids[0], model_version_id=mv.id, reason=None, n_confident=0,
+                    seconds=0.5, mask_rows=[{"image_id": ids[0], "rle": {"size": [1, 1],
+                    "counts": "1"}, "bbox": [0, 0, 1, 1], "area": 1, "source": "model",
+                    "status": "proposed", "model_version_id": mv.id}])  # fmt: skip
+        add_prefill(s, image_id=ids[1], model_version_id=mv.id, reason="corrupt", n_confident=0,
+                    seconds=0.1, mask_rows=[])  # fmt: skip
+        assert prefill_exists(s, image_id=ids[0], model_version_id=mv.id)
+        assert not prefill_exists(s, image_id=ids[2], model_version_id=mv.id)
+        assert s.scalar(select(Prefill.status).where(Prefill.image_id == ids[1])) == "failed"
+        assert len(s.scalars(select(Mask).where(Mask.image_id == ids[0])).all()) == 1
+        assert count_pending(s, project_id=p.id, model_version_id=mv.id) == (5, 3)
+        assert count_pending(s, project_id=p.id, model_version_id=mv.id, image_ids=ids[:2]) == (
+            2,
+            0,
+        )
+        s.add(PrefillClaim(image_id=ids[2], model_version_id=mv.id, worker_id="other",
+                           expires_at=utcnow() + dt.timedelta(minutes=5)))  # fmt: skip
+        s.flush()
+        mine = pending_images(s, project_id=p.id, model_version_id=mv.id, worker_id="me")
+        assert [r[0] for r in mine] == ids[3:]  # the other worker's live claim is left to it
+        theirs = pending_images(s, project_id=p.id, model_version_id=mv.id, worker_id="other")
+        assert [r[0] for r in theirs] == ids[2:]
+
+        forget_failed_prefills(s, project_id=p.id, model_version_id=mv.id)
+        assert not prefill_exists(s, image_id=ids[1], model_version_id=mv.id)
+        assert prefill_exists(s, image_id=ids[0], model_version_id=mv.id)
+        with pytest.raises(IntegrityError), s.begin_nested():
+            add_prefill(s, image_id=ids[0], model_version_id=mv.id, reason=None, n_confident=0,
+                        seconds=0.0, mask_rows=[])  # fmt: skip
