@@ -15,10 +15,16 @@ image:
     submit    POST /api/tasks/{lease}/submit
 
 and prints requests/s and p50/p95 latency per route and for the mixed total, stored
-events/s, and a reference measured in the same run: the same clients on ``GET /livez`` (no
-database, no login), with the ratio mixed / reference (the machine's and client's ceiling,
-so runs on a busy machine can be compared). Any answer other than 200 is counted per route as an error (and the first few are
-printed). Bounded in time: set-up, ``--seconds`` of load, and a hard stop on each request.
+events/s, the client's own CPU use (share of one core: is the client the bottleneck?), a
+check that no event was lost (events sent in batches answered 200, events those answers
+report stored, and event rows in the database once every client has drained: equal by
+construction, whatever the timing), and a reference measured in the same run: the same
+clients on ``GET /livez`` (no database, no login), with the ratio mixed / reference (the
+machine's and client's ceiling, so runs on a busy machine can be compared). Any answer other
+than 200 is counted per route as an error (and the first few are printed), except
+``next``'s 404 once every image is taken: that annotator stops, and a warning says to pass
+more ``--images``. Bounded in time: set-up, ``--seconds`` of load, and a hard stop on each
+request.
 
     .venv/bin/python scripts/bench_load.py --db postgres --annotators 20 --seconds 20
     .venv/bin/python scripts/bench_load.py --annotators 2 --seconds 3 --images 40 --json
@@ -182,13 +188,21 @@ def server_or_target(args: argparse.Namespace, url: str, work: Path) -> Iterator
 
 @dataclass
 class Tally:
-    """Latencies (ms) and errors per route, stored events."""
+    """Latencies (ms) and errors per route, stored events.
+
+    ``events_stored``/``images_done``: in the measured window (for rates); ``events_sent_ok``
+    and ``events_answered_stored``: over the whole run (events in batches answered 200, and
+    the ``stored`` counts of those answers), compared with the rows in the database."""
 
     lat: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROUTES})
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
     samples: list[str] = field(default_factory=list)
     events_stored: int = 0
     images_done: int = 0
+    events_sent_ok: int = 0
+    events_answered_stored: int = 0
+    client_cpu_s: float = 0.0
+    ran_out: bool = False
 
 
 def _rect_rle(h: int, w: int) -> dict[str, Any]:
@@ -236,6 +250,8 @@ async def annotator(
             counted = time.monotonic() >= start
             r = await client.request(method, path, **kw)
             ms = (time.perf_counter() - t0) * 1000
+            if route == "next" and r.status_code == 404:
+                return r  # the queue ran out (not counted; see below)
             if counted and time.monotonic() <= end:
                 tally.lat[route].append(ms)
                 if r.status_code != 200:
@@ -246,6 +262,9 @@ async def annotator(
 
         while time.monotonic() < end:
             r = await call("next", "POST", "/api/tasks/next", json={"project_id": project_id})
+            if r.status_code == 404:  # every image is taken: this annotator stops
+                tally.ran_out = True
+                return
             if r.status_code != 200:
                 await asyncio.sleep(0.05)
                 continue
@@ -260,8 +279,12 @@ async def annotator(
                     json={"events": _events(n, session_id, seq, image_id, lease_id)},
                 )
                 seq += n
-                if r.status_code == 200 and start <= time.monotonic() <= end:
-                    tally.events_stored += int(r.json().get("stored", 0))
+                if r.status_code == 200:
+                    stored = int(r.json().get("stored", 0))
+                    tally.events_sent_ok += n
+                    tally.events_answered_stored += stored
+                    if start <= time.monotonic() <= end:
+                        tally.events_stored += stored
                 if n == 6:
                     await call("heartbeat", "POST", f"/api/tasks/{lease_id}/heartbeat", json={})
                     rle = _rect_rle(image["height"], image["width"])
@@ -283,9 +306,27 @@ async def drive(
     tally = Tally()
     start = time.monotonic() + warmup
     end = start + seconds
+    cpu0 = time.process_time()
     tasks = [annotator(base, t, project_id, start, end, tally) for t in tokens]
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=warmup + seconds + 60)
+    tally.client_cpu_s = time.process_time() - cpu0
     return tally
+
+
+def event_rows(url: str, project_id: int) -> int:
+    """Event rows stored about the project's images (read after every client drained)."""
+    from sqlalchemy import func, select
+
+    from db.models import Event, Image
+    from db.session import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            q = select(func.count()).select_from(Event).join(Image, Image.id == Event.image_id)
+            return int(conn.scalar(q.where(Image.project_id == project_id)) or 0)
+    finally:
+        engine.dispose()
 
 
 async def reference(base: str, clients: int, seconds: float) -> tuple[float, float]:
@@ -371,18 +412,32 @@ def main(argv: list[str] | None = None) -> int:
                 # the reference first: after the load, the app is still busy embedding the
                 # images the annotators raced through (precompute), which is not its ceiling
                 ref = asyncio.run(reference(base, args.annotators, ref_s))
+                t_load = time.monotonic()
                 tally = asyncio.run(drive(base, tokens, project_id, args.seconds, args.warmup))
+                t_load = time.monotonic() - t_load
+            rows_stored = event_rows(url, project_id)
     rows = table(tally, args.seconds)
     print_table(rows)
     print(
         f"stored events/s {tally.events_stored / args.seconds:.1f}   "
         f"images submitted/s {tally.images_done / args.seconds:.1f}"
     )
+    print(
+        f"events: {tally.events_sent_ok} sent in batches answered 200, "
+        f"{tally.events_answered_stored} stored per those answers, {rows_stored} rows in the "
+        f"database ({'equal' if tally.events_sent_ok == tally.events_answered_stored == rows_stored else 'MISMATCH: events lost or duplicated'})"
+    )
+    client_share = tally.client_cpu_s / t_load if t_load > 0 else float("nan")
+    print(
+        f"client CPU: {tally.client_cpu_s:.1f} s in {t_load:.1f} s = {client_share:.0%} of one core"
+    )
     ratio = rows["mixed"]["req/s"] / ref[0] if ref[0] else float("nan")
     print(
         f"reference GET /livez, same clients, {ref_s:g} s: {ref[0]:.1f} req/s (p50 {ref[1]:.1f} "
         f"ms); mixed / reference = {ratio:.2f}"
     )
+    if tally.ran_out:
+        print("WARNING: the images ran out before the end: the rates are too low; pass --images")
     for sample in tally.samples:
         print(f"  error: {sample}")
     if args.json:
@@ -392,6 +447,11 @@ def main(argv: list[str] | None = None) -> int:
                     "rows": rows,
                     "events_stored_per_s": tally.events_stored / args.seconds,
                     "images_per_s": tally.images_done / args.seconds,
+                    "events_sent_ok": tally.events_sent_ok,
+                    "events_answered_stored": tally.events_answered_stored,
+                    "event_rows": rows_stored,
+                    "client_cpu_share": client_share,
+                    "ran_out": tally.ran_out,
                     "reference_req_per_s": ref[0],
                     "mixed_over_reference": ratio,
                 }
