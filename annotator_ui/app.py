@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from annotator_ui import observability
+from annotator_ui import idle_work, observability
 from annotator_ui.errors import ERROR_RESPONSES, install_error_handlers
 from annotator_ui.login_guard import LoginGuard
 from annotator_ui.request_guard import RequestGuard
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, *, segmenter: Any = None) -> Fa
     app.add_middleware(
         RequestGuard, max_bytes=settings.max_request_bytes, max_depth=settings.max_json_depth
     )
+    idle_work.attach(app)  # app.state.idle_work: embeddings, metrics rows when no request runs
 
     for name in ROUTERS:
         module = importlib.import_module(f"annotator_ui.routes.{name}")

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from db.models import User
@@ -15,9 +16,25 @@ from engine.settings import Settings
 SESSION_COOKIE = "de_session"
 
 
+KEEP_LOADED = "dataengine.keep_loaded"
+
+
+@event.listens_for(Session, "loaded_as_persistent")
+def _keep_loaded(session: Session, instance: object) -> None:
+    """Hold each row a request's session loads until the session closes. The identity map
+    holds objects weakly: a row a check loaded and dropped (``get_image`` in a permission
+    check, the project in a stage check) was queried again by the next ``session.get``
+    (mask add read its image 4 times)."""
+    keep = session.info.get(KEEP_LOADED)
+    if keep is not None:
+        keep.append(instance)
+
+
 def get_db(request: Request) -> Iterator[Session]:
-    """One session per request; handlers commit explicitly, anything uncommitted rolls back."""
+    """One session per request; handlers commit explicitly, anything uncommitted rolls back.
+    Rows it loads stay in its identity map until it closes (``_keep_loaded``)."""
     with request.app.state.session_factory() as session:
+        session.info[KEEP_LOADED] = []
         yield session
 
 

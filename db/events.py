@@ -18,8 +18,8 @@ from sqlalchemy import case, null, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.leases import recent_lease
-from db.models import Event, Image, Lease, Mask
+from db.leases import is_recent, recent_lease
+from db.models import Event, Image, Lease, Mask, utcnow
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,12 @@ def _problem(
 def _target_problem(
     session: Session, rights: WriteRights, image_id: Any, mask_id: Any, lease_id: Any
 ) -> str | None:
-    """Why the caller may not write an event about this image / mask / lease, or None."""
-    if image_id is not None and session.get(Image, image_id) is None:
+    """Why the caller may not write an event about this image / mask / lease, or None.
+    (Checked in this order; a lease on the named image proves the image exists, and its own
+    columns decide whether it is recent enough: no further query for the usual event.)"""
+    lease = session.get(Lease, lease_id) if lease_id is not None else None
+    image_known = lease is not None and lease.image_id == image_id
+    if image_id is not None and not image_known and session.get(Image, image_id) is None:
         return f"no image with id {image_id}"
     if mask_id is not None:
         mask = session.get(Mask, mask_id)
@@ -75,21 +79,22 @@ def _target_problem(
             return f"no mask {mask_id} on image {image_id}"
         image_id = mask.image_id
     if lease_id is not None:
-        lease = session.get(Lease, lease_id)
         if lease is None or lease.user_id != rights.user_id:
             return f"lease {lease_id} is not yours"
         if image_id is not None and lease.image_id != image_id:
             return f"lease {lease_id} is for image {lease.image_id}, not image {image_id}"
         image_id = lease.image_id
     if rights.stages is not None and image_id is not None:
-        held = recent_lease(
-            session,
-            user_id=rights.user_id,
-            image_id=image_id,
-            stages=rights.stages,
-            grace=rights.grace,
-            lease_id=lease_id,
-        )
+        if lease is not None:  # the caller's, on this image (checked above)
+            held = lease if is_recent(lease, stages=rights.stages, grace=rights.grace) else None
+        else:
+            held = recent_lease(
+                session,
+                user_id=rights.user_id,
+                image_id=image_id,
+                stages=rights.stages,
+                grace=rights.grace,
+            )
         if held is None:
             minutes = rights.grace.total_seconds() / 60
             return (
@@ -99,20 +104,50 @@ def _target_problem(
     return None
 
 
-def _row(ev: dict[str, Any], user_id: int) -> Event:
-    return Event(
-        uuid=ev["uuid"],
-        user_id=user_id,
-        image_id=ev.get("image_id"),
-        mask_id=ev.get("mask_id"),
-        lease_id=ev.get("lease_id"),
-        session_id=ev["session_id"][:64],
-        seq=int(ev.get("seq") or 0),
-        kind=str(ev["kind"])[:32],
-        payload=dict(ev.get("payload") or {}),
-        client_time=float(ev["client_time"]),
-        visible=bool(ev.get("visible", True)),
-    )
+def _values(ev: dict[str, Any], user_id: int, now: dt.datetime) -> dict[str, Any]:
+    """The ``event`` row of a checked event (column -> value)."""
+    return {
+        "uuid": ev["uuid"],
+        "user_id": user_id,
+        "image_id": ev.get("image_id"),
+        "mask_id": ev.get("mask_id"),
+        "lease_id": ev.get("lease_id"),
+        "session_id": ev["session_id"][:64],
+        "seq": int(ev.get("seq") or 0),
+        "kind": str(ev["kind"])[:32],
+        "payload": dict(ev.get("payload") or {}),
+        "client_time": float(ev["client_time"]),
+        "visible": bool(ev.get("visible", True)),
+        "server_time": now,
+    }
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert ``rows`` (``_values``), skipping uuids stored meanwhile by a concurrent batch;
+    returns how many were stored. One ``INSERT ... ON CONFLICT (uuid) DO NOTHING`` on
+    PostgreSQL and SQLite; elsewhere a savepoint for the batch, then one per row on conflict."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(Event).values(rows).on_conflict_do_nothing(index_elements=["uuid"])
+        return len(session.execute(stmt.returning(Event.uuid)).all())
+    try:
+        with session.begin_nested():
+            session.add_all([Event(**row) for row in rows])
+        return len(rows)
+    except IntegrityError:
+        stored = 0
+        for row in rows:
+            try:
+                with session.begin_nested():
+                    session.add(Event(**row))
+            except IntegrityError:  # the same uuid arrived concurrently: stored once already
+                continue
+            stored += 1
+        return stored
 
 
 def record(
@@ -155,19 +190,9 @@ def record(
         new.append(ev)
         seen.add(uuid)
         acknowledged.append(uuid)
-    try:  # one savepoint for the batch; one per event only if a uuid arrived concurrently
-        with session.begin_nested():
-            session.add_all([_row(ev, user_id) for ev in new])
-        stored = len(new)
-    except IntegrityError:
-        for ev in new:
-            try:
-                with session.begin_nested():
-                    session.add(_row(ev, user_id))
-            except IntegrityError:  # the same uuid arrived concurrently: stored once already
-                duplicates += 1
-            else:
-                stored += 1
+    if new:
+        stored = _insert_new(session, [_values(ev, user_id, utcnow()) for ev in new])
+        duplicates += len(new) - stored  # the same uuid arrived concurrently: stored once
     return {
         "acknowledged": acknowledged,
         "stored": stored,

@@ -104,6 +104,49 @@ def add_lease(
     return lease
 
 
+def _free_image(
+    session: Session,
+    *,
+    user_id: int,
+    project_id: int,
+    stage: str,
+    now: dt.datetime,
+    but: list[int],
+) -> int | None:
+    """The first free image (locked, PostgreSQL) in ``next_lease``'s order, not in ``but``.
+
+    Two queries, each stopping at its first row in index order: images this user has not
+    skipped, by id; else those they skipped, the longest-skipped first. (One query ordered
+    by the skip time computed that subquery for every free image of the project and sorted
+    them all, on every call.)
+    """
+    # "no such lease" as (SELECT ... LIMIT 1) IS NULL: an index probe per image in id order.
+    # PostgreSQL turns NOT EXISTS into an anti join, which on a young lease table (no
+    # statistics yet) scanned every lease for every image passed over.
+    taken = select(Lease.id).where(
+        Lease.image_id == Image.id,
+        Lease.stage == stage,
+        or_(Lease.completed_at.is_not(None), Lease.expires_at > now),
+    )
+    free = select(Image.id).where(
+        Image.project_id == project_id,
+        Image.status == "ok",
+        taken.limit(1).correlate(Image).scalar_subquery().is_(None),
+    )
+    if but:
+        free = free.where(Image.id.not_in(but))
+    mine = (Lease.image_id == Image.id, Lease.user_id == user_id, Lease.stage == stage)
+    skip = select(Lease.id).where(*mine, Lease.skipped_at.is_not(None)).limit(1).correlate(Image)
+    skipped_by_me = skip.scalar_subquery().is_not(None)
+    first = free.where(~skipped_by_me).order_by(Image.id)
+    image_id = session.scalar(first.limit(1).with_for_update(skip_locked=True))
+    if image_id is not None:
+        return image_id
+    skip_time = select(func.max(Lease.skipped_at)).where(*mine).correlate(Image).scalar_subquery()
+    again = free.where(skipped_by_me).order_by(skip_time, Image.id)
+    return session.scalar(again.limit(1).with_for_update(skip_locked=True))  # PostgreSQL only
+
+
 def next_lease(
     session: Session,
     *,
@@ -128,24 +171,10 @@ def next_lease(
     if own is not None:
         return own
     skipped: list[int] = []
-    # images this user skipped go to the back of their queue (oldest skip first)
-    skip_time = (
-        select(func.max(Lease.skipped_at))
-        .where(Lease.image_id == Image.id, Lease.user_id == user_id, Lease.stage == stage)
-        .correlate(Image)
-        .scalar_subquery()
-    )
     while True:
-        q = (
-            select(Image.id)
-            .where(Image.project_id == project_id, Image.status == "ok", ~_taken(stage, now))
-            .order_by(skip_time.is_not(None), skip_time, Image.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)  # rendered on PostgreSQL only
+        image_id = _free_image(
+            session, user_id=user_id, project_id=project_id, stage=stage, now=now, but=skipped
         )
-        if skipped:
-            q = q.where(Image.id.not_in(skipped))
-        image_id = session.scalar(q)
         if image_id is None:
             raise NotFound(f"no images left to {stage} in project {project_id}")
         # Fresh statement, fresh snapshot: a lease committed while we waited is visible now.
@@ -365,6 +394,23 @@ def queue_counts(session: Session, *, project_id: int, stage: str = "annotate") 
         ).all()
     )
     return {"total": total, "done": done, "leased": leased, "free": total - done - leased}
+
+
+def is_recent(
+    lease: Lease,
+    *,
+    stages: tuple[str, ...] = STAGES,
+    grace: dt.timedelta = dt.timedelta(0),
+    now: dt.datetime | None = None,
+) -> bool:
+    """``recent_lease``'s test on one loaded lease: in ``stages``, and live or ended at most
+    ``grace`` ago."""
+    cutoff = (now or utcnow()) - grace
+    if lease.stage not in stages:
+        return False
+    if lease.completed_at is None:
+        return lease.expires_at >= cutoff
+    return lease.completed_at >= cutoff
 
 
 def recent_lease(

@@ -15,10 +15,16 @@ image:
     submit    POST /api/tasks/{lease}/submit
 
 and prints requests/s and p50/p95 latency per route and for the mixed total, stored
-events/s, and a reference measured in the same run: the same clients on ``GET /livez`` (no
-database, no login), with the ratio mixed / reference (the machine's and client's ceiling,
-so runs on a busy machine can be compared). Any answer other than 200 is counted per route as an error (and the first few are
-printed). Bounded in time: set-up, ``--seconds`` of load, and a hard stop on each request.
+events/s, the client's own CPU use (share of one core: is the client the bottleneck?), a
+check that no event was lost (events sent in batches answered 200, events those answers
+report stored, and event rows in the database once every client has drained: equal by
+construction, whatever the timing), and a reference measured in the same run: the same
+clients on ``GET /livez`` (no database, no login), with the ratio mixed / reference (the
+machine's and client's ceiling, so runs on a busy machine can be compared). Any answer other
+than 200 is counted per route as an error (and the first few are printed), except
+``next``'s 404 once every image is taken: that annotator stops, and a warning says to pass
+more ``--images``. Bounded in time: set-up, ``--seconds`` of load, and a hard stop on each
+request.
 
     .venv/bin/python scripts/bench_load.py --db postgres --annotators 20 --seconds 20
     .venv/bin/python scripts/bench_load.py --annotators 2 --seconds 3 --images 40 --json
@@ -31,7 +37,6 @@ import asyncio
 import ipaddress
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,14 +44,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts.load_client import ROUTES, Tally, drive, pct, reference  # noqa: E402
+
 PASSWORD = "load-bench-password-1"
-ROUTES = ("next", "events", "heartbeat", "mask add", "submit")
 IMAGE_SIDE = 64
 
 
@@ -180,140 +187,20 @@ def server_or_target(args: argparse.Namespace, url: str, work: Path) -> Iterator
         yield base
 
 
-@dataclass
-class Tally:
-    """Latencies (ms) and errors per route, stored events."""
+def event_rows(url: str, project_id: int) -> int:
+    """Event rows stored about the project's images (read after every client drained)."""
+    from sqlalchemy import func, select
 
-    lat: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in ROUTES})
-    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
-    samples: list[str] = field(default_factory=list)
-    events_stored: int = 0
-    images_done: int = 0
+    from db.models import Event, Image
+    from db.session import make_engine
 
-
-def _rect_rle(h: int, w: int) -> dict[str, Any]:
-    """Uncompressed COCO RLE (column-major) of a full-height band over the middle half."""
-    left, right = w // 4, 3 * w // 4
-    return {"size": [h, w], "counts": [left * h, (right - left) * h, (w - right) * h]}
-
-
-def _events(n: int, session_id: str, seq: int, image_id: int, lease_id: int) -> list[dict]:
-    kinds = ["image_open", "mask_select", "prompt_click", "prompt_click", "object_commit", "submit"]
-    out = []
-    for i in range(n):
-        out.append(
-            {
-                "uuid": str(uuid.uuid4()),
-                "session_id": session_id,
-                "seq": seq + i,
-                "kind": kinds[(seq + i) % len(kinds)],
-                "client_time": time.perf_counter() * 1000,
-                "image_id": image_id,
-                "lease_id": lease_id,
-                "payload": {"x": 10, "y": 12} if i % 2 else {},
-            }
-        )
-    return out
-
-
-async def annotator(
-    base: str, token: str, project_id: int, start: float, end: float, tally: Tally
-) -> None:
-    """One annotator's loop (module docstring) until ``end``; requests that both start after
-    ``start`` and end by ``end`` (monotonic seconds) are counted."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"}
-    session_id = uuid.uuid4().hex
-    seq = 0
-    limits = httpx.Limits(max_connections=1)
-    async with httpx.AsyncClient(
-        base_url=base, headers=headers, timeout=30, limits=limits
-    ) as client:
-
-        async def call(route: str, method: str, path: str, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            counted = time.monotonic() >= start
-            r = await client.request(method, path, **kw)
-            ms = (time.perf_counter() - t0) * 1000
-            if counted and time.monotonic() <= end:
-                tally.lat[route].append(ms)
-                if r.status_code != 200:
-                    tally.errors[route] += 1
-                    if len(tally.samples) < 5:
-                        tally.samples.append(f"{route} {r.status_code} {r.text[:160]}")
-            return r
-
-        while time.monotonic() < end:
-            r = await call("next", "POST", "/api/tasks/next", json={"project_id": project_id})
-            if r.status_code != 200:
-                await asyncio.sleep(0.05)
-                continue
-            task = r.json()
-            lease_id, image = task["lease_id"], task["image"]
-            image_id = image["id"]
-            for n in (6, 2):
-                r = await call(
-                    "events",
-                    "POST",
-                    "/api/events",
-                    json={"events": _events(n, session_id, seq, image_id, lease_id)},
-                )
-                seq += n
-                if r.status_code == 200 and start <= time.monotonic() <= end:
-                    tally.events_stored += int(r.json().get("stored", 0))
-                if n == 6:
-                    await call("heartbeat", "POST", f"/api/tasks/{lease_id}/heartbeat", json={})
-                    rle = _rect_rle(image["height"], image["width"])
-                    await call(
-                        "mask add",
-                        "POST",
-                        f"/api/images/{image_id}/masks",
-                        json={"rle": rle, "label": "object", "lease_id": lease_id},
-                    )
-            r = await call("submit", "POST", f"/api/tasks/{lease_id}/submit", json={"ops": []})
-            if r.status_code == 200 and start <= time.monotonic() <= end:
-                tally.images_done += 1
-
-
-async def drive(
-    base: str, tokens: list[str], project_id: int, seconds: float, warmup: float
-) -> Tally:
-    """Every annotator at once: ``warmup`` seconds unrecorded, then ``seconds`` measured."""
-    tally = Tally()
-    start = time.monotonic() + warmup
-    end = start + seconds
-    tasks = [annotator(base, t, project_id, start, end, tally) for t in tokens]
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=warmup + seconds + 60)
-    return tally
-
-
-async def reference(base: str, clients: int, seconds: float) -> tuple[float, float]:
-    """The same number of clients on ``GET /livez`` (no database, no login) for ``seconds``:
-    (requests/s, p50 ms), the ceiling this machine and client allow, measured in the same run."""
-    import httpx
-
-    lat: list[float] = []
-    end = time.monotonic() + seconds
-
-    async def one() -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            while time.monotonic() < end:
-                t0 = time.perf_counter()
-                r = await client.get("/livez")
-                if r.status_code == 200 and time.monotonic() <= end:
-                    lat.append((time.perf_counter() - t0) * 1000)
-
-    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(clients))), seconds + 60)
-    return len(lat) / seconds, _pct(lat, 50)
-
-
-def _pct(values: list[float], q: int) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            q = select(func.count()).select_from(Event).join(Image, Image.id == Event.image_id)
+            return int(conn.scalar(q.where(Image.project_id == project_id)) or 0)
+    finally:
+        engine.dispose()
 
 
 def table(tally: Tally, seconds: float) -> dict[str, dict[str, float]]:
@@ -326,15 +213,15 @@ def table(tally: Tally, seconds: float) -> dict[str, dict[str, float]]:
         rows[route] = {
             "n": len(lat),
             "req/s": len(lat) / seconds,
-            "p50": _pct(lat, 50),
-            "p95": _pct(lat, 95),
+            "p50": pct(lat, 50),
+            "p95": pct(lat, 95),
             "errors": tally.errors[route],
         }
     rows["mixed"] = {
         "n": len(every),
         "req/s": len(every) / seconds,
-        "p50": _pct(every, 50),
-        "p95": _pct(every, 95),
+        "p50": pct(every, 50),
+        "p95": pct(every, 95),
         "errors": sum(tally.errors.values()),
     }
     return rows
@@ -371,18 +258,32 @@ def main(argv: list[str] | None = None) -> int:
                 # the reference first: after the load, the app is still busy embedding the
                 # images the annotators raced through (precompute), which is not its ceiling
                 ref = asyncio.run(reference(base, args.annotators, ref_s))
+                t_load = time.monotonic()
                 tally = asyncio.run(drive(base, tokens, project_id, args.seconds, args.warmup))
+                t_load = time.monotonic() - t_load
+            rows_stored = event_rows(url, project_id)
     rows = table(tally, args.seconds)
     print_table(rows)
     print(
         f"stored events/s {tally.events_stored / args.seconds:.1f}   "
         f"images submitted/s {tally.images_done / args.seconds:.1f}"
     )
+    print(
+        f"events: {tally.events_sent_ok} sent in batches answered 200, "
+        f"{tally.events_answered_stored} stored per those answers, {rows_stored} rows in the "
+        f"database ({'equal' if tally.events_sent_ok == tally.events_answered_stored == rows_stored else 'MISMATCH: events lost or duplicated'})"
+    )
+    client_share = tally.client_cpu_s / t_load if t_load > 0 else float("nan")
+    print(
+        f"client CPU: {tally.client_cpu_s:.1f} s in {t_load:.1f} s = {client_share:.0%} of one core"
+    )
     ratio = rows["mixed"]["req/s"] / ref[0] if ref[0] else float("nan")
     print(
         f"reference GET /livez, same clients, {ref_s:g} s: {ref[0]:.1f} req/s (p50 {ref[1]:.1f} "
         f"ms); mixed / reference = {ratio:.2f}"
     )
+    if tally.ran_out:
+        print("WARNING: the images ran out before the end: the rates are too low; pass --images")
     for sample in tally.samples:
         print(f"  error: {sample}")
     if args.json:
@@ -392,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                     "rows": rows,
                     "events_stored_per_s": tally.events_stored / args.seconds,
                     "images_per_s": tally.images_done / args.seconds,
+                    "events_sent_ok": tally.events_sent_ok,
+                    "events_answered_stored": tally.events_answered_stored,
+                    "event_rows": rows_stored,
+                    "client_cpu_share": client_share,
+                    "ran_out": tally.ran_out,
                     "reference_req_per_s": ref[0],
                     "mixed_over_reference": ratio,
                 }

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,14 +43,6 @@ from engine.lru import LRU
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["tasks"])
-
-
-def setup(app: Any) -> None:
-    """Called by the app factory: embed the images people are about to open in the
-    background (``engine.segment.precompute``), so nobody waits for the encoder."""
-    from engine.segment.precompute import attach_precompute
-
-    attach_precompute(app)
 
 
 STAGE_ROLES = {
@@ -183,7 +175,6 @@ def project(project_id: int, session: SessionDep, user: CurrentUser) -> ProjectO
 def next_task(
     body: NextIn,
     request: Request,
-    background: BackgroundTasks,
     session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
@@ -199,20 +190,25 @@ def next_task(
     )
     session.commit()
     out = _task(session, lease, settings.lease_minutes)
-    if getattr(request.app.state, "precomputer", None) is not None:
-        # after the answer, in its own session; ours gives its connection back first (the
-        # request's session is closed only after background tasks: holding both could
-        # exhaust the pool under load)
-        session.close()
-        background.add_task(_precompute_next, request.app, lease.image_id)
+    _embed_ahead(request.app, lease.image_id)
     return out
 
 
-def _precompute_next(app: Any, image_id: int) -> None:
-    """Ask the embedding precompute for this image and the next few (own session: this runs
-    after the response was sent)."""
-    from engine.segment.precompute import schedule
+EMBED_AHEAD = 4  # the leased image and the next few of the project
 
+
+def _embed_ahead(app: Any, image_id: int) -> None:
+    """Queue the embedding of this image and the next few (``annotator_ui.idle_work``: run
+    while the process answers no request), so a decode rarely waits for the encoder."""
+    seg = getattr(app.state, "segmenter", None)
+    work = getattr(app.state, "idle_work", None)
+    if work is not None and hasattr(seg, "embed_cached"):
+        work.submit(("upcoming", image_id), lambda: _queue_upcoming(app, image_id))
+
+
+def _queue_upcoming(app: Any, image_id: int) -> None:
+    """Idle job: find the images from ``image_id`` on and queue one embedding job per image
+    not cached yet (one job each, so requests arriving meanwhile wait for one image at most)."""
     with app.state.session_factory() as session:
         image = session.get(Image, image_id)
         if image is None:
@@ -221,9 +217,20 @@ def _precompute_next(app: Any, image_id: int) -> None:
             select(Image.sha256, Image.uri)
             .where(Image.project_id == image.project_id, Image.id >= image.id, Image.status == "ok")
             .order_by(Image.id)
-            .limit(4)
+            .limit(EMBED_AHEAD)
         ).all()
-    schedule(app, [(sha, uri) for sha, uri in upcoming])
+    seg, max_pixels = app.state.segmenter, app.state.settings.max_image_pixels
+    for sha, uri in upcoming:
+        if sha and not seg.is_cached(sha):
+            app.state.idle_work.submit(
+                ("embed", sha), lambda s=sha, u=uri: _embed(seg, s, u, max_pixels)
+            )
+
+
+def _embed(seg: Any, sha256: str, uri: str, max_pixels: int) -> None:
+    from engine.imageio import load_rgb
+
+    seg.embed_cached(sha256, lambda: load_rgb(uri, max_pixels=max_pixels))
 
 
 @router.get("/api/tasks")
@@ -290,8 +297,8 @@ def _op_shape(op: dict[str, Any], image: Image, max_bytes: int) -> dict[str, Any
 
 
 def _warm_metrics(app: Any, *, image_id: int, idle_s: float) -> None:
-    """Derive the image's metrics cache row (a few ms) so metric queries stay warm; runs
-    after the submit's answer was sent, in its own session.
+    """Derive the image's metrics cache row (a few ms) so metric queries stay warm; an idle
+    job (``annotator_ui.idle_work``) after the submit, in its own session.
 
     Best effort: the submit is already committed, and a failure here only means the next
     metrics query derives the row itself.
@@ -319,7 +326,6 @@ def submit(
     lease_id: int,
     body: SubmitIn,
     request: Request,
-    background: BackgroundTasks,
     session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
@@ -374,10 +380,12 @@ def submit(
         session, lease=lease, request_sha256=request_sha256, response=out.model_dump(mode="json")
     )
     session.commit()
-    session.close()  # the connection goes back to the pool before the background task's
-    background.add_task(
-        _warm_metrics, request.app, image_id=lease.image_id, idle_s=settings.idle_seconds
-    )
+    image_id, idle_s, app = lease.image_id, settings.idle_seconds, request.app
+    work = getattr(app.state, "idle_work", None)
+    if work is not None:
+        work.submit(
+            ("metrics", image_id), lambda: _warm_metrics(app, image_id=image_id, idle_s=idle_s)
+        )
     return out
 
 

@@ -217,7 +217,8 @@ def test_control_arm_hides_proposals(web: Web) -> None:
 
 
 def test_submit_derives_the_image_metrics_row(web: Web) -> None:
-    """A submit leaves the image's effort_cache row fresh, so metric queries never derive."""
+    """A submit leaves the image's effort_cache row fresh (an idle job once the process
+    answers no request), so metric queries never derive."""
     from db.models import EffortCache
 
     _, ann, task = _one_task(web, control_fraction=0.0)
@@ -225,6 +226,7 @@ def test_submit_derives_the_image_metrics_row(web: Web) -> None:
         assert s.get(EffortCache, task["image"]["id"]) is None
     r = web.client.post(f"/api/tasks/{task['lease_id']}/submit", json={"ops": []}, headers=ann)
     assert r.status_code == 200, r.text
+    assert web.app.state.idle_work.wait_idle(), "the metrics job did not run"  # after the answer
     with web.factory() as s:
         row = s.get(EffortCache, task["image"]["id"])
         assert row is not None and row.lease_id == task["lease_id"]

@@ -41,8 +41,10 @@ def test_tiny_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["mixed"]["n"] > 0 and figures["reference_req_per_s"] > 0
     assert rows["mixed"]["n"] == sum(rows[r]["n"] for r in bench_load.ROUTES)
     assert rows["mixed"]["req/s"] == pytest.approx(rows["mixed"]["n"] / 4)
-    stored = figures["events_stored_per_s"] * 4
-    assert stored == pytest.approx(8 * rows["events"]["n"] / 2, abs=8)  # 6 + 2 events a cycle
+    # no event lost or stored twice: counted over the whole run, rows read after the drain
+    assert figures["event_rows"] > 0
+    assert figures["events_sent_ok"] == figures["events_answered_stored"] == figures["event_rows"]
+    assert "rows in the database (equal)" in out
 
 
 def test_refuses_non_loopback() -> None:
