@@ -193,6 +193,7 @@ REPORTING = [
     ["user", "token"],
     ["user", "passwd"],
     ["models", "list"],
+    ["models", "download"],
     ["prefill"],
     ["embed"],
     ["round", "start"],
