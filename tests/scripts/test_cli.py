@@ -525,11 +525,15 @@ def test_label_studio_import_options_fail_with_one_line(tmp_path: Path) -> None:
         "expected a list of tasks": [
             "-f", "label-studio-brush", str(tmp_path / "brush"), "--tasks", str(tmp_path / "one-task.json"),
         ],
+        "no such --tasks file: ": [
+            "-f", "label-studio-brush", str(tmp_path / "brush"), "--tasks", str(tmp_path / "nope.json"),
+        ],
     }  # fmt: skip
     for want, args in cases.items():
         proc = _cli(["import", *args, "-p", "p"], tmp_path, **env)
         assert proc.returncode == 1, (args, proc.stderr)
         assert want in _one_line_error(proc)
+        assert proc.stdout == "", "refused before the progress bar starts"
 
 
 def test_ingest_manifest_and_http_uris(
