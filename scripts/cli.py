@@ -36,6 +36,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # plain click help: typer's rich help (typer.rich_utils, rich.markdown, pygments...) costs
+    # more than the rest of `--help` together; the sub-apps inherit the root's mode
+    rich_markup_mode=None,
 )
 
 
@@ -84,14 +87,26 @@ def _database_unreachable(err: BaseException) -> str | None:
     return unreachable_message(Settings().resolved_database_url, err)
 
 
+HELP_ONLY = frozenset({"--help", "--version", "-V"})
+
+
+def only_help(argv: list[str]) -> bool:
+    """True when ``argv`` (without the program name) only asks for help or the version: no
+    command will run, so settings and logging (pydantic) need not be loaded."""
+    return not argv or not HELP_ONLY.isdisjoint(argv)
+
+
 def main() -> None:
     """Entry point of the ``dataengine`` script: run the app; an unreachable database
     anywhere in a command ends it with one line on stderr and exit code 3."""
-    from annotator_ui.logs import configure_logging
-    from engine.settings import Settings
     from scripts.commands.common import EXIT_DB_UNREACHABLE, fail
 
-    configure_logging(Settings(), level="WARNING")  # DATAENGINE_LOG_FORMAT=json for JSON lines
+    if not only_help(sys.argv[1:]):
+        from annotator_ui.logs import configure_logging
+        from engine.settings import Settings
+
+        # DATAENGINE_LOG_FORMAT=json for JSON lines
+        configure_logging(Settings(), level="WARNING")
     try:
         app()
     except Exception as err:

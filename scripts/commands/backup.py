@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from scripts.commands.common import console, domain_errors
+from scripts.commands.common import JsonFlag, console, domain_errors, print_json
 
 
 def backup_command(
     out: Path = typer.Option(..., "--out", "-o", help="Backup file to create (never overwritten)."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Back up the configured database to FILE.
 
@@ -24,7 +25,11 @@ def backup_command(
     settings = Settings()
     with domain_errors():
         path = backup_database(url=settings.resolved_database_url, out=out)
-    console.print(f"backup written to {path} ({path.stat().st_size} bytes)")
+    size = path.stat().st_size
+    if as_json:
+        print_json({"backup": str(path), "bytes": size})
+        return
+    console.print(f"backup written to {path} ({size} bytes)")
 
 
 def register(app: typer.Typer) -> None:

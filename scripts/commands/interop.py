@@ -134,6 +134,8 @@ def import_command(
     for d in images:
         if not d.is_dir():
             fail(f"--images {d} is not a folder")
+    # brush tasks are read before the progress bar starts: a bad file is one line, no bar
+    tasks = _read_tasks(tasks_file, ls_url) if fmt == "label-studio-brush" else None
     settings = Settings()
     factory = open_db(settings)
     options: dict[str, object] = {
@@ -162,7 +164,7 @@ def import_command(
 
         if fmt == "label-studio-brush":
             report = _import_brush(
-                factory, project, paths, tasks_file, ls_url, ls_token, options, on_file
+                factory, project, paths, tasks, ls_url, ls_token, options, on_file
             )
         else:
             report = import_files(
@@ -184,34 +186,42 @@ def import_command(
         raise typer.Exit(1)
 
 
+def _read_tasks(tasks_file: Path | None, ls_url: str | None) -> list[Any] | None:
+    """The task list of ``--tasks`` (a Label Studio JSON export), or None when the tasks
+    come from ``--ls-url``; exits with one line when neither is usable."""
+    import json
+
+    if tasks_file is None and not ls_url:
+        fail("label-studio-brush needs the tasks: --tasks EXPORT.json or --ls-url/--ls-token")
+    if tasks_file is None:
+        return None
+    require_paths([tasks_file], "--tasks file")
+    try:
+        tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        fail(f"--tasks {tasks_file}: not a readable Label Studio JSON export ({err})")
+    if not isinstance(tasks, list):
+        fail(f"--tasks {tasks_file}: expected a list of tasks (Label Studio JSON export)")
+    return tasks
+
+
 def _import_brush(
     factory: Any,
     project: str,
     paths: list[Path],
-    tasks_file: Path | None,
+    tasks: list[Any] | None,
     ls_url: str | None,
     ls_token: str | None,
     options: dict[str, Any],
     on_file: Any,
 ) -> ImportReport:
-    """``-f label-studio-brush``: Label Studio's BRUSH_TO_PNG/BRUSH_TO_NUMPY zips or folders."""
-    import json
-
+    """``-f label-studio-brush``: Label Studio's BRUSH_TO_PNG/BRUSH_TO_NUMPY zips or folders
+    (``tasks``: the export's task list, or None to fetch them through ``ls_url``)."""
     from db.projects import get_or_create_project
     from db.session import transaction
     from engine.interop.importers.label_studio_brush import import_brush_export
     from engine.interop.label_studio_api import LabelStudio
 
-    if tasks_file is None and not ls_url:
-        fail("label-studio-brush needs the tasks: --tasks EXPORT.json or --ls-url/--ls-token")
-    tasks = None
-    if tasks_file is not None:
-        try:
-            tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            fail(f"--tasks {tasks_file}: not a readable Label Studio JSON export ({err})")
-        if not isinstance(tasks, list):
-            fail(f"--tasks {tasks_file}: expected a list of tasks (Label Studio JSON export)")
     with transaction(factory) as s:
         project_id = get_or_create_project(s, name=project).id
     ls = LabelStudio(ls_url, ls_token) if ls_url and ls_token else None

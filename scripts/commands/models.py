@@ -44,6 +44,7 @@ def models_download(
         None, help="Folder to write into (default: <data_dir>/models)."
     ),
     url: str | None = typer.Option(None, help="Mirror URL to fetch instead of the official one."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Download a checkpoint with a progress bar; keep it only if its sha256 matches."""
     from engine.segment.sam.models import MODELS, ChecksumError, download
@@ -53,11 +54,14 @@ def models_download(
         fail(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     folder = dest or Settings().data_dir / "models"
     try:
-        path = download(name, folder, progress=True, url=url)
+        path = download(name, folder, progress=not as_json, url=url)
     except ChecksumError as err:
         fail(str(err))
     except OSError as err:
         fail(f"download of {name} failed: {err}; check the network or pass --url to a mirror")
+    if as_json:
+        print_json({"model": name, "path": str(path), "sha256": MODELS[name]["sha256"]})
+        return
     console.print(f"{name}: {path}")
     console.print(
         f"use it with: DATAENGINE_SAM_MODEL={name} DATAENGINE_SAM_CHECKPOINT={path} "

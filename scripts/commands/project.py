@@ -42,6 +42,7 @@ def project_labels(
     labels: str = typer.Argument(
         ..., help="Comma-separated label taxonomy (replaces the old one)."
     ),
+    as_json: JsonFlag = False,
 ) -> None:
     """Replace a project's label taxonomy."""
     from db.projects import get_project, set_labels
@@ -51,7 +52,11 @@ def project_labels(
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         p = set_labels(s, project=get_project(s, name=name), labels=_split(labels))
-        console.print(f"{p.name}: {', '.join(p.labels)}")
+        shown = {"name": p.name, "labels": list(p.labels)}
+    if as_json:
+        print_json(shown)
+    else:
+        console.print(f"{shown['name']}: {', '.join(shown['labels'])}")
 
 
 @project_app.command("list")

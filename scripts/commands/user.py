@@ -110,6 +110,7 @@ def user_passwd(
         help="New password (8+ characters, not easily guessed). Omitted: a random one is "
         "generated and printed.",
     ),
+    as_json: JsonFlag = False,
 ) -> None:
     """Set a user's password; every session and API token of the user is revoked."""
     from db.session import transaction
@@ -120,6 +121,9 @@ def user_passwd(
     factory = open_db(Settings())
     with domain_errors(), transaction(factory) as s:
         set_password(s, user=get_user(s, name=name), password=pw)
+    if as_json:
+        print_json({"user": name, "password": None if password else pw})
+        return
     console.print(f"password of {name!r} set" + ("" if password else f" to {pw}"))
 
 

@@ -21,7 +21,9 @@ def test_bomb_is_cheap_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
         assert (status == "200") == (name == "photo.jpg")
     swapped = re.search(r"GET thumb 256 \(ok image, file now the bomb\)\s+(\d+)", out)
     assert swapped and swapped.group(1) != "200"
-    assert all(float(ms) < 5000 for ms in re.findall(r"([\d.]+) ms", out))
+    # every step prints its time and memory growth (figures, not asserted: no timed tests)
+    rows = re.findall(r" \d+\.\d ms  peak RSS \+ *-?\d+\.\d MB$", out, re.M)
+    assert len(rows) >= len(steps) + 1, out
 
 
 def test_bomb_header_declares_the_size(tmp_path: Path) -> None:

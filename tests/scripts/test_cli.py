@@ -103,7 +103,10 @@ HEAVY = (
     "scipy",
     "skimage",
     "alembic",
-)  # not pydantic: typer itself may load it to coerce some option values
+    "PIL",
+    "pydantic_settings",  # the settings: loaded only when a command runs
+    "typer.rich_utils",  # rich help rendering (rich_markup_mode=None)
+)  # not pydantic: typer itself loads it to coerce the value of a group's --help option
 _PROBE = """
 import json, sys
 from scripts.cli import main
@@ -115,7 +118,7 @@ for argv in argvs:
     except SystemExit as done:
         if done.code not in (0, None):
             raise SystemExit(f"{argv}: exit {done.code}")
-heavy = sorted({m.split(".")[0] for m in sys.modules} & set(heavy_names))
+heavy = sorted(name for name in heavy_names if name in sys.modules)
 with open(report, "w") as fh:
     json.dump(heavy, fh)
 """
@@ -129,7 +132,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 def test_help_of_every_command_imports_no_heavy_library(tmp_path: Path) -> None:
     """`dataengine --help`, `--version` and every `<cmd> --help`, run through the real entry
-    point in a fresh interpreter, import none of torch, SQLAlchemy, pydantic & co."""
+    point in a fresh interpreter, import none of torch, SQLAlchemy, the settings & co."""
     argvs = [["--help"], ["--version"]] + [[*p, "--help"] for p in _all_command_paths() if p]
     report = tmp_path / "heavy.json"
     proc = subprocess.run(
@@ -143,6 +146,15 @@ def test_help_of_every_command_imports_no_heavy_library(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(report.read_text()) == []
     assert "Usage" in proc.stdout and "dataengine 0" in proc.stdout
+
+
+def test_only_help_tells_help_and_version_from_commands() -> None:
+    from scripts.cli import only_help
+
+    for argv in ([], ["--help"], ["-V"], ["--version"], ["db", "upgrade", "--help"]):
+        assert only_help(argv), argv
+    for argv in (["db", "upgrade"], ["ingest", "photos", "-p", "x"], ["help"]):
+        assert not only_help(argv), argv
 
 
 def test_version_is_the_package_metadata() -> None:
@@ -173,12 +185,15 @@ REPORTING = [
     ["db", "upgrade"],
     ["db", "current"],
     ["project", "create"],
+    ["project", "labels"],
     ["project", "list"],
     ["ingest"],
     ["user", "add"],
     ["user", "list"],
     ["user", "token"],
+    ["user", "passwd"],
     ["models", "list"],
+    ["models", "download"],
     ["prefill"],
     ["embed"],
     ["round", "start"],
@@ -193,6 +208,8 @@ REPORTING = [
     ["curate", "settings"],
     ["export"],
     ["import"],
+    ["backup"],
+    ["worker", "status"],
 ]
 
 
@@ -508,11 +525,15 @@ def test_label_studio_import_options_fail_with_one_line(tmp_path: Path) -> None:
         "expected a list of tasks": [
             "-f", "label-studio-brush", str(tmp_path / "brush"), "--tasks", str(tmp_path / "one-task.json"),
         ],
+        "no such --tasks file: ": [
+            "-f", "label-studio-brush", str(tmp_path / "brush"), "--tasks", str(tmp_path / "nope.json"),
+        ],
     }  # fmt: skip
     for want, args in cases.items():
         proc = _cli(["import", *args, "-p", "p"], tmp_path, **env)
         assert proc.returncode == 1, (args, proc.stderr)
         assert want in _one_line_error(proc)
+        assert proc.stdout == "", "refused before the progress bar starts"
 
 
 def test_ingest_manifest_and_http_uris(
