@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Mask, Prefill, PrefillClaim, utcnow
 from db.prefills import (
+    add_imported_proposals,
     add_prefill,
     add_prefill_unless_done,
+    any_prefill,
     count_embeddable,
     count_pending,
     forget_failed_prefills,
@@ -105,3 +107,17 @@ def test_todo_pages_and_insert_unless_done(factory: sessionmaker[Session]) -> No
         assert between == [(ids[2], imgs[2].uri, imgs[2].sha256)]
         embeddable = todo_rows(s, project_id=p.id, model_version_id=None, lo=0, hi=ids[2] + 9)
         assert [r[0] for r in embeddable] == ids
+
+
+def test_any_prefill_and_imported_proposal_counts(factory: sessionmaker[Session]) -> None:
+    with factory() as s:
+        p = make_project(s)
+        mv = make_model_version(s)
+        img = make_image(s, project=p)
+        assert not any_prefill(s, image_id=img.id)
+        add_imported_proposals(s, image_id=img.id, model_version_id=mv.id, proposals=2)
+        row = add_imported_proposals(s, image_id=img.id, model_version_id=mv.id, proposals=3)
+        s.flush()
+        assert (row.status, row.n_proposals, row.n_confident) == ("done", 5, 5)
+        assert any_prefill(s, image_id=img.id)
+        assert len(s.scalars(select(Prefill).where(Prefill.image_id == img.id)).all()) == 1
