@@ -140,3 +140,45 @@ def count_by_status(session: Session, *, project_id: int) -> dict[str, int]:
         .group_by(Image.status)
     )
     return {status: n for status, n in rows}
+
+
+def uri_page(
+    session: Session, *, project_id: int, after_id: int, limit: int
+) -> list[tuple[int, str]]:
+    """One keyset page of (id, uri) of the project's ok images with id > ``after_id``, at
+    most ``limit``, in id order (plain pairs, no ORM rows)."""
+    q = (
+        select(Image.id, Image.uri)
+        .where(Image.project_id == project_id, Image.status == "ok", Image.id > after_id)
+        .order_by(Image.id)
+        .limit(limit)
+    )
+    return [(int(i), u) for i, u in session.execute(q).all()]
+
+
+def find_ok_image(
+    session: Session,
+    *,
+    project_id: int | None,
+    sha256: str | None = None,
+    image_id: int | None = None,
+) -> Image | None:
+    """The first ok image (by id; of ``project_id`` unless None) with this ``sha256``, or
+    else with this ``image_id``; None when neither is given or nothing matches."""
+    q = select(Image).where(Image.status == "ok")
+    if project_id is not None:
+        q = q.where(Image.project_id == project_id)
+    if sha256 is not None:
+        return session.scalars(q.where(Image.sha256 == sha256).order_by(Image.id).limit(1)).first()
+    if image_id is not None:
+        return session.scalars(q.where(Image.id == image_id)).first()
+    return None
+
+
+def ok_images_named(session: Session, *, project_id: int | None, basename: str) -> list[Image]:
+    """The ok images (of ``project_id`` unless None) whose uri ends with ``basename`` (taken
+    literally: ``%`` and ``_`` are escaped), in id order."""
+    q = select(Image).where(Image.status == "ok", Image.uri.endswith(basename, autoescape=True))
+    if project_id is not None:
+        q = q.where(Image.project_id == project_id)
+    return list(session.scalars(q.order_by(Image.id)))

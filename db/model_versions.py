@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -52,3 +53,23 @@ def add_model_version(session: Session, **fields: Any) -> ModelVersion:
     session.add(mv)
     session.flush()
     return mv
+
+
+def find_by_name(session: Session, *, backend: str, name: str) -> ModelVersion | None:
+    """The oldest model version of ``backend`` called ``name``, or None."""
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.backend == backend, ModelVersion.name == name)
+        .order_by(ModelVersion.id)
+        .limit(1)
+    )
+
+
+def version_names(session: Session, *, ids: Collection[int] | None = None) -> dict[int, str]:
+    """model version id -> name, for ``ids`` (None: every version; unknown ids left out)."""
+    q = select(ModelVersion.id, ModelVersion.name)
+    if ids is not None:
+        if not ids:
+            return {}
+        q = q.where(ModelVersion.id.in_(list(ids)))
+    return {int(i): n for i, n in session.execute(q).all()}

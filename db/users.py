@@ -233,3 +233,25 @@ def user_for_token(session: Session, *, token: str, cache_s: float = 0.0) -> Use
 
 def revoke_token(session: Session, *, token: str) -> None:
     session.execute(delete(AuthToken).where(AuthToken.token_sha256 == _digest(token)))
+
+
+def ensure_inactive_user(session: Session, *, name: str, role: str = "annotator") -> User:
+    """The account called exactly ``name``, created inactive (a random password nobody
+    knows, so nobody can log in as it) on first use; safe when two imports race to create it."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is not None:
+        return user
+    user = User(
+        name=name,
+        role=role,
+        password_hash=hash_password(secrets.token_urlsafe(32)),
+        active=False,
+    )
+    try:
+        with session.begin_nested():
+            session.add(user)
+    except IntegrityError:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise
+    return user

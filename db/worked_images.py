@@ -1,7 +1,7 @@
 """Worked images: the units the flywheel metrics, calibration and event export count.
 
 Keyword-only builders of SQL selects (not executed here): callers turn them into subqueries
-and join them. ``worked_images`` is every image with annotation work, ``done_leases`` the
+and join them; ``worked_image_page`` executes one keyset page. ``worked_images`` is every image with annotation work, ``done_leases`` the
 finished ``annotate`` leases in rounds, ``shown_to_annotator`` the proposals the annotator saw.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, and_, case, exists, func, or_, select, true
+from sqlalchemy import Row, Select, and_, case, exists, func, or_, select, true
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import Event, Image, Lease, Mask, Round
@@ -95,3 +96,19 @@ def shown_to_annotator(*, done: Any) -> ColumnElement[bool]:
         .exists()
     )
     return and_(Mask.source == "model", or_(Mask.confident == true(), revealed))
+
+
+def worked_image_page(
+    session: Session, *, project_id: int, after_image_id: int = 0, limit: int = 500
+) -> list[Row[Any]]:
+    """One keyset page of ``worked_images`` rows (image_id, lease_id, round, arm) with
+    image_id > ``after_image_id``, ascending image_id, at most ``limit`` (executed)."""
+    units = worked_images(project_id=project_id).subquery("units")
+    return list(
+        session.execute(
+            select(units)
+            .where(units.c.image_id > after_image_id)
+            .order_by(units.c.image_id)
+            .limit(limit)
+        ).all()
+    )

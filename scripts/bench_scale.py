@@ -31,10 +31,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from scripts.bench_scale_data import (
+    classical_version,
+    generate_rows,
+    mark_all_done,
+    scratch_db,
+    work_images_folder,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,7 +88,7 @@ def _child_worker(url: str, project_id: int, mv_id: int, mode: str) -> dict:
         return propose(image, embedding)
 
     seg.propose = counted  # type: ignore[method-assign]
-    warm = _work_images(Path(tempfile.mkdtemp(prefix="bench_warm_")) / "w", 1, 48)
+    warm = work_images_folder(Path(tempfile.mkdtemp(prefix="bench_warm_")) / "w", 1, 48)
     from engine.imageio import load_rgb
 
     image = load_rgb(next(warm.iterdir()))
@@ -161,93 +168,6 @@ def _result(proc: subprocess.Popen[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-# --- setup ----------------------------------------------------------------------------------
-
-
-def _scratch_db(url: str) -> tuple[str, Any]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"bench_scale_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return make_url(url).set(database=name).render_as_string(hide_password=False), admin
-
-
-def _work_images(folder: Path, n: int, side: int) -> Path:
-    """``n`` distinct synthetic photos: a gradient with a few bright and dark shapes."""
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:side, 0:side]
-    for i in range(n):
-        img = np.dstack([(xx * 255 // side), (yy * 255 // side), np.full_like(xx, 60)])
-        for _ in range(4):
-            cx, cy, r = rng.integers(8, side - 8, 2).tolist() + [int(rng.integers(5, side // 4))]
-            img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.integers(0, 256, 3)
-        Image.fromarray(img.astype(np.uint8)).save(folder / f"w{i:04d}.png")
-    return folder
-
-
-def _classical_version(session: Any) -> int:
-    """The classical backend's model version id (created if missing)."""
-    from engine.flywheel.prefill_model import ensure_model_version
-    from engine.segment.registry import build_segmenter
-
-    return ensure_model_version(session, segmenter=build_segmenter("classical")).id
-
-
-def _generate_rows(url: str, n: int) -> tuple[int, int, float]:
-    """A project of ``n`` generated ok image rows (no files) + a model version."""
-    from sqlalchemy import text
-
-    from db.models import Project
-    from db.session import make_engine, make_session_factory, transaction
-
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with transaction(factory) as s:
-        p = Project(name="generated", labels=[], settings={})
-        s.add(p)
-        s.flush()
-        pid, mv_id = p.id, _classical_version(s)
-    t0 = time.perf_counter()
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO image (project_id, uri, sha256, status, signals, meta, created_at) "
-                "SELECT :pid, '/generated/' || g || '.jpg', md5(g::text) || md5((-g)::text), "
-                "'ok', '{}', '{}', now() FROM generate_series(1, :n) g"
-            ),
-            {"pid": pid, "n": n},
-        )
-        conn.execute(text("ANALYZE image"))
-    engine.dispose()
-    return pid, mv_id, time.perf_counter() - t0
-
-
-def _mark_all_done(url: str, pid: int, mv_id: int) -> None:
-    from sqlalchemy import text
-
-    from db.session import make_engine
-
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO prefill (image_id, model_version_id, status, n_proposals, "
-                "n_confident, seconds, created_at) SELECT id, :mv, 'done', 0, 0, 0, now() "
-                "FROM image WHERE project_id = :pid"
-            ),
-            {"mv": mv_id, "pid": pid},
-        )
-        conn.execute(text("ANALYZE prefill"))
-    engine.dispose()
-
-
 # --- the two parts ------------------------------------------------------------------------------
 
 
@@ -262,11 +182,11 @@ def bench_workers(url: str, work_images: int, side: int) -> dict[str, Any]:
     engine = make_engine(url)
     factory = make_session_factory(engine)
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
-        folder = _work_images(Path(tmp) / "work", work_images, side)
+        folder = work_images_folder(Path(tmp) / "work", work_images, side)
         ingest(factory, project="work", paths=[folder])
         with transaction(factory) as s:
             pid = s.scalar(select(Image.project_id).limit(1))
-            mv_id = _classical_version(s)
+            mv_id = classical_version(s)
         n = 0
         with factory() as s:
             n = int(s.scalar(select(func.count()).select_from(Image)) or 0)
@@ -299,13 +219,13 @@ def bench_workers(url: str, work_images: int, side: int) -> dict[str, Any]:
 
 def bench_passes(url: str, images: int) -> dict[str, Any]:
     """Part 2: full-pending and idle passes over ``images`` generated rows, before/after."""
-    pid, mv_id, gen_s = _generate_rows(url, images)
+    pid, mv_id, gen_s = generate_rows(url, images)
     out: dict[str, Any] = {"generate_seconds": gen_s}
     args = (url, str(pid), str(mv_id))
     print(f"  generated {images:,} rows in {gen_s:.1f} s", file=sys.stderr, flush=True)
     for mode in ("pending-before", "pending-after", "idle-before", "idle-after"):
         if mode == "idle-before":
-            _mark_all_done(url, pid, mv_id)
+            mark_all_done(url, pid, mv_id)
         out[mode] = _result(_spawn("--child-pass", mode, *args))
         print(f"  {mode}: {out[mode]}", file=sys.stderr, flush=True)
     return out
@@ -378,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from db.migrate import upgrade
 
     console = Console(width=max(110, shutil.get_terminal_size().columns))  # a table row a line
-    url, admin = _scratch_db(args.database_url)
+    url, admin = scratch_db(args.database_url)
     try:
         console.print(f"scratch database {url.rsplit('/', 1)[-1]}: migrating")
         upgrade(url)

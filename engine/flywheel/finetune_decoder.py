@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput, NotFound
-from db.models import Image, Mask, ModelVersion
+from db.model_versions import add_model_version, find_model_version
 from db.rounds import current_round
 from db.session import transaction
+from db.training_data import accepted_mask_rles
 from engine.flywheel.clicker import noc, run_clicks
 from engine.imageio import load_rgb
 from engine.masks import decode_rle
@@ -198,16 +198,10 @@ def _training_data(
     session: Session, project_id: int
 ) -> dict[int, tuple[str, str, list[dict[str, Any]]]]:
     """image id -> (uri, sha256, [final mask RLEs])."""
-    rows = session.execute(
-        select(Image.id, Image.uri, Image.sha256, Mask.rle)
-        .join(Mask, Mask.image_id == Image.id)
-        .where(Image.project_id == project_id, Image.status == "ok", Mask.status == "accepted")
-        .order_by(Image.id, Mask.id)
-    ).all()
-    out: dict[int, tuple[str, str, list[dict[str, Any]]]] = {}
-    for image_id, uri, sha, rle in rows:
-        out.setdefault(image_id, (uri, sha or f"image{image_id}", []))[2].append(rle)
-    return out
+    return {
+        image_id: (uri, sha or f"image{image_id}", rles)
+        for image_id, (uri, sha, rles) in accepted_mask_rles(session, project_id=project_id).items()
+    }
 
 
 def finetune_project(
@@ -233,7 +227,9 @@ def finetune_project(
         if model_version_id is None:
             rnd = current_round(s, project_id=project_id)
             model_version_id = rnd.model_version_id if rnd else None
-        parent = s.get(ModelVersion, model_version_id) if model_version_id else None
+        parent = (
+            find_model_version(s, model_version_id=model_version_id) if model_version_id else None
+        )
         if parent is None:
             raise NotFound("no SAM model version to fine-tune: pass --model-version")
         if parent.backend != "sam" or not parent.checkpoint_path or not parent.model_type:
@@ -306,16 +302,14 @@ def finetune_project(
     tmp.replace(path)
     digest = file_sha256(path)
     with transaction(factory) as s:
-        child = ModelVersion(
-            name=f"{parent.name}+decoder-ft"[:200], backend="sam", model_type=parent.model_type,
+        child = add_model_version(
+            s, name=f"{parent.name}+decoder-ft"[:200], backend="sam", model_type=parent.model_type,
             checkpoint_path=str(path), checkpoint_sha256=digest, parent_id=parent.id,
             params={"finetune": asdict(cfg), "train_images": train_ids, "heldout_images": hold_ids},
             metrics={"heldout_before": before, "heldout_after": after, "loss_first": losses[:5],
                      "loss_last": losses[-5:]},
             promoted=promote,
         )  # fmt: skip
-        s.add(child)
-        s.flush()
         child_id = child.id
     return {"model_version_id": child_id, "promoted": promote, "before": before, "after": after,
             "losses": losses, "checkpoint": str(path), "sha256": digest}  # fmt: skip

@@ -41,11 +41,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput, NotFound
-from db.models import Image, ModelVersion, Prefill, Project
+from db.model_versions import get_model_version
+from db.models import ModelVersion
+from db.prefills import count_embeddable, count_pending, forget_failed_prefills
+from db.projects import project_name
 from db.rounds import current_round, ensure_first_round
 from db.session import make_engine, make_session_factory, transaction
 from engine.flywheel.confident_rule import ConfidentRule
@@ -59,7 +61,6 @@ from engine.flywheel.prefill_ray_stages import (
     decode,
     embed_all,
     page_bounds,
-    pending_select,
     read_page,
     write,
 )
@@ -165,11 +166,9 @@ def _prepare(
     """Check project and model version, open round 1 if the project has none, forget failed
     rows when asked; (model version, round id)."""
     with transaction(factory) as s:
-        if s.get(Project, project_id) is None:
+        if project_name(s, project_id=project_id) is None:
             raise NotFound(f"no project with id {project_id}")
-        mv = s.get(ModelVersion, model_version_id)
-        if mv is None:
-            raise NotFound(f"no model version with id {model_version_id}")
+        mv = get_model_version(s, model_version_id=model_version_id)
         rnd = current_round(s, project_id=project_id)
         round_id = rnd.id if rnd is not None else None
         if rnd is None:
@@ -178,13 +177,7 @@ def _prepare(
         if mv.calibration:
             check_calibration(mv.calibration, mv.id)
         if retry_failed:
-            s.execute(
-                delete(Prefill).where(
-                    Prefill.model_version_id == mv.id,
-                    Prefill.status == "failed",
-                    Prefill.image_id.in_(select(Image.id).where(Image.project_id == project_id)),
-                )
-            )
+            forget_failed_prefills(s, project_id=project_id, model_version_id=mv.id)
     return mv, round_id
 
 
@@ -220,14 +213,7 @@ def prefill_project_ray(
         )
         rule = rule or ConfidentRule.for_backend(mv.backend)
         with factory() as s:
-            total = s.scalar(
-                select(func.count(Image.id)).where(
-                    Image.project_id == project_id, Image.status == "ok"
-                )
-            )
-            pending = s.scalar(
-                select(func.count()).select_from(pending_select(project_id, mv.id).subquery())
-            )
+            total, pending = count_pending(s, project_id=project_id, model_version_id=mv.id)
         pages = _page_items(
             factory, project_id=project_id, model_version_id=mv.id, page_size=opts.page_size
         )
@@ -345,15 +331,9 @@ def embed_project_ray(
     factory = make_session_factory(make_engine(db_url))
     try:
         with factory() as s:
-            if s.get(Project, project_id) is None:
+            if project_name(s, project_id=project_id) is None:
                 raise NotFound(f"no project with id {project_id}")
-            total = s.scalar(
-                select(func.count(Image.id)).where(
-                    Image.project_id == project_id,
-                    Image.status == "ok",
-                    Image.sha256.is_not(None),
-                )
-            )
+            total = count_embeddable(s, project_id=project_id)
         pages = _page_items(
             factory, project_id=project_id, model_version_id=None, page_size=opts.page_size
         )

@@ -11,11 +11,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput
-from db.models import Image, Mask, Prefill
+from db.prefills import add_prefill_unless_done, todo_ids, todo_rows
 from db.session import make_engine, make_session_factory, transaction
 from engine.flywheel.confident_rule import ConfidentRule
 from engine.flywheel.confident_rule import score as score_proposals
@@ -47,11 +46,6 @@ def _factory(db_url: str) -> sessionmaker[Session]:
     return found
 
 
-def pending_select(project_id: int, mv_id: int) -> Any:
-    done = exists().where(Prefill.image_id == Image.id, Prefill.model_version_id == mv_id)
-    return select(Image.id).where(Image.project_id == project_id, Image.status == "ok", ~done)
-
-
 def page_bounds(
     factory: sessionmaker[Session],
     *,
@@ -61,16 +55,16 @@ def page_bounds(
 ) -> Iterator[tuple[int, int]]:
     """(first id, last id) of each keyset page of the project's pending ok images (all ok
     images with a sha256 when ``model_version_id`` is None), in id order; O(page) memory."""
-    if model_version_id is None:
-        base = select(Image.id).where(
-            Image.project_id == project_id, Image.status == "ok", Image.sha256.is_not(None)
-        )
-    else:
-        base = pending_select(project_id, model_version_id)
     last = 0
     while True:
         with factory() as s:
-            ids = list(s.scalars(base.where(Image.id > last).order_by(Image.id).limit(page_size)))
+            ids = todo_ids(
+                s,
+                project_id=project_id,
+                model_version_id=model_version_id,
+                after_id=last,
+                limit=page_size,
+            )
         if not ids:
             return
         yield ids[0], ids[-1]
@@ -82,17 +76,8 @@ def read_page(
 ) -> list[dict[str, Any]]:
     """Stage 2: a page's (image_id, uri, sha256) rows still to do."""
     lo, hi = int(page["lo"]), int(page["hi"])
-    if mv_id is None:
-        q = select(Image.id, Image.uri, Image.sha256).where(
-            Image.project_id == project_id, Image.status == "ok", Image.sha256.is_not(None)
-        )
-    else:
-        done = exists().where(Prefill.image_id == Image.id, Prefill.model_version_id == mv_id)
-        q = select(Image.id, Image.uri, Image.sha256).where(
-            Image.project_id == project_id, Image.status == "ok", ~done
-        )
     with _factory(db_url)() as s:
-        rows = s.execute(q.where(Image.id.between(lo, hi)).order_by(Image.id)).all()
+        rows = todo_rows(s, project_id=project_id, model_version_id=mv_id, lo=lo, hi=hi)
     return [{"image_id": r[0], "uri": r[1], "sha256": r[2] or ""} for r in rows]
 
 
@@ -227,21 +212,6 @@ class ModelStage:
         }
 
 
-def _insert_prefill(session: Session, values: dict[str, Any]) -> int | None:
-    """INSERT the prefill row unless (image, model version) has one; its id, or None."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = (
-        dialect_insert(Prefill)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["image_id", "model_version_id"])
-        .returning(Prefill.id)
-    )
-    return session.scalar(stmt)
-
-
 def write(batch: dict[str, Any], *, db_url: str, mv_id: int) -> dict[str, Any]:
     """Stage 5: per image one transaction (prefill row on conflict do nothing; the masks only
     when this writer's row went in). Outcome per image: done | failed | skipped."""
@@ -250,20 +220,17 @@ def write(batch: dict[str, Any], *, db_url: str, mv_id: int) -> dict[str, Any]:
     for i, image_id in enumerate(batch["image_id"]):
         failed = batch["status"][i] != "done"
         with transaction(factory) as s:
-            won = _insert_prefill(
+            won = add_prefill_unless_done(
                 s,
-                {
-                    "image_id": int(image_id),
-                    "model_version_id": mv_id,
-                    "status": "failed" if failed else "done",
-                    "reason": (batch["reason"][i] or None) if failed else None,
-                    "n_proposals": int(batch["n_proposals"][i]),
-                    "n_confident": int(batch["n_confident"][i]),
-                    "seconds": float(batch["seconds"][i]),
-                },
+                image_id=int(image_id),
+                model_version_id=mv_id,
+                failed=failed,
+                reason=batch["reason"][i] or None,
+                n_proposals=int(batch["n_proposals"][i]),
+                n_confident=int(batch["n_confident"][i]),
+                seconds=float(batch["seconds"][i]),
+                mask_rows=json.loads(batch["rows"][i]) if not failed and batch["rows"][i] else (),
             )
-            if won is not None and not failed and batch["rows"][i]:
-                s.execute(insert(Mask), json.loads(batch["rows"][i]))
         outcomes.append("skipped" if won is None else ("failed" if failed else "done"))
     return {
         "image_id": batch["image_id"],

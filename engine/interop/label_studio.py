@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.images import find_ok_image, ok_images_named
 from db.models import Image
 from engine.mask_payload import check_brush_rle, check_polygons
 from engine.masks import polygons_to_mask
@@ -248,26 +248,21 @@ def find_task_image(
     """The ingested image a task refers to (convention in the module docstring), or the reason not."""
     if not isinstance(data, dict):
         return None, "task has no 'data' object"
-    q = select(Image).where(Image.status == "ok")
-    if project_id is not None:
-        q = q.where(Image.project_id == project_id)
     sha = data.get("dataengine_sha256")
     if isinstance(sha, str) and sha:
-        hit = session.scalars(q.where(Image.sha256 == sha).order_by(Image.id).limit(1)).first()
+        hit = find_ok_image(session, project_id=project_id, sha256=sha)
         if hit is not None:
             return hit, None
     image_id = data.get("dataengine_image_id")
     if isinstance(image_id, int) and not sha:
-        hit = session.scalars(q.where(Image.id == image_id)).first()
+        hit = find_ok_image(session, project_id=project_id, image_id=image_id)
         if hit is not None:
             return hit, None
     name = task_image_name(data, value_key)
     if not name:
         return None, "task data names no image"
     base = PurePosixPath(name).name
-    rows = list(
-        session.scalars(q.where(Image.uri.endswith(base, autoescape=True)).order_by(Image.id))
-    )
+    rows = ok_images_named(session, project_id=project_id, basename=base)
     rows = [
         r
         for r in rows

@@ -20,11 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import masks as dbm
-from db.models import Image, ModelVersion, Prefill
+from db.model_versions import version_names
+from db.models import Image
+from db.prefills import any_prefill
 from engine.interop.exporters.label_studio import mask_regions
 from engine.interop.label_studio import LabelConfig
 
@@ -45,9 +46,7 @@ class ShownPrefill:
 
 def is_prefilled(session: Session, *, image_id: int) -> bool:
     """Whether any model version pre-filled the image (a ``prefill`` row, done or failed)."""
-    return (
-        session.scalar(select(Prefill.id).where(Prefill.image_id == image_id).limit(1)) is not None
-    )
+    return any_prefill(session, image_id=image_id)
 
 
 def shown_prefill(
@@ -68,15 +67,7 @@ def shown_prefill(
     rows = dbm.list_masks(session, image_id=image.id, proposals=arm == "prefill")
     rows = sorted(rows, key=lambda m: m.id)
     version_ids = {m.model_version_id for m in rows if m.model_version_id is not None}
-    names = (
-        dict(
-            session.execute(
-                select(ModelVersion.id, ModelVersion.name).where(ModelVersion.id.in_(version_ids))
-            ).all()
-        )
-        if version_ids
-        else {}
-    )
+    names = version_names(session, ids=version_ids)
     allowed = set(cfg.labels)
     regions: list[dict[str, Any]] = []
     for m in rows:

@@ -8,7 +8,16 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput, NotFound
-from db.images import add_image, get_image, image_ids, images_by_id, require_ok
+from db.images import (
+    add_image,
+    find_ok_image,
+    get_image,
+    image_ids,
+    images_by_id,
+    ok_images_named,
+    require_ok,
+    uri_page,
+)
 from db.session import transaction
 from engine.imageio import path_to_uri, uri_to_path
 from tests.factories import make_image, make_project
@@ -58,3 +67,25 @@ def test_image_ids_and_images_by_id_keep_id_order(factory: sessionmaker[Session]
         assert image_ids(s, project_id=project.id, status=None) == [a, bad, b]
         assert [im.id for im in images_by_id(s, ids={b, a, 10**9})] == [a, b]
         assert images_by_id(s, ids=[]) == []
+
+
+def test_uri_pages_and_task_lookups(factory: sessionmaker[Session]) -> None:
+    with factory() as s:
+        p, other = make_project(s), make_project(s)
+        a = make_image(s, project=p, uri="/d/one/cat_1.jpg")
+        b = make_image(s, project=p, uri="/d/two/cat_1.jpg")
+        c = make_image(s, project=p, uri="/d/catx1.jpg")  # '_' must not match as a wildcard
+        bad = make_image(s, project=p, uri="/d/bad/cat_1.jpg", status="rejected")
+        far = make_image(s, project=other, uri="/e/cat_1.jpg", sha256=a.sha256)
+        assert uri_page(s, project_id=p.id, after_id=0, limit=2) == [(a.id, a.uri), (b.id, b.uri)]
+        assert uri_page(s, project_id=p.id, after_id=b.id, limit=5) == [(c.id, c.uri)]
+        assert find_ok_image(s, project_id=p.id, sha256=a.sha256) is a
+        assert find_ok_image(s, project_id=None, sha256=far.sha256) is a  # the lowest id
+        assert find_ok_image(s, project_id=other.id, sha256=a.sha256) is far
+        assert find_ok_image(s, project_id=p.id, image_id=bad.id) is None
+        assert find_ok_image(s, project_id=p.id, image_id=b.id) is b
+        assert find_ok_image(s, project_id=p.id) is None
+        named = ok_images_named(s, project_id=p.id, basename="cat_1.jpg")
+        assert [im.id for im in named] == [a.id, b.id]
+        anywhere = ok_images_named(s, project_id=None, basename="cat_1.jpg")
+        assert [im.id for im in anywhere] == [a.id, b.id, far.id]

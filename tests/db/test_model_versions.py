@@ -8,8 +8,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.errors import NotFound
 from db.model_versions import (
     add_model_version,
+    find_by_name,
     find_model_version,
     get_model_version,
+    version_names,
     versions_of_backend,
     versions_sharing_weights,
 )
@@ -36,3 +38,15 @@ def test_versions_sharing_weights_and_lookups(factory: sessionmaker[Session]) ->
         assert find_model_version(s, model_version_id=10**9) is None
         with pytest.raises(NotFound, match="no model version with id"):
             get_model_version(s, model_version_id=10**9)
+
+
+def test_find_by_name_and_version_names(factory: sessionmaker[Session]) -> None:
+    with factory() as s:
+        first = add_model_version(s, name="import:a.json", backend="import", params={})
+        add_model_version(s, name="import:a.json", backend="import", params={})
+        sam = add_model_version(s, name="import:a.json", backend="sam", params={})
+        assert find_by_name(s, backend="import", name="import:a.json") is first
+        assert find_by_name(s, backend="import", name="import:b.json") is None
+        assert version_names(s, ids=[sam.id, 10_000]) == {sam.id: "import:a.json"}
+        assert version_names(s, ids=[]) == {}
+        assert set(version_names(s)) >= {first.id, sam.id}

@@ -11,6 +11,7 @@ from db.models import AuthToken
 from db.users import (
     authenticate,
     create_user,
+    ensure_inactive_user,
     get_user,
     issue_token,
     list_users,
@@ -137,3 +138,13 @@ def test_token_lifetime_is_capped(factory: sessionmaker[Session]) -> None:
         row = s.scalar(select(AuthToken).where(AuthToken.user_id == u.id))
         assert row is not None and row.expires_at is not None
         assert user_for_token(s, token=token) is u
+
+
+def test_ensure_inactive_user_creates_once_and_cannot_log_in(
+    factory: sessionmaker[Session],
+) -> None:
+    with factory() as s:
+        svc = ensure_inactive_user(s, name="label-studio")
+        assert svc.active is False and svc.role == "annotator"
+        assert ensure_inactive_user(s, name="label-studio").id == svc.id
+        assert authenticate(s, name="label-studio", password="anything at all") is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Event, Lease, Mask, Round, utcnow
-from db.worked_images import done_leases, shown_to_annotator, worked_images
+from db.worked_images import done_leases, shown_to_annotator, worked_image_page, worked_images
 from tests.factories import make_image, make_mask, make_project, make_user
 
 
@@ -63,3 +63,19 @@ def test_shown_to_annotator_counts_hidden_proposals_once_revealed(
                     kind="reveal_less_confident", payload={}, client_time=1.0))  # fmt: skip
         s.flush()
         assert shown() == {sure.id, hidden.id}
+
+
+def test_worked_image_page_walks_by_image_id(factory: sessionmaker[Session]) -> None:
+    with factory() as s:
+        p, u = make_project(s), make_user(s)
+        imgs = [make_image(s, project=p) for _ in range(3)]
+        make_image(s, project=p)  # no work: not a unit
+        for i, img in enumerate(imgs):
+            s.add(Event(uuid=f"w{i}", user_id=u.id, image_id=img.id, session_id="s", seq=i,
+                        kind="image_open", payload={}, client_time=0.0))  # fmt: skip
+        s.flush()
+        first = worked_image_page(s, project_id=p.id, limit=2)
+        assert [r.image_id for r in first] == [imgs[0].id, imgs[1].id]
+        assert first[0].lease_id is None and first[0].round is None
+        rest = worked_image_page(s, project_id=p.id, after_image_id=imgs[1].id, limit=2)
+        assert [r.image_id for r in rest] == [imgs[2].id]

@@ -23,12 +23,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidInput
-from db.models import Event, Image, Lease, Project, Round, User
-from db.worked_images import worked_images
+from db.event_rows import event_page
+from db.models import Project
+from db.worked_images import worked_image_page
 from engine.flywheel.effort import DEFAULT_IDLE_S
 from engine.flywheel.effort_loader import load_effort
 from engine.interop.exporters.atomic import write_json
@@ -110,38 +110,9 @@ class _Table:
 
 def _event_pages(session: Session, project_id: int, page: int) -> Iterator[list[Any]]:
     """Event rows of the project's images in id order, ``page`` at a time (keyset)."""
-    q = (
-        select(
-            Event.id,
-            Event.uuid,
-            Event.session_id,
-            Event.seq,
-            Event.client_time,
-            Event.server_time,
-            Event.visible,
-            Event.kind,
-            Event.image_id,
-            Event.mask_id,
-            Event.lease_id,
-            Event.user_id,
-            Event.payload,
-            Lease.stage,
-            Lease.completed_at,
-            Round.number.label("round"),
-            Lease.arm,
-            User.name.label("user_name"),
-        )
-        .join(Image, Image.id == Event.image_id)
-        .join(User, User.id == Event.user_id)
-        .outerjoin(Lease, Lease.id == Event.lease_id)
-        .outerjoin(Round, Round.id == Lease.round_id)
-        .where(Image.project_id == project_id)
-        .order_by(Event.id)
-        .limit(page)
-    )
     last = 0
     while True:
-        rows = session.execute(q.where(Event.id > last)).all()
+        rows = event_page(session, project_id=project_id, after_id=last, limit=page)
         if not rows:
             return
         yield rows  # plain rows, no ORM identities: memory stays O(page)
@@ -163,13 +134,11 @@ def _event_row(row: Any) -> dict[str, Any]:
 def _effort_rows(
     session: Session, project_id: int, idle_s: float
 ) -> Iterator[list[dict[str, Any]]]:
-    units = worked_images(project_id=project_id).subquery("units")
     last = 0
     while True:
-        page = session.execute(
-            select(units).where(units.c.image_id > last).order_by(units.c.image_id)
-            .limit(EFFORT_PAGE)
-        ).all()  # fmt: skip
+        page = worked_image_page(
+            session, project_id=project_id, after_image_id=last, limit=EFFORT_PAGE
+        )
         if not page:
             return
         effort = load_effort(

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import CurationDecision, Image, Mask, ModelVersion, Project
+from db.export_rows import kept_image_ids, mask_labels, masks_by_image
+from db.images import image_page
+from db.model_versions import version_names
+from db.models import Image, Mask, Project
 
 INCLUDE = {"final": ("accepted",), "all": ("accepted", "proposed")}
 PAGE_SIZE = 200  # images per keyset page
@@ -36,23 +38,6 @@ def statuses(options: dict[str, Any]) -> tuple[str, ...]:
     return INCLUDE[include]
 
 
-def _kept(session: Session, ids: list[int], stage: str) -> set[int]:
-    """The ids among ``ids`` whose latest non-superseded ``stage`` decision is keep/pass."""
-    latest: dict[int, str] = {}
-    rows = session.execute(
-        select(CurationDecision.image_id, CurationDecision.decision)
-        .where(
-            CurationDecision.image_id.in_(ids),
-            CurationDecision.stage == stage,
-            CurationDecision.superseded.is_(False),
-        )
-        .order_by(CurationDecision.id)
-    )
-    for image_id, decision in rows:
-        latest[image_id] = decision
-    return {i for i, d in latest.items() if d in ("keep", "pass")}
-
-
 def image_pages(
     session: Session, *, project: Project, stage: str | None, page_size: int | None = None
 ) -> Iterator[list[Image]]:
@@ -61,19 +46,12 @@ def image_pages(
     page_size = page_size or PAGE_SIZE
     last = 0
     while True:
-        rows = list(
-            session.scalars(
-                select(Image)
-                .where(Image.project_id == project.id, Image.status == "ok", Image.id > last)
-                .order_by(Image.id)
-                .limit(page_size)
-            )
-        )
+        rows = image_page(session, project_id=project.id, after_id=last, limit=page_size)
         if not rows:
             return
         last = rows[-1].id
         if stage is not None:
-            kept = _kept(session, [im.id for im in rows], stage)
+            kept = kept_image_ids(session, image_ids=[im.id for im in rows], stage=stage)
             rows = [im for im in rows if im.id in kept]
         if rows:
             yield rows
@@ -83,16 +61,7 @@ def masks_of(
     session: Session, *, images: list[Image], options: dict[str, Any]
 ) -> dict[int, list[Mask]]:
     """image id -> its exported masks (id order), for one page of images."""
-    out: dict[int, list[Mask]] = {im.id: [] for im in images}
-    if not images:
-        return out
-    for m in session.scalars(
-        select(Mask)
-        .where(Mask.image_id.in_(list(out)), Mask.status.in_(statuses(options)))
-        .order_by(Mask.id)
-    ):
-        out[m.image_id].append(m)
-    return out
+    return masks_by_image(session, image_ids=[im.id for im in images], statuses=statuses(options))
 
 
 @dataclass
@@ -175,12 +144,7 @@ def survey(
             cid = source_coco_id(im)
             if cid is not None:
                 out.coco_ids[cid] += 1
-        for (label,) in session.execute(
-            select(Mask.label)
-            .where(Mask.image_id.in_(ids), Mask.status.in_(wanted))
-            .group_by(Mask.label)
-            .order_by(Mask.label)
-        ):
+        for label in mask_labels(session, image_ids=ids, statuses=wanted):
             if label not in seen:
                 seen.add(label)
                 out.labels.append(label)
@@ -203,7 +167,7 @@ def export_masks(
 
 
 def model_names(session: Session) -> dict[int, str]:
-    return {mv.id: mv.name for mv in session.scalars(select(ModelVersion))}
+    return version_names(session)
 
 
 def score(mask: Mask) -> float | None:

@@ -9,19 +9,16 @@ importer says otherwise (Label Studio predictions become ``proposed``).
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.images import add_image
+from db.images import add_image, uri_page
 from db.models import Image, Mask, Project, User, utcnow
-from db.users import hash_password
+from db.users import ensure_inactive_user
 from engine.imageio import DEFAULT_MAX_PIXELS, path_to_uri, probe
 from engine.masks import encode_rle, rle_area, rle_bbox
 
@@ -150,16 +147,9 @@ class ImageResolver:
             self._by_basename = {}
             last = 0
             while True:
-                rows = self.session.execute(
-                    select(Image.id, Image.uri)
-                    .where(
-                        Image.project_id == self.project.id,
-                        Image.status == "ok",
-                        Image.id > last,
-                    )
-                    .order_by(Image.id)
-                    .limit(INDEX_PAGE)
-                ).all()
+                rows = uri_page(
+                    self.session, project_id=self.project.id, after_id=last, limit=INDEX_PAGE
+                )
                 for image_id, uri in rows:
                     self._by_basename.setdefault(_basename(uri), []).append(image_id)
                 if len(rows) < INDEX_PAGE:
@@ -306,20 +296,4 @@ def remember_import(project: Project, record: dict[str, Any]) -> None:
 
 def service_user(session: Session, name: str = SERVICE_USER) -> User:
     """The inactive account imported effort events are attributed to (created on first use)."""
-    user = session.scalar(select(User).where(User.name == name))
-    if user is not None:
-        return user
-    user = User(
-        name=name,
-        role="annotator",
-        password_hash=hash_password(secrets.token_urlsafe(32)),
-        active=False,
-    )
-    try:
-        with session.begin_nested():
-            session.add(user)
-    except IntegrityError:
-        user = session.scalar(select(User).where(User.name == name))
-        if user is None:
-            raise
-    return user
+    return ensure_inactive_user(session, name=name)

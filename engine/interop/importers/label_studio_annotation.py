@@ -27,10 +27,11 @@ import uuid
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import masks as dbm
+from db.annotation_imports import confident_proposals, event_payloads, event_uuid_taken
+from db.curation import accepted_masks
 from db.errors import Conflict, InvalidInput
 from db.models import Event, Image, Mask
 from engine.flywheel import events as event_kinds
@@ -105,11 +106,7 @@ def _not_older(seen: str, version: str) -> bool:
 
 def _versions(session: Session, image_id: int, task_id: Any, ann_id: Any) -> list[str]:
     """The versions (stamps) of this annotation already recorded on the image."""
-    rows = session.scalars(
-        select(Event.payload).where(
-            Event.image_id == image_id, Event.kind == event_kinds.IMPORT_LEAD_TIME
-        )
-    )
+    rows = event_payloads(session, image_id=image_id, kind=event_kinds.IMPORT_LEAD_TIME)
     return [
         str(p.get("version") or p.get("updated_at") or "")
         for p in rows
@@ -120,9 +117,7 @@ def _versions(session: Session, image_id: int, task_id: Any, ann_id: Any) -> lis
 def _made_by(session: Session, image_id: int, task_id: Any, ann_id: Any) -> list[Mask]:
     """Live masks an earlier version of this annotation made or decided."""
     out = []
-    for m in session.scalars(
-        select(Mask).where(Mask.image_id == image_id, Mask.status == "accepted")
-    ):
+    for m in accepted_masks(session, image_id=image_id):
         ls = (m.meta or {}).get("label_studio") or {}
         if ls.get("annotation_id") == ann_id and ls.get("task_id") == task_id:
             out.append(m)
@@ -168,9 +163,7 @@ def record_annotation(
     version = stamp(annotation)
     event_uuid = str(uuid.uuid5(NAMESPACE, f"{image.id}:{task_id}:{ann_id}:{version}"))
     seen = _versions(session, image.id, task_id, ann_id) if ann_id is not None else []
-    if session.scalar(select(Event.id).where(Event.uuid == event_uuid)) is not None or any(
-        _not_older(v, version) for v in seen
-    ):
+    if event_uuid_taken(session, uuid=event_uuid) or any(_not_older(v, version) for v in seen):
         outcome.skip(where, "this version of the annotation was already imported")
         return []
     author = user_id if user_id is not None else service_user(session).id
@@ -234,11 +227,7 @@ def record_annotation(
             old.status = "rejected" if old.source == "model" else "superseded"
             old.version += 1
     if from_prediction:  # confident proposals the annotator deleted from our prediction
-        for p in session.scalars(
-            select(Mask).where(
-                Mask.image_id == image.id, Mask.status == "proposed", Mask.confident.is_(True)
-            )
-        ):
+        for p in confident_proposals(session, image_id=image.id):
             if p.id not in kept:
                 dbm.reject(session, mask_id=p.id, version=None, user_id=author)
     session.flush()

@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Image, ModelVersion, Prefill, Project
+from db.model_versions import add_model_version, find_by_name
+from db.models import Image, Project
+from db.prefills import add_imported_proposals
 from db.rounds import current_round, ensure_first_round
 from engine.mask_payload import MaskPayloadError, check_score
 
@@ -67,21 +68,15 @@ class ProposalRound:
     def __init__(self, session: Session, *, project: Project, file_name: str) -> None:
         self.session = session
         name = f"{IMPORT_BACKEND}:{file_name}"[:200]
-        mv = session.scalar(
-            select(ModelVersion)
-            .where(ModelVersion.backend == IMPORT_BACKEND, ModelVersion.name == name)
-            .order_by(ModelVersion.id)
-            .limit(1)
-        )
+        mv = find_by_name(session, backend=IMPORT_BACKEND, name=name)
         if mv is None:
-            mv = ModelVersion(
+            mv = add_model_version(
+                session,
                 name=name,
                 backend=IMPORT_BACKEND,
                 model_type=None,
                 params={"model_key": name, "file": file_name},
             )
-            session.add(mv)
-            session.flush()
         self.model_version_id: int = mv.id
         rnd = current_round(session, project_id=project.id)
         if rnd is None:
@@ -103,20 +98,9 @@ class ProposalRound:
 
     def mark_prefilled(self, image: Image, *, proposals: int) -> None:
         """Record ``image`` as pre-filled by this model version with ``proposals`` masks."""
-        row = self.session.scalar(
-            select(Prefill).where(
-                Prefill.image_id == image.id, Prefill.model_version_id == self.model_version_id
-            )
+        add_imported_proposals(
+            self.session,
+            image_id=image.id,
+            model_version_id=self.model_version_id,
+            proposals=proposals,
         )
-        if row is None:
-            row = Prefill(
-                image_id=image.id,
-                model_version_id=self.model_version_id,
-                status="done",
-                n_proposals=0,
-                n_confident=0,
-                seconds=0.0,
-            )
-            self.session.add(row)
-        row.n_proposals = (row.n_proposals or 0) + proposals
-        row.n_confident = (row.n_confident or 0) + proposals
