@@ -106,10 +106,11 @@ def local_source(image: Image) -> tuple[str, bool] | None:
     return str(src), as_stored
 
 
-def queue_ahead(app: Any, image_id: int) -> None:
-    """Queue (idle job) the renditions of ``image_id`` and the next few images of its project."""
+def queue_ahead(app: Any, image_id: int, image_width: int | None) -> None:
+    """Queue (idle job) the renditions of ``image_id`` and the next few images of its project;
+    nothing (not even the job's query) when the leased image itself would get none."""
     work = getattr(app.state, "idle_work", None)
-    if work is not None:
+    if work is not None and ahead_width(image_width) is not None:
         work.submit(("renditions", image_id), lambda: _queue_upcoming(app, image_id))
 
 

@@ -191,7 +191,7 @@ def next_task(
     session.commit()
     out = _task(session, lease, settings.lease_minutes)
     _embed_ahead(request.app, lease.image_id)
-    renditions.queue_ahead(request.app, lease.image_id)
+    renditions.queue_ahead(request.app, lease.image_id, out.image.width)
     return out
 
 
