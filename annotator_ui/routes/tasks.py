@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from annotator_ui import renditions
 from annotator_ui.deps import CurrentUser, SessionDep, SettingsDep
 from annotator_ui.schemas import (
     HeartbeatIn,
@@ -39,7 +40,6 @@ from db.images import get_image, require_ok
 from db.masks import apply_ops, shown_status_counts
 from db.models import Image, Lease, User, utcnow
 from db.projects import get_project, hotkeys_of, list_projects
-from engine.lru import LRU
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["tasks"])
@@ -191,6 +191,7 @@ def next_task(
     session.commit()
     out = _task(session, lease, settings.lease_minutes)
     _embed_ahead(request.app, lease.image_id)
+    renditions.queue_ahead(request.app, lease.image_id, out.image.width)
     return out
 
 
@@ -435,32 +436,6 @@ def _remote_file(image: Image, settings: Any) -> Response:
     )
 
 
-RENDITIONS_KEPT = 64  # reduced JPEGs kept in memory (a few hundred kB each)
-_RENDITIONS: LRU[tuple[Any, ...], bytes] = LRU(RENDITIONS_KEPT)
-
-
-def _rendition(src: Any, image: Image, width: int, as_stored: bool, max_pixels: int) -> bytes:
-    """The image reduced to ``width`` pixels (height in proportion) as JPEG bytes."""
-    from PIL import Image as PILImage
-
-    from engine.imageio import ImageRejected, load_rgb
-
-    height = max(1, round(image.height * width / image.width))
-    try:
-        if as_stored and image.format in ("JPEG", "MPO"):
-            with PILImage.open(src) as im:
-                im.draft("RGB", (width, height))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
-                small = im.convert("RGB").resize((width, height), PILImage.Resampling.BILINEAR)
-        else:
-            rgb = load_rgb(src, max_pixels=max_pixels)
-            small = PILImage.fromarray(rgb).resize((width, height), PILImage.Resampling.BILINEAR)
-    except (ImageRejected, OSError) as err:
-        raise NotFound(f"image {image.id} cannot be read: {err}") from err
-    buf = io.BytesIO()
-    small.save(buf, format="JPEG", quality=88)
-    return buf.getvalue()
-
-
 @router.get(
     "/api/images/{image_id}/file",
     response_model=None,
@@ -502,11 +477,13 @@ def image_file(
         if image.file_size is not None and Path(src).stat().st_size != image.file_size:
             raise NotFound(f"image {image_id}'s file changed since ingest; ingest it again")
     if width is not None and image.width and image.height and width < image.width:
-        body = _RENDITIONS.get_or_put(
-            (image_id, image.sha256, width),
-            lambda: _rendition(
-                src, image, width, as_stored and not remote, settings.max_image_pixels
-            ),
+        renditions.note_request(image, width)
+        body = renditions.cached(
+            src,
+            image,
+            width,
+            as_stored=as_stored and not remote,
+            max_pixels=settings.max_image_pixels,
         )
         return Response(
             body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
