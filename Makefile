@@ -23,7 +23,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n auto --dist loadscope --durations=30 --cov --cov-report= $(PYTEST_ARGS)
 	$(BIN)/python scripts/check_coverage.py
 
 lint: $(STAMP)
