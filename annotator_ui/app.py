@@ -59,14 +59,14 @@ def create_app(settings: Settings | None = None, *, segmenter: Any = None) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         check_binding(settings, settings.host)  # no anonymous /ml on a reachable address
         engine = make_engine(settings.resolved_database_url)
-        check_up_to_date(engine)  # refuses to start on a database that is behind
-        app.state.engine = engine
-        app.state.session_factory = make_session_factory(engine)
-        app.state.segmenter = segmenter if segmenter is not None else load_segmenter(settings)
         extras = []
-        for hook in getattr(app.state, "startup_hooks", []):
-            extras.append(hook(app))
-        try:
+        try:  # a failed start (database behind, model missing) closes the pool too
+            check_up_to_date(engine)  # refuses to start on a database that is behind
+            app.state.engine = engine
+            app.state.session_factory = make_session_factory(engine)
+            app.state.segmenter = segmenter if segmenter is not None else load_segmenter(settings)
+            for hook in getattr(app.state, "startup_hooks", []):
+                extras.append(hook(app))
             yield
         finally:
             for stop in extras:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.engine import make_url
 
 import db.models
 from annotator_ui.app import create_app
@@ -43,6 +44,27 @@ def test_behind_database_is_refused_with_the_fix(tmp_path: Path) -> None:
     app = create_app(Settings(database_url=url), segmenter=object())
     with pytest.raises(DatabaseBehind, match="dataengine db upgrade"), TestClient(app):
         pass
+
+
+@pytest.mark.postgres
+def test_a_refused_start_leaves_no_connection_open(postgres_url: str, tmp_path: Path) -> None:
+    from alembic import command
+
+    from db.migrate import alembic_config
+    from tests.conftest import _admin_engine
+
+    command.downgrade(alembic_config(postgres_url), "-1")
+    app = create_app(Settings(database_url=postgres_url, data_dir=tmp_path), segmenter=object())
+    with pytest.raises(DatabaseBehind), TestClient(app):
+        pass
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        left = conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db"),
+            {"db": make_url(postgres_url).database},
+        ).scalar()
+    admin.dispose()
+    assert left == 0  # the pool that checked the revision was disposed
 
 
 def test_0010_backfills_name_keys_and_names_case_twins(db_url: str) -> None:
