@@ -7,6 +7,8 @@ ingest is refused by the per-call check of ``engine.imageio.open_image``."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import io
 import time
 from collections.abc import Callable, Iterator
@@ -37,8 +39,18 @@ def _kb(field: str) -> int:
     raise LookupError(field)
 
 
+_LIBC = ctypes.CDLL("libc.so.6")
+
+
 def measured(call: Callable[[], Response]) -> tuple[Response, float, float]:
-    """(response, seconds, MB of peak-RSS growth over the RSS before the call)."""
+    """(response, seconds, MB of peak-RSS growth over the RSS before the call).
+
+    Freed memory is first handed back to the kernel (``malloc_trim``): pages an earlier test
+    freed but the C heap kept mapped would otherwise be reused by a decode without raising
+    the resident size, and a real decode would read as no growth (seen in a run where this
+    module shared a pytest-xdist worker with heavier tests)."""
+    gc.collect()
+    _LIBC.malloc_trim(0)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     before = _kb("VmRSS")
     t0 = time.perf_counter()
