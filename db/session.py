@@ -15,7 +15,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url``.
 
     SQLite files get WAL journaling, foreign keys, a busy timeout and their
-    parent folder created; PostgreSQL gets ``pool_pre_ping``.
+    parent folder created; PostgreSQL gets ``pool_pre_ping`` and a pool of 20 kept connections (+10).
     """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -42,6 +42,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # Connections kept open: a served worker runs up to ~20 requests at once; with the default
+    # 5, the rest opened and closed a connection per request (bench_load: 2.5 % of the CPU).
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)
 
 
