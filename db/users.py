@@ -204,6 +204,16 @@ def issue_token(
     return secret
 
 
+def cached_user_for_token(session: Session, *, token: str, cache_s: float) -> User | None:
+    """The user ``user_for_token`` answered for this token within the last ``cache_s``
+    seconds (still live), attached to ``session``; None when not cached. No query: safe to
+    call from the event loop."""
+    if cache_s <= 0:
+        return None
+    cached = TOKEN_CACHE.get(_digest(token), ttl_s=cache_s, now=utcnow())
+    return session.merge(cached, load=False) if cached is not None else None
+
+
 def user_for_token(session: Session, *, token: str, cache_s: float = 0.0) -> User | None:
     """The active user a live token belongs to, or None (one query: token joined to user).
 

@@ -158,8 +158,8 @@ def setup(url: str, work: Path, args: argparse.Namespace) -> tuple[int, list[str
 
 
 @contextmanager
-def server(url: str, work: Path, workers: int | None) -> Iterator[str]:
-    """``dataengine serve`` in a subprocess on a free loopback port; its base URL."""
+def server(url: str, work: Path, workers: int | None) -> Iterator[tuple[str, int]]:
+    """``dataengine serve`` in a subprocess on a free loopback port; (base URL, its pid)."""
     from scripts.bench_common import free_port, serving
 
     port = free_port()
@@ -179,17 +179,38 @@ def server(url: str, work: Path, workers: int | None) -> Iterator[str]:
     with serving(
         proc, base, ready_path="/readyz", start_timeout_s=180, stop_timeout_s=20, poll_s=0.2
     ) as ready:
-        yield ready
+        yield ready, proc.pid
 
 
 @contextmanager
-def server_or_target(args: argparse.Namespace, url: str, work: Path) -> Iterator[str]:
-    """The base URL: ``--url`` as given, or a ``dataengine serve`` started here."""
+def server_or_target(
+    args: argparse.Namespace, url: str, work: Path
+) -> Iterator[tuple[str, int | None]]:
+    """(base URL, pid of the app or None): ``--url`` as given, or a ``dataengine serve``
+    started here."""
     if args.url:
-        yield args.url
+        yield args.url, None
         return
-    with server(url, work, args.workers) as base:
-        yield base
+    with server(url, work, args.workers) as started:
+        yield started
+
+
+def app_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by the app process and its workers; NaN for
+    an app not started here."""
+    if pid is None:
+        return float("nan")
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def event_rows(url: str, project_id: int) -> int:
@@ -259,13 +280,13 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             ref_s = min(args.seconds, 5.0)
-            with server_or_target(args, url, work) as base:
+            with server_or_target(args, url, work) as (base, pid):
                 # the reference first: after the load, the app is still busy embedding the
                 # images the annotators raced through (precompute), which is not its ceiling
                 ref = asyncio.run(reference(base, args.annotators, ref_s))
-                t_load = time.monotonic()
+                t_load, cpu0 = time.monotonic(), app_cpu_s(pid)
                 tally = asyncio.run(drive(base, tokens, project_id, args.seconds, args.warmup))
-                t_load = time.monotonic() - t_load
+                t_load, app_cpu = time.monotonic() - t_load, app_cpu_s(pid) - cpu0
             rows_stored = event_rows(url, project_id)
     rows = table(tally, args.seconds)
     print_table(rows)
@@ -281,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     client_share = tally.client_cpu_s / t_load if t_load > 0 else float("nan")
     print(
         f"client CPU: {tally.client_cpu_s:.1f} s in {t_load:.1f} s = {client_share:.0%} of one core"
+    )
+    # requests in the whole load phase (warm-up included) at the measured mixed rate
+    app_ms = 1000 * app_cpu / (rows["mixed"]["req/s"] * t_load) if rows["mixed"]["n"] else 0.0
+    print(
+        f"app CPU: {app_cpu:.1f} s in {t_load:.1f} s = {app_cpu / t_load:.0%} of one core, "
+        f"{app_ms:.1f} ms per request (independent of what else the machine runs)"
     )
     ratio = rows["mixed"]["req/s"] / ref[0] if ref[0] else float("nan")
     print(
@@ -302,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                     "events_answered_stored": tally.events_answered_stored,
                     "event_rows": rows_stored,
                     "client_cpu_share": client_share,
+                    "app_cpu_ms_per_request": app_ms,
                     "ran_out": tally.ran_out,
                     "reference_req_per_s": ref[0],
                     "mixed_over_reference": ratio,
