@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     app_ms = 1000 * app_cpu / (rows["mixed"]["req/s"] * t_load) if rows["mixed"]["n"] else 0.0
     print(
         f"app CPU: {app_cpu:.1f} s in {t_load:.1f} s = {app_cpu / t_load:.0%} of one core, "
-        f"{app_ms:.1f} ms per request (independent of what else the machine runs)"
+        f"{app_ms:.1f} ms per request"
     )
     ratio = rows["mixed"]["req/s"] / ref[0] if ref[0] else float("nan")
     print(
