@@ -33,6 +33,7 @@ ROUTERS = [
     "auth",
     "admin",
     "tasks",
+    "images",
     "navigation",
     "flags",
     "masks",
