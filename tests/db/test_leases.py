@@ -259,3 +259,24 @@ def test_recent_lease_and_live_holders(factory: sessionmaker[Session]) -> None:
         s.get(Lease, lease_id).completed_at = t0 + dt.timedelta(minutes=40)  # submitted later
         assert recent(t0 + dt.timedelta(minutes=54)) == lease_id
         assert recent(t0 + dt.timedelta(minutes=56)) is None
+
+
+def test_queue_counts(factory: sessionmaker[Session]) -> None:
+    """total = ok images; done and leased count images (not leases) in the asked stage; an
+    expired lease frees its image."""
+    pid, (ann, bob) = seed(factory, 5, 2)
+    t0 = utcnow()
+    with transaction(factory) as s:
+        make_image(s, project=s.get(Project, pid), status="rejected")
+        make_image(s, project=make_project(s))  # another project's image counts nowhere
+        leases.complete(s, lease=leases.next_lease(s, user_id=ann, project_id=pid, now=t0))
+        leases.next_lease(s, user_id=bob, project_id=pid, minutes=30, now=t0)
+        leases.next_lease(s, user_id=ann, project_id=pid, minutes=1, now=t0)
+        leases.next_lease(s, user_id=ann, project_id=pid, stage="generalist", now=t0)
+    with factory() as s:
+        now = leases.queue_counts(s, project_id=pid, now=t0)
+        assert now == {"total": 5, "done": 1, "leased": 2, "free": 2}
+        later = leases.queue_counts(s, project_id=pid, now=t0 + dt.timedelta(minutes=5))
+        assert later == {"total": 5, "done": 1, "leased": 1, "free": 3}
+        other_stage = leases.queue_counts(s, project_id=pid, stage="generalist", now=t0)
+        assert other_stage == {"total": 5, "done": 0, "leased": 1, "free": 4}
