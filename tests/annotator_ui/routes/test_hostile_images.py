@@ -26,6 +26,7 @@ from engine.ingest import ingest
 from engine.interop.label_studio import image_url
 from engine.masks import encode_rle
 from tests.ingest_zoo import hostile_zoo, png_header_bomb
+from tests.label_studio_payloads import click, ls_task, predict_body
 from tests.webapp import Web, classical_segmenter, start_web
 
 FAST_S = 2.0  # generous on a loaded 2-core machine; a decode of the bomb takes ~35 s
@@ -85,21 +86,9 @@ def test_the_memory_probe_sees_a_real_decode(tmp_path: Path) -> None:
     assert grown > 40, grown
 
 
-ML_CONFIG = """<View><Image name="image" value="$image"/>
-<BrushLabels name="tag" toName="image"><Label value="thing"/></BrushLabels>
-<KeyPointLabels name="kp" toName="image" smart="true"><Label value="thing"/></KeyPointLabels>
-</View>"""
-
-
 def _ml_predict(web: Web, image: Image) -> Response:
     """Label Studio's interactive predict: one positive keypoint on the task's image."""
-    click = {"type": "keypointlabels", "is_positive": True, "from_name": "kp", "to_name": "image"}
-    click["value"] = {"x": 10.0, "y": 10.0, "keypointlabels": ["thing"]}
-    body = {
-        "tasks": [{"id": 1, "data": {"image": image_url(image)}}],
-        "label_config": ML_CONFIG,
-        "params": {"context": {"result": [click]}},
-    }
+    body = predict_body([ls_task(image_url(image))], click(10.0, 10.0, width=40, height=40))
     return web.client.post("/ml/predict", json=body, headers=web.as_("reviewer"))
 
 

@@ -26,25 +26,12 @@ from engine.interop.label_studio import image_url
 from engine.settings import UnsafeBinding
 from tests.annotator_ui.routes.test_permissions import api_routes
 from tests.factories import box_mask, make_mask, make_model_version
+from tests.label_studio_payloads import LABEL_CONFIG, click, ls_task, predict_body
 from tests.webapp import Web, classical_segmenter, settings_for, start_web
 
 ROOT = Path(__file__).resolve().parents[3]
 H, W = 48, 64
-CONFIG = """<View><Image name="image" value="$image"/>
-<BrushLabels name="tag" toName="image"><Label value="Banana"/></BrushLabels>
-<KeyPointLabels name="kp" toName="image" smart="true"><Label value="Banana"/></KeyPointLabels>
-</View>"""
-CLICK = {
-    "result": [
-        {
-            "type": "keypointlabels",
-            "is_positive": True,
-            "original_width": W,
-            "original_height": H,
-            "value": {"x": 50, "y": 50, "keypointlabels": ["Banana"]},
-        }
-    ]
-}
+CLICK = click(50, 50, width=W, height=H)
 
 
 @pytest.fixture
@@ -77,13 +64,10 @@ def photo(web: Web, tmp_path: Path) -> Image:
         return image
 
 
-def task(url: str, **data: Any) -> dict[str, Any]:
-    return {"id": 7, "data": {"image": url, **data}, "annotations": [], "predictions": []}
-
-
 def predict(web: Web, url: str, headers: dict[str, str], context: Any = None) -> Any:
-    body = {"tasks": [task(url)], "label_config": CONFIG, "params": {"context": context}}
-    return web.client.post("/ml/predict", json=body, headers=headers)
+    return web.client.post(
+        "/ml/predict", json=predict_body([ls_task(url)], context), headers=headers
+    )
 
 
 def webhook(web: Web, image: Image, headers: dict[str, str], ann_id: int = 1) -> Any:
@@ -98,14 +82,14 @@ def webhook(web: Web, image: Image, headers: dict[str, str], ann_id: int = 1) ->
     }
     body = {
         "action": "ANNOTATION_CREATED",
-        "task": task(image_url(image)),
+        "task": ls_task(image_url(image)),
         "annotation": {
             "id": ann_id,
             "result": [region],
             "lead_time": 4.0,
             "updated_at": f"2024-05-01T10:0{ann_id}:00Z",
         },
-        "project": {"id": 3, "label_config": CONFIG},
+        "project": {"id": 3, "label_config": LABEL_CONFIG},
     }
     return web.client.post("/ml/webhook", json=body, headers=headers)
 
@@ -201,8 +185,8 @@ def test_a_local_files_path_is_never_probed_on_the_server(web: Web, tmp_path: Pa
         for ctx in (None, CLICK):
             r = predict(web, url, web.as_("admin"), ctx)
             out.append((r.status_code, r.text.replace(rel, "<path>")))
-        body = {"action": "ANNOTATION_CREATED", "task": task(url), "annotation": {"id": 1},
-                "project": {"label_config": CONFIG}}  # fmt: skip
+        body = {"action": "ANNOTATION_CREATED", "task": ls_task(url), "annotation": {"id": 1},
+                "project": {"label_config": LABEL_CONFIG}}  # fmt: skip
         r = web.client.post("/ml/webhook", json=body, headers=web.as_("admin"))
         out.append((r.status_code, r.text.replace(rel, "<path>")))
         return out

@@ -25,28 +25,11 @@ from engine.ingest import ingest
 from engine.interop.label_studio import image_url, mask_to_brush
 from engine.masks import decode_rle, mask_iou
 from tests.factories import box_mask, make_mask, make_model_version
+from tests.label_studio_payloads import LABEL_CONFIG, ls_task, predict_body
 from tests.webapp import Web, classical_segmenter, start_web
 
 H, W = 120, 160
 OBJECT = (30, 80, 40, 110)  # y0, y1, x0, x1 of the red rectangle
-
-LABEL_CONFIG = """
-<View>
-    <Image name="image" value="$image" zoom="true"/>
-    <BrushLabels name="tag" toName="image">
-        <Label value="Banana" background="#FF0000"/>
-        <Label value="Orange" background="#0d14d3"/>
-    </BrushLabels>
-    <KeyPointLabels name="tag2" toName="image" smart="true" >
-        <Label value="Banana" background="#000000" showInline="true"/>
-        <Label value="Orange" background="#000000" showInline="true"/>
-    </KeyPointLabels>
-    <RectangleLabels name="tag3" toName="image"  >
-        <Label value="Banana" background="#000000" showInline="true"/>
-        <Label value="Orange" background="#000000" showInline="true"/>
-    </RectangleLabels>
-</View>
-"""
 
 
 def _truth() -> np.ndarray:
@@ -86,36 +69,13 @@ def _photo(web: Web, tmp_path: Path) -> Image:
 
 def _task(image: Image, **data: Any) -> dict[str, Any]:
     """A task as Label Studio sends it (data.image is the URL Label Studio serves)."""
-    return {
-        "id": 7,
-        "data": {"image": data.pop("url", image_url(image)), **data},
-        "meta": {},
-        "created_at": "2024-05-01T10:00:00.000000Z",
-        "updated_at": "2024-05-01T10:00:00.000000Z",
-        "is_labeled": False,
-        "overlap": 1,
-        "inner_id": 7,
-        "total_annotations": 0,
-        "cancelled_annotations": 0,
-        "total_predictions": 0,
-        "project": 3,
-        "updated_by": None,
-        "file_upload": None,
-        "annotations": [],
-        "predictions": [],
-    }
+    return ls_task(data.pop("url", image_url(image)), **data)
 
 
 def _predict(
     web: Web, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kw: Any
 ):
-    body = {
-        "tasks": tasks,
-        "model_version": None,
-        "project": "3.1714557600",
-        "label_config": LABEL_CONFIG,
-        "params": {"login": None, "password": None, "context": context},
-    }
+    body = predict_body(tasks, context)
     return web.client.post("/ml/predict", json=body, **kw)
 
 
