@@ -36,6 +36,7 @@ ROUTERS = [
     "navigation",
     "flags",
     "masks",
+    "decode",
     "events",
     "metrics",
     "curation",

@@ -75,6 +75,10 @@ class FakeSegmenter:
                box: Any = None, mask_input: Any = None) -> DecodeResult:  # fmt: skip
         raise NotImplementedError
 
+    def decode_rle(self, embedding: Embedding, points: Any = None, labels: Any = None,
+                   box: Any = None, mask_input: Any = None) -> Any:  # fmt: skip
+        raise NotImplementedError
+
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
         self.propose_calls += 1
         if self.propose_calls in self.fail_on_calls:
