@@ -63,7 +63,7 @@ def _check_storable(name: str, value: str | None) -> None:
     except UnicodeEncodeError as err:
         raise InvalidInput(
             f"image {name} is not valid UTF-8 ({err.reason} at {err.start}); store file names "
-            "with engine.imageio.path_to_uri, which percent-encodes them"
+            "with engine.uris.path_to_uri, which percent-encodes them"
         ) from err
 
 

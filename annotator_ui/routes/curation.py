@@ -26,8 +26,9 @@ from db.projects import get_project
 from engine.curation.agreement import agreement
 from engine.curation.captions import draft_caption
 from engine.curation.signal_words import describe_all, sorted_values
-from engine.imageio import ImageRejected, display_path, thumbnail, uri_to_path
+from engine.imageio import ImageRejected, thumbnail
 from engine.storage import is_remote
+from engine.uris import display_path, uri_to_path
 
 router = APIRouter(prefix="/api/curation", tags=["curation"])
 Curator = Annotated[User, Depends(require_roles("curator", "reviewer", "admin"))]

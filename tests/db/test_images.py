@@ -19,7 +19,7 @@ from db.images import (
     uri_page,
 )
 from db.session import transaction
-from engine.imageio import path_to_uri, uri_to_path
+from engine.uris import path_to_uri, uri_to_path
 from tests.factories import make_image, make_project
 
 

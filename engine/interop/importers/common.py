@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from db.images import add_image, uri_page
 from db.models import Image, Mask, Project, User, utcnow
 from db.users import ensure_inactive_user
-from engine.imageio import DEFAULT_MAX_PIXELS, path_to_uri, probe
+from engine.imageio import DEFAULT_MAX_PIXELS, probe
 from engine.masks import encode_rle, rle_area, rle_bbox
+from engine.uris import path_to_uri
 
 INDEX_PAGE = 1000  # image rows a query when ImageResolver indexes a project by file name
 SERVICE_USER = "label-studio"  # events imported from Label Studio are attributed to this user
