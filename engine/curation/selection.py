@@ -18,12 +18,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db.captions import latest_caption
 from db.curation import (
     accepted_masks,
     active_decisions,
     curation_settings,
     effective,
-    latest_caption,
     stage_seconds,
 )
 from db.errors import InvalidInput
