@@ -39,7 +39,7 @@ from annotator_ui.schemas import (
     RelabelIn,
     RevertIn,
 )
-from db import leases
+from db import leases, mask_listing
 from db import masks as dbm
 from db.errors import Conflict, InvalidInput, LeaseLost
 from db.images import get_image, require_ok
@@ -127,7 +127,7 @@ def list_masks(
         )
     ensure_can_read(session, user=user, image_id=image_id)
     arm = leases.arm_of(session, image_id=image_id, user_id=user.id)
-    rows = dbm.list_masks(
+    rows = mask_listing.list_masks(
         session,
         image_id=image_id,
         proposals=arm == "prefill",
