@@ -79,6 +79,11 @@ def find_existing(
     return session.scalars(q.limit(1)).first()
 
 
+def find_image(session: Session, *, image_id: int) -> Image | None:
+    """The image with this id, or None."""
+    return session.get(Image, image_id)
+
+
 def get_image(session: Session, *, image_id: int) -> Image:
     image = session.get(Image, image_id)
     if image is None:
