@@ -37,6 +37,7 @@ ROUTERS = [
     "navigation",
     "flags",
     "masks",
+    "decode",
     "events",
     "metrics",
     "curation",

@@ -90,8 +90,8 @@ def ahead_width(image_width: int | None) -> int | None:
 def local_source(image: Image) -> tuple[str, bool] | None:
     """``(path, as_stored)`` of a local image whose file is unchanged since ingest; None for
     a remote, missing or changed one (those are left to the request itself)."""
-    from engine.imageio import uri_to_path
     from engine.storage import is_remote
+    from engine.uris import uri_to_path
 
     if is_remote(image.uri):
         return None

@@ -1,4 +1,5 @@
-"""Curation data functions: decisions, captions, queues with overlap, effort and ratings.
+"""Curation data functions: decisions, queues with overlap, effort and ratings (captions:
+``db.captions``).
 
 Stages: ``auto`` (decisions ``pass``/``fail``, by the rules job), ``generalist`` and
 ``specialist`` (``keep``/``drop``, by people). A new decision by the same user (for auto:
@@ -27,7 +28,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from db.errors import InvalidInput, NotFound
-from db.models import Caption, CurationDecision, Image, Lease, Mask, Project, utcnow
+from db.models import CurationDecision, Image, Lease, Mask, Project, utcnow
 
 HUMAN_STAGES = ("generalist", "specialist")
 DECISIONS = {
@@ -339,34 +340,6 @@ def queue_counts(session: Session, *, project_id: int) -> dict[str, int]:
         for value in effective(session, project_id=project_id, stage=stage).values():
             out[f"{stage}_{value}"] = out.get(f"{stage}_{value}", 0) + 1
     return out
-
-
-def save_caption(
-    session: Session, *, image_id: int, text: str, author_id: int | None, source: str = "human"
-) -> Caption:
-    """Store a caption (newest wins); InvalidInput for an empty or over-long text."""
-    text = " ".join(text.split())
-    if not text:
-        raise InvalidInput("caption must not be empty")
-    if len(text) > 2000:
-        raise InvalidInput("caption is longer than 2000 characters; shorten it")
-    if session.get(Image, image_id) is None:
-        raise NotFound(f"no image with id {image_id}")
-    row = Caption(image_id=image_id, text=text, source=source, author_id=author_id)
-    session.add(row)
-    session.flush()
-    return row
-
-
-def latest_caption(session: Session, *, image_id: int) -> Caption | None:
-    """The newest human caption, else the newest caption of any source, else None."""
-    rows = list(
-        session.scalars(
-            select(Caption).where(Caption.image_id == image_id).order_by(Caption.id.desc())
-        )
-    )
-    human = [c for c in rows if c.source == "human"]
-    return (human or rows or [None])[0]
 
 
 def accepted_masks(session: Session, *, image_id: int) -> list[Mask]:

@@ -63,7 +63,7 @@ def _check_storable(name: str, value: str | None) -> None:
     except UnicodeEncodeError as err:
         raise InvalidInput(
             f"image {name} is not valid UTF-8 ({err.reason} at {err.start}); store file names "
-            "with engine.imageio.path_to_uri, which percent-encodes them"
+            "with engine.uris.path_to_uri, which percent-encodes them"
         ) from err
 
 
@@ -77,6 +77,11 @@ def find_existing(
             Image.project_id == project_id, Image.sha256.is_(None), Image.uri == uri
         )
     return session.scalars(q.limit(1)).first()
+
+
+def find_image(session: Session, *, image_id: int) -> Image | None:
+    """The image with this id, or None."""
+    return session.get(Image, image_id)
 
 
 def get_image(session: Session, *, image_id: int) -> Image:

@@ -1,4 +1,5 @@
-"""Mask data functions: list, review decisions, edits and additions with optimistic versions.
+"""Mask data functions: review decisions, edits and additions with optimistic versions
+(which masks are listed and shown: ``db.mask_listing``).
 
 Masks are COCO RLE ``{"size": [h, w], "counts": str}`` in full-resolution image pixels,
 ``bbox`` COCO XYWH. Every change to a row bumps ``version``; callers pass the version they
@@ -13,71 +14,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.errors import Conflict, InvalidInput, NotFound
-from db.models import Event, Image, Mask, Project, utcnow
+from db.mask_listing import shown_status_counts  # noqa: F401 - routes.tasks imports it from here
+from db.models import Image, Mask, Project, utcnow
 
 OPS = ("accept", "reject", "fix", "add", "relabel", "delete")
-REVEAL_KIND = "reveal_less_confident"  # engine.flywheel.events.REVEAL_LESS_CONFIDENT
-
-
-def list_masks(
-    session: Session,
-    *,
-    image_id: int,
-    proposals: bool = True,
-    all_proposals: bool = False,
-    history: bool = False,
-) -> list[Mask]:
-    """Masks of an image, largest first.
-
-    Default: accepted masks plus *confident* proposals. ``proposals=False`` hides
-    proposals (control arm); ``all_proposals`` shows unconfident ones too; ``history``
-    adds rejected and superseded rows.
-    """
-    rows = session.scalars(select(Mask).where(Mask.image_id == image_id).order_by(Mask.id))
-    out = []
-    for m in rows:
-        if m.status == "proposed":
-            if not proposals or not (m.confident or all_proposals):
-                continue
-        elif m.status in ("rejected", "superseded") and not history:
-            continue
-        out.append(m)
-    return sorted(out, key=lambda m: -m.area)
-
-
-def revealed(session: Session, *, image_id: int, lease_id: int | None) -> bool:
-    """Whether the annotator revealed the image's less confident proposals: a
-    ``reveal_less_confident`` event on the image under ``lease_id`` (or without a lease)."""
-    q = select(Event.id).where(Event.image_id == image_id, Event.kind == REVEAL_KIND)
-    q = q.where(or_(Event.lease_id.is_(None), Event.lease_id == lease_id))
-    return session.scalar(q.limit(1)) is not None
-
-
-def shown_status_counts(
-    session: Session, *, image_id: int, lease_id: int | None, arm: str
-) -> dict[str, int]:
-    """Masks of the image by status, counting only what the annotator was shown.
-
-    Proposals still ``proposed`` count when the arm is ``prefill`` and they are confident, or
-    the less confident ones were revealed (``revealed``); in the control arm none does.
-    Decided masks (accepted, rejected, superseded) were seen by definition.
-    """
-    rows = session.execute(
-        select(Mask.status, Mask.confident, func.count())
-        .where(Mask.image_id == image_id)
-        .group_by(Mask.status, Mask.confident)
-    ).all()
-    show_all = arm == "prefill" and revealed(session, image_id=image_id, lease_id=lease_id)
-    counts: dict[str, int] = {}
-    for status, confident, n in rows:
-        if status == "proposed" and (arm != "prefill" or not (confident or show_all)):
-            continue
-        counts[status] = counts.get(status, 0) + int(n)
-    return counts
 
 
 def get_mask(session: Session, *, mask_id: int) -> Mask:
@@ -400,11 +344,3 @@ def revert_many(
             revert(session, mask_id=mask_id, version=version, status=status, user_id=user_id)
         )
     return out
-
-
-def parent_links(session: Session, *, image_ids: Sequence[int]) -> dict[int, int | None]:
-    """mask id -> parent mask id (None for a first version) of every mask of ``image_ids``."""
-    if not image_ids:
-        return {}
-    q = select(Mask.id, Mask.parent_id).where(Mask.image_id.in_(list(image_ids)))
-    return {int(i): (int(p) if p is not None else None) for i, p in session.execute(q)}

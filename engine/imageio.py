@@ -1,5 +1,6 @@
 """Reading images safely: the one checked open, probe (verify, decode, orientation, mode),
-load as RGB, thumbnails, perceptual hash, and the folder walk of ingest.
+load as RGB, thumbnails. (Stored uris of local paths: ``engine.uris``; perceptual hash:
+``engine.phash``.)
 
 Every decode in the project goes through :func:`open_image`: formats are an allowlist
 checked on what Pillow detects (never the extension; no PostScript/EPS, PDF, XBM ...), and
@@ -13,7 +14,7 @@ Everything returns or takes HWC uint8 RGB arrays in the *display* orientation
 mask uses.
 
 File names that are not valid UTF-8 (``b"\\xff.jpg"``) are stored as percent-encoded
-``file://`` URIs (:func:`path_to_uri`), which every function here also accepts.
+``file://`` URIs (``engine.uris.path_to_uri``), which every function here also accepts.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote, unquote_to_bytes
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-from scipy.fft import dctn
 
+from engine.phash import phash
 from engine.storage import DEFAULT_MAX_BYTES, StorageError, is_remote, read_bytes
+from engine.uris import display_path, safe_text, sha256_file, uri_to_path
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 EXIF_ORIENTATION_TAG = 0x0112
@@ -69,39 +70,6 @@ _SUFFIX |= {"BMP": ".bmp", "GIF": ".gif", "PPM": ".ppm"}
 
 class ImageRejected(ValueError):
     """The file is not a usable image; ``str(err)`` is the reason recorded at ingest."""
-
-
-# --- paths and uris ---------------------------------------------------------------------------
-
-
-def path_to_uri(path: str | os.PathLike[str]) -> str:
-    """The text stored in ``image.uri`` for a local file: the absolute path as is when it is
-    valid UTF-8, else a percent-encoded ``file://`` URI of its bytes (lossless, and storable in
-    PostgreSQL text, which holds neither NUL nor invalid UTF-8)."""
-    text = os.path.abspath(os.fspath(path))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "file://" + quote(os.fsencode(text), safe="/")
-    return text
-
-
-def uri_to_path(uri: str | os.PathLike[str]) -> str:
-    """The local path (a str, surrogate-escaped where the name is not UTF-8) of a stored uri."""
-    text = os.fspath(uri)
-    if text.startswith("file://"):
-        return os.fsdecode(unquote_to_bytes(text[len("file://") :]))
-    return text
-
-
-def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as printable text: bytes that are not UTF-8 shown as ``\\xff`` escapes."""
-    return os.fsencode(uri_to_path(path)).decode("utf-8", "backslashreplace")
-
-
-def safe_text(text: str) -> str:
-    """``text`` made storable in any database: lone surrogates escaped, NUL shown as ``\\x00``."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def format_suffix(fmt: str | None) -> str:
@@ -253,14 +221,6 @@ class ProbeResult:
             "phash": self.phash,
             "meta": {"flags": dict(self.flags)} if self.flags else {},
         }
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(uri_to_path(path), "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _conversion(mode: str, has_transparency: bool) -> str:
@@ -436,22 +396,3 @@ def thumbnail(
         raise ImageRejected(f"cannot decode {display_path(path)}: {_decode_reason(err)}") from err
     out.thumbnail((size, size), Image.Resampling.LANCZOS)
     return out
-
-
-def phash(img: Image.Image | np.ndarray, hash_size: int = 8, highfreq: int = 4) -> str:
-    """DCT perceptual hash (64 bits as 16 hex chars) of an RGB image."""
-    if isinstance(img, np.ndarray):
-        img = Image.fromarray(img)
-    n = hash_size * highfreq
-    grey = np.asarray(img.convert("L").resize((n, n), Image.Resampling.LANCZOS), dtype=np.float64)
-    low = dctn(grey, norm="ortho")[:hash_size, :hash_size]
-    bits = (low > np.median(low)).flatten()
-    value = 0
-    for b in bits:
-        value = (value << 1) | int(b)
-    return f"{value:0{hash_size * hash_size // 4}x}"
-
-
-def hamming(a: str, b: str) -> int:
-    """Bit distance between two hex hashes."""
-    return bin(int(a, 16) ^ int(b, 16)).count("1")

@@ -6,7 +6,7 @@ Every entry walked is accounted for in the :class:`IngestSummary`: added, duplic
 folders: not probed, not recorded, counted with the reason). Multi-frame files (animated
 GIF/WebP/PNG, multi-page TIFF) are kept, with frame 0 as the image, and flagged in
 ``image.meta["flags"]`` and the summary. File names that are not valid UTF-8 are stored as
-percent-encoded ``file://`` uris (``engine.imageio.path_to_uri``) and shown with ``\\xff``
+percent-encoded ``file://`` uris (``engine.uris.path_to_uri``) and shown with ``\\xff``
 escapes in the summary.
 """
 
@@ -26,17 +26,7 @@ from db.errors import DomainError
 from db.images import add_image
 from db.projects import get_or_create_project
 from db.session import transaction
-from engine.imageio import (
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_MIN_SIDE,
-    ProbeResult,
-    display_path,
-    format_suffix,
-    path_to_uri,
-    probe,
-    safe_text,
-    uri_to_path,
-)
+from engine.imageio import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ProbeResult, format_suffix, probe
 from engine.manifest import read_manifest
 from engine.storage import (
     DEFAULT_MAX_BYTES,
@@ -47,6 +37,7 @@ from engine.storage import (
     scheme_of,
 )
 from engine.storage import copy_to as copy_object
+from engine.uris import display_path, path_to_uri, safe_text, uri_to_path
 from engine.walk import WalkEntry, walk
 
 

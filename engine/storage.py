@@ -6,7 +6,7 @@ reads them (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_ENDPOINT_URL``
 package is missing raises :class:`StorageError` naming the package to install.
 
 A *remote* uri is one with a scheme in :data:`REMOTE_SCHEMES`; anything else (a path, a
-``file://`` uri) is a local file and keeps going through ``engine.imageio.uri_to_path``.
+``file://`` uri) is a local file and keeps going through ``engine.uris.uri_to_path``.
 Reads are bounded: :func:`read_bytes` refuses an object larger than ``max_bytes`` before
 reading it when the store reports a size, and stops after ``max_bytes + 1`` bytes otherwise,
 so a lying or endless server costs at most that much memory.
@@ -203,6 +203,6 @@ def local_copy(src: str, dest: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> N
     if is_remote(src):
         copy_to(src, dest, max_bytes=max_bytes)
         return
-    from engine.imageio import uri_to_path
+    from engine.uris import uri_to_path
 
     shutil.copyfile(uri_to_path(src), dest)

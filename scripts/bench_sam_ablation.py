@@ -45,10 +45,10 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.imageio import load_rgb
-from engine.segment.sam import amg as amg_module
 from engine.segment.sam.amg import FastAutomaticMaskGenerator
 from engine.segment.sam.fast_path import COMPONENTS, fast_path_disabled
 from engine.segment.sam.models import file_sha256, load_checkpoint, random_sam
+from engine.segment.sam.threads import single_threaded_workers
 from scripts.bench_prefill import SAMPLES, choose_thresholds
 
 SAM_DIR = Path(__file__).resolve().parents[1] / "engine" / "segment" / "sam"
@@ -70,7 +70,7 @@ def component_lines() -> dict[str, int]:
         for name, files in FILES.items()
     }
     parts = (
-        amg_module._single_threaded_workers,
+        single_threaded_workers,
         FastAutomaticMaskGenerator._pool_size,
         FastAutomaticMaskGenerator._map,
     )

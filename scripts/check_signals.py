@@ -28,7 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from engine.curation.degrade import DEGRADATIONS, jpeg, resize
 from engine.curation.duplicates import DEFAULT_RADIUS, cluster_ids, hamming_matrix
 from engine.curation.signals import SIGNAL_NAMES, compute_signals
-from engine.imageio import ImageRejected, load_rgb, phash
+from engine.imageio import ImageRejected, load_rgb
+from engine.phash import phash
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOWER_IS_BETTER = {

@@ -20,6 +20,7 @@ COMMANDS = [
     "serve",
     "models",
     "prefill",
+    "embed",
     "flywheel",
     "curate",
     "export",

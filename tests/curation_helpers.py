@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db.curation import record_decision, save_caption
+from db.captions import save_caption
+from db.curation import record_decision
 from db.models import Image, Project
 from engine.imageio import probe
 from tests.factories import make_image, make_mask, make_project, make_user

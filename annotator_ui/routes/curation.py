@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from annotator_ui.deps import SessionDep, SettingsDep, require_roles
+from db import captions
 from db import curation as cur
 from db.errors import Conflict, NotFound
 from db.images import get_image, require_ok
@@ -26,8 +27,9 @@ from db.projects import get_project
 from engine.curation.agreement import agreement
 from engine.curation.captions import draft_caption
 from engine.curation.signal_words import describe_all, sorted_values
-from engine.imageio import ImageRejected, display_path, thumbnail, uri_to_path
+from engine.imageio import ImageRejected, thumbnail
 from engine.storage import is_remote
+from engine.uris import display_path, uri_to_path
 
 router = APIRouter(prefix="/api/curation", tags=["curation"])
 Curator = Annotated[User, Depends(require_roles("curator", "reviewer", "admin"))]
@@ -118,7 +120,7 @@ def specialist_page(
         masks = cur.accepted_masks(session, image_id=item["image_id"])
         item["draft_caption"] = draft_caption([m.label for m in masks], [m.area for m in masks])
         item["labels"] = sorted({m.label for m in masks if m.label})
-        cap = cur.latest_caption(session, image_id=item["image_id"])
+        cap = captions.latest_caption(session, image_id=item["image_id"])
         item["caption"] = cap.text if cap is not None and cap.source == "human" else None
         s = get_image(session, image_id=item["image_id"]).signals or {}
         item["composition"] = {
@@ -185,7 +187,7 @@ def decide(body: DecisionIn, session: SessionDep, user: Curator) -> dict[str, An
         rating=body.rating, tags=body.tags,
     )  # fmt: skip
     if body.caption is not None and body.caption.strip():
-        cur.save_caption(session, image_id=image.id, text=body.caption, author_id=user.id)
+        captions.save_caption(session, image_id=image.id, text=body.caption, author_id=user.id)
     session.commit()
     return {"id": row.id, "image_id": image.id, "stage": row.stage, "decision": row.decision,
             "rating": row.rating, "tags": row.tags}  # fmt: skip

@@ -31,7 +31,8 @@ from engine.curation.composition import composition_signals
 from engine.curation.duplicates import cluster_ids, duplicate_of
 from engine.curation.rules import Rules, evaluate
 from engine.curation.signals import compute_signals
-from engine.imageio import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb, phash
+from engine.imageio import DEFAULT_MAX_PIXELS, ImageRejected, load_rgb
+from engine.phash import phash
 
 log = logging.getLogger("dataengine.curation")
 SIGNALS_VERSION = 1

@@ -1,4 +1,4 @@
-"""Near-duplicate clusters by perceptual hash (``engine.imageio.phash``: 64-bit DCT hash, hex).
+"""Near-duplicate clusters by perceptual hash (``engine.phash.phash``: 64-bit DCT hash, hex).
 
 Two images are linked when the Hamming distance of their hashes is <= ``radius`` bits;
 clusters are the connected components of those links (union-find). In each cluster the
@@ -31,7 +31,7 @@ def _as_bytes(hashes: Sequence[str]) -> np.ndarray:
         return np.array([list(int(h, 16).to_bytes(8, "big")) for h in hashes], dtype=np.uint8)
     except (ValueError, OverflowError) as err:
         raise ValueError(
-            f"perceptual hashes must be 16 hex characters (engine.imageio.phash): {err}"
+            f"perceptual hashes must be 16 hex characters (engine.phash.phash): {err}"
         ) from err
 
 

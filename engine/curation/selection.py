@@ -18,21 +18,21 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db.captions import latest_caption
 from db.curation import (
     accepted_masks,
     active_decisions,
     curation_settings,
     effective,
-    latest_caption,
     stage_seconds,
 )
 from db.errors import InvalidInput
 from db.images import images_by_id
 from db.models import Image, Project
 from engine.curation.captions import draft_caption
-from engine.imageio import uri_to_path
 from engine.interop.exporters.atomic import file_sha256
 from engine.storage import StorageError, copy_to, is_remote
+from engine.uris import uri_to_path
 
 STAGE_RULES = {
     "specialist": "effective specialist keep: every specialist who saw the image kept it",

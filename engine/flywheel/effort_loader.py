@@ -2,7 +2,7 @@
 
 ``engine.flywheel.effort.derive_effort`` is the one definition of effort; this module only
 reads what it needs (``db.events.effort_events``: the images' annotation-stage events;
-``db.masks.parent_links``: the masks' parent links) so that ``GET /api/images/{id}/effort``
+``db.mask_listing.parent_links``: the masks' parent links) so that ``GET /api/images/{id}/effort``
 and the metrics' per-image derivation read exactly the same rows.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from db.events import effort_events
-from db.masks import parent_links
+from db.mask_listing import parent_links
 from engine.flywheel.effort import DEFAULT_IDLE_S, PAYLOAD_KINDS, Effort, derive_effort
 
 

@@ -34,7 +34,7 @@ from scipy import ndimage
 from scipy.special import ndtr
 
 from engine.flywheel.confident_rule import ConfidentRule
-from engine.masks import mask_bbox
+from engine.masks import RLE, mask_bbox
 from engine.segment.protocol import DecodeResult, Embedding, Proposal, Segmenter
 from engine.segment.registry import image_key
 
@@ -159,6 +159,10 @@ class SyntheticProposer:
     def decode(self, embedding: Embedding, points: Any = None, labels: Any = None,
                box: Any = None, mask_input: Any = None) -> DecodeResult:  # fmt: skip
         return self.inner.decode(embedding, points, labels, box, mask_input)
+
+    def decode_rle(self, embedding: Embedding, points: Any = None, labels: Any = None,
+                   box: Any = None, mask_input: Any = None) -> tuple[RLE, float, Any]:  # fmt: skip
+        return self.inner.decode_rle(embedding, points, labels, box, mask_input)
 
     def _score(self, true_iou: float, shown: bool, rng: np.random.Generator) -> float:
         rho, t = self.spec.rho, self.spec.shown_thresh

@@ -2,7 +2,7 @@
 annotator would see it in the app.
 
 - Only what the review canvas shows by default: accepted masks and *confident* proposals
-  (``db.masks.list_masks``); images served in the control arm get no proposals at all.
+  (``db.mask_listing.list_masks``); images served in the control arm get no proposals at all.
 - Nothing is computed here: an image with no ``prefill`` row yet is reported as *pending*
   (the caller queues its pre-fill and answers an empty prediction for now).
 - Each region carries its ``score`` (calibrated confidence, else predicted IoU, else 1.0
@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db import masks as dbm
+from db import mask_listing
 from db.model_versions import version_names
 from db.models import Image
 from db.prefills import any_prefill
@@ -64,7 +64,7 @@ def shown_prefill(
     """
     if not is_prefilled(session, image_id=image.id):
         return ShownPrefill(model_version=default_version, pending=True)
-    rows = dbm.list_masks(session, image_id=image.id, proposals=arm == "prefill")
+    rows = mask_listing.list_masks(session, image_id=image.id, proposals=arm == "prefill")
     rows = sorted(rows, key=lambda m: m.id)
     version_ids = {m.model_version_id for m in rows if m.model_version_id is not None}
     names = version_names(session, ids=version_ids)

@@ -1,7 +1,8 @@
 """The segmenter interface every backend implements (``docs/architecture.md``).
 
 Two phases, as SAM: ``embed`` once per image (expensive, cacheable), then
-``decode`` per prompt (cheap). ``propose`` runs automatic mask generation for pre-fill.
+``decode`` per prompt (cheap; ``decode_rle`` the same with the mask as COCO RLE).
+``propose`` runs automatic mask generation for pre-fill.
 
 Coordinate frames: points are ``(x, y)`` pixels of the *original* image
 (float, 0 <= x < W, 0 <= y < H); boxes are XYXY pixels; masks are HW bool at
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from engine.masks import RLE, encode_rle
 
 
 class PromptError(ValueError):
@@ -83,9 +86,36 @@ class Segmenter(Protocol):
         """
         ...
 
+    def decode_rle(
+        self,
+        embedding: Embedding,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+    ) -> tuple[RLE, float, np.ndarray | None]:
+        """``decode`` with the mask as COCO RLE (original resolution): (rle, score, logits).
+
+        A backend without a cheaper path returns ``decode_as_rle(self, ...)``.
+        """
+        ...
+
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
         """HWC uint8 RGB -> all automatic proposals (unfiltered by confidence)."""
         ...
+
+
+def decode_as_rle(
+    segmenter: Segmenter,
+    embedding: Embedding,
+    points: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    box: np.ndarray | None = None,
+    mask_input: np.ndarray | None = None,
+) -> tuple[RLE, float, np.ndarray | None]:
+    """``Segmenter.decode_rle`` by way of ``decode``: the full-resolution mask, then its RLE."""
+    res = segmenter.decode(embedding, points, labels, box, mask_input)
+    return encode_rle(np.asarray(res.mask, bool)), res.score, res.logits
 
 
 def validate_prompt(

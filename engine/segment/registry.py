@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.masks import RLE
 from engine.segment.embedding_cache import EmbeddingCache
 from engine.segment.protocol import DecodeResult, Embedding, Proposal, Segmenter
 
@@ -109,7 +110,7 @@ def image_key(image: np.ndarray) -> str:
 class CachedSegmenter:
     """A ``Segmenter`` whose ``embed`` goes through an ``EmbeddingCache``.
 
-    ``decode`` and ``propose`` are the wrapped segmenter's; other attributes are
+    ``decode``, ``decode_rle`` and ``propose`` are the wrapped segmenter's; other attributes are
     forwarded too (``seg.inner`` is the wrapped one).
     """
 
@@ -150,6 +151,16 @@ class CachedSegmenter:
         mask_input: np.ndarray | None = None,
     ) -> DecodeResult:
         return self.inner.decode(embedding, points, labels, box, mask_input)
+
+    def decode_rle(
+        self,
+        embedding: Embedding,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+    ) -> tuple[RLE, float, np.ndarray | None]:
+        return self.inner.decode_rle(embedding, points, labels, box, mask_input)
 
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
         return self.inner.propose(image, embedding)

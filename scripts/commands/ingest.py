@@ -76,8 +76,8 @@ def run_ingest(
     """Ingest with a progress bar (counts, ETA); returns the summary (used by `up` too)."""
     from rich.markup import escape
 
-    from engine.imageio import display_path
     from engine.ingest import ingest
+    from engine.uris import display_path
 
     factory = open_db(settings)
     with progress() as bar:

@@ -1,13 +1,13 @@
-"""`dataengine prefill` (model proposals for a project) and `dataengine embed` (warm the
-embedding cache), both with a progress bar and a summary table; with ``--ray`` both run as
-a Ray Data pipeline on a cluster (``engine.flywheel.prefill_ray``, the ``ray`` extra)."""
+"""`dataengine prefill`: model proposals for a project, with a progress bar and a summary
+table; with ``--ray`` it runs as a Ray Data pipeline on a cluster
+(``engine.flywheel.prefill_ray``, the ``ray`` extra; options in ``ray_options``).
+``configured_segmenter`` is shared with `embed` and `worker`."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,116 +21,26 @@ from scripts.commands.common import (
     print_json,
     progress,
 )
+from scripts.commands.ray_options import (
+    RayActors,
+    RayAddress,
+    RayBatchSize,
+    RayFlag,
+    RayGpusPerActor,
+    RayRun,
+    actor_checkpoint,
+    actor_device,
+    ray_run,
+    ray_session,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from sqlalchemy.orm import Session, sessionmaker
 
     from db.models import ModelVersion
     from engine.flywheel.confident_rule import ConfidentRule
     from engine.flywheel.prefill import PrefillSummary
-    from engine.flywheel.prefill_ray import RayOptions
     from engine.settings import Settings
-
-
-# The --ray options of `prefill` and `embed` (defaults: False, None, 1, 0.0, 4).
-RayFlag = Annotated[
-    bool, typer.Option("--ray", help="Run on a Ray cluster (Ray Data; needs the `ray` extra).")
-]
-RayAddress = Annotated[
-    str | None,
-    typer.Option(
-        "--address",
-        help="Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: DATAENGINE_RAY_ADDRESS, "
-        "else a local cluster on this machine).",
-    ),
-]
-RayActors = Annotated[
-    int, typer.Option("--actors", help="With --ray: model actors (one model each).")
-]
-RayGpusPerActor = Annotated[
-    float,
-    typer.Option(
-        "--gpus-per-actor", help="With --ray: GPUs each actor reserves (0: CPU; 0.5 shares)."
-    ),
-]
-RayBatchSize = Annotated[
-    int,
-    typer.Option(
-        "--batch-size", help="With --ray: images per model call (the SAM encoder's batch)."
-    ),
-]
-
-
-@dataclass(frozen=True)
-class RayRun:
-    """``--ray`` and its options: where the cluster is and how the pipeline uses it."""
-
-    address: str | None
-    options: RayOptions
-
-
-def ray_run(
-    use_ray: bool,
-    settings: Settings,
-    *,
-    address: str | None,
-    actors: int,
-    gpus_per_actor: float,
-    batch_size: int,
-) -> RayRun | None:
-    """The ``RayRun`` of the command line (None without ``--ray``); bad values exit 1."""
-    if not use_ray:
-        if address is not None:
-            fail("--address needs --ray")
-        return None
-    from engine.flywheel.prefill_ray import RayOptions
-
-    with domain_errors():
-        opts = RayOptions(actors=actors, gpus_per_actor=gpus_per_actor, batch_size=batch_size)
-    return RayRun(address=address or settings.ray_address or None, options=opts)
-
-
-@contextmanager
-def ray_session(run: RayRun) -> Iterator[None]:
-    """Connect to the cluster (or start a local one, shut down at the end); Ray's failures
-    exit 1 with the fix. A connection the process already has is used as it is."""
-    from engine.flywheel.ray_cluster import RayUnavailable, connect, import_ray
-
-    try:
-        started = not import_ray().is_initialized()
-        ray = connect(run.address)
-    except RayUnavailable as err:
-        fail(str(err))
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        fail(f"cannot reach the Ray cluster at {run.address or 'local'}: {err}")
-    try:
-        yield
-    except ray.exceptions.RayError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        fail(
-            f"the Ray run stopped ({type(err).__name__}: {first}); every image written so far "
-            "is kept: run the same command again to do the rest"
-        )
-    finally:
-        if started:
-            ray.shutdown()  # disconnect; a local cluster this command started stops with it
-
-
-def _actor_device(run: RayRun, device: str | None, settings: Settings) -> str:
-    """The torch device inside a model actor: its GPU when it reserves one (Ray sets
-    CUDA_VISIBLE_DEVICES per actor), else the option / setting."""
-    if run.options.gpus_per_actor > 0:
-        return "cuda"
-    return device or settings.device
-
-
-def _actor_checkpoint(segmenter: Any, checkpoint: Path | None, settings: Settings) -> str | None:
-    if segmenter.name != "sam":
-        return None
-    path = checkpoint or settings.sam_checkpoint
-    return str(Path(path).resolve()) if path else None
 
 
 def configured_segmenter(
@@ -326,9 +236,9 @@ def _run_prefill(
                 build = builder(
                     backend=segmenter.name,
                     model_type=getattr(segmenter, "model_type", None) or settings.sam_model,
-                    checkpoint=_actor_checkpoint(segmenter, checkpoint, settings),
+                    checkpoint=actor_checkpoint(segmenter, checkpoint, settings),
                     sha256=sha256 or getattr(segmenter, "checkpoint_sha256", None),
-                    device=_actor_device(ray, device, settings),
+                    device=actor_device(ray, device, settings),
                 )
                 del segmenter  # the driver's copy; each actor builds its own
                 with ray_session(ray):
@@ -467,200 +377,6 @@ def prefill_command(
         console.print("rerun with --retry-failed after fixing the files to process them again")
 
 
-def embed_command(
-    project: str = typer.Option(..., "--project", "-p", help="Project name."),
-    backend: str | None = typer.Option(
-        None, "--backend", "-b", help="classical | sam (default: settings)."
-    ),
-    model: str | None = typer.Option(None, "--model", help="SAM model type (default: settings)."),
-    checkpoint: Path | None = typer.Option(None, help="SAM checkpoint .pth (default: settings)."),
-    sha256: str | None = typer.Option(None, help="Expected sha256 of the checkpoint."),
-    device: str | None = typer.Option(None, help="torch device for sam (default: settings)."),
-    limit: int | None = typer.Option(None, help="Embed at most this many images."),
-    use_ray: RayFlag = False,
-    address: RayAddress = None,
-    actors: RayActors = 1,
-    gpus_per_actor: RayGpusPerActor = 0.0,
-    batch_size: RayBatchSize = 4,
-    as_json: JsonFlag = False,
-) -> None:
-    """Precompute the embeddings of a project's images into the cache
-    (DATAENGINE_EMBEDDING_CACHE_URL, default <DATAENGINE_DATA_DIR>/cache).
-
-    Walks the project by keyset pages (memory: one page of rows, not the project).
-    --ray embeds on a Ray cluster (batched encoder); every node must see the same cache.
-    """
-    from db.models import Image
-    from db.pages import count_images
-    from db.projects import get_project
-    from engine.settings import Settings
-
-    settings = Settings()
-    ray = ray_run(
-        use_ray,
-        settings,
-        address=address,
-        actors=actors,
-        gpus_per_actor=gpus_per_actor,
-        batch_size=batch_size,
-    )
-    if ray is not None:
-        _embed_on_ray(
-            settings,
-            project,
-            ray,
-            backend=backend,
-            model_type=model,
-            checkpoint=checkpoint,
-            sha256=sha256,
-            device=device,
-            limit=limit,
-            as_json=as_json,
-        )
-        return
-    factory = open_db(settings)
-    try:
-        with domain_errors(), factory() as s:
-            project_id = get_project(s, name=project).id
-            total = count_images(s, project_id=project_id, where=[Image.sha256.is_not(None)])
-        _embed_all(factory, settings, project_id, total, limit, as_json, backend=backend,
-                   model=model, checkpoint=checkpoint, sha256=sha256, device=device)  # fmt: skip
-    finally:
-        factory.kw["bind"].dispose()
-
-
-def _embed_all(
-    factory: sessionmaker[Session],
-    settings: Settings,
-    project_id: int,
-    total: int,
-    limit: int | None,
-    as_json: bool,
-    **model: Any,
-) -> None:
-    """``embed``'s walk: keyset pages of (id, uri, sha256), one image at a time."""
-
-    from db.models import Image
-    from db.pages import image_pages
-    from engine.imageio import load_rgb
-
-    budget = total if limit is None else min(total, max(limit, 0))
-    seg = configured_segmenter(
-        settings,
-        backend=model["backend"],
-        model_type=model["model"],
-        checkpoint=model["checkpoint"],
-        sha256=model["sha256"],
-        device=model["device"],
-    )
-    counts = {"embedded": 0, "cached": 0, "failed": 0}
-    pages = image_pages(factory, project_id=project_id, where=[Image.sha256.is_not(None)])
-    with json_output(as_json), progress() as bar:
-        task = bar.add_task("embed", total=budget, status="")
-        seen = 0
-        for page in pages:
-            for image_id, uri, sha in page[: budget - seen]:
-                if seg.is_cached(sha):
-                    counts["cached"] += 1
-                else:
-                    try:
-                        seg.embed_cached(
-                            sha, lambda u=uri: load_rgb(u, max_pixels=settings.max_image_pixels)
-                        )
-                        counts["embedded"] += 1
-                    except (OSError, ValueError) as err:
-                        counts["failed"] += 1
-                        console.print(f"  [red]failed[/] image {image_id}: {err}")
-                bar.update(task, advance=1, status=f"image {image_id}")
-            seen += len(page)
-            if seen >= budget:
-                break
-    if as_json:
-        print_json({"model_key": seg.model_key, **counts})
-        return
-    _print_embed_counts(seg.model_key, counts)
-
-
-def _print_embed_counts(model_key: str, counts: dict[str, int]) -> None:
-    from rich.table import Table
-
-    table = Table("", "images", title=f"embedding cache ({model_key})")
-    for k, v in counts.items():
-        table.add_row(k, str(v))
-    console.print(table)
-
-
-def _embed_on_ray(
-    settings: Settings,
-    project: str,
-    ray: RayRun,
-    *,
-    backend: str | None,
-    model_type: str | None,
-    checkpoint: Path | None,
-    sha256: str | None,
-    device: str | None,
-    limit: int | None,
-    as_json: bool,
-) -> None:
-    """`dataengine embed --ray`: the cache is written by the actors, the bar from the stream."""
-    from db.projects import get_project
-    from engine.flywheel.prefill_ray import embed_project_ray
-    from engine.flywheel.ray_cluster import builder
-
-    if limit is not None:
-        fail("--limit is not supported with --ray")
-    factory = open_db(settings)
-    try:
-        with domain_errors(), factory() as s:
-            project_id = get_project(s, name=project).id
-    finally:
-        factory.kw["bind"].dispose()
-    seg = configured_segmenter(
-        settings,
-        backend=backend,
-        model_type=model_type,
-        checkpoint=checkpoint,
-        sha256=sha256,
-        device="cpu",
-    )
-    cache_dir = settings.embedding_cache_location  # a folder or an fsspec URL every node sees
-    build = builder(
-        backend=seg.name,
-        model_type=getattr(seg, "model_type", None) or settings.sam_model,
-        checkpoint=_actor_checkpoint(seg, checkpoint, settings),
-        sha256=sha256 or getattr(seg, "checkpoint_sha256", None),
-        device=_actor_device(ray, device, settings),
-        cache_dir=cache_dir,
-    )
-    model_key = seg.model_key
-    del seg
-    with json_output(as_json), progress() as bar, ray_session(ray), domain_errors():
-        task = bar.add_task("embed (ray)", total=None, status="")
-
-        def on_image(image_id: int, outcome: str, reason: str | None) -> None:
-            if outcome == "failed":
-                console.print(f"  [red]failed[/] image {image_id}: {reason}")
-            bar.update(task, advance=1, status=f"image {image_id}: {outcome}")
-
-        counts = embed_project_ray(
-            settings.resolved_database_url,
-            project_id=project_id,
-            build=build,
-            model_key=model_key,
-            cache_dir=cache_dir,
-            options=ray.options,
-            on_total=lambda n: bar.update(task, total=n),
-            on_image=on_image,
-            max_pixels=settings.max_image_pixels,
-        )
-    if as_json:
-        print_json({"model_key": model_key, **counts})
-        return
-    _print_embed_counts(model_key, counts)
-
-
 def register(app: typer.Typer) -> None:
-    """Add `prefill` and `embed` to the CLI."""
+    """Add `prefill` to the CLI."""
     app.command("prefill")(prefill_command)
-    app.command("embed")(embed_command)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from db.curation import active_decisions, latest_caption
+from db.captions import latest_caption
+from db.curation import active_decisions
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory, transaction
 from db.users import create_user

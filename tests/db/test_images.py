@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.errors import InvalidInput, NotFound
 from db.images import (
     add_image,
+    find_image,
     find_ok_image,
     get_image,
     image_ids,
@@ -19,7 +20,7 @@ from db.images import (
     uri_page,
 )
 from db.session import transaction
-from engine.imageio import path_to_uri, uri_to_path
+from engine.uris import path_to_uri, uri_to_path
 from tests.factories import make_image, make_project
 
 
@@ -89,3 +90,10 @@ def test_uri_pages_and_task_lookups(factory: sessionmaker[Session]) -> None:
         assert [im.id for im in named] == [a.id, b.id]
         anywhere = ok_images_named(s, project_id=None, basename="cat_1.jpg")
         assert [im.id for im in anywhere] == [a.id, b.id, far.id]
+
+
+def test_find_image_is_none_for_an_unknown_id(factory: sessionmaker[Session]) -> None:
+    with factory() as s:
+        image = make_image(s, project=make_project(s))
+        assert find_image(s, image_id=image.id) is image
+        assert find_image(s, image_id=image.id + 1000) is None

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import Image as ImageRow
 from db.session import make_engine, make_session_factory
 from engine.imageio import load_rgb
-from engine.imageio import uri_to_path as load_uri_path
 from engine.ingest import ingest
+from engine.uris import uri_to_path as load_uri_path
 from tests.ingest_zoo import NON_UTF8, hostile_zoo, png_header_bomb, unreadable_folders
 
 
@@ -154,7 +154,7 @@ def test_one_store_failure_never_stops_the_batch(
     store = tmp_path / "store"
     store.mkdir()
     # the managed store's folder for image 1 is a file: copying it fails, the others go on
-    from engine.imageio import sha256_file
+    from engine.uris import sha256_file
 
     (store / sha256_file(src / "1.png")[:2]).write_bytes(b"in the way")
     summary = ingest(factory, project="p", paths=[src], copy_to=store)

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import Image, Mask, Prefill
 from db.session import make_engine, make_session_factory
 from engine.flywheel.prefill import prefill_project
-from engine.imageio import sha256_file
 from engine.ingest import ingest
 from engine.manifest import ManifestError
+from engine.uris import sha256_file
 from tests.object_store import http_folder, make_bucket, s3_server, sample_photos
 from tests.webapp import classical_segmenter
 

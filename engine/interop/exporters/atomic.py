@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db.exports import add_export
 from db.models import Export
 
 
@@ -64,7 +65,9 @@ def record_export(
     manifest_sha256: str,
     params: dict[str, Any],
 ) -> Export:
-    row = Export(
+    """Record the export written to ``out`` (its resolved path): ``db.exports.add_export``."""
+    return add_export(
+        session,
         project_id=project_id,
         kind=kind,
         path=str(Path(out).resolve()),
@@ -72,6 +75,3 @@ def record_export(
         manifest_sha256=manifest_sha256,
         params=params,
     )
-    session.add(row)
-    session.flush()
-    return row

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from db.models import Image
-from engine.imageio import uri_to_path
 from engine.interop.exporters.atomic import file_sha256, write_json
+from engine.uris import uri_to_path
 
 ProgressFn = Callable[[int, int], None]  # (images done, images in the export)
 

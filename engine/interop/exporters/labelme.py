@@ -34,11 +34,11 @@ from PIL import ImageDraw
 from sqlalchemy.orm import Session
 
 from db.models import Mask, Project
-from engine.imageio import uri_to_path
 from engine.interop.exporters.atomic import file_sha256, write_json
 from engine.interop.exporters.images import ProgressFn, copier_for, write_manifest
 from engine.interop.exporters.selection import pages, score, survey
 from engine.masks import decode_rle
+from engine.uris import uri_to_path
 
 FOLDER = "labelme"
 UNLABELED = "unlabeled"

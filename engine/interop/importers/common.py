@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from db.images import add_image, uri_page
+from db.annotation_imports import add_mask_row
+from db.images import add_image, find_image, uri_page
 from db.models import Image, Mask, Project, User, utcnow
 from db.users import ensure_inactive_user
-from engine.imageio import DEFAULT_MAX_PIXELS, path_to_uri, probe
+from engine.imageio import DEFAULT_MAX_PIXELS, probe
 from engine.masks import encode_rle, rle_area, rle_bbox
+from engine.uris import path_to_uri
 
 INDEX_PAGE = 1000  # image rows a query when ImageResolver indexes a project by file name
 SERVICE_USER = "label-studio"  # events imported from Label Studio are attributed to this user
@@ -201,7 +203,7 @@ class ImageResolver:
             matches = [
                 m
                 for i in self._index().get(rel.name, [])
-                if (m := self.session.get(Image, i)) is not None
+                if (m := find_image(self.session, image_id=i)) is not None
             ]
             if len(rel.parts) > 1:  # prefer the ones whose uri ends with the relative path
                 exact = [
@@ -263,7 +265,8 @@ def add_mask(
     area = rle_area(rle)
     if area == 0:
         return "empty region (no pixels inside the image)"
-    row = Mask(
+    return add_mask_row(
+        session,
         image_id=image.id,
         rle=rle,
         bbox=rle_bbox(rle),
@@ -275,8 +278,6 @@ def add_mask(
         meta=meta,
         **fields,
     )
-    session.add(row)
-    return row
 
 
 def already_imported(project: Project, sha256: str) -> dict[str, Any] | None:

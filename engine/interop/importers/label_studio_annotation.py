@@ -30,10 +30,16 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from db import masks as dbm
-from db.annotation_imports import confident_proposals, event_payloads, event_uuid_taken
+from db.annotation_imports import (
+    add_import_event,
+    confident_proposals,
+    event_payloads,
+    event_uuid_taken,
+    find_mask,
+)
 from db.curation import accepted_masks
 from db.errors import Conflict, InvalidInput
-from db.models import Event, Image, Mask
+from db.models import Image, Mask
 from engine.flywheel import events as event_kinds
 from engine.interop.importers.common import FileOutcome, LabelPolicy, add_mask, service_user
 from engine.interop.label_studio import region_to_mask
@@ -128,7 +134,7 @@ def _current(session: Session, mask: Mask) -> Mask:
     """Follow ``superseded_by`` links to the live row of a mask."""
     seen = {mask.id}
     while mask.status == "superseded" and (nxt := (mask.meta or {}).get("superseded_by")):
-        row = session.get(Mask, int(nxt))
+        row = find_mask(session, mask_id=int(nxt))
         if row is None or row.id in seen:
             break
         seen.add(row.id)
@@ -187,7 +193,7 @@ def record_annotation(
             continue
         meta = {**ls_meta, "region_id": res.get("id"), "type": str(res.get("type")).lower()}
         hit = MASK_REGION.match(str(res.get("id") or ""))
-        target = session.get(Mask, int(hit.group(1))) if hit else None
+        target = find_mask(session, mask_id=int(hit.group(1))) if hit else None
         if target is not None and target.image_id == image.id:
             from_prediction = True
             row = _review(session, _current(session, target), mask, label, meta, author, outcome)
@@ -232,26 +238,22 @@ def record_annotation(
                 dbm.reject(session, mask_id=p.id, version=None, user_id=author)
     session.flush()
     outcome.masks += len(touched)
-    session.add(
-        Event(
-            uuid=event_uuid,
-            user_id=author,
-            image_id=image.id,
-            session_id=f"label-studio:{task_id}:{ann_id}"[:64],
-            seq=0,
-            kind=event_kinds.IMPORT_LEAD_TIME,
-            payload={
-                "seconds": lead_time,
-                "task_id": task_id,
-                "annotation_id": ann_id,
-                "completed_by": annotation.get("completed_by"),
-                "updated_at": annotation.get("updated_at") or annotation.get("created_at"),
-                "version": version,
-                "mask_ids": [m.id for m in touched],
-            },
-            client_time=0.0,
-            visible=True,
-        )
+    add_import_event(
+        session,
+        uuid=event_uuid,
+        user_id=author,
+        image_id=image.id,
+        session_id=f"label-studio:{task_id}:{ann_id}"[:64],
+        kind=event_kinds.IMPORT_LEAD_TIME,
+        payload={
+            "seconds": lead_time,
+            "task_id": task_id,
+            "annotation_id": ann_id,
+            "completed_by": annotation.get("completed_by"),
+            "updated_at": annotation.get("updated_at") or annotation.get("created_at"),
+            "version": version,
+            "mask_ids": [m.id for m in touched],
+        },
     )
     outcome.events += 1
     return touched

@@ -30,7 +30,6 @@ import hashlib
 import json
 from typing import Any
 
-import cv2
 import maxflow
 import numpy as np
 from scipy import sparse
@@ -38,8 +37,9 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 
 from engine.masks import RLE, mask_bbox
 from engine.segment.classical.features import FEATURE_PARAMS, build_features, region_hierarchy
+from engine.segment.classical.prompts import box_nodes, click_nodes, mask_prior, scales
 from engine.segment.classical.upscale import upscaled_mask, upscaled_rle
-from engine.segment.protocol import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
+from engine.segment.protocol import DecodeResult, Embedding, Proposal, validate_prompt
 
 SOLVER_PARAMS: dict[str, Any] = {
     "w_col": 1.0,  # colour log-likelihood weight (nats per pixel)
@@ -58,12 +58,6 @@ SOLVER_PARAMS: dict[str, Any] = {
     "prop_prior": 1.0,  # propose: prior towards the seeding region in its refinement
 }
 HARD = 1e12
-
-
-def _scales(f: dict, image_size: tuple[int, int]) -> tuple[float, float]:
-    """(x, y) factors from original pixels to working-resolution pixels."""
-    wh, ww = f["sp"].shape
-    return ww / image_size[1], wh / image_size[0]
 
 
 class ClassicalSegmenter:
@@ -128,9 +122,9 @@ class ClassicalSegmenter:
         """Prompt -> (object bool (n,) per superpixel, score, logits (n,) float32)."""
         points, labels, box = validate_prompt(embedding.image_size, points, labels, box)
         f = embedding.features
-        pos, neg = self._click_nodes(f, embedding.image_size, points, labels)
-        inbox = self._box_nodes(f, embedding.image_size, box)
-        prev = self._prior(f, mask_input)
+        pos, neg = click_nodes(f, embedding.image_size, points, labels)
+        inbox = box_nodes(f, embedding.image_size, box)
+        prev = mask_prior(f, mask_input)
         n = len(f["area"])
         if len(pos) == 0 and inbox is None:  # only negative clicks: nothing is object
             return np.zeros(n, bool), 0.0, np.full(n, -1.0, np.float32)
@@ -192,7 +186,7 @@ class ClassicalSegmenter:
                 kept.append(int(i))
             if len(kept) >= int(p["max_proposals"]):
                 break
-        sx, sy = _scales(f, emb.image_size)
+        sx, sy = scales(f, emb.image_size)
         found: list[tuple[np.ndarray, float, float]] = []
         for i in kept:
             region = member[i]
@@ -268,63 +262,6 @@ class ClassicalSegmenter:
         return dijkstra(graph, indices=outside, min_only=True, unweighted=True)
 
     # --------------------------------------------------------------- helpers
-    @staticmethod
-    def _click_nodes(
-        f: dict, image_size: tuple[int, int], points: np.ndarray | None, labels: np.ndarray | None
-    ):
-        """Superpixels under positive / negative clicks; a later click wins a tie."""
-        if points is None or labels is None:
-            return np.zeros(0, int), np.zeros(0, int)
-        sp = f["sp"]
-        sx, sy = _scales(f, image_size)
-        xi = np.clip((points[:, 0] * sx).astype(int), 0, sp.shape[1] - 1)
-        yi = np.clip((points[:, 1] * sy).astype(int), 0, sp.shape[0] - 1)
-        nodes = sp[yi, xi]
-        last: dict[int, int] = {}
-        for node, lab in zip(nodes.tolist(), labels.tolist(), strict=True):
-            last[node] = lab
-        pos = np.array([k for k, v in last.items() if v == 1], dtype=int)
-        neg = np.array([k for k, v in last.items() if v == 0], dtype=int)
-        return pos, neg
-
-    @staticmethod
-    def _box_nodes(
-        f: dict, image_size: tuple[int, int], box: np.ndarray | None
-    ) -> np.ndarray | None:
-        if box is None:
-            return None
-        sx, sy = _scales(f, image_size)
-        x0, y0, x1, y1 = box * np.array([sx, sy, sx, sy])
-        inbox = (f["cx"] >= x0) & (f["cx"] < x1) & (f["cy"] >= y0) & (f["cy"] < y1)
-        if not inbox.any():  # box thinner than a superpixel: take the one under its centre
-            sp = f["sp"]
-            cy = min(int((y0 + y1) / 2), sp.shape[0] - 1)
-            cx = min(int((x0 + x1) / 2), sp.shape[1] - 1)
-            inbox[sp[cy, cx]] = True
-        return inbox
-
-    @staticmethod
-    def _prior(f: dict, mask_input: np.ndarray | None) -> np.ndarray | None:
-        """mask_input -> per-superpixel bool (object) or None."""
-        if mask_input is None:
-            return None
-        m = np.asarray(mask_input, dtype=np.float32)
-        n = len(f["area"])
-        if m.ndim == 1:
-            if m.shape != (n,):
-                raise PromptError(
-                    f"mask_input has {m.shape[0]} values; this embedding has {n} superpixels"
-                )
-            return m > 0
-        if m.ndim == 3 and m.shape[0] == 1:
-            m = m[0]
-        if m.ndim != 2 or min(m.shape) < 1 or not np.isfinite(m).all():
-            raise PromptError("mask_input must be this backend's logits or a finite 2-D map")
-        sp = f["sp"]
-        m = cv2.resize(m, (sp.shape[1], sp.shape[0]), interpolation=cv2.INTER_LINEAR)
-        mean = np.bincount(sp.ravel(), m.ravel(), n) / f["area"]
-        return mean > 0
-
     @staticmethod
     def _graph(f: dict, weights: np.ndarray) -> sparse.csr_matrix:
         n, ei, ej = len(f["area"]), f["ei"], f["ej"]

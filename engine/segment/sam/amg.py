@@ -32,10 +32,7 @@ of the original image; ``segmentation`` is an HxW bool mask.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,37 +50,8 @@ from torchvision.ops.boxes import batched_nms, box_area
 
 from engine.segment.sam.decoder_lowrank import LowRankMaskDecoder
 from engine.segment.sam.encoder import embed_input, inference_encoder
+from engine.segment.sam.threads import single_threaded_workers
 from engine.segment.sam.upsample import FullResStats, full_res_stats
-
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_before = 0
-
-
-@contextmanager
-def _single_threaded_workers(n: int) -> Iterator[ThreadPoolExecutor]:
-    """A pool of ``n`` threads whose torch ops run single-threaded.
-
-    Torch's thread count is per thread (OpenMP, MKL), but setting it also sets the
-    process-wide default that threads started later pick up. So each worker sets 1 for
-    itself, and when the last concurrent pool closes the default is put back to what the
-    first caller had; callers' own threads are never changed.
-    """
-    global _threads_users, _threads_before
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_before = torch.get_num_threads()
-        _threads_users += 1
-    try:
-        with ThreadPoolExecutor(
-            n, thread_name_prefix="amg", initializer=torch.set_num_threads, initargs=(1,)
-        ) as pool:
-            yield pool
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_before)
 
 
 @dataclass
@@ -143,7 +111,7 @@ class FastAutomaticMaskGenerator:
     thread with single-threaded torch ops: ops this small barely use a second core when
     torch splits them (measured: 2 torch threads no faster than 1), whole chunks in
     parallel do. The caller's own torch thread count is left alone (see
-    ``_single_threaded_workers``). Results and their order do not depend on ``workers``.
+    ``single_threaded_workers``). Results and their order do not depend on ``workers``.
     """
 
     def __init__(
@@ -235,7 +203,7 @@ class FastAutomaticMaskGenerator:
         n = self._pool_size(len(items))
         if n <= 1:
             return [fn(i) for i in items]
-        with _single_threaded_workers(n) as pool:
+        with single_threaded_workers(n) as pool:
             return list(pool.map(fn, items))
 
     # ------------------------------------------------------------------------ per crop

@@ -34,8 +34,15 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as tnf
 
 from engine.lru import LRU
-from engine.masks import mask_bbox
-from engine.segment.protocol import DecodeResult, Embedding, PromptError, Proposal, validate_prompt
+from engine.masks import RLE, mask_bbox
+from engine.segment.protocol import (
+    DecodeResult,
+    Embedding,
+    PromptError,
+    Proposal,
+    decode_as_rle,
+    validate_prompt,
+)
 from engine.segment.sam.amg import FastAutomaticMaskGenerator, generator_for_device
 from engine.segment.sam.decoder import FastMaskDecoder, ImageContext
 from engine.segment.sam.models import MODELS, file_sha256, load_checkpoint, resolve_device
@@ -227,6 +234,17 @@ class SamSegmenter:
             score=float(iou[best]),
             logits=low[0].cpu().numpy().astype(np.float32),
         )
+
+    def decode_rle(
+        self,
+        embedding: Embedding,
+        points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+    ) -> tuple[RLE, float, np.ndarray | None]:
+        """``decode`` with the mask as COCO RLE: (rle, score, logits)."""
+        return decode_as_rle(self, embedding, points, labels, box, mask_input)
 
     def _mask_input(self, mask_input: np.ndarray | None) -> torch.Tensor | None:
         if mask_input is None:

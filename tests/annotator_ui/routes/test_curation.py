@@ -133,7 +133,7 @@ def test_specialist_only_sees_generalist_keeps_and_writes_caption(web: Web, proj
     )
     assert r.status_code == 422 and "category" in r.json()["detail"]
     with transaction(web.factory) as s:
-        from db.curation import latest_caption
+        from db.captions import latest_caption
 
         assert latest_caption(s, image_id=ids[1]).text == "a brown dog on grass"
     thumb = web.client.get(items[ids[1]]["thumb"], headers=web.as_(spec))

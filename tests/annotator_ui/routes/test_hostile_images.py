@@ -21,10 +21,11 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from db.models import Image
-from engine.imageio import load_rgb, uri_to_path
+from engine.imageio import load_rgb
 from engine.ingest import ingest
 from engine.interop.label_studio import image_url
 from engine.masks import encode_rle
+from engine.uris import uri_to_path
 from tests.ingest_zoo import hostile_zoo, png_header_bomb
 from tests.label_studio_payloads import click, ls_task, predict_body
 from tests.webapp import Web, classical_segmenter, start_web

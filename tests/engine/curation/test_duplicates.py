@@ -9,7 +9,8 @@ import pytest
 
 from engine.curation.degrade import jpeg, resize
 from engine.curation.duplicates import cluster_ids, duplicate_of, hamming_matrix
-from engine.imageio import hamming, load_rgb, phash
+from engine.imageio import load_rgb
+from engine.phash import hamming, phash
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import InvalidInput
-from db.masks import list_masks
+from db.mask_listing import list_masks
 from db.models import Image, Mask, ModelVersion, Prefill, PrefillClaim, Project, Round, utcnow
 from db.rounds import start_round
 from db.session import make_engine, make_session_factory, transaction
@@ -73,6 +73,10 @@ class FakeSegmenter:
 
     def decode(self, embedding: Embedding, points: Any = None, labels: Any = None,
                box: Any = None, mask_input: Any = None) -> DecodeResult:  # fmt: skip
+        raise NotImplementedError
+
+    def decode_rle(self, embedding: Embedding, points: Any = None, labels: Any = None,
+                   box: Any = None, mask_input: Any = None) -> Any:  # fmt: skip
         raise NotImplementedError
 
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:

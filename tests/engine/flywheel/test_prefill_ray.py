@@ -191,6 +191,9 @@ class _DiesOnce:
     def decode(self, *args: Any, **kwargs: Any) -> Any:
         return self.inner.decode(*args, **kwargs)
 
+    def decode_rle(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.decode_rle(*args, **kwargs)
+
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
         if tuple(image.shape[:2]) == self.victim_shape and not self.marker.exists():
             self.marker.write_text("killed")

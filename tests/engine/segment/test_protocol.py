@@ -1,11 +1,18 @@
-"""Prompt validation shared by every backend."""
+"""Prompt validation shared by every backend, and ``decode_rle`` by way of ``decode``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.segment.protocol import PromptError, validate_prompt
+from engine.masks import decode_rle
+from engine.segment.protocol import (
+    DecodeResult,
+    Embedding,
+    PromptError,
+    decode_as_rle,
+    validate_prompt,
+)
 
 SIZE = (100, 200)  # H, W
 
@@ -38,3 +45,22 @@ def test_valid_prompts_are_normalised() -> None:
 def test_bad_prompts_raise(points, labels, box, message) -> None:  # noqa: ANN001
     with pytest.raises(PromptError, match=message):
         validate_prompt(SIZE, points, labels, box)
+
+
+class _Half:
+    """Decodes the left half of the image, whatever the prompt."""
+
+    def decode(self, embedding: Embedding, *args: object) -> DecodeResult:
+        h, w = embedding.image_size
+        mask = np.zeros((h, w), np.uint8)
+        mask[:, : w // 2] = 1
+        return DecodeResult(mask, 0.75, logits=np.ones(3, np.float32))
+
+
+def test_decode_as_rle_is_the_rle_of_decode() -> None:
+    emb = Embedding("half", SIZE, {})
+    rle, score, logits = decode_as_rle(_Half(), emb, np.array([[5.0, 5.0]]), np.array([1]))
+    mask = decode_rle(rle)
+    assert rle["size"] == list(SIZE) and isinstance(rle["counts"], str)
+    assert mask.dtype == bool and mask[:, :100].all() and not mask[:, 100:].any()
+    assert score == 0.75 and logits.tolist() == [1, 1, 1]

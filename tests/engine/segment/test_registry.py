@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 
 from engine.segment import registry as backends
 from engine.segment.precompute import Precomputer, attach_precompute, schedule
-from engine.segment.protocol import DecodeResult, Embedding, Proposal, Segmenter
+from engine.segment.protocol import DecodeResult, Embedding, Proposal, Segmenter, decode_as_rle
 from engine.segment.registry import (
     BackendError,
     CachedSegmenter,
@@ -49,6 +49,10 @@ class CountingSegmenter:
                box: Any = None, mask_input: Any = None) -> DecodeResult:  # fmt: skip
         h, w = embedding.image_size
         return DecodeResult(mask=np.ones((h, w), bool), score=float(embedding.features["mean"][0]))
+
+    def decode_rle(self, embedding: Embedding, points: Any = None, labels: Any = None,
+                   box: Any = None, mask_input: Any = None) -> Any:  # fmt: skip
+        return decode_as_rle(self, embedding, points, labels, box, mask_input)
 
     def propose(self, image: np.ndarray, embedding: Embedding | None = None) -> list[Proposal]:
         return []

@@ -1,5 +1,6 @@
 """`dataengine prefill --ray` and `dataengine embed --ray` through the CLI (SQLite and
-PostgreSQL, a local Ray cluster started once for the module), and their option errors."""
+PostgreSQL, a local Ray cluster started once for the module); the option errors are in
+``test_ray_options``."""
 
 from __future__ import annotations
 
@@ -68,22 +69,3 @@ def test_prefill_and_embed_on_ray(cluster: Any, db_env: Path) -> None:
     assert any((db_env / "var" / "cache").rglob("*")), "the actors wrote the cache folder"
     cached = _json(["embed", "-p", "p", "-b", "classical", *ray_args, "--json"])
     assert (cached["embedded"], cached["cached"]) == (0, 4)
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--address", "auto"], "--address needs --ray"),
-        (["--ray", "--actors", "0"], "--actors must be >= 1"),
-        (["--ray", "--batch-size", "0"], "--batch-size must be >= 1"),
-    ],
-)
-def test_option_errors_exit_1(
-    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DATAENGINE_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.chdir(tmp_path)
-    for command in ("prefill", "embed"):
-        result = runner.invoke(app, [command, "-p", "p", *args])
-        assert result.exit_code == 1, result.output
-        assert message in result.output

@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.masks import list_masks
+from db.mask_listing import list_masks
 from db.models import Image, Mask, ModelVersion, Prefill, Round
 from db.projects import create_project
 from db.session import transaction

@@ -25,6 +25,7 @@ from db.session import make_engine, make_session_factory, transaction
 from engine.flywheel.prefill import prefill_project
 from engine.ingest import ingest
 from engine.masks import decode_rle, mask_iou
+from engine.segment.protocol import decode_as_rle
 from engine.segment.registry import SAM_PROPOSAL_PARAMS, CachedSegmenter, build_segmenter
 from engine.segment.sam.amg import FastAutomaticMaskGenerator
 from engine.segment.sam.models import random_sam, resolve_device
@@ -169,6 +170,11 @@ class Spy:
     def decode(self, embedding: Any, points: Any, labels: Any, box: Any, mask_input: Any) -> Any:
         self.mask_inputs.append(None if mask_input is None else np.array(mask_input))
         return self.inner.decode(embedding, points, labels, box, mask_input)
+
+    def decode_rle(
+        self, embedding: Any, points: Any, labels: Any, box: Any, mask_input: Any
+    ) -> Any:
+        return decode_as_rle(self, embedding, points, labels, box, mask_input)
 
 
 @pytest.fixture
