@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.errors import Conflict, InvalidInput, NotFound
-from db.mask_listing import shown_status_counts  # noqa: F401 - routes.tasks imports it from here
 from db.models import Image, Mask, Project, utcnow
 
 OPS = ("accept", "reject", "fix", "add", "relabel", "delete")

@@ -78,8 +78,9 @@ def image_file(
     """
     from PIL import Image as PILImage
 
-    from engine.imageio import ImageRejected, display_path, load_rgb, uri_to_path
+    from engine.imageio import ImageRejected, load_rgb
     from engine.storage import is_remote
+    from engine.uris import display_path, uri_to_path
 
     image = require_ok(image=ensure_can_read(session, user=user, image_id=image_id))
     multi_frame = "multi-frame" in ((image.meta or {}).get("flags") or {})

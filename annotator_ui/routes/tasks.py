@@ -34,7 +34,8 @@ from annotator_ui.schemas import (
 from db import leases
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
 from db.images import get_image, require_ok
-from db.masks import apply_ops, shown_status_counts
+from db.mask_listing import shown_status_counts
+from db.masks import apply_ops
 from db.models import Image, Lease, User, utcnow
 from db.projects import get_project, hotkeys_of, list_projects
 
