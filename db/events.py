@@ -18,7 +18,7 @@ from sqlalchemy import case, null, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.leases import is_recent, recent_lease
+from db.lease_lookups import is_recent, recent_lease
 from db.models import Event, Image, Lease, Mask, utcnow
 
 

@@ -14,7 +14,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from db.errors import Conflict, NotFound
-from db.leases import _own_live_lease, _taken, add_lease, live_holders, release
+from db.lease_lookups import live_holders
+from db.leases import _own_live_lease, _taken, add_lease, release
 from db.models import Image, Lease, utcnow
 from db.rounds import current_round
 

@@ -6,9 +6,10 @@ import uuid
 from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Image, Mask, ModelVersion, Project, User
+from db.session import transaction
 from db.users import create_user
 from engine.masks import encode_rle, mask_bbox
 
@@ -78,3 +79,16 @@ def proposal_decisions(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     stab = rng.uniform(0.7, 1.0, n)
     accept = rng.uniform(0, 1, n) < np.clip((iou - 0.55) * 2.2, 0, 1)
     return np.stack([iou, stab], axis=1), accept.astype(int)
+
+
+def make_queue(
+    factory: sessionmaker[Session], n_images: int, n_users: int
+) -> tuple[int, list[int]]:
+    """A committed project with ``n_images`` images and ``n_users`` annotators:
+    (project id, user ids)."""
+    with transaction(factory) as s:
+        p = make_project(s)
+        for _ in range(n_images):
+            make_image(s, project=p)
+        users = [make_user(s).id for _ in range(n_users)]
+        return p.id, users

@@ -18,7 +18,7 @@ from annotator_ui.schemas import (
 )
 from db.errors import Conflict, InvalidInput
 from db.images import list_images
-from db.leases import queue_counts
+from db.lease_lookups import queue_counts
 from db.models import Project
 from db.projects import (
     check_hotkeys,

@@ -39,7 +39,7 @@ from annotator_ui.schemas import (
     RelabelIn,
     RevertIn,
 )
-from db import leases, mask_listing
+from db import lease_lookups, mask_listing
 from db import masks as dbm
 from db.errors import Conflict, InvalidInput, LeaseLost
 from db.images import get_image, require_ok
@@ -126,7 +126,7 @@ def list_masks(
             f"include={include!r} is not known; use include=less_confident or leave it out"
         )
     ensure_can_read(session, user=user, image_id=image_id)
-    arm = leases.arm_of(session, image_id=image_id, user_id=user.id)
+    arm = lease_lookups.arm_of(session, image_id=image_id, user_id=user.id)
     rows = mask_listing.list_masks(
         session,
         image_id=image_id,
@@ -178,7 +178,7 @@ def accept_all_confident(
 ) -> list[MaskOut]:
     """Accept every confident proposal of the image (prefill arm only)."""
     _write(session, user, image_id, body.lease_id, {"op": "accept_all_confident"})
-    if leases.arm_of(session, image_id=image_id, user_id=user.id) != "prefill":
+    if lease_lookups.arm_of(session, image_id=image_id, user_id=user.id) != "prefill":
         raise InvalidInput(f"image {image_id} is in the control arm: it has no pre-fill to accept")
     rows = dbm.accept_all_confident(session, image_id=image_id, user_id=user.id)
     session.commit()

@@ -51,7 +51,7 @@ from sqlalchemy import select
 from annotator_ui.deps import SegmenterDep, SessionDep, SettingsDep
 from annotator_ui.routes.ml_auth import MlUser, MlWriter, ml_user
 from annotator_ui.routes.ml_tasks import ensure_can_write, find_image, image_for
-from db import leases
+from db import lease_lookups
 from db.models import Image, Project, User
 from engine.imageio import ImageRejected, load_rgb
 from engine.interop.importers.common import FileOutcome, LabelPolicy
@@ -213,7 +213,7 @@ def _prefill(
             reason,
         )
         return {"result": [], "score": 0.0, "model_version": version}
-    arm = leases.arm_of(session, image_id=image.id, user_id=user.id if user else None)
+    arm = lease_lookups.arm_of(session, image_id=image.id, user_id=user.id if user else None)
     shown = shown_prefill(session, image=image, cfg=cfg, arm=arm, default_version=version)
     if shown.pending:
         queue.add(image.id)

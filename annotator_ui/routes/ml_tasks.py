@@ -10,7 +10,7 @@ from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from annotator_ui.routes.tasks import ensure_can_read
-from db import leases
+from db import lease_lookups
 from db.errors import PermissionDenied
 from db.images import require_ok
 from db.models import Image, User
@@ -65,7 +65,7 @@ def ensure_can_write(session: Session, settings: Any, user: User | None, image: 
     """Webhook writes: nobody writes into an image someone else holds under a live lease;
     an annotator only into an image under their own annotate lease, live or ended at most
     ``event_grace_minutes`` ago (the same rule as their effort events)."""
-    others = leases.live_holders(session, image_id=image.id) - {user.id if user else None}
+    others = lease_lookups.live_holders(session, image_id=image.id) - {user.id if user else None}
     if others:
         raise HTTPException(
             status_code=409,
@@ -73,7 +73,7 @@ def ensure_can_write(session: Session, settings: Any, user: User | None, image: 
             "send the annotation again after it is submitted or expires",
         )
     if user is not None and user.role == "annotator":
-        held = leases.recent_lease(
+        held = lease_lookups.recent_lease(
             session,
             user_id=user.id,
             image_id=image.id,

@@ -31,7 +31,7 @@ from annotator_ui.schemas import (
     SubmitOut,
     TaskOut,
 )
-from db import leases
+from db import lease_lookups, leases
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
 from db.images import get_image, require_ok
 from db.mask_listing import shown_status_counts
@@ -155,7 +155,7 @@ def _task(session: Session, lease: Lease, minutes: float) -> TaskOut:
 def projects(session: SessionDep, user: CurrentUser) -> list[ProjectOut]:
     """Projects with their taxonomy and annotate-queue counts."""
     return [
-        ProjectOut.of(p, leases.queue_counts(session, project_id=p.id))
+        ProjectOut.of(p, lease_lookups.queue_counts(session, project_id=p.id))
         for p in list_projects(session)
     ]
 
@@ -163,7 +163,7 @@ def projects(session: SessionDep, user: CurrentUser) -> list[ProjectOut]:
 @router.get("/api/projects/{project_id}")
 def project(project_id: int, session: SessionDep, user: CurrentUser) -> ProjectOut:
     p = get_project(session, project_id=project_id)
-    return ProjectOut.of(p, leases.queue_counts(session, project_id=p.id))
+    return ProjectOut.of(p, lease_lookups.queue_counts(session, project_id=p.id))
 
 
 # --- tasks ------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def shown_prefill(
 ) -> ShownPrefill:
     """The image's pre-fill as Label Studio regions (see the module docstring).
 
-    ``arm``: ``"prefill"`` or ``"control"`` (``db.leases.arm_of``). ``default_version``
+    ``arm``: ``"prefill"`` or ``"control"`` (``db.lease_lookups.arm_of``). ``default_version``
     names the prediction when no proposal carries a model version (human masks only).
     """
     if not is_prefilled(session, image_id=image.id):

@@ -18,21 +18,12 @@ from db.errors import Conflict, LeaseLost, NotFound, PermissionDenied
 from db.models import Lease, Project, utcnow
 from db.rounds import start_round
 from db.session import transaction
-from tests.factories import make_image, make_mask, make_project, make_user
+from tests.factories import make_image, make_mask, make_project, make_queue
 from tests.webapp import NoModel, Web, serve, start_web
 
 
-def seed(factory: sessionmaker[Session], n_images: int, n_users: int) -> tuple[int, list[int]]:
-    with transaction(factory) as s:
-        p = make_project(s)
-        for _ in range(n_images):
-            make_image(s, project=p)
-        users = [make_user(s).id for _ in range(n_users)]
-        return p.id, users
-
-
 def test_next_resume_expire_and_draft(factory: sessionmaker[Session]) -> None:
-    pid, (ann, bob) = seed(factory, 2, 2)
+    pid, (ann, bob) = make_queue(factory, 2, 2)
     t0 = utcnow()
     with transaction(factory) as s:
         a1 = leases.next_lease(s, user_id=ann, project_id=pid, minutes=30, now=t0)
@@ -63,7 +54,7 @@ def test_next_resume_expire_and_draft(factory: sessionmaker[Session]) -> None:
 
 
 def test_release_keeps_the_draft_for_the_same_person(factory: sessionmaker[Session]) -> None:
-    pid, (ann, bob) = seed(factory, 1, 2)
+    pid, (ann, bob) = make_queue(factory, 1, 2)
     with transaction(factory) as s:
         first = leases.next_lease(s, user_id=ann, project_id=pid)
         leases.release(s, lease_id=first.id, user_id=ann, draft={"ops": [2]})
@@ -86,7 +77,7 @@ def test_concurrent_next_never_hands_out_one_image_twice(
 ) -> None:
     """Eight people ask at the same instant, three times each (threads, own sessions)."""
     n_users, rounds = 8, 3
-    pid, users = seed(factory, n_users * rounds + 2, n_users)
+    pid, users = make_queue(factory, n_users * rounds + 2, n_users)
     got: list[int] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -231,52 +222,3 @@ def test_submit_derives_the_image_metrics_row(web: Web) -> None:
         row = s.get(EffortCache, task["image"]["id"])
         assert row is not None and row.lease_id == task["lease_id"]
         assert row.shown == 1 and row.final == 0
-
-
-def test_recent_lease_and_live_holders(factory: sessionmaker[Session]) -> None:
-    """Work arriving after a lease ended is accepted for ``grace`` only, in the given stages."""
-    pid, (ann, bob) = seed(factory, 1, 2)
-    t0 = utcnow()
-    grace = dt.timedelta(minutes=15)
-    with transaction(factory) as s:
-        lease = leases.next_lease(s, user_id=ann, project_id=pid, minutes=30, now=t0)
-        image_id, lease_id = lease.image_id, lease.id
-
-        def recent(now: dt.datetime, **kw: object) -> int | None:
-            kw = {"user_id": ann, "image_id": image_id, "grace": grace, "now": now, **kw}
-            found = leases.recent_lease(s, **kw)  # type: ignore[arg-type]
-            return found.id if found is not None else None
-
-        assert recent(t0) == lease_id  # live
-        assert leases.live_holders(s, image_id=image_id, now=t0) == {ann}
-        assert recent(t0, user_id=bob) is None
-        assert recent(t0, stages=("generalist",)) is None
-        assert recent(t0, lease_id=lease_id + 1) is None
-        expired = t0 + dt.timedelta(minutes=30)  # expires_at
-        assert leases.live_holders(s, image_id=image_id, now=expired) == set()
-        assert recent(expired + dt.timedelta(minutes=14)) == lease_id
-        assert recent(expired + dt.timedelta(minutes=16)) is None
-        s.get(Lease, lease_id).completed_at = t0 + dt.timedelta(minutes=40)  # submitted later
-        assert recent(t0 + dt.timedelta(minutes=54)) == lease_id
-        assert recent(t0 + dt.timedelta(minutes=56)) is None
-
-
-def test_queue_counts(factory: sessionmaker[Session]) -> None:
-    """total = ok images; done and leased count images (not leases) in the asked stage; an
-    expired lease frees its image."""
-    pid, (ann, bob) = seed(factory, 5, 2)
-    t0 = utcnow()
-    with transaction(factory) as s:
-        make_image(s, project=s.get(Project, pid), status="rejected")
-        make_image(s, project=make_project(s))  # another project's image counts nowhere
-        leases.complete(s, lease=leases.next_lease(s, user_id=ann, project_id=pid, now=t0))
-        leases.next_lease(s, user_id=bob, project_id=pid, minutes=30, now=t0)
-        leases.next_lease(s, user_id=ann, project_id=pid, minutes=1, now=t0)
-        leases.next_lease(s, user_id=ann, project_id=pid, stage="generalist", now=t0)
-    with factory() as s:
-        now = leases.queue_counts(s, project_id=pid, now=t0)
-        assert now == {"total": 5, "done": 1, "leased": 2, "free": 2}
-        later = leases.queue_counts(s, project_id=pid, now=t0 + dt.timedelta(minutes=5))
-        assert later == {"total": 5, "done": 1, "leased": 1, "free": 3}
-        other_stage = leases.queue_counts(s, project_id=pid, stage="generalist", now=t0)
-        assert other_stage == {"total": 5, "done": 0, "leased": 1, "free": 4}
