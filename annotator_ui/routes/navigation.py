@@ -21,8 +21,9 @@ def skip(
     ``/api/tasks/next`` hands me every other free image first. The draft is kept."""
     check_draft(body.draft, settings.max_draft_bytes)
     lease = navigation.skip(session, lease_id=lease_id, user_id=user.id, draft=body.draft)
+    out = _task(session, lease, settings.lease_minutes)  # read before the commit
     session.commit()
-    return _task(session, lease, settings.lease_minutes)
+    return out
 
 
 @router.post("/api/tasks/previous")
@@ -39,5 +40,6 @@ def previous(
         stage=body.stage,
         minutes=settings.lease_minutes,
     )
+    out = _task(session, lease, settings.lease_minutes)  # read before the commit
     session.commit()
-    return _task(session, lease, settings.lease_minutes)
+    return out

@@ -186,8 +186,8 @@ def next_task(
         stage=body.stage,
         minutes=settings.lease_minutes,
     )
+    out = _task(session, lease, settings.lease_minutes)  # read before the commit (see heartbeat)
     session.commit()
-    out = _task(session, lease, settings.lease_minutes)
     _embed_ahead(request.app, lease.image_id)
     renditions.queue_ahead(request.app, lease.image_id, out.image.width)
     return out
@@ -266,8 +266,11 @@ def heartbeat(
         )
     except LeaseLost as err:
         commit_then_raise(session, err)
+    # The answer's rows are read inside the transaction: a read after the commit would open
+    # another one, which closing the session must then roll back (a round trip per request).
+    out = _task(session, lease, settings.lease_minutes)
     session.commit()
-    return _task(session, lease, settings.lease_minutes)
+    return out
 
 
 def mask_shape(rle: Any, *, height: Any, width: Any, max_bytes: int) -> dict[str, Any]:
@@ -395,5 +398,6 @@ def release(
     """Give the image back unfinished; a draft sent along is kept for when I return."""
     check_draft(body.draft, settings.max_draft_bytes)
     lease = leases.release(session, lease_id=lease_id, user_id=user.id, draft=body.draft)
+    out = _task(session, lease, settings.lease_minutes)  # read before the commit
     session.commit()
-    return _task(session, lease, settings.lease_minutes)
+    return out
