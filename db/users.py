@@ -220,12 +220,11 @@ def user_for_token(session: Session, *, token: str, cache_s: float = 0.0) -> Use
     ``cache_s`` > 0: answers come from ``db.token_cache`` for up to that many seconds (no
     query); changes to users or tokens in this process clear it (see that module).
     """
+    cached = cached_user_for_token(session, token=token, cache_s=cache_s)
+    if cached is not None:
+        return cached
     digest = _digest(token)
     now = utcnow()
-    if cache_s > 0:
-        cached = TOKEN_CACHE.get(digest, ttl_s=cache_s, now=now)
-        if cached is not None:
-            return session.merge(cached, load=False)
     row = session.execute(
         select(AuthToken.expires_at, User)
         .join(User, User.id == AuthToken.user_id)
