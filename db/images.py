@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from db.errors import InvalidInput, NotFound
-from db.models import Image
+from db.models import Image, Project
 
 
 def add_image(
@@ -85,7 +86,21 @@ def find_image(session: Session, *, image_id: int) -> Image | None:
 
 
 def get_image(session: Session, *, image_id: int) -> Image:
-    image = session.get(Image, image_id)
+    """The image row; NotFound if there is none.
+
+    Not yet in the session, it is read together with its project (one statement; the
+    project lands in the identity map too): the hot routes that read an image then read its
+    project (heartbeat's answer, mask add's label check), and the second read was a round
+    trip of its own."""
+    if identity_key(Image, image_id) in session.identity_map:
+        image = session.get(Image, image_id)
+    else:
+        row = session.execute(
+            select(Image, Project)
+            .join(Project, Project.id == Image.project_id)
+            .where(Image.id == image_id)
+        ).first()
+        image = row[0] if row is not None else None
     if image is None:
         raise NotFound(f"no image with id {image_id}")
     return image

@@ -276,10 +276,21 @@ def check_live(
     return lease
 
 
-def complete(session: Session, *, lease: Lease, now: dt.datetime | None = None) -> Lease:
-    """Mark a live lease done (the image is finished in its stage)."""
+def complete(
+    session: Session,
+    *,
+    lease: Lease,
+    now: dt.datetime | None = None,
+    submit_result: dict[str, Any] | None = None,
+) -> Lease:
+    """Mark a live lease done (the image is finished in its stage).
+
+    ``submit_result``: the submit's answer, ``{"request_sha256", "response"}`` (JSON),
+    kept for ``submitted_result`` to replay; written in the same UPDATE."""
     lease.completed_at = now or utcnow()
     lease.draft = None
+    if submit_result is not None:
+        lease.submit_result = submit_result
     session.flush()
     return lease
 
@@ -302,14 +313,6 @@ def submitted_result(
         )
     response = stored.get("response")
     return dict(response) if isinstance(response, dict) else None
-
-
-def store_submit_result(
-    session: Session, *, lease: Lease, request_sha256: str, response: dict[str, Any]
-) -> None:
-    """Keep a submit's answer (JSON) on its lease, replayed by ``submitted_result``."""
-    lease.submit_result = {"request_sha256": request_sha256, "response": response}
-    session.flush()
 
 
 def save_draft(session: Session, *, lease_id: int, draft: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, exists, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Event, Mask
@@ -40,12 +40,15 @@ def list_masks(
     return sorted(out, key=lambda m: -m.area)
 
 
-def revealed(session: Session, *, image_id: int, lease_id: int | None) -> bool:
-    """Whether the annotator revealed the image's less confident proposals: a
-    ``reveal_less_confident`` event on the image under ``lease_id`` (or without a lease)."""
-    q = select(Event.id).where(Event.image_id == image_id, Event.kind == REVEAL_KIND)
-    q = q.where(or_(Event.lease_id.is_(None), Event.lease_id == lease_id))
-    return session.scalar(q.limit(1)) is not None
+def revealed(*, image_id: int, lease_id: int | None) -> ColumnElement[bool]:
+    """Whether the annotator revealed the image's less confident proposals, as an SQL
+    boolean: a ``reveal_less_confident`` event on the image under ``lease_id`` (or without
+    a lease)."""
+    return exists().where(
+        Event.image_id == image_id,
+        Event.kind == REVEAL_KIND,
+        or_(Event.lease_id.is_(None), Event.lease_id == lease_id),
+    )
 
 
 def shown_status_counts(
@@ -55,17 +58,18 @@ def shown_status_counts(
 
     Proposals still ``proposed`` count when the arm is ``prefill`` and they are confident, or
     the less confident ones were revealed (``revealed``); in the control arm none does.
-    Decided masks (accepted, rejected, superseded) were seen by definition.
+    Decided masks (accepted, rejected, superseded) were seen by definition. One statement
+    (submit's answer: the reveal check rides along with the counts).
     """
+    show_all = revealed(image_id=image_id, lease_id=lease_id) if arm == "prefill" else false()
     rows = session.execute(
-        select(Mask.status, Mask.confident, func.count())
+        select(Mask.status, Mask.confident, func.count(), show_all.label("show_all"))
         .where(Mask.image_id == image_id)
         .group_by(Mask.status, Mask.confident)
     ).all()
-    show_all = arm == "prefill" and revealed(session, image_id=image_id, lease_id=lease_id)
     counts: dict[str, int] = {}
-    for status, confident, n in rows:
-        if status == "proposed" and (arm != "prefill" or not (confident or show_all)):
+    for status, confident, n, all_shown in rows:
+        if status == "proposed" and (arm != "prefill" or not (confident or all_shown)):
             continue
         counts[status] = counts.get(status, 0) + int(n)
     return counts

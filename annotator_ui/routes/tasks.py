@@ -369,17 +369,19 @@ def submit(
         leases.save_draft(session, lease_id=lease_id, draft=payload)
         session.commit()
         raise type(err)(f"{err} (your submission was kept as a draft on lease {lease_id})") from err
-    leases.complete(session, lease=lease)
     counts = shown_status_counts(session, image_id=lease.image_id, lease_id=lease.id, arm=lease.arm)
     out = SubmitOut(
         lease_id=lease.id,
         image_id=lease.image_id,
-        completed_at=lease.completed_at,
+        completed_at=utcnow(),
         created=result["created"],
         counts=counts,
     )
-    leases.store_submit_result(
-        session, lease=lease, request_sha256=request_sha256, response=out.model_dump(mode="json")
+    leases.complete(  # one UPDATE: done, and the answer a retry gets back
+        session,
+        lease=lease,
+        now=out.completed_at,
+        submit_result={"request_sha256": request_sha256, "response": out.model_dump(mode="json")},
     )
     session.commit()
     image_id, idle_s, app = lease.image_id, settings.idle_seconds, request.app

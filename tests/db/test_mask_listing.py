@@ -4,6 +4,7 @@ the masks' parent links."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.mask_listing import REVEAL_KIND, list_masks, parent_links, revealed, shown_status_counts
@@ -30,12 +31,12 @@ def test_listing_shown_counts_and_parents(factory: sessionmaker[Session]) -> Non
 
         assert shown("prefill") == {"proposed": 1, "accepted": 2, "superseded": 1}
         assert shown("control") == {"accepted": 2, "superseded": 1}
-        assert not revealed(s, image_id=image.id, lease_id=None)
+        assert not s.scalar(select(revealed(image_id=image.id, lease_id=None)))
         user = make_user(s)
         s.add(Event(uuid="reveal-1", user_id=user.id, image_id=image.id, session_id="s",
                     kind=REVEAL_KIND, client_time=1.0))  # fmt: skip
         s.flush()
-        assert revealed(s, image_id=image.id, lease_id=None)
+        assert s.scalar(select(revealed(image_id=image.id, lease_id=None)))
         assert shown("prefill")["proposed"] == 2
         links = parent_links(s, image_ids=[image.id])
         assert links[edit.id] == old.id and links[big.id] is None and len(links) == 5
