@@ -20,7 +20,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
-from db.models import Image, Lease, utcnow
+from db.models import Image, Lease, Project, utcnow
 from db.rounds import arm_for_image, current_round
 
 STAGES = ("annotate", "generalist", "specialist")
@@ -178,8 +178,13 @@ def next_lease(
         if image_id is None:
             raise NotFound(f"no images left to {stage} in project {project_id}")
         # Fresh statement, fresh snapshot: a lease committed while we waited is visible now.
-        recheck = select(Image.id).where(Image.id == image_id, _taken(stage, now))
-        if session.scalar(recheck) is not None:
+        # The row it reads (the image, with its project) is the one the caller answers with.
+        still_free = (
+            select(Image, Project)
+            .join(Project, Project.id == Image.project_id)
+            .where(Image.id == image_id, ~_taken(stage, now))
+        )
+        if session.execute(still_free).first() is None:
             skipped.append(image_id)
             continue
         rnd = current_round(session, project_id=project_id)
