@@ -104,6 +104,16 @@ def _target_problem(
     return None
 
 
+KNOWN = ("new", "duplicate")  # record's per-event status besides a refusal's reason
+
+
+def _stored_uuids(session: Session, uuids: list[str]) -> set[str]:
+    """Which of ``uuids`` are stored events."""
+    if not uuids:
+        return set()
+    return set(session.scalars(select(Event.uuid).where(Event.uuid.in_(uuids))))
+
+
 def _values(ev: dict[str, Any], user_id: int, now: dt.datetime) -> dict[str, Any]:
     """The ``event`` row of a checked event (column -> value)."""
     return {
@@ -169,34 +179,39 @@ def record(
     which are reported and not stored (one bad event never stops the batch).
     """
     user_id = rights.user_id
-    uuids = [e.get("uuid") for e in events if isinstance(e.get("uuid"), str)]
-    existing = (
-        set(session.scalars(select(Event.uuid).where(Event.uuid.in_(uuids)))) if uuids else set()
-    )
-    acknowledged: list[str] = []
-    rejected: list[dict[str, Any]] = []
-    stored = duplicates = 0
+    status: list[str] = []  # per event: "new", "duplicate" or a refusal's reason
     seen: set[str] = set()
     checked: dict[tuple[Any, Any, Any], str | None] = {}
     new: list[dict[str, Any]] = []
-    for index, ev in enumerate(events):
+    for ev in events:
         uuid = ev.get("uuid")
-        if isinstance(uuid, str) and (uuid in existing or uuid in seen):
-            duplicates += 1
-            acknowledged.append(uuid)
+        if isinstance(uuid, str) and uuid in seen:
+            status.append("duplicate")
             continue
         reason = _problem(session, ev, rights, checked)
-        if reason is not None:
-            rejected.append({"index": index, "uuid": uuid, "reason": reason})
-            if isinstance(uuid, str):
-                acknowledged.append(uuid)
-            continue
-        new.append(ev)
-        seen.add(uuid)
-        acknowledged.append(uuid)
+        status.append(reason if reason is not None else "new")
+        if reason is None:
+            new.append(ev)
+            seen.add(uuid)
+    # No look-up first: a replayed event the caller may still write is skipped by the insert
+    # (ON CONFLICT); one it may no longer write (its lease ended since) is a duplicate, not a
+    # refusal, when it is stored already: only refusals are looked up.
+    refused = [ev.get("uuid") for ev, st in zip(events, status, strict=True) if st not in KNOWN]
+    stored_already = _stored_uuids(session, [u for u in refused if isinstance(u, str)])
+    acknowledged: list[str] = []
+    rejected: list[dict[str, Any]] = []
+    stored = duplicates = 0
+    for index, (ev, st) in enumerate(zip(events, status, strict=True)):
+        uuid = ev.get("uuid")
+        if st not in KNOWN and uuid not in stored_already:
+            rejected.append({"index": index, "uuid": uuid, "reason": st})
+        elif st != "new":
+            duplicates += 1
+        if isinstance(uuid, str):
+            acknowledged.append(uuid)
     if new:
         stored = _insert_new(session, [_values(ev, user_id, utcnow()) for ev in new])
-        duplicates += len(new) - stored  # the same uuid arrived concurrently: stored once
+        duplicates += len(new) - stored  # stored before (a replay), or by a concurrent batch
     return {
         "acknowledged": acknowledged,
         "stored": stored,

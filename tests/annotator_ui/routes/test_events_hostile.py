@@ -142,6 +142,10 @@ def test_events_after_the_grace_window_are_refused_within_it_accepted(web: Web) 
     stale = event(ek.HEARTBEAT, 20.0, image_id, None)
     r = web.client.post("/api/events", json={"events": [stale]}, headers=ann).json()
     assert r["stored"] == 0 and "ended within 15 min" in r["rejected"][0]["reason"]
+    # the outbox replays the stored one after the window: a duplicate, not a refusal
+    r = web.client.post("/api/events", json={"events": [late, stale]}, headers=ann).json()
+    assert (r["stored"], r["duplicates"], [x["index"] for x in r["rejected"]]) == (0, 1, [1])
+    assert r["acknowledged"] == [late["uuid"], stale["uuid"]]
 
 
 def test_curators_send_curation_kinds_only(web: Web) -> None:
