@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
 from db.models import Image, Lease, Project, utcnow
@@ -200,8 +201,27 @@ def next_lease(
         )
 
 
-def get_lease(session: Session, *, lease_id: int) -> Lease:
-    lease = session.get(Lease, lease_id)
+def get_lease(session: Session, *, lease_id: int, lock: bool = False) -> Lease:
+    """The lease; NotFound if there is none.
+
+    Not yet in the session (or ``lock``), it is read together with its image and project in
+    one statement: the routes that check a lease then answer with, or check against, its
+    image (heartbeat, submit) read them next. ``lock``: read the lease row ``FOR UPDATE``
+    (PostgreSQL; SQLite transactions already hold the write lock), fresh from the database.
+    """
+    if not lock and identity_key(Lease, lease_id) in session.identity_map:
+        lease = session.get(Lease, lease_id)
+    else:
+        q = (
+            select(Lease, Image, Project)
+            .join(Image, Image.id == Lease.image_id)
+            .join(Project, Project.id == Image.project_id)
+            .where(Lease.id == lease_id)
+        )
+        if lock:
+            q = q.with_for_update(of=Lease).execution_options(populate_existing=True)
+        row = session.execute(q).first()
+        lease = row[0] if row is not None else None
     if lease is None:
         raise NotFound(f"no lease with id {lease_id}")
     return lease
@@ -210,15 +230,10 @@ def get_lease(session: Session, *, lease_id: int) -> Lease:
 def own_lease(session: Session, *, lease_id: int, user_id: int, lock: bool = False) -> Lease:
     """The lease, if it belongs to ``user_id`` (PermissionDenied otherwise).
 
-    ``lock``: read it ``FOR UPDATE`` (PostgreSQL; SQLite transactions already hold the write
-    lock), so two submits of one lease run one after the other.
+    ``lock``: read it ``FOR UPDATE`` (``get_lease``), so two submits of one lease run one
+    after the other.
     """
-    if lock:
-        lease = session.get(Lease, lease_id, with_for_update=True, populate_existing=True)
-        if lease is None:
-            raise NotFound(f"no lease with id {lease_id}")
-    else:
-        lease = get_lease(session, lease_id=lease_id)
+    lease = get_lease(session, lease_id=lease_id, lock=lock)
     if lease.user_id != user_id:
         raise PermissionDenied("this lease belongs to someone else")
     return lease
