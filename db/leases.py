@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
-from db.models import Image, Lease, Project, utcnow
-from db.rounds import arm_for_image, current_round
+from db.models import Image, Lease, Project, Round, utcnow
+from db.rounds import arm_for_image
 
 STAGES = ("annotate", "generalist", "specialist")
 
@@ -59,9 +59,10 @@ def _own_live_lease(
     return session.scalars(q).first()
 
 
-def _lost_draft(session: Session, *, image_id: int, user_id: int, stage: str) -> Any:
-    """The newest draft this user left on this image (a lost or released lease), if any."""
-    q = (
+def _lost_draft(*, image_id: int, user_id: int, stage: str) -> Any:
+    """SQL scalar: the newest draft this user left on this image (a lost or released lease),
+    if any."""
+    return (
         select(Lease.draft)
         .where(
             Lease.image_id == image_id,
@@ -72,8 +73,11 @@ def _lost_draft(session: Session, *, image_id: int, user_id: int, stage: str) ->
         )
         .order_by(Lease.id.desc())
         .limit(1)
+        .scalar_subquery()
     )
-    return session.scalar(q)
+
+
+_LOOK_UP = object()  # add_lease's draft: read it
 
 
 def add_lease(
@@ -86,9 +90,13 @@ def add_lease(
     arm: str,
     minutes: float,
     now: dt.datetime,
+    draft: Any = _LOOK_UP,
 ) -> Lease:
     """Add (and flush) a new live lease on ``image_id`` for ``minutes`` from ``now``; it
-    inherits this user's draft from an earlier lost or released lease on the image."""
+    inherits this user's draft from an earlier lost or released lease on the image
+    (``draft``: that draft, or None, when the caller read it already)."""
+    if draft is _LOOK_UP:
+        draft = session.scalar(select(_lost_draft(image_id=image_id, user_id=user_id, stage=stage)))
     lease = Lease(
         image_id=image_id,
         user_id=user_id,
@@ -98,7 +106,7 @@ def add_lease(
         created_at=now,
         heartbeat_at=now,
         expires_at=now + dt.timedelta(minutes=minutes),
-        draft=_lost_draft(session, image_id=image_id, user_id=user_id, stage=stage),
+        draft=draft,
     )
     session.add(lease)
     session.flush()
@@ -179,16 +187,28 @@ def next_lease(
         if image_id is None:
             raise NotFound(f"no images left to {stage} in project {project_id}")
         # Fresh statement, fresh snapshot: a lease committed while we waited is visible now.
-        # The row it reads (the image, with its project) is the one the caller answers with.
+        # It also reads what the new lease needs: the image with its project (the caller's
+        # answer), the project's open round (``current_round``) and this user's lost draft.
+        open_round = (
+            select(Round.id)
+            .where(Round.project_id == project_id, Round.ended_at.is_(None))
+            .order_by(Round.number.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
         still_free = (
-            select(Image, Project)
+            select(
+                Image, Project, Round, _lost_draft(image_id=image_id, user_id=user_id, stage=stage)
+            )
             .join(Project, Project.id == Image.project_id)
+            .outerjoin(Round, Round.id == open_round)
             .where(Image.id == image_id, ~_taken(stage, now))
         )
-        if session.execute(still_free).first() is None:
+        row = session.execute(still_free).first()
+        if row is None:
             skipped.append(image_id)
             continue
-        rnd = current_round(session, project_id=project_id)
+        rnd, draft = row[2], row[3]
         return add_lease(
             session,
             image_id=image_id,
@@ -198,6 +218,7 @@ def next_lease(
             arm=arm_for_image(rnd, image_id),
             minutes=minutes,
             now=now,
+            draft=draft,
         )
 
 

@@ -22,7 +22,7 @@ from db.session import transaction
 from tests.factories import make_image, make_project
 from tests.webapp import NoModel, Web, start_web
 
-BUDGET = {"next": 7, "events": 2, "heartbeat": 2, "mask add": 3, "submit": 3}
+BUDGET = {"next": 5, "events": 2, "heartbeat": 2, "mask add": 3, "submit": 3}
 H, W = 48, 64
 
 
