@@ -104,9 +104,6 @@ def _target_problem(
     return None
 
 
-KNOWN = ("new", "duplicate")  # record's per-event status besides a refusal's reason
-
-
 def _stored_uuids(session: Session, uuids: list[str]) -> set[str]:
     """Which of ``uuids`` are stored events."""
     if not uuids:
@@ -179,36 +176,31 @@ def record(
     which are reported and not stored (one bad event never stops the batch).
     """
     user_id = rights.user_id
-    status: list[str] = []  # per event: "new", "duplicate" or a refusal's reason
     seen: set[str] = set()
     checked: dict[tuple[Any, Any, Any], str | None] = {}
     new: list[dict[str, Any]] = []
-    for ev in events:
+    refused: list[dict[str, Any]] = []
+    stored = duplicates = 0
+    for index, ev in enumerate(events):
         uuid = ev.get("uuid")
         if isinstance(uuid, str) and uuid in seen:
-            status.append("duplicate")
+            duplicates += 1
             continue
         reason = _problem(session, ev, rights, checked)
-        status.append(reason if reason is not None else "new")
-        if reason is None:
-            new.append(ev)
-            seen.add(uuid)
+        if reason is not None:
+            refused.append({"index": index, "uuid": uuid, "reason": reason})
+            continue
+        new.append(ev)
+        seen.add(uuid)
     # No look-up first: a replayed event the caller may still write is skipped by the insert
     # (ON CONFLICT); one it may no longer write (its lease ended since) is a duplicate, not a
     # refusal, when it is stored already: only refusals are looked up.
-    refused = [ev.get("uuid") for ev, st in zip(events, status, strict=True) if st not in KNOWN]
-    stored_already = _stored_uuids(session, [u for u in refused if isinstance(u, str)])
-    acknowledged: list[str] = []
-    rejected: list[dict[str, Any]] = []
-    stored = duplicates = 0
-    for index, (ev, st) in enumerate(zip(events, status, strict=True)):
-        uuid = ev.get("uuid")
-        if st not in KNOWN and uuid not in stored_already:
-            rejected.append({"index": index, "uuid": uuid, "reason": st})
-        elif st != "new":
-            duplicates += 1
-        if isinstance(uuid, str):
-            acknowledged.append(uuid)
+    stored_already = _stored_uuids(
+        session, [r["uuid"] for r in refused if isinstance(r["uuid"], str)]
+    )
+    rejected = [r for r in refused if r["uuid"] not in stored_already]
+    duplicates += len(refused) - len(rejected)
+    acknowledged = [ev["uuid"] for ev in events if isinstance(ev.get("uuid"), str)]
     if new:
         stored = _insert_new(session, [_values(ev, user_id, utcnow()) for ev in new])
         duplicates += len(new) - stored  # stored before (a replay), or by a concurrent batch

@@ -22,7 +22,7 @@ from sqlalchemy.orm.util import identity_key
 
 from db.errors import Conflict, InvalidInput, LeaseLost, NotFound, PermissionDenied
 from db.models import Image, Lease, Project, Round, utcnow
-from db.rounds import arm_for_image
+from db.rounds import arm_for_image, open_round_id
 
 STAGES = ("annotate", "generalist", "specialist")
 
@@ -189,19 +189,12 @@ def next_lease(
         # Fresh statement, fresh snapshot: a lease committed while we waited is visible now.
         # It also reads what the new lease needs: the image with its project (the caller's
         # answer), the project's open round (``current_round``) and this user's lost draft.
-        open_round = (
-            select(Round.id)
-            .where(Round.project_id == project_id, Round.ended_at.is_(None))
-            .order_by(Round.number.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
         still_free = (
             select(
                 Image, Project, Round, _lost_draft(image_id=image_id, user_id=user_id, stage=stage)
             )
             .join(Project, Project.id == Image.project_id)
-            .outerjoin(Round, Round.id == open_round)
+            .outerjoin(Round, Round.id == open_round_id(project_id=project_id))
             .where(Image.id == image_id, ~_taken(stage, now))
         )
         row = session.execute(still_free).first()

@@ -16,15 +16,22 @@ from db.models import Round, utcnow
 ARMS = ("prefill", "control")
 
 
-def current_round(session: Session, *, project_id: int) -> Round | None:
-    """The project's open round with the highest number, or None."""
-    q = (
-        select(Round)
+def open_round_id(*, project_id: int) -> Any:
+    """SQL scalar: the id of the project's open round with the highest number (NULL if none)."""
+    return (
+        select(Round.id)
         .where(Round.project_id == project_id, Round.ended_at.is_(None))
         .order_by(Round.number.desc())
         .limit(1)
+        .scalar_subquery()
     )
-    return session.scalars(q).first()
+
+
+def current_round(session: Session, *, project_id: int) -> Round | None:
+    """The project's open round with the highest number, or None."""
+    return session.scalars(
+        select(Round).where(Round.id == open_round_id(project_id=project_id))
+    ).first()
 
 
 def project_rounds(session: Session, *, project_id: int) -> list[Row[Any]]:
