@@ -35,6 +35,14 @@ machine load 15-20, /livez reference 22-245 req/s across runs): mixed req/s medi
 above the noise: pre-ping kept (tests/annotator_ui/test_db_reconnect.py is the bar to drop it).
 Again on a quiet machine with 17 statements per image loop (2 alternating pairs): mixed
 183.7 and 199.7 req/s on, 196.5 and 195.3 off; app CPU 6.3 / 5.7 ms on, 5.7 / 5.9 off: kept.
+
+Ablation, ``--listen`` (serve's sockets for its 2 workers; 7 alternating pairs, 20 annotators,
+PostgreSQL, /livez reference ~1400 req/s): ``shared`` (uvicorn's one socket) 370, 393, 390,
+376, 267, 390 and 401 mixed req/s, the app's CPU split between the workers 76/24, 55/45,
+59/41, 56/44, 100/0, 56/44 and 51/49 %; ``per-worker`` (a SO_REUSEPORT socket each) 391, 395,
+392, 387, 388, 404 and 397 req/s, split 50/50 to 55/45 %. With one shared socket about one
+run in four put every connection on one worker: the throughput of one process (255-267
+req/s, also seen in earlier runs). The CPU split is printed after "by worker".
 """
 
 from __future__ import annotations
@@ -77,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--target-db-url", default=None, help="Database of the app given by --url.")
     ap.add_argument("--workers", type=int, default=None, help="serve --workers (default: serve's).")
+    ap.add_argument(
+        "--listen",
+        choices=("per-worker", "shared"),
+        default=None,
+        help="serve --listen (default: serve's, per-worker): the ablation of per-worker sockets.",
+    )
     ap.add_argument("--annotators", type=int, default=20, help="Simulated annotators.")
     ap.add_argument(
         "--images",
@@ -165,7 +179,9 @@ def setup(url: str, work: Path, args: argparse.Namespace) -> tuple[int, list[str
 
 
 @contextmanager
-def server(url: str, work: Path, workers: int | None) -> Iterator[tuple[str, int]]:
+def server(
+    url: str, work: Path, workers: int | None, listen: str | None = None
+) -> Iterator[tuple[str, int]]:
     """``dataengine serve`` in a subprocess on a free loopback port; (base URL, its pid)."""
     from scripts.bench_common import free_port, serving
 
@@ -181,6 +197,8 @@ def server(url: str, work: Path, workers: int | None) -> Iterator[tuple[str, int
     cmd = [sys.executable, "-m", "scripts.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers is not None:
         cmd += ["--workers", str(workers)]
+    if listen is not None:
+        cmd += ["--listen", listen]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     with serving(
@@ -198,26 +216,37 @@ def server_or_target(
     if args.url:
         yield args.url, None
         return
-    with server(url, work, args.workers) as started:
+    with server(url, work, args.workers, args.listen) as started:
         yield started
 
 
-def app_cpu_s(pid: int | None) -> float:
-    """CPU seconds (user + system) used so far by the app process and its workers; NaN for
-    an app not started here."""
+def app_cpu_s(pid: int | None) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by the app process and by each of its worker
+    processes, by pid; empty for an app not started here."""
     if pid is None:
-        return float("nan")
+        return {}
     import psutil
 
-    total = 0.0
+    used: dict[int, float] = {}
     root = psutil.Process(pid)
     for proc in [root, *root.children(recursive=True)]:
         try:
             t = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += t.user + t.system
-    return total
+        used[proc.pid] = t.user + t.system
+    return used
+
+
+def worker_shares(
+    before: dict[int, float], after: dict[int, float], root: int | None
+) -> list[float]:
+    """Each worker process's part of the app's CPU during the load, largest first (one
+    process serving most of the load while the others idle shows here)."""
+    spent = {p: after[p] - before.get(p, 0.0) for p in after if p != root}
+    spent = {p: v for p, v in spent.items() if v > 0.05}  # not multiprocessing's helpers
+    total = sum(spent.values())
+    return sorted((v / total for v in spent.values()), reverse=True) if total > 0 else []
 
 
 def event_rows(url: str, project_id: int) -> int:
@@ -293,8 +322,10 @@ def main(argv: list[str] | None = None) -> int:
                 ref = asyncio.run(reference(base, args.annotators, ref_s))
                 t_load, cpu0 = time.monotonic(), app_cpu_s(pid)
                 tally = asyncio.run(drive(base, tokens, project_id, args.seconds, args.warmup))
-                t_load, app_cpu = time.monotonic() - t_load, app_cpu_s(pid) - cpu0
+                t_load, cpu1 = time.monotonic() - t_load, app_cpu_s(pid)
             rows_stored = event_rows(url, project_id)
+    app_cpu = sum(cpu1.values()) - sum(cpu0.values()) if pid is not None else float("nan")
+    shares = worker_shares(cpu0, cpu1, pid)
     rows = table(tally, args.seconds)
     print_table(rows)
     print(
@@ -315,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"app CPU: {app_cpu:.1f} s in {t_load:.1f} s = {app_cpu / t_load:.0%} of one core, "
         f"{app_ms:.1f} ms per request"
+        + (f"; by worker {' / '.join(f'{x:.0%}' for x in shares)}" if len(shares) > 1 else "")
     )
     ratio = rows["mixed"]["req/s"] / ref[0] if ref[0] else float("nan")
     print(
@@ -337,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                     "event_rows": rows_stored,
                     "client_cpu_share": client_share,
                     "app_cpu_ms_per_request": app_ms,
+                    "worker_cpu_shares": shares,
                     "ran_out": tally.ran_out,
                     "reference_req_per_s": ref[0],
                     "mixed_over_reference": ratio,

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from scripts.commands.common import fail, open_db
+
+APP = "annotator_ui.main:app"
+LISTEN_MODES = ("per-worker", "shared")
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -57,6 +60,12 @@ def serve_command(
         max=256,
         help="uvicorn worker processes (default: one per CPU core; 1 = a single process).",
     ),
+    listen: str = typer.Option(
+        "per-worker",
+        help="How several workers listen: per-worker (Linux: a SO_REUSEPORT socket each, the "
+        "kernel spreads connections over them) or shared (one socket, uvicorn's default: a "
+        "burst of keep-alive connections can all land on one worker).",
+    ),
 ) -> None:
     """Serve the annotator app and API (OpenAPI docs at /docs; /livez, /readyz, /metrics).
 
@@ -67,9 +76,12 @@ def serve_command(
     import uvicorn
     from pydantic import ValidationError
 
+    from annotator_ui import listeners
     from annotator_ui.logs import logging_config
     from engine.settings import Settings, UnsafeBinding, check_binding
 
+    if listen not in LISTEN_MODES:
+        fail(f"--listen must be one of {', '.join(LISTEN_MODES)}, not {listen!r}", code=2)
     try:
         settings = Settings()
     except ValidationError as err:
@@ -83,17 +95,27 @@ def serve_command(
     open_db(settings)  # refuse to start on a database that is behind, with the fix
     os.environ["DATAENGINE_HOST"] = host  # the app's lifespan checks the same address
     prepare_multiprocess_metrics(settings, workers)
-    uvicorn.run(
-        "annotator_ui.main:app",
-        host=host,
-        port=port or settings.port,
-        workers=workers,
-        log_config=logging_config(settings),
-        factory=False,
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port or settings.port,
+        "workers": workers,
+        "log_config": logging_config(settings),
+        "factory": False,
         # worker processes re-import this CLI (spawn) before they answer uvicorn's health
         # ping; measured 21-27 s here, far past the 5 s default, so they were killed in a loop
-        timeout_worker_healthcheck=120,
-    )
+        "timeout_worker_healthcheck": 120,
+    }
+    if (
+        workers > 1
+        and listen == "per-worker"
+        and listeners.per_worker_supported(host, options["port"])
+    ):
+        try:
+            listeners.run_workers(uvicorn.Config(APP, **options))
+        except OSError as err:
+            fail(f"cannot listen on {host}:{options['port']}: {err}", code=1)
+        return
+    uvicorn.run(APP, **options)  # one process, or workers sharing one socket
 
 
 def register(app: typer.Typer) -> None:
