@@ -15,11 +15,11 @@ def test_tiny_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
             "--annotators",
             "2",
             "--seconds",
-            "4",
+            "2",
             "--warmup",
-            "1",
+            "0.5",
             "--images",
-            "30",
+            "600",  # 2 annotators alone on a quick machine: ~100 images/s each
             "--workers",
             "1",
             "--json",
@@ -36,11 +36,12 @@ def test_tiny_run_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(rows) == {*bench_load.ROUTES, "mixed"}
     for route in bench_load.ROUTES:
         assert rows[route]["errors"] == 0, route
-        if rows[route]["n"]:  # on a busy machine a slow route may finish no call in 4 s
+        if rows[route]["n"]:  # on a busy machine a slow route may finish no call in 2 s
             assert 0 < rows[route]["p50"] <= rows[route]["p95"], route
     assert rows["mixed"]["n"] > 0 and figures["reference_req_per_s"] > 0
     assert rows["mixed"]["n"] == sum(rows[r]["n"] for r in bench_load.ROUTES)
-    assert rows["mixed"]["req/s"] == pytest.approx(rows["mixed"]["n"] / 4)
+    assert rows["mixed"]["req/s"] == pytest.approx(rows["mixed"]["n"] / 2)
+    assert not figures["ran_out"]
     # no event lost or stored twice: counted over the whole run, rows read after the drain
     assert figures["event_rows"] > 0
     assert figures["events_sent_ok"] == figures["events_answered_stored"] == figures["event_rows"]
