@@ -5,13 +5,17 @@ the functions, so a script's ``--help`` stays fast."""
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
@@ -47,6 +51,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_serve(
+    url: str, data_dir: Path, port: int, *extra: str, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``dataengine serve`` on 127.0.0.1:``port`` in a subprocess, on the migrated database
+    ``url`` with ``data_dir`` as its data folder, WARNING logs and a Prometheus folder of its
+    own; ``extra``: more serve options. Output goes to ``log`` (else this process's)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DATAENGINE_DATABASE_URL": url,
+        "DATAENGINE_DATA_DIR": str(data_dir),
+        "DATAENGINE_LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    cmd = [sys.executable, "-m", "scripts.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if log is None:
+        return subprocess.Popen([*cmd, *extra], env=env, cwd=ROOT)
+    with open(log, "wb") as out:  # the child keeps its own copy
+        return subprocess.Popen([*cmd, *extra], env=env, cwd=ROOT, stdout=out, stderr=out)
 
 
 @contextmanager

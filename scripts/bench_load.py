@@ -52,7 +52,6 @@ import asyncio
 import ipaddress
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -183,23 +182,12 @@ def server(
     url: str, work: Path, workers: int | None, listen: str | None = None
 ) -> Iterator[tuple[str, int]]:
     """``dataengine serve`` in a subprocess on a free loopback port; (base URL, its pid)."""
-    from scripts.bench_common import free_port, serving
+    from scripts.bench_common import free_port, serving, start_serve
 
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DATAENGINE_DATABASE_URL": url,
-        "DATAENGINE_DATA_DIR": str(work / "data"),
-        "DATAENGINE_LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    cmd = [sys.executable, "-m", "scripts.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    if workers is not None:
-        cmd += ["--workers", str(workers)]
-    if listen is not None:
-        cmd += ["--listen", listen]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    extra = [] if workers is None else ["--workers", str(workers)]
+    extra += [] if listen is None else ["--listen", listen]
+    proc = start_serve(url, work / "data", port, *extra)
     base = f"http://127.0.0.1:{port}"
     with serving(
         proc, base, ready_path="/readyz", start_timeout_s=180, stop_timeout_s=20, poll_s=0.2

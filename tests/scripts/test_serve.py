@@ -16,11 +16,10 @@ import httpx
 import psutil
 import pytest
 
-from scripts.bench_common import free_port, serving
+from scripts.bench_common import free_port, serving, start_serve
 from scripts.commands.serve import prepare_multiprocess_metrics
 from tests.webapp import settings_for
 
-ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 
 
@@ -65,17 +64,7 @@ def _serve(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
 
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     upgrade(url)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DATAENGINE_DATABASE_URL": url,
-        "DATAENGINE_DATA_DIR": str(tmp_path / "var"),
-        "DATAENGINE_LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    cmd = [sys.executable, "-m", "scripts.cli", "serve", "--host", HOST, "--port", str(port)]
-    with open(tmp_path / "serve.log", "wb") as log:  # the child keeps its own copy
-        return subprocess.Popen([*cmd, *extra], env=env, cwd=ROOT, stdout=log, stderr=log)
+    return start_serve(url, tmp_path / "var", port, *extra, log=tmp_path / "serve.log")
 
 
 def _workers(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
