@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,6 +73,23 @@ def start_serve(
         return subprocess.Popen([*cmd, *extra], env=env, cwd=ROOT)
     with open(log, "wb") as out:  # the child keeps its own copy
         return subprocess.Popen([*cmd, *extra], env=env, cwd=ROOT, stdout=out, stderr=out)
+
+
+def serve_workers(pid: int) -> list[Any]:
+    """The worker processes (``psutil.Process``) of the ``dataengine serve`` with this pid:
+    multiprocessing's spawn children, not its helpers (the resource tracker); idle ones
+    included."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            line = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if "spawn_main" in line and "resource_tracker" not in line:
+            found.append(child)
+    return found
 
 
 @contextmanager

@@ -84,9 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--target-db-url", default=None, help="Database of the app given by --url.")
     ap.add_argument("--workers", type=int, default=None, help="serve --workers (default: serve's).")
+    from scripts.commands.serve import LISTEN_MODES
+
     ap.add_argument(
         "--listen",
-        choices=("per-worker", "shared"),
+        choices=LISTEN_MODES,
         default=None,
         help="serve --listen (default: serve's, per-worker): the ablation of per-worker sockets.",
     )
@@ -208,33 +210,33 @@ def server_or_target(
         yield started
 
 
-def app_cpu_s(pid: int | None) -> dict[int, float]:
-    """CPU seconds (user + system) used so far by the app process and by each of its worker
-    processes, by pid; empty for an app not started here."""
+def app_cpu_s(pid: int | None) -> tuple[float, dict[int, float]]:
+    """CPU seconds (user + system) used so far by the app (its process and all children)
+    and by each of its worker processes, by pid; (NaN, {}) for an app not started here."""
     if pid is None:
-        return {}
+        return float("nan"), {}
     import psutil
 
-    used: dict[int, float] = {}
-    root = psutil.Process(pid)
-    for proc in [root, *root.children(recursive=True)]:
+    from scripts.bench_common import serve_workers
+
+    def used(proc: psutil.Process) -> float:
         try:
             t = proc.cpu_times()
         except psutil.NoSuchProcess:
-            continue
-        used[proc.pid] = t.user + t.system
-    return used
+            return 0.0
+        return t.user + t.system
+
+    root = psutil.Process(pid)
+    total = sum(used(p) for p in [root, *root.children(recursive=True)])
+    return total, {w.pid: used(w) for w in serve_workers(pid)}
 
 
-def worker_shares(
-    before: dict[int, float], after: dict[int, float], root: int | None
-) -> list[float]:
-    """Each worker process's part of the app's CPU during the load, largest first (one
-    process serving most of the load while the others idle shows here)."""
-    spent = {p: after[p] - before.get(p, 0.0) for p in after if p != root}
-    spent = {p: v for p, v in spent.items() if v > 0.05}  # not multiprocessing's helpers
-    total = sum(spent.values())
-    return sorted((v / total for v in spent.values()), reverse=True) if total > 0 else []
+def worker_shares(before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """Each worker process's part of the workers' CPU during the load, largest first (one
+    process serving the load while the others idle shows as 100% / 0%)."""
+    spent = [after[p] - before.get(p, 0.0) for p in after]
+    total = sum(spent)
+    return sorted((v / total for v in spent), reverse=True) if total > 0 else []
 
 
 def event_rows(url: str, project_id: int) -> int:
@@ -308,12 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                 # the reference first: after the load, the app is still busy embedding the
                 # images the annotators raced through (precompute), which is not its ceiling
                 ref = asyncio.run(reference(base, args.annotators, ref_s))
-                t_load, cpu0 = time.monotonic(), app_cpu_s(pid)
+                t_load, (cpu0, workers0) = time.monotonic(), app_cpu_s(pid)
                 tally = asyncio.run(drive(base, tokens, project_id, args.seconds, args.warmup))
-                t_load, cpu1 = time.monotonic() - t_load, app_cpu_s(pid)
+                t_load, (cpu1, workers1) = time.monotonic() - t_load, app_cpu_s(pid)
             rows_stored = event_rows(url, project_id)
-    app_cpu = sum(cpu1.values()) - sum(cpu0.values()) if pid is not None else float("nan")
-    shares = worker_shares(cpu0, cpu1, pid)
+    app_cpu, shares = cpu1 - cpu0, worker_shares(workers0, workers1)
     rows = table(tally, args.seconds)
     print_table(rows)
     print(

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-from scripts.bench_common import free_port, serving, start_serve
+from scripts.bench_common import free_port, serve_workers, serving, start_serve
 from scripts.commands.serve import prepare_multiprocess_metrics
 from tests.webapp import settings_for
 
@@ -67,19 +66,6 @@ def _serve(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     return start_serve(url, tmp_path / "var", port, *extra, log=tmp_path / "serve.log")
 
 
-def _workers(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """The serving worker processes (multiprocessing's spawn children, not its helpers)."""
-    found = []
-    for child in psutil.Process(proc.pid).children():
-        try:
-            line = " ".join(child.cmdline())
-        except psutil.NoSuchProcess:
-            continue
-        if "spawn_main" in line and "resource_tracker" not in line:
-            found.append(child)
-    return found
-
-
 def _spread(proc: subprocess.Popen[bytes], port: int) -> list[int]:
     """Established connections per worker process while ``CONNECTIONS`` keep-alive clients
     (async httpx in one event loop, as the load bench runs them) each make a few requests."""
@@ -94,7 +80,7 @@ def _spread(proc: subprocess.Popen[bytes], port: int) -> list[int]:
         try:
             await asyncio.gather(*(work(c) for c in clients))
             counts = []
-            for worker in _workers(proc):
+            for worker in serve_workers(proc.pid):
                 conns = worker.net_connections(kind="tcp")
                 counts.append(
                     sum(c.status == "ESTABLISHED" and c.laddr.port == port for c in conns)
@@ -110,7 +96,7 @@ def _spread(proc: subprocess.Popen[bytes], port: int) -> list[int]:
 def _listening(proc: subprocess.Popen[bytes], port: int) -> int:
     """Worker processes with a listening socket of their own on ``port``."""
     found = 0
-    for worker in _workers(proc):
+    for worker in serve_workers(proc.pid):
         conns = worker.net_connections(kind="tcp")
         found += any(c.status == "LISTEN" and c.laddr.port == port for c in conns)
     return found
@@ -132,17 +118,20 @@ def test_workers_share_a_burst_of_keep_alive_connections(tmp_path: Path) -> None
         proc, f"http://{HOST}:{port}", ready_path="/readyz", start_timeout_s=150,
         stop_timeout_s=20, poll_s=0.25,
     ):  # fmt: skip
-        _wait(lambda: len(_workers(proc)) == 2, "two workers")
+        _wait(lambda: len(serve_workers(proc.pid)) == 2, "two workers")
         counts = _spread(proc, port)
         # one socket shared by the workers (--listen shared): 19 or 20 of the 20 on one
         # worker; a socket each: spread by the kernel (all on one: probability 2**-19)
         assert sum(counts) == CONNECTIONS and min(counts) >= 1, counts
 
         # a worker that dies is replaced, and the new one listens on a socket of its own
-        victim = _workers(proc)[0]
+        victim = serve_workers(proc.pid)[0]
         victim.kill()
         _wait(
-            lambda: victim.pid not in {w.pid for w in _workers(proc)} and len(_workers(proc)) == 2,
+            lambda: (
+                victim.pid not in {w.pid for w in serve_workers(proc.pid)}
+                and len(serve_workers(proc.pid)) == 2
+            ),
             "the dead worker's replacement",
         )
         _wait(lambda: _listening(proc, port) == 2, "the replacement's own listening socket")
